@@ -1,0 +1,33 @@
+// A read-only memory map of a whole file (RAII). Shared so tensors can keep it alive.
+#pragma once
+#include <cstddef>
+#include <memory>
+#include <string>
+
+namespace baichuan {
+
+class MappedFile {
+ public:
+  // Throws Error naming the path if it cannot be opened or mapped.
+  static std::shared_ptr<MappedFile> open(const std::string& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const std::byte* data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  MappedFile() = default;
+  std::string path_;
+  const std::byte* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Reads a whole (small) file into a string; throws Error naming the path on failure.
+std::string read_text_file(const std::string& path);
+
+bool file_exists(const std::string& path);
+
+}  // namespace baichuan

@@ -1,0 +1,79 @@
+#include "core/tensor.h"
+
+#include <cstring>
+#include <limits>
+
+#include "core/error.h"
+#include "core/half.h"
+
+namespace baichuan {
+
+int64_t checked_numel(const std::vector<int64_t>& shape, const std::string& what) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0) fail(what, ": negative dimension ", d);
+    if (d != 0 && n > std::numeric_limits<int64_t>::max() / d) fail(what, ": shape is too large");
+    n *= d;
+  }
+  return n;
+}
+
+int64_t Tensor::numel() const { return checked_numel(shape, name); }
+
+std::string Tensor::shape_str() const {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+size_t bytes_for(DType dtype, int64_t numel, const std::string& what) {
+  auto info = dtype_info(dtype);
+  if (numel % static_cast<int64_t>(info.block_elems) != 0)
+    fail(what, ": ", numel, " elements is not a whole number of ", info.name, " blocks of ", info.block_elems);
+  auto blocks = static_cast<size_t>(numel) / info.block_elems;
+  if (blocks > std::numeric_limits<size_t>::max() / info.block_bytes) fail(what, ": tensor is too large");
+  return blocks * info.block_bytes;
+}
+
+std::shared_ptr<std::vector<std::byte>> make_buffer(size_t nbytes) {
+  return std::make_shared<std::vector<std::byte>>(nbytes);
+}
+
+float load_float(DType dtype, const std::byte* data, size_t index) {
+  switch (dtype) {
+    case DType::F32: {
+      float f;
+      std::memcpy(&f, data + 4 * index, 4);
+      return f;
+    }
+    case DType::F16: {
+      uint16_t h;
+      std::memcpy(&h, data + 2 * index, 2);
+      return f16_to_f32(h);
+    }
+    case DType::BF16: {
+      uint16_t h;
+      std::memcpy(&h, data + 2 * index, 2);
+      return bf16_to_f32(h);
+    }
+    default:
+      fail("cannot read ", dtype_name(dtype), " values as float");
+  }
+}
+
+Tensor to_f32(const Tensor& src) {
+  int64_t n = src.numel();
+  auto buf = make_buffer(static_cast<size_t>(n) * 4);
+  auto* out = reinterpret_cast<float*>(buf->data());
+  for (int64_t i = 0; i < n; ++i) out[i] = load_float(src.dtype, src.data, static_cast<size_t>(i));
+  Tensor t;
+  t.name = src.name;
+  t.dtype = DType::F32;
+  t.shape = src.shape;
+  t.data = buf->data();
+  t.nbytes = buf->size();
+  t.owner = buf;
+  return t;
+}
+
+}  // namespace baichuan

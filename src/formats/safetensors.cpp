@@ -1,0 +1,85 @@
+#include "formats/safetensors.h"
+
+#include <nlohmann/json.hpp>
+
+#include "core/byte_reader.h"
+#include "core/error.h"
+#include "core/mapped_file.h"
+
+namespace baichuan::formats {
+
+namespace {
+
+DType parse_dtype(const std::string& s, const std::string& what) {
+  if (s == "F32") return DType::F32;
+  if (s == "F16") return DType::F16;
+  if (s == "BF16") return DType::BF16;
+  if (s == "F64") return DType::F64;
+  if (s == "I8") return DType::I8;
+  if (s == "I16") return DType::I16;
+  if (s == "I32") return DType::I32;
+  if (s == "I64") return DType::I64;
+  if (s == "U8") return DType::U8;
+  if (s == "BOOL") return DType::Bool;
+  fail(what, ": unknown dtype '", s, "'");
+}
+
+}  // namespace
+
+std::vector<Tensor> read_safetensors(const std::string& path) {
+  auto file = MappedFile::open(path);
+  ByteReader in(file->data(), file->size(), path);
+  auto header_len = in.read<uint64_t>("the header length");
+  if (header_len > in.remaining())
+    fail(path, ": truncated: header length ", header_len, " exceeds the ", in.remaining(), " bytes left");
+  auto header_text = in.read_bytes(static_cast<size_t>(header_len), "the JSON header");
+  const size_t data_start = in.pos();
+  const size_t data_size = file->size() - data_start;
+
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(header_text);
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, ": the header is not valid JSON: ", e.what());
+  }
+  if (!header.is_object()) fail(path, ": the header is not a JSON object");
+
+  std::vector<Tensor> tensors;
+  for (auto& [name, info] : header.items()) {
+    if (name == "__metadata__") continue;
+    std::string what = path + ": tensor '" + name + "'";
+    if (!info.is_object()) fail(what, ": entry is not an object");
+    auto dtype_it = info.find("dtype");
+    auto shape_it = info.find("shape");
+    auto offsets_it = info.find("data_offsets");
+    if (dtype_it == info.end() || !dtype_it->is_string()) fail(what, ": missing string field 'dtype'");
+    if (shape_it == info.end() || !shape_it->is_array()) fail(what, ": missing array field 'shape'");
+    if (offsets_it == info.end() || !offsets_it->is_array() || offsets_it->size() != 2)
+      fail(what, ": field 'data_offsets' must be an array of two integers");
+
+    Tensor t;
+    t.name = name;
+    t.dtype = parse_dtype(dtype_it->get<std::string>(), what);
+    for (auto& d : *shape_it) {
+      if (!d.is_number_integer() || d.get<int64_t>() < 0) fail(what, ": shape ", shape_it->dump(), " is invalid");
+      t.shape.push_back(d.get<int64_t>());
+    }
+    for (auto& o : *offsets_it)
+      if (!o.is_number_unsigned()) fail(what, ": data_offsets ", offsets_it->dump(), " are invalid");
+    auto begin = (*offsets_it)[0].get<uint64_t>();
+    auto end = (*offsets_it)[1].get<uint64_t>();
+    if (begin > end || end > data_size)
+      fail(what, ": data_offsets [", begin, ", ", end, "] are outside the ", data_size, " data bytes");
+    size_t expected = bytes_for(t.dtype, checked_numel(t.shape, what), what);
+    if (end - begin != expected)
+      fail(what, ": ", end - begin, " data bytes for ", dtype_name(t.dtype),
+           " shape ", t.shape_str(), ", expected ", expected);
+    t.data = file->data() + data_start + begin;
+    t.nbytes = expected;
+    t.owner = file;
+    tensors.push_back(std::move(t));
+  }
+  return tensors;
+}
+
+}  // namespace baichuan::formats

@@ -1,0 +1,34 @@
+#include "kernels/vec.h"
+
+#include "core/error.h"
+#include "core/tensor.h"
+#include "kernels/cpu.h"
+
+namespace baichuan::kernels {
+
+namespace scalar {
+
+float dot_f32(const float* a, const float* b, int64_t n) {
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = load_float(dtype, row, static_cast<size_t>(i));
+}
+
+}  // namespace scalar
+
+float dot_f32(const float* a, const float* b, int64_t n) {
+  return active_backend() == Backend::Avx2 ? avx2::dot_f32(a, b, n) : scalar::dot_f32(a, b, n);
+}
+
+void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n) {
+  if (active_backend() == Backend::Avx2)
+    avx2::row_to_f32(dtype, row, out, n);
+  else
+    scalar::row_to_f32(dtype, row, out, n);
+}
+
+}  // namespace baichuan::kernels

@@ -1,0 +1,25 @@
+// Vector primitives the matrix products are built from, each with a plain scalar reference
+// (namespace scalar) and a SIMD version; the plain names dispatch on the active backend.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace baichuan::kernels {
+
+float dot_f32(const float* a, const float* b, int64_t n);
+// Converts n elements of an F32/F16/BF16 row to float.
+void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n);
+
+namespace scalar {
+float dot_f32(const float* a, const float* b, int64_t n);
+void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n);
+}  // namespace scalar
+
+namespace avx2 {
+float dot_f32(const float* a, const float* b, int64_t n);
+void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n);
+}  // namespace avx2
+
+}  // namespace baichuan::kernels

@@ -1,0 +1,192 @@
+#include "model/checkpoint.h"
+
+#include <filesystem>
+#include <regex>
+
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "formats/gguf.h"
+#include "formats/hf_folder.h"
+#include "formats/mindspore_ckpt.h"
+#include "formats/safetensors.h"
+#include "formats/torch_bin.h"
+#include "model/gguf_checkpoint.h"
+
+namespace baichuan {
+
+namespace fs = std::filesystem;
+
+std::string layer_tensor(int64_t layer, const std::string& role) {
+  return "blk." + std::to_string(layer) + "." + role + ".weight";
+}
+
+const Tensor& Checkpoint::tensor(const std::string& name) const {
+  auto it = tensors.find(name);
+  if (it == tensors.end()) fail(path, ": tensor '", name, "' is missing");
+  return it->second;
+}
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// A view of rows [begin, begin + count) of a 2-D tensor, sharing its memory.
+Tensor row_slice(const Tensor& t, int64_t begin, int64_t count, std::string name) {
+  Tensor s = t;
+  size_t row_bytes = bytes_for(t.dtype, t.shape[1], t.name);
+  s.name = std::move(name);
+  s.shape = {count, t.shape[1]};
+  s.data = t.data + static_cast<size_t>(begin) * row_bytes;
+  s.nbytes = static_cast<size_t>(count) * row_bytes;
+  return s;
+}
+
+void add(Checkpoint& c, const std::string& name, Tensor t) {
+  t.name = name;
+  c.tensors[name] = std::move(t);
+}
+
+// Hugging Face names -> canonical; W_pack is split into Q, K, V row views (rows Q, then K, then V).
+void map_hf_names(Checkpoint& c, std::vector<Tensor> tensors, const std::string& source) {
+  static const std::regex layer_re(R"(model\.layers\.(\d+)\.(.+)\.weight)");
+  static const std::map<std::string, std::string> layer_roles = {
+      {"self_attn.o_proj", "attn_output"}, {"mlp.gate_proj", "ffn_gate"},        {"mlp.up_proj", "ffn_up"},
+      {"mlp.down_proj", "ffn_down"},       {"input_layernorm", "attn_norm"}, {"post_attention_layernorm", "ffn_norm"}};
+  const int64_t hidden = c.config.hidden_size;
+  for (auto& t : tensors) {
+    std::smatch m;
+    if (t.name == "model.embed_tokens.weight") {
+      add(c, "token_embd.weight", std::move(t));
+    } else if (t.name == "model.norm.weight") {
+      add(c, "output_norm.weight", std::move(t));
+    } else if (t.name == "lm_head.weight") {
+      add(c, "output.weight", std::move(t));
+    } else if (std::regex_match(t.name, m, layer_re)) {
+      int64_t layer = std::stoll(m[1]);
+      std::string part = m[2];
+      if (part == "self_attn.W_pack") {
+        if (t.shape != std::vector<int64_t>{3 * hidden, hidden})
+          fail(source, ": tensor '", t.name, "' has shape ", t.shape_str(), ", expected [", 3 * hidden, ", ", hidden, "]");
+        add(c, layer_tensor(layer, "attn_q"), row_slice(t, 0, hidden, ""));
+        add(c, layer_tensor(layer, "attn_k"), row_slice(t, hidden, hidden, ""));
+        add(c, layer_tensor(layer, "attn_v"), row_slice(t, 2 * hidden, hidden, ""));
+      } else if (auto role = layer_roles.find(part); role != layer_roles.end()) {
+        add(c, layer_tensor(layer, role->second), std::move(t));
+      }
+    }
+  }
+}
+
+// MindFormers names -> canonical.
+void map_mindspore_names(Checkpoint& c, std::vector<Tensor> tensors) {
+  static const std::regex layer_re(R"(model\.layers\.(\d+)\.(.+)\.weight)");
+  static const std::map<std::string, std::string> layer_roles = {
+      {"attention.wq", "attn_q"},     {"attention.wk", "attn_k"},     {"attention.wv", "attn_v"},
+      {"attention.wo", "attn_output"}, {"feed_forward.w1", "ffn_gate"}, {"feed_forward.w3", "ffn_up"},
+      {"feed_forward.w2", "ffn_down"}, {"attention_norm", "attn_norm"}, {"ffn_norm", "ffn_norm"}};
+  for (auto& t : tensors) {
+    std::smatch m;
+    if (t.name == "model.tok_embeddings.embedding_weight") {
+      add(c, "token_embd.weight", std::move(t));
+    } else if (t.name == "model.norm_out.weight") {
+      add(c, "output_norm.weight", std::move(t));
+    } else if (t.name == "lm_head.weight") {
+      add(c, "output.weight", std::move(t));
+    } else if (std::regex_match(t.name, m, layer_re)) {
+      if (auto role = layer_roles.find(m[2]); role != layer_roles.end())
+        add(c, layer_tensor(std::stoll(m[1]), role->second), std::move(t));
+    }
+  }
+}
+
+void read_generation_config(Checkpoint& c, const std::string& folder) {
+  std::string path = (fs::path(folder) / "generation_config.json").string();
+  if (!file_exists(path)) return;  // the official defaults stand
+  c.generation_json = read_text_file(path);
+  c.generation = parse_generation_config(c.generation_json, path);
+}
+
+Checkpoint open_hf_or_mindspore(const std::string& path, const LoadOptions& options) {
+  Checkpoint c;
+  c.path = path;
+  bool is_ckpt = ends_with(path, ".ckpt");
+  std::string folder = fs::is_directory(path) ? path : fs::path(path).parent_path().string();
+  if (folder.empty()) folder = ".";
+  c.format = is_ckpt ? CheckpointFormat::MindSpore : CheckpointFormat::HuggingFace;
+
+  std::string config_path = options.config_path.value_or(folder + "/config.json");
+  if (!file_exists(config_path)) fail(path, ": no config.json found at ", config_path, " (pass --config)");
+  c.config = parse_model_config(read_text_file(config_path), config_path, options.position);
+  read_generation_config(c, folder);
+  std::string tokenizer_path = options.tokenizer_path.value_or(folder + "/tokenizer.model");
+  if (!file_exists(tokenizer_path)) fail(path, ": no tokenizer.model found at ", tokenizer_path, " (pass --tokenizer)");
+  c.tokenizer = std::make_shared<const Tokenizer>(Tokenizer::from_file(tokenizer_path));
+
+  if (is_ckpt) {
+    c.description = "MindSpore checkpoint " + fs::path(path).filename().string();
+    map_mindspore_names(c, formats::read_mindspore_ckpt(path));
+  } else if (fs::is_directory(path)) {
+    auto weights = formats::read_hf_weights(path);
+    c.description = "Hugging Face folder, " + weights.description;
+    map_hf_names(c, std::move(weights.tensors), path + "/" + weights.description);
+  } else if (ends_with(path, ".safetensors") || ends_with(path, ".bin")) {
+    c.description = "Hugging Face weights file " + fs::path(path).filename().string();
+    auto tensors = ends_with(path, ".bin") ? formats::read_torch_bin(path) : formats::read_safetensors(path);
+    map_hf_names(c, std::move(tensors), path);
+  } else {
+    fail(path, ": not a checkpoint: expected a Hugging Face folder, a .safetensors/.bin/.ckpt/.gguf file");
+  }
+  return c;
+}
+
+}  // namespace
+
+Checkpoint open_checkpoint(const std::string& path, const LoadOptions& options) {
+  if (!fs::exists(path)) fail(path, ": no such file or directory");
+  Checkpoint c;
+  if (ends_with(path, ".gguf")) {
+    c = open_gguf_checkpoint(path, options);
+  } else {
+    c = open_hf_or_mindspore(path, options);
+  }
+  validate_tensors(c);
+  return c;
+}
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> canonical_tensors(const ModelConfig& cfg) {
+  const int64_t h = cfg.hidden_size, ff = cfg.intermediate_size, v = cfg.vocab_size;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out = {{"token_embd.weight", {v, h}}};
+  for (int64_t l = 0; l < cfg.num_layers; ++l) {
+    out.push_back({layer_tensor(l, "attn_norm"), {h}});
+    for (const char* role : {"attn_q", "attn_k", "attn_v", "attn_output"}) out.push_back({layer_tensor(l, role), {h, h}});
+    out.push_back({layer_tensor(l, "ffn_norm"), {h}});
+    out.push_back({layer_tensor(l, "ffn_gate"), {ff, h}});
+    out.push_back({layer_tensor(l, "ffn_up"), {ff, h}});
+    out.push_back({layer_tensor(l, "ffn_down"), {h, ff}});
+  }
+  out.push_back({"output_norm.weight", {h}});
+  out.push_back({"output.weight", {v, h}});
+  return out;
+}
+
+void validate_tensors(const Checkpoint& c) {
+  const auto& cfg = c.config;
+  for (const auto& [name, shape] : canonical_tensors(cfg)) {
+    auto it = c.tensors.find(name);
+    if (it == c.tensors.end()) fail(c.path, ": tensor '", name, "' is missing (", c.description, ")");
+    const Tensor& t = it->second;
+    if (t.shape != shape) {
+      Tensor expected;
+      expected.shape = shape;
+      fail(c.path, ": tensor '", name, "' has shape ", t.shape_str(), ", expected ", expected.shape_str(),
+           " for hidden_size ", cfg.hidden_size, ", intermediate_size ", cfg.intermediate_size, ", vocab_size ",
+           cfg.vocab_size);
+    }
+    if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16)
+      fail(c.path, ": tensor '", name, "' has type ", dtype_name(t.dtype), ", which this build cannot compute with yet");
+  }
+}
+
+}  // namespace baichuan

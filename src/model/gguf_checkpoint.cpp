@@ -1,0 +1,198 @@
+#include "model/gguf_checkpoint.h"
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "formats/gguf.h"
+
+namespace baichuan {
+
+namespace {
+
+const char* kArch = "baichuan";
+
+std::string key(const std::string& suffix) { return std::string(kArch) + "." + suffix; }
+
+int64_t get_int(const gguf::File& f, const std::string& k) { return f.get(k).as_int(f.path + ": " + k); }
+
+// llama.cpp's llama_ftype for a file whose matrices are all `type`.
+uint32_t file_type_of(DType type) {
+  switch (type) {
+    case DType::F32: return 0;
+    case DType::F16: return 1;
+    case DType::BF16: return 32;
+    default: fail("convert: unsupported output type ", dtype_name(type), " (use f32, f16 or bf16)");
+  }
+}
+
+void store_float(DType type, float value, std::byte* out, size_t index) {
+  switch (type) {
+    case DType::F32: std::memcpy(out + 4 * index, &value, 4); break;
+    case DType::F16: {
+      uint16_t h = f32_to_f16(value);
+      std::memcpy(out + 2 * index, &h, 2);
+      break;
+    }
+    case DType::BF16: {
+      uint16_t h = f32_to_bf16(value);
+      std::memcpy(out + 2 * index, &h, 2);
+      break;
+    }
+    default: fail("cannot store ", dtype_name(type));
+  }
+}
+
+// Row r of the permuted (interleaved) layout holds row `source_row(r)` of the rotate-half layout:
+// within each head of dimension d, rows (i, i + d/2) become rows (2i, 2i + 1).
+int64_t rotate_half_row(int64_t r, int64_t head_dim) {
+  int64_t head = r / head_dim, within = r % head_dim;
+  return head * head_dim + (within % 2) * (head_dim / 2) + within / 2;
+}
+
+}  // namespace
+
+Checkpoint open_gguf_checkpoint(const std::string& path, const LoadOptions& options) {
+  gguf::File f = gguf::read_file(path);
+  const std::string arch_key = "general.architecture";
+  const std::string& arch = f.get(arch_key).as_string(path + ": " + arch_key);
+  if (arch != kArch) fail(path, ": general.architecture is '", arch, "', expected 'baichuan'");
+
+  Checkpoint c;
+  c.format = CheckpointFormat::Gguf;
+  c.path = path;
+  c.description = "GGUF v" + std::to_string(f.version);
+  c.qk_interleaved = true;
+
+  if (const auto* model = f.find(kGgufTokenizerModelKey)) {
+    c.tokenizer = std::make_shared<const Tokenizer>(
+        Tokenizer::from_model_bytes(model->as_bytes(path + ": " + kGgufTokenizerModelKey), path + ": " + kGgufTokenizerModelKey));
+  } else {
+    const std::string tk = "tokenizer.ggml.tokens", sk = "tokenizer.ggml.scores", yk = "tokenizer.ggml.token_type";
+    c.tokenizer = std::make_shared<const Tokenizer>(Tokenizer::from_vocab(
+        f.get(tk).as_strings(path + ": " + tk), f.get(sk).as_floats(path + ": " + sk),
+        f.get(yk).as_ints(path + ": " + yk), path + ": " + tk));
+  }
+
+  auto& cfg = c.config;
+  cfg.vocab_size = c.tokenizer->vocab_size();
+  cfg.hidden_size = get_int(f, key("embedding_length"));
+  cfg.intermediate_size = get_int(f, key("feed_forward_length"));
+  cfg.num_heads = get_int(f, key("attention.head_count"));
+  cfg.num_layers = get_int(f, key("block_count"));
+  cfg.model_max_length = get_int(f, key("context_length"));
+  const std::string eps_key = key("attention.layer_norm_rms_epsilon");
+  cfg.rms_norm_eps = static_cast<float>(f.get(eps_key).as_float(path + ": " + eps_key));
+  if (const auto* kv = f.find(key("attention.head_count_kv")); kv && kv->as_int(key("attention.head_count_kv")) != cfg.num_heads)
+    fail(path, ": ", key("attention.head_count_kv"), " differs from head_count: Baichuan 2 has no grouped-query attention");
+  if (const auto* theta = f.find(key("rope.freq_base"))) cfg.rope_theta = static_cast<float>(theta->as_float(key("rope.freq_base")));
+  // llama.cpp tells the families apart by depth (40 layers = 13B, ALiBi); we also write the bias.
+  float alibi = 0.0f;
+  if (const auto* bias = f.find(key("attention.max_alibi_bias")))
+    alibi = static_cast<float>(bias->as_float(key("attention.max_alibi_bias")));
+  cfg.position = alibi > 0 || cfg.num_layers == 40 ? PositionEncoding::Alibi : PositionEncoding::Rope;
+  if (alibi > 0) cfg.max_alibi_bias = alibi;
+  if (options.position) cfg.position = *options.position;
+  for (auto [k, slot] : {std::pair{"tokenizer.ggml.bos_token_id", &cfg.bos_token_id},
+                         std::pair{"tokenizer.ggml.eos_token_id", &cfg.eos_token_id},
+                         std::pair{"tokenizer.ggml.padding_token_id", &cfg.pad_token_id}})
+    if (const auto* v = f.find(k)) *slot = static_cast<int32_t>(v->as_int(path + ": " + k));
+  cfg.validate(path);
+
+  if (const auto* gen = f.find(kGgufGenerationConfigKey)) {
+    c.generation_json = gen->as_string(path + ": " + kGgufGenerationConfigKey);
+    c.generation = parse_generation_config(c.generation_json, path + ": " + kGgufGenerationConfigKey);
+  }
+  for (auto& t : f.tensors) c.tensors[t.name] = t;
+  return c;
+}
+
+std::vector<gguf::KeyValue> gguf_metadata(const ModelConfig& cfg, const Tokenizer& tok, const std::string& generation_json,
+                                          DType matrix_type, const std::string& name) {
+  using gguf::Value;
+  std::vector<gguf::KeyValue> meta = {
+      {"general.architecture", Value::str(kArch)},
+      {"general.name", Value::str(name.empty() ? "Baichuan2" : name)},
+      {"general.file_type", Value::u32(file_type_of(matrix_type))},
+      {key("context_length"), Value::u32(static_cast<uint32_t>(cfg.model_max_length))},
+      {key("embedding_length"), Value::u32(static_cast<uint32_t>(cfg.hidden_size))},
+      {key("block_count"), Value::u32(static_cast<uint32_t>(cfg.num_layers))},
+      {key("feed_forward_length"), Value::u32(static_cast<uint32_t>(cfg.intermediate_size))},
+      {key("rope.dimension_count"), Value::u32(static_cast<uint32_t>(cfg.head_dim()))},
+      {key("attention.head_count"), Value::u32(static_cast<uint32_t>(cfg.num_heads))},
+      {key("attention.head_count_kv"), Value::u32(static_cast<uint32_t>(cfg.num_heads))},
+      {key("attention.layer_norm_rms_epsilon"), Value::f32(cfg.rms_norm_eps)},
+  };
+  if (cfg.position == PositionEncoding::Alibi)
+    meta.push_back({key("attention.max_alibi_bias"), Value::f32(cfg.max_alibi_bias)});
+  else
+    meta.push_back({key("rope.freq_base"), Value::f32(cfg.rope_theta)});
+
+  std::vector<std::string> pieces;
+  std::vector<float> scores;
+  std::vector<int32_t> types;
+  for (int32_t id = 0; id < tok.vocab_size(); ++id) {
+    pieces.push_back(tok.piece(id));
+    scores.push_back(tok.score(id));
+    types.push_back(static_cast<int32_t>(tok.type(id)));
+  }
+  meta.push_back({"tokenizer.ggml.model", Value::str("llama")});
+  meta.push_back({"tokenizer.ggml.tokens", Value::strings(pieces)});
+  meta.push_back({"tokenizer.ggml.scores", Value::f32s(scores)});
+  meta.push_back({"tokenizer.ggml.token_type", Value::i32s(types)});
+  meta.push_back({"tokenizer.ggml.bos_token_id", Value::u32(static_cast<uint32_t>(cfg.bos_token_id))});
+  meta.push_back({"tokenizer.ggml.eos_token_id", Value::u32(static_cast<uint32_t>(cfg.eos_token_id))});
+  meta.push_back({"tokenizer.ggml.unknown_token_id", Value::u32(static_cast<uint32_t>(tok.unk_id()))});
+  meta.push_back({"tokenizer.ggml.padding_token_id", Value::u32(static_cast<uint32_t>(cfg.pad_token_id))});
+  meta.push_back({"tokenizer.ggml.add_bos_token", Value::boolean(false)});
+  meta.push_back({"tokenizer.ggml.add_eos_token", Value::boolean(false)});
+  meta.push_back({kGgufTokenizerModelKey, Value::bytes(tok.model_bytes())});
+  if (!generation_json.empty()) meta.push_back({kGgufGenerationConfigKey, Value::str(generation_json)});
+  return meta;
+}
+
+void store_floats(DType type, const float* values, int64_t n, std::byte* out) {
+  for (int64_t i = 0; i < n; ++i) store_float(type, values[i], out, static_cast<size_t>(i));
+}
+
+void write_gguf_checkpoint(const Checkpoint& c, const std::string& out_path, const ConvertOptions& options) {
+  const auto& cfg = c.config;
+  auto meta = gguf_metadata(cfg, *c.tokenizer, c.generation_json, options.type, options.name);
+  std::vector<gguf::TensorToWrite> out;
+  for (const auto& [name, shape] : canonical_tensors(cfg)) {
+    const Tensor& src = c.tensor(name);
+    bool is_matrix = src.shape.size() == 2;
+    gguf::TensorToWrite t;
+    t.name = name;
+    t.dtype = is_matrix ? options.type : DType::F32;
+    t.shape = src.shape;
+    bool permute = !c.qk_interleaved && (name.ends_with(".attn_q.weight") || name.ends_with(".attn_k.weight"));
+    bool normalize = options.normalize_head && name == "output.weight";
+    int64_t head_dim = cfg.head_dim();
+    DType type = t.dtype;
+    t.produce = [&src, is_matrix, permute, normalize, head_dim, type](std::byte* dst, size_t) {
+      int64_t rows = is_matrix ? src.shape[0] : 1;
+      int64_t cols = src.shape.back();
+      size_t out_row_bytes = bytes_for(type, cols, src.name);
+      std::vector<float> row(static_cast<size_t>(cols));
+      for (int64_t r = 0; r < rows; ++r) {
+        int64_t from = permute ? rotate_half_row(r, head_dim) : r;
+        for (int64_t i = 0; i < cols; ++i)
+          row[static_cast<size_t>(i)] = load_float(src.dtype, src.data, static_cast<size_t>(from * cols + i));
+        if (normalize) {  // NormHead in float32, as the official code does before inference
+          double sum = 0;
+          for (float v : row) sum += static_cast<double>(v) * v;
+          float norm = std::max(static_cast<float>(std::sqrt(sum)), 1e-12f);
+          for (float& v : row) v /= norm;
+        }
+        store_floats(type, row.data(), cols, dst + static_cast<size_t>(r) * out_row_bytes);
+      }
+    };
+    out.push_back(std::move(t));
+  }
+  gguf::write_file(out_path, meta, out);
+}
+
+}  // namespace baichuan

@@ -1,0 +1,189 @@
+#include "model/model.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "kernels/ops.h"
+#include "kernels/vec.h"
+
+namespace baichuan {
+
+namespace {
+
+using kernels::WeightMatrix;
+
+template <typename T>
+T* grow(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+}  // namespace
+
+Model::Model(Checkpoint checkpoint) : checkpoint_(std::move(checkpoint)) {
+  validate_tensors(checkpoint_);
+  const auto& cfg = checkpoint_.config;
+  embed_ = checkpoint_.tensor("token_embd.weight");
+  final_norm_ = checkpoint_.tensor("output_norm.weight");
+  lm_head_ = WeightMatrix::from(checkpoint_.tensor("output.weight"));
+  for (int64_t l = 0; l < cfg.num_layers; ++l) {
+    auto m = [&](const char* role) { return WeightMatrix::from(checkpoint_.tensor(layer_tensor(l, role))); };
+    layers_.push_back({checkpoint_.tensor(layer_tensor(l, "attn_norm")), checkpoint_.tensor(layer_tensor(l, "ffn_norm")),
+                       m("attn_q"), m("attn_k"), m("attn_v"), m("attn_output"), m("ffn_gate"), m("ffn_up"),
+                       m("ffn_down")});
+  }
+  // NormHead: logits use each lm_head row divided by its L2 norm (idempotent, so files whose head is
+  // already normalised are fine). Folding 1/norm into the logits keeps the weights memory-mapped.
+  lm_head_inv_norm_.resize(static_cast<size_t>(lm_head_.rows));
+  ThreadPool pool(ThreadPool::default_threads());
+  pool.parallel_for(lm_head_.rows, [&](int64_t begin, int64_t end, int) {
+    std::vector<float> row(static_cast<size_t>(lm_head_.cols));
+    for (int64_t r = begin; r < end; ++r) {
+      kernels::row_to_f32(lm_head_.dtype, lm_head_.row(r), row.data(), lm_head_.cols);
+      double sum = 0;
+      for (float v : row) sum += static_cast<double>(v) * v;
+      lm_head_inv_norm_[static_cast<size_t>(r)] = 1.0f / std::max(static_cast<float>(std::sqrt(sum)), 1e-12f);
+    }
+  });
+  if (cfg.position == PositionEncoding::Rope)
+    rope_inv_freq_ = kernels::rope_inv_freq(cfg.head_dim(), cfg.rope_theta);
+  else
+    alibi_slopes_ = kernels::alibi_slopes(cfg.num_heads, cfg.max_alibi_bias);
+}
+
+void Model::forward(std::span<SequenceStep> steps, ThreadPool& pool) {
+  const auto& cfg = config();
+  const int64_t H = cfg.hidden_size, F = cfg.intermediate_size, V = cfg.vocab_size;
+  int64_t n_rows = 0, n_logit_rows = 0;
+  for (auto& s : steps) {
+    if (s.tokens.empty()) fail("forward: a sequence was given no tokens");
+    if (s.cache->size() + static_cast<int64_t>(s.tokens.size()) > s.cache->capacity())
+      fail("the context is full: ", s.cache->size(), " + ", s.tokens.size(), " tokens exceed the context size of ",
+           s.cache->capacity(), " (use a larger --ctx)");
+    for (int32_t id : s.tokens)
+      if (id < 0 || id >= V) fail("token id ", id, " is outside the vocabulary of ", V);
+    n_rows += static_cast<int64_t>(s.tokens.size());
+    n_logit_rows += s.all_logits ? static_cast<int64_t>(s.tokens.size()) : 1;
+  }
+  auto rows = static_cast<size_t>(n_rows);
+  float* x = grow(ws_.x, rows * H);
+  float* xn = grow(ws_.xn, rows * H);
+  float* q = grow(ws_.q, rows * H);
+  float* k = grow(ws_.k, rows * H);
+  float* v = grow(ws_.v, rows * H);
+  float* att = grow(ws_.att, rows * H);
+  float* gate = grow(ws_.gate, rows * F);
+  float* up = grow(ws_.up, rows * F);
+
+  int64_t g = 0;
+  for (auto& s : steps)
+    for (int32_t id : s.tokens) {
+      kernels::row_to_f32(embed_.dtype, embed_.data + bytes_for(embed_.dtype, id * H, "token_embd"), x + g * H, H);
+      ++g;
+    }
+
+  for (int64_t l = 0; l < cfg.num_layers; ++l) {
+    const Layer& L = layers_[static_cast<size_t>(l)];
+    for (int64_t r = 0; r < n_rows; ++r) kernels::rms_norm(x + r * H, L.attn_norm, cfg.rms_norm_eps, xn + r * H, H);
+    kernels::matmul(L.wq, xn, n_rows, q, H, pool);
+    kernels::matmul(L.wk, xn, n_rows, k, H, pool);
+    kernels::matmul(L.wv, xn, n_rows, v, H, pool);
+    attention(l, steps, n_rows, pool);
+    kernels::matmul(L.wo, att, n_rows, xn, H, pool);
+    for (size_t i = 0; i < rows * H; ++i) x[i] += xn[i];
+
+    for (int64_t r = 0; r < n_rows; ++r) kernels::rms_norm(x + r * H, L.ffn_norm, cfg.rms_norm_eps, xn + r * H, H);
+    kernels::matmul(L.gate, xn, n_rows, gate, F, pool);
+    kernels::matmul(L.up, xn, n_rows, up, F, pool);
+    kernels::silu_mul(gate, up, gate, n_rows * F);
+    kernels::matmul(L.down, gate, n_rows, xn, H, pool);
+    for (size_t i = 0; i < rows * H; ++i) x[i] += xn[i];
+  }
+
+  // Final norm and NormHead, only for the rows whose logits are wanted.
+  float* head_in = grow(ws_.head_in, static_cast<size_t>(n_logit_rows * H));
+  int64_t row = 0, out_row = 0;
+  for (auto& s : steps) {
+    auto n = static_cast<int64_t>(s.tokens.size());
+    for (int64_t t = s.all_logits ? 0 : n - 1; t < n; ++t)
+      kernels::rms_norm(x + (row + t) * H, final_norm_, cfg.rms_norm_eps, head_in + (out_row++) * H, H);
+    row += n;
+  }
+  out_row = 0;
+  for (auto& s : steps) {
+    int64_t n = s.all_logits ? static_cast<int64_t>(s.tokens.size()) : 1;
+    s.logits->resize(static_cast<size_t>(n * V));
+    float* out = s.logits->data();
+    kernels::matmul(lm_head_, head_in + out_row * H, n, out, V, pool);
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t i = 0; i < V; ++i) out[t * V + i] *= lm_head_inv_norm_[static_cast<size_t>(i)];
+    out_row += n;
+    s.cache->advance(static_cast<int64_t>(s.tokens.size()));
+  }
+}
+
+void Model::attention(int64_t layer, std::span<SequenceStep> steps, int64_t n_rows, ThreadPool& pool) {
+  const auto& cfg = config();
+  const int64_t H = cfg.hidden_size, n_heads = cfg.num_heads, d = cfg.head_dim();
+  const bool rope = cfg.position == PositionEncoding::Rope;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  float *q = ws_.q.data(), *k = ws_.k.data(), *v = ws_.v.data(), *att = ws_.att.data();
+
+  // Rotate Q and K at each row's position and append K, V to the row's cache.
+  struct RowInfo {
+    KvCache* cache;
+    int64_t pos;
+  };
+  std::vector<RowInfo> info;
+  info.reserve(static_cast<size_t>(n_rows));
+  for (auto& s : steps)
+    for (size_t t = 0; t < s.tokens.size(); ++t) info.push_back({s.cache, s.cache->size() + static_cast<int64_t>(t)});
+  for (int64_t r = 0; r < n_rows; ++r) {
+    auto [cache, pos] = info[static_cast<size_t>(r)];
+    if (rope)
+      for (int64_t h = 0; h < n_heads; ++h) {
+        kernels::apply_rope(q + r * H + h * d, d, pos, rope_inv_freq_, checkpoint_.qk_interleaved);
+        kernels::apply_rope(k + r * H + h * d, d, pos, rope_inv_freq_, checkpoint_.qk_interleaved);
+      }
+    std::copy(k + r * H, k + (r + 1) * H, cache->key(layer, pos));
+    std::copy(v + r * H, v + (r + 1) * H, cache->value(layer, pos));
+  }
+
+  // Causal attention: row r attends to positions [0, pos]. ALiBi adds slope_h * j to the score of
+  // key j, as the official mask does (the same for every query row; softmax ignores the offset).
+  pool.parallel_for(n_rows * n_heads, [&](int64_t begin, int64_t end, int) {
+    thread_local std::vector<float> scores;
+    for (int64_t unit = begin; unit < end; ++unit) {
+      int64_t r = unit / n_heads, h = unit % n_heads;
+      auto [cache, pos] = info[static_cast<size_t>(r)];
+      scores.resize(static_cast<size_t>(pos + 1));
+      const float* qh = q + r * H + h * d;
+      for (int64_t j = 0; j <= pos; ++j) {
+        float s = kernels::dot_f32(qh, cache->key(layer, j) + h * d, d) * scale;
+        if (!rope) s += alibi_slopes_[static_cast<size_t>(h)] * static_cast<float>(j);
+        scores[static_cast<size_t>(j)] = s;
+      }
+      kernels::softmax_inplace(scores.data(), pos + 1);
+      float* out = att + r * H + h * d;
+      std::fill(out, out + d, 0.0f);
+      for (int64_t j = 0; j <= pos; ++j) {
+        const float* vj = cache->value(layer, j) + h * d;
+        float p = scores[static_cast<size_t>(j)];
+        for (int64_t i = 0; i < d; ++i) out[i] += p * vj[i];
+      }
+    }
+  });
+}
+
+std::vector<float> Model::forward_last(KvCache& cache, std::span<const int32_t> tokens, ThreadPool& pool) {
+  std::vector<float> logits;
+  SequenceStep step{&cache, tokens, false, &logits};
+  forward(std::span<SequenceStep>(&step, 1), pool);
+  return logits;
+}
+
+std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options) {
+  return std::make_unique<Model>(open_checkpoint(path, options));
+}
+
+}  // namespace baichuan

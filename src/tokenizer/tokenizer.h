@@ -1,0 +1,69 @@
+// The Baichuan 2 tokenizer: the real SentencePiece model through the SentencePiece library, with the
+// semantics of the official BaichuanTokenizer (add_bos_token=false): user-defined pieces such as
+// <reserved_106> match inside text, and the special tokens <unk>, <s>, </s> written literally in the
+// text are split out first and become their ids, as the Hugging Face slow tokenizer does.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sentencepiece {
+class SentencePieceProcessor;
+}
+
+namespace baichuan {
+
+// One vocabulary entry as GGUF stores it (tokenizer.ggml.tokens / scores / token_type).
+enum class PieceType : int32_t { Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 };
+
+class Tokenizer {
+ public:
+  // `what` names the source in error messages (a path, or "model.gguf: tokenizer.ggml.tokens").
+  static Tokenizer from_file(const std::string& path);
+  static Tokenizer from_model_bytes(std::string serialized_model_proto, const std::string& what);
+  // Rebuilds an equivalent SentencePiece model (BPE, byte fallback, Baichuan 2's normalizer settings)
+  // from a GGUF vocabulary that does not carry the original tokenizer.model bytes.
+  static Tokenizer from_vocab(const std::vector<std::string>& pieces, const std::vector<float>& scores,
+                              const std::vector<int32_t>& types, const std::string& what);
+
+  Tokenizer(Tokenizer&&) noexcept;
+  Tokenizer& operator=(Tokenizer&&) noexcept;
+  ~Tokenizer();
+
+  std::vector<int32_t> encode(std::string_view text) const;  // no BOS
+  std::string decode(const std::vector<int32_t>& ids) const;  // special/control tokens render as ""
+
+  int32_t vocab_size() const;
+  int32_t bos_id() const;
+  int32_t eos_id() const;
+  int32_t unk_id() const;
+  int32_t pad_id() const;  // 0 (<unk>) for Baichuan 2, as its config says
+  const std::string& piece(int32_t id) const;
+  float score(int32_t id) const;
+  PieceType type(int32_t id) const;
+  // The serialized SentencePiece ModelProto (the bytes of tokenizer.model), to embed in GGUF.
+  const std::string& model_bytes() const;
+
+ private:
+  Tokenizer();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Turns ids into text as they are generated, emitting only complete UTF-8: a character split across
+// byte-fallback pieces is held back until its last byte arrives.
+class StreamDecoder {
+ public:
+  explicit StreamDecoder(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
+  std::string push(int32_t id);  // the newly completed text, possibly empty
+  std::string flush();           // whatever is left (an incomplete tail decodes as U+FFFD)
+
+ private:
+  const Tokenizer& tokenizer_;
+  std::vector<int32_t> pending_;
+  size_t emitted_ = 0;  // bytes of decode(pending_) already returned
+};
+
+}  // namespace baichuan

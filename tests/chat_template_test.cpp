@@ -1,0 +1,163 @@
+// The chat template against the ids the official build_chat_input produced, its Python slicing at
+// the edges, and the error messages of the message parser.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "tokenizer/chat_template.h"
+
+using namespace baichuan;
+
+namespace {
+
+const std::string kShared = BAICHUAN_SHARED_DIR;
+const std::string kModelPath = kShared + "/assets/baichuan2/tokenizer.model";
+
+#define REQUIRE_SHARED(path)                                                                     \
+  if (!file_exists(path)) GTEST_SKIP() << "needs the shared Baichuan 2 assets: " << (path)        \
+                                       << " is absent (BAICHUAN_SHARED_DIR=" << kShared << ")"
+
+const Tokenizer& tokenizer() {
+  static Tokenizer t = Tokenizer::from_file(kModelPath);
+  return t;
+}
+
+// The Error message of `f`, or "" when it does not throw.
+template <typename F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+#define EXPECT_MENTIONS(message, word) EXPECT_NE((message).find(word), std::string::npos) << (message)
+
+}  // namespace
+
+TEST(ChatTemplate, GoldenIdsOfBothReferenceFolders) {
+  for (const char* folder : {"b2-7b-tiny", "b2-13b-tiny"}) {
+    std::string dir = kShared + "/reference/" + folder;
+    REQUIRE_SHARED(dir + "/golden.json");
+    Tokenizer tok = Tokenizer::from_file(dir + "/tokenizer.model");
+    auto config = nlohmann::json::parse(read_text_file(dir + "/config.json"));
+    auto gen = nlohmann::json::parse(read_text_file(dir + "/generation_config.json"));
+    ChatTemplateConfig cfg;
+    cfg.model_max_length = config.at("model_max_length");
+    cfg.max_new_tokens = gen.at("max_new_tokens");
+    cfg.user_token_id = gen.at("user_token_id");
+    cfg.assistant_token_id = gen.at("assistant_token_id");
+    auto golden = nlohmann::json::parse(read_text_file(dir + "/golden.json"));
+    ASSERT_FALSE(golden["chats"].empty());
+    for (const auto& chat : golden["chats"]) {
+      auto messages = parse_chat_messages(chat["messages"].dump(), "golden chat");
+      auto want = chat["ids"].get<std::vector<int32_t>>();
+      EXPECT_EQ(build_chat_input(tok, messages, cfg), want) << folder << ": " << chat["messages"].dump();
+    }
+  }
+}
+
+TEST(ChatTemplate, RoundsAndTheFinalAssistantToken) {
+  REQUIRE_SHARED(kModelPath);
+  const Tokenizer& t = tokenizer();
+  ChatTemplateConfig cfg;
+  auto hi = t.encode("你好"), sys = t.encode("sys");
+  EXPECT_EQ(build_chat_input(t, {{"user", "你好"}}, cfg), std::vector<int32_t>({195, 16829, 196}));
+  // A conversation ending with the assistant gets no extra assistant token.
+  EXPECT_EQ(build_chat_input(t, {{"user", "你好"}, {"assistant", "你好"}}, cfg),
+            std::vector<int32_t>({195, 16829, 196, 16829}));
+  // A lone system message: system ids then the assistant token.
+  std::vector<int32_t> want = sys;
+  want.push_back(196);
+  EXPECT_EQ(build_chat_input(t, {{"system", "sys"}}, cfg), want);
+  // An assistant message may open the conversation (it forms a round of its own).
+  EXPECT_EQ(build_chat_input(t, {{"assistant", "你好"}, {"user", "你好"}}, cfg),
+            std::vector<int32_t>({196, 16829, 195, 16829, 196}));
+}
+
+TEST(ChatTemplate, DropsWholeOldRoundsButAlwaysKeepsTheNewest) {
+  REQUIRE_SHARED(kModelPath);
+  const Tokenizer& t = tokenizer();
+  // Each round "user 你好 assistant 你好" is 4 ids; the final assistant token adds 1.
+  std::vector<ChatMessage> chat = {{"user", "你好"}, {"assistant", "你好"}, {"user", "你好"}, {"assistant", "你好"},
+                                   {"user", "你好"}};
+  ChatTemplateConfig cfg;
+  cfg.model_max_length = 9;
+  cfg.max_new_tokens = 0;  // max_history_tokens = 9: the newest rounds (2 + 4 ids) fit, 4 more do not
+  EXPECT_EQ(build_chat_input(t, chat, cfg), std::vector<int32_t>({195, 16829, 196, 16829, 195, 16829, 196}));
+  cfg.model_max_length = 1;  // the newest round is kept although too long, then cut from the left
+  EXPECT_EQ(build_chat_input(t, chat, cfg), std::vector<int32_t>({196}));
+}
+
+// input_tokens[-max_input_tokens:] as Python slices it, at 0 and below.
+TEST(ChatTemplate, LeftTruncationFollowsPythonSlices) {
+  REQUIRE_SHARED(kModelPath);
+  const Tokenizer& t = tokenizer();
+  std::vector<ChatMessage> chat = {{"user", "你好"}};  // full input: 195 16829 196
+  ChatTemplateConfig cfg;
+  cfg.model_max_length = 16;
+  cfg.max_new_tokens = 14;  // k = 2: the last two
+  EXPECT_EQ(build_chat_input(t, chat, cfg), std::vector<int32_t>({16829, 196}));
+  cfg.max_new_tokens = 16;  // k = 0: x[-0:] keeps everything
+  EXPECT_EQ(build_chat_input(t, chat, cfg), std::vector<int32_t>({195, 16829, 196}));
+  cfg.max_new_tokens = 17;  // k = -1: x[1:]
+  EXPECT_EQ(build_chat_input(t, chat, cfg), std::vector<int32_t>({16829, 196}));
+  cfg.max_new_tokens = 20;  // k = -4: x[4:] is empty
+  EXPECT_TRUE(build_chat_input(t, chat, cfg).empty());
+  cfg.max_new_tokens = 0;  // k = 16 > len: everything
+  EXPECT_EQ(build_chat_input(t, chat, cfg), std::vector<int32_t>({195, 16829, 196}));
+}
+
+TEST(ChatTemplate, BuildErrors) {
+  REQUIRE_SHARED(kModelPath);
+  const Tokenizer& t = tokenizer();
+  ChatTemplateConfig cfg;
+  std::string e = error_of([&] { build_chat_input(t, {}, cfg); });
+  EXPECT_MENTIONS(e, "empty");
+  e = error_of([&] { build_chat_input(t, {{"user", "a"}, {"system", "s"}}, cfg); });
+  EXPECT_MENTIONS(e, "message 1");
+  EXPECT_MENTIONS(e, "system");
+  EXPECT_MENTIONS(e, "first");
+  e = error_of([&] { build_chat_input(t, {{"user", "a"}, {"robot", "b"}}, cfg); });
+  EXPECT_MENTIONS(e, "unknown role \"robot\"");
+  EXPECT_MENTIONS(e, "message 1");
+}
+
+TEST(ChatParse, ReadsMessages) {
+  auto m = parse_chat_messages(R"([{"role": "system", "content": "s"}, {"role": "user", "content": "你好", "x": 1}])",
+                               "req");
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[0].role, "system");
+  EXPECT_EQ(m[1].content, "你好");
+  EXPECT_TRUE(parse_chat_messages("[]", "req").empty());
+}
+
+TEST(ChatParse, ErrorsNameTheSourceAndTheMessage) {
+  std::string e = error_of([] { parse_chat_messages("[{\"role\": ", "request.json"); });
+  EXPECT_MENTIONS(e, "request.json");
+  EXPECT_MENTIONS(e, "invalid JSON");
+  e = error_of([] { parse_chat_messages(R"({"role": "user"})", "request.json"); });
+  EXPECT_MENTIONS(e, "request.json");
+  EXPECT_MENTIONS(e, "array");
+  e = error_of([] { parse_chat_messages(R"([{"role": "user", "content": "a"}, 3])", "req"); });
+  EXPECT_MENTIONS(e, "message 1");
+  EXPECT_MENTIONS(e, "object");
+  e = error_of([] { parse_chat_messages(R"([{"content": "a"}])", "req"); });
+  EXPECT_MENTIONS(e, "message 0");
+  EXPECT_MENTIONS(e, "\"role\"");
+  e = error_of([] { parse_chat_messages(R"([{"role": "user"}])", "req"); });
+  EXPECT_MENTIONS(e, "\"content\"");
+  e = error_of([] { parse_chat_messages(R"([{"role": 1, "content": "a"}])", "req"); });
+  EXPECT_MENTIONS(e, "\"role\"");
+  EXPECT_MENTIONS(e, "string");
+  e = error_of([] { parse_chat_messages(R"([{"role": "user", "content": null}])", "req"); });
+  EXPECT_MENTIONS(e, "\"content\"");
+  EXPECT_MENTIONS(e, "string");
+  e = error_of([] { parse_chat_messages(R"([{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}])", "req"); });
+  EXPECT_MENTIONS(e, "message 1");
+  EXPECT_MENTIONS(e, "unknown role \"bot\"");
+}

@@ -1,0 +1,17 @@
+// One function per subcommand: each adds itself to the app and returns the callback that runs it.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace baichuan::cli {
+
+using Run = std::function<int()>;
+
+Run add_generate(CLI::App& app);
+Run add_chat(CLI::App& app);
+Run add_tokenize(CLI::App& app);
+Run add_logits(CLI::App& app);
+Run add_convert(CLI::App& app);
+Run add_init(CLI::App& app);
+
+}  // namespace baichuan::cli

@@ -1,0 +1,51 @@
+// baichuan: run, convert and inspect Baichuan 2 models on the CPU.
+#include <iostream>
+#include <map>
+
+#include "commands.h"
+#include "core/error.h"
+#include "kernels/cpu.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"baichuan.cpp: Baichuan 2 on the CPU"};
+  app.require_subcommand(0, 1);
+  bool version = false;
+  app.add_flag("--version", version, "Print the version and the CPU kernels in use");
+  std::map<CLI::App*, baichuan::cli::Run> runs;
+  auto sub = [&](const char* name, const char* help, baichuan::cli::Run (*add)(CLI::App&)) {
+    CLI::App* cmd = app.add_subcommand(name, help);
+    runs[cmd] = add(*cmd);
+  };
+  sub("generate", "Continue a prompt or answer a conversation", baichuan::cli::add_generate);
+  sub("chat", "Interactive multi-turn chat with streaming output", baichuan::cli::add_chat);
+  sub("tokenize", "Show the token ids of a text or conversation", baichuan::cli::add_tokenize);
+  sub("logits", "Write the last-position logits as float32", baichuan::cli::add_logits);
+  sub("convert", "Convert a checkpoint to GGUF", baichuan::cli::add_convert);
+  sub("init", "Write a GGUF with random weights of any Baichuan 2 shape", baichuan::cli::add_init);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (version) {
+    std::cout << "baichuan.cpp 0.1.0; " << baichuan::kernels::describe_cpu() << "\n";
+    return 0;
+  }
+  for (auto& [cmd, run] : runs) {
+    if (!cmd->parsed()) continue;
+    try {
+      return run();
+    } catch (const baichuan::Error& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      return 1;
+    } catch (const std::bad_alloc&) {
+      std::cerr << "error: out of memory\n";
+      return 1;
+    } catch (const std::exception& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      return 1;
+    }
+  }
+  std::cout << app.help();
+  return 0;
+}
