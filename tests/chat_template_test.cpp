@@ -157,7 +157,7 @@ TEST(ChatParse, ErrorsNameTheSourceAndTheMessage) {
   e = error_of([] { parse_chat_messages(R"([{"role": "user", "content": null}])", "req"); });
   EXPECT_MENTIONS(e, "\"content\"");
   EXPECT_MENTIONS(e, "string");
-  e = error_of([] { parse_chat_messages(R"([{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}])", "req"); });
+  e = error_of([] { parse_chat_messages(R"([{"role": "user", "content": "a"}, {"role": "bot", "content": ""}])", "req"); });
   EXPECT_MENTIONS(e, "message 1");
   EXPECT_MENTIONS(e, "unknown role \"bot\"");
 }

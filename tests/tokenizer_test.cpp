@@ -209,8 +209,9 @@ TEST(TokenizerBasics, ByteFallbackForRareCharacters) {
   REQUIRE_SHARED(kModelPath);
   const Tokenizer& t = real_tokenizer();
   // U+20000 (a rare CJK ideograph), U+1F63E (an emoji outside the vocabulary), U+0180 (2 bytes).
-  EXPECT_EQ(t.encode("\xf0\xa0\x80\x80"), std::vector<int32_t>({byte_id(0xF0), byte_id(0xA0), byte_id(0x80), byte_id(0x80)}));
-  EXPECT_EQ(t.encode("\xf0\x9f\x98\xbe"), std::vector<int32_t>({byte_id(0xF0), byte_id(0x9F), byte_id(0x98), byte_id(0xBE)}));
+  using Ids = std::vector<int32_t>;
+  EXPECT_EQ(t.encode("\xf0\xa0\x80\x80"), Ids({byte_id(0xF0), byte_id(0xA0), byte_id(0x80), byte_id(0x80)}));
+  EXPECT_EQ(t.encode("\xf0\x9f\x98\xbe"), Ids({byte_id(0xF0), byte_id(0x9F), byte_id(0x98), byte_id(0xBE)}));
   EXPECT_EQ(t.encode("\xc6\x80"), std::vector<int32_t>({byte_id(0xC6), byte_id(0x80)}));
   for (const char* s : {"\xf0\xa0\x80\x80", "\xf0\x9f\x98\xbe", "a\xc6\x80 b", "\x01\r\n"})
     EXPECT_EQ(t.decode(t.encode(s)), s);
@@ -369,11 +370,20 @@ TEST(StreamDecoder, ConcatenationEqualsDecode) {
     out += s.flush();
     EXPECT_EQ(out, t.decode(ids)) << text;
   }
+  // A long generation: the window stays small, the result is the same.
+  std::string long_text;
+  for (int i = 0; i < 3000; ++i) long_text += i % 3 ? "床前明月光 " : "\xf0\x9f\x98\xbe\xc6\x80 x";
+  std::vector<int32_t> long_ids = t.encode(long_text);
+  StreamDecoder long_stream(t);
+  std::string long_out;
+  for (int32_t id : long_ids) long_out += long_stream.push(id);
+  long_out += long_stream.flush();
+  EXPECT_EQ(long_out, long_text);
   // Random mixes of byte pieces (valid and invalid UTF-8), ordinary pieces and special tokens.
   std::mt19937 rng(7);
   std::vector<int32_t> pool = {0, 1, 2, 195, 16829, 1372, 92311, 1373, 72};
   for (int b : {0x41, 0x80, 0x9F, 0xA0, 0xBE, 0xC0, 0xC6, 0xE4, 0xBD, 0xF0, 0xF5, 0xFF}) pool.push_back(byte_id(b));
-  for (int round = 0; round < 300; ++round) {
+  for (int round = 0; round < 2000; ++round) {
     std::vector<int32_t> ids(rng() % 24);
     for (auto& id : ids) id = pool[rng() % pool.size()];
     StreamDecoder s(t);

@@ -19,6 +19,9 @@ namespace {
 // Smallest encodings, used to reject counts that cannot fit in the rest of the file.
 constexpr size_t kMinKeyValueBytes = 8 + 4 + 1;       // key length, value type, one-byte value
 constexpr size_t kMinTensorInfoBytes = 8 + 4 + 4 + 8;  // name length, n_dims, type, offset
+// Each metadata value costs ~48 bytes in memory however small it is in the file, so a crafted file of
+// huge U8 arrays could need 48x its size. Real tokenizers have well under a million values.
+constexpr uint64_t kMaxMetadataValues = uint64_t{1} << 24;
 
 size_t min_value_bytes(ValueType t) {
   switch (t) {
@@ -77,6 +80,7 @@ class Parser {
   ByteReader in_;
   const std::byte* base_;
   const std::string& path_;
+  uint64_t values_ = 0;  // array items read so far, against kMaxMetadataValues
 };
 
 Value Parser::read_value(ValueType type, int depth, const std::string& what) {
@@ -111,6 +115,9 @@ Array Parser::read_array(int depth, const std::string& what) {
   if (count > in_.remaining() / min_bytes)
     fail(path_, ": ", what, ": array of ", count, " ", value_type_name(a.elem_type), " items at offset ", in_.pos() - 8,
          " cannot fit in the ", in_.remaining(), " bytes left in the file");
+  values_ += count;  // count < file size here, so no overflow
+  if (values_ > kMaxMetadataValues)
+    fail(path_, ": ", what, ": the metadata holds more than ", kMaxMetadataValues, " array items");
   a.items.reserve(static_cast<size_t>(count));
   for (uint64_t i = 0; i < count; ++i) a.items.push_back(read_value(a.elem_type, depth, what));
   return a;

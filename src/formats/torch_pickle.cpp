@@ -15,7 +15,7 @@ namespace {
 // stack of ten; these are orders of magnitude above that and keep memory linear in the input.
 constexpr size_t kMaxStack = 1 << 20;
 constexpr size_t kMaxMemo = 1 << 20;
-constexpr size_t kMaxValues = 1 << 22;
+constexpr size_t kMaxValues = 1 << 20;
 constexpr size_t kMaxGlobalName = 256;
 constexpr size_t kMaxStorageKey = 4096;
 constexpr size_t kMaxRank = 64;

@@ -86,7 +86,8 @@ std::vector<ChatMessage> parse_chat_messages(const std::string& json_text, const
     for (const char* key : {"role", "content"}) {
       auto it = m.find(key);
       if (it == m.end()) fail(what, ": message ", i, " has no \"", key, "\"");
-      if (!it->is_string()) fail(what, ": message ", i, ": \"", key, "\" is a JSON ", it->type_name(), ", expected a string");
+      if (!it->is_string())
+        fail(what, ": message ", i, ": \"", key, "\" is a JSON ", it->type_name(), ", expected a string");
       (std::string(key) == "role" ? msg.role : msg.content) = it->get<std::string>();
     }
     if (msg.role != "system" && msg.role != "user" && msg.role != "assistant")

@@ -13,7 +13,8 @@ constexpr int kVarint = 0, kFixed64 = 1, kLengthDelimited = 2, kFixed32 = 5;
 // Reads one message's fields; bounds-checked, errors name the absolute offset.
 class WireReader {
  public:
-  WireReader(std::string_view bytes, size_t base, const std::string& what) : bytes_(bytes), base_(base), what_(what) {}
+  WireReader(std::string_view bytes, size_t base, const std::string& what)
+      : bytes_(bytes), base_(base), what_(what) {}
 
   bool done() const { return pos_ >= bytes_.size(); }
   size_t offset() const { return base_ + pos_; }
@@ -120,9 +121,15 @@ SpmTrainerSpec parse_trainer(std::string_view bytes, size_t base, const std::str
     switch (field) {
       case 3: r.expect(wt, kVarint, "TrainerSpec.model_type"); t.model_type = r.int32(); break;
       case 4: r.expect(wt, kVarint, "TrainerSpec.vocab_size"); t.vocab_size = r.int32(); break;
-      case 20: r.expect(wt, kVarint, "TrainerSpec.max_sentencepiece_length"); t.max_sentencepiece_length = r.int32(); break;
+      case 20:
+        r.expect(wt, kVarint, "TrainerSpec.max_sentencepiece_length");
+        t.max_sentencepiece_length = r.int32();
+        break;
       case 25: r.expect(wt, kVarint, "TrainerSpec.split_digits"); t.split_digits = r.boolean(); break;
-      case 26: r.expect(wt, kVarint, "TrainerSpec.allow_whitespace_only_pieces"); t.allow_whitespace_only_pieces = r.boolean(); break;
+      case 26:
+        r.expect(wt, kVarint, "TrainerSpec.allow_whitespace_only_pieces");
+        t.allow_whitespace_only_pieces = r.boolean();
+        break;
       case 35: r.expect(wt, kVarint, "TrainerSpec.byte_fallback"); t.byte_fallback = r.boolean(); break;
       case 40: r.expect(wt, kVarint, "TrainerSpec.unk_id"); t.unk_id = r.int32(); break;
       case 41: r.expect(wt, kVarint, "TrainerSpec.bos_id"); t.bos_id = r.int32(); break;
@@ -148,7 +155,10 @@ SpmNormalizerSpec parse_normalizer(std::string_view bytes, size_t base, const st
         n.precompiled_charsmap = std::string(r.bytes(start));
         break;
       case 3: r.expect(wt, kVarint, "NormalizerSpec.add_dummy_prefix"); n.add_dummy_prefix = r.boolean(); break;
-      case 4: r.expect(wt, kVarint, "NormalizerSpec.remove_extra_whitespaces"); n.remove_extra_whitespaces = r.boolean(); break;
+      case 4:
+        r.expect(wt, kVarint, "NormalizerSpec.remove_extra_whitespaces");
+        n.remove_extra_whitespaces = r.boolean();
+        break;
       case 5: r.expect(wt, kVarint, "NormalizerSpec.escape_whitespaces"); n.escape_whitespaces = r.boolean(); break;
       default: r.skip(wt);
     }
@@ -166,7 +176,9 @@ class WireWriter {
     }
     out_.push_back(static_cast<char>(v));
   }
-  void key(uint32_t field, int wire_type) { varint(static_cast<uint64_t>(field) << 3 | static_cast<uint64_t>(wire_type)); }
+  void key(uint32_t field, int wire_type) {
+    varint(static_cast<uint64_t>(field) << 3 | static_cast<uint64_t>(wire_type));
+  }
   void int32_field(uint32_t field, int32_t v) {
     key(field, kVarint);
     varint(static_cast<uint64_t>(static_cast<int64_t>(v)));  // sign-extended, as protobuf does for int32

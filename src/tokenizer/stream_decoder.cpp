@@ -15,7 +15,8 @@ int piece_byte(const Tokenizer& tokenizer, int32_t id) {
   int value = 0;
   for (size_t i = 3; i < 5; ++i) {
     char c = p[i];
-    int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    // SentencePiece names byte pieces in upper-case hex.
+    int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
     if (digit < 0) return -1;
     value = value * 16 + digit;
   }

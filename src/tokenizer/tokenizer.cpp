@@ -47,7 +47,8 @@ Tokenizer Tokenizer::from_model_bytes(std::string serialized_model_proto, const 
   // BaichuanTokenizer's special tokens are unk "<unk>", bos "<s>", eos "</s>" (pad is "<unk>" again);
   // they are the model's own pieces for those ids.
   for (int id : {m.sp.unk_id(), m.sp.bos_id(), m.sp.eos_id()})
-    if (id >= 0) m.special_tokens.emplace_back(m.pieces[static_cast<size_t>(id)].piece, id);
+    if (id >= 0 && !m.pieces[static_cast<size_t>(id)].piece.empty())
+      m.special_tokens.emplace_back(m.pieces[static_cast<size_t>(id)].piece, id);
   for (size_t i = 0; i < m.pieces.size() && m.control_id < 0; ++i)
     if (m.pieces[i].type == static_cast<int32_t>(PieceType::Control)) m.control_id = static_cast<int32_t>(i);
   return t;

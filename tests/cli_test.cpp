@@ -1,0 +1,189 @@
+// The `baichuan` command line: the output contracts other tools rely on, and a one-line error with
+// exit code 1 (never a crash) for every kind of bad input.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/mapped_file.h"
+#include "shared_data.h"
+
+namespace baichuan {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using testing::shared_path;
+
+struct CliRun {
+  int exit_code;
+  std::string out, err;
+};
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+CliRun baichuan_cli(const std::string& args) {
+  fs::path dir = fs::path(::testing::TempDir()) / "cli";
+  fs::create_directories(dir);
+  std::string out = (dir / "out.txt").string(), err = (dir / "err.txt").string();
+  int status = std::system((std::string(BAICHUAN_CLI_PATH) + " " + args + " >" + out + " 2>" + err + " </dev/null").c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_text_file(out), read_text_file(err)};
+}
+
+fs::path temp_copy_of(const std::string& folder, const std::string& name) {
+  fs::path dst = fs::path(::testing::TempDir()) / name;
+  fs::remove_all(dst);
+  fs::copy(folder, dst, fs::copy_options::recursive);
+  for (auto& e : fs::recursive_directory_iterator(dst)) fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
+  fs::permissions(dst, fs::perms::owner_all, fs::perm_options::add);
+  return dst;
+}
+
+void write_file(const fs::path& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = shared_path("reference/b2-7b-tiny");
+    REQUIRE_SHARED(model_ + "/golden.json");
+    golden_ = json::parse(read_text_file(model_ + "/golden.json"));
+  }
+  // A failing run: exit code 1, one line on stderr containing `words`.
+  void expect_error(const std::string& args, const std::string& words) {
+    CliRun r = baichuan_cli(args);
+    EXPECT_EQ(r.exit_code, 1) << args << "\n" << r.err;
+    EXPECT_NE(r.err.find(words), std::string::npos) << "stderr of `" << args << "` lacks '" << words << "':\n" << r.err;
+    EXPECT_EQ(r.err.find("error:"), r.err.rfind("error:")) << r.err;
+  }
+  std::string model_;
+  json golden_;
+};
+
+TEST_F(Cli, TokenizeJsonGivesTheGoldenIds) {
+  const auto& p = golden_["prompts"][2];
+  CliRun r = baichuan_cli("tokenize -m " + model_ + " -p " + quote(p["text"]) + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["ids"], p["ids"]);
+}
+
+TEST_F(Cli, TokenizeChatJsonGivesTheGoldenIds) {
+  const auto& c = golden_["chats"][1];
+  fs::path messages = fs::path(::testing::TempDir()) / "messages.json";
+  write_file(messages, c["messages"].dump());
+  CliRun r = baichuan_cli("tokenize -m " + model_ + " --chat " + messages.string() + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["ids"], c["ids"]);
+}
+
+TEST_F(Cli, GenerateJsonGivesTheGoldenGreedyTokens) {
+  const auto& p = golden_["prompts"][0];
+  CliRun r = baichuan_cli("generate -m " + model_ + " -p " + quote(p["text"]) + " -n 24 --greedy --ignore-eos --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json out = json::parse(r.out);
+  EXPECT_EQ(out["prompt_ids"], p["ids"]);
+  EXPECT_EQ(out["tokens"], p["greedy"]);
+  EXPECT_TRUE(out["text"].is_string());
+}
+
+TEST_F(Cli, LogitsWritesTheLastPositionAsFloat32) {
+  const auto& p = golden_["prompts"][1];
+  fs::path out = fs::path(::testing::TempDir()) / "logits.f32";
+  CliRun r = baichuan_cli("logits -m " + model_ + " -p " + quote(p["text"]) + " -o " + out.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string ours = read_text_file(out.string());
+  std::string golden = read_text_file(model_ + "/" + p["last_logits_file"].get<std::string>());
+  ASSERT_EQ(ours.size(), golden.size());
+  const float* a = reinterpret_cast<const float*>(ours.data());
+  const float* b = reinterpret_cast<const float*>(golden.data());
+  float err = 0, ref = 0;
+  for (size_t i = 0; i < golden.size() / 4; ++i) {
+    err = std::max(err, std::abs(a[i] - b[i]));
+    ref = std::max(ref, std::abs(b[i]));
+  }
+  EXPECT_LE(err / ref, 1e-5f);
+}
+
+TEST_F(Cli, SeededSamplingIsRepeatable) {
+  std::string args = "generate -m " + model_ + " -p hello -n 12 --ignore-eos --seed 5 --json";
+  CliRun a = baichuan_cli(args), b = baichuan_cli(args);
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(json::parse(a.out)["tokens"], json::parse(b.out)["tokens"]);
+}
+
+TEST_F(Cli, MissingAndUnreadableInputs) {
+  expect_error("generate -m /nonexistent/model -p hi", "/nonexistent/model");
+  expect_error("generate -m " + model_ + " --chat /nonexistent.json", "/nonexistent.json");
+  fs::path empty = fs::path(::testing::TempDir()) / "empty_dir";
+  fs::create_directories(empty);
+  expect_error("generate -m " + empty.string() + " -p hi", "config.json");
+}
+
+TEST_F(Cli, CorruptedConfigAndMessages) {
+  fs::path dir = temp_copy_of(model_, "bad_config");
+  write_file(dir / "config.json", "{ not json");
+  expect_error("tokenize -m " + dir.string() + " -p hi", "config.json: not valid JSON");
+  write_file(dir / "config.json", R"({"vocab_size": 125696, "hidden_size": 32})");
+  expect_error("tokenize -m " + dir.string() + " -p hi", "missing field 'intermediate_size'");
+  // A config that disagrees with the weights: the tensor and both shapes are named.
+  auto cfg = json::parse(read_text_file(model_ + "/config.json"));
+  cfg["intermediate_size"] = 90;
+  write_file(dir / "config.json", cfg.dump());
+  expect_error("tokenize -m " + dir.string() + " -p hi", "has shape [88, 32], expected [90, 32]");
+
+  fs::path messages = fs::path(::testing::TempDir()) / "bad_messages.json";
+  write_file(messages, R"([{"role": "robot", "content": "hi"}])");
+  expect_error("generate -m " + model_ + " --chat " + messages.string(), "robot");
+  write_file(messages, "[{");
+  expect_error("generate -m " + model_ + " --chat " + messages.string(), messages.string());
+}
+
+TEST_F(Cli, TruncatedWeightFilesInEveryFormat) {
+  fs::path dir = temp_copy_of(model_, "truncated");
+  fs::resize_file(dir / "model.safetensors", fs::file_size(dir / "model.safetensors") / 2);
+  expect_error("tokenize -m " + dir.string() + " -p hi", "model.safetensors");
+
+  std::string bin_dir = shared_path("reference/b2-13b-tiny");
+  fs::path bins = temp_copy_of(bin_dir, "truncated_bin");
+  fs::resize_file(bins / "pytorch_model-00002-of-00002.bin", 5000000);
+  expect_error("tokenize -m " + bins.string() + " -p hi", "pytorch_model-00002-of-00002.bin");
+
+  fs::path ms = temp_copy_of(shared_path("reference/b2-7b-tiny-mindspore"), "truncated_ms");
+  fs::resize_file(ms / "baichuan2_7b_tiny.ckpt", 1000000);
+  expect_error("tokenize -m " + (ms / "baichuan2_7b_tiny.ckpt").string() + " -p hi", "baichuan2_7b_tiny.ckpt");
+
+  fs::path gguf = fs::path(::testing::TempDir()) / "trunc.gguf";
+  ASSERT_EQ(baichuan_cli("convert -m " + model_ + " -o " + gguf.string() + " --type f16").exit_code, 0);
+  fs::resize_file(gguf, fs::file_size(gguf) - 100);
+  expect_error("tokenize -m " + gguf.string() + " -p hi", "trunc.gguf");
+}
+
+TEST_F(Cli, PromptLongerThanTheContext) {
+  expect_error("generate -m " + model_ + " -p " + quote("one two three four five six") + " --ctx 3 -n 1",
+               "more than the context");
+}
+
+TEST_F(Cli, BadFlagValues) {
+  expect_error("generate -m " + model_ + " -p hi --temp 0", "temperature");
+  expect_error("generate -m " + model_ + " -p hi --top-p 2", "top_p");
+  CliRun r = baichuan_cli("generate -m " + model_ + " -p hi --position sideways");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_LT(r.exit_code, 128) << "crashed";
+}
+
+TEST_F(Cli, InitWritesAWorkingRandomModel) {
+  fs::path out = fs::path(::testing::TempDir()) / "random.gguf";
+  CliRun r = baichuan_cli("init --config " + model_ + "/config.json --type bf16 -o " + out.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  CliRun g = baichuan_cli("generate -m " + out.string() + " -p hello -n 4 --greedy --ignore-eos --json");
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  EXPECT_EQ(json::parse(g.out)["tokens"].size(), 4u);
+}
+
+}  // namespace
+}  // namespace baichuan

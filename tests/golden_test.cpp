@@ -1,0 +1,191 @@
+// End-to-end: every reference checkpoint, in every format and after GGUF round trips, against the
+// golden outputs of the official modeling code (../shared/reference/README.md).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "core/mapped_file.h"
+#include "generate/generator.h"
+#include "generate/sampling.h"
+#include "model/gguf_checkpoint.h"
+#include "model/model.h"
+#include "shared_data.h"
+#include "tokenizer/chat_template.h"
+
+namespace baichuan {
+namespace {
+
+using nlohmann::json;
+using testing::shared_path;
+
+struct Case {
+  std::string name;    // test name suffix
+  std::string folder;  // reference folder with golden.json
+  std::string model;   // path relative to reference/
+  std::string gguf_type;  // "" = read as is; else convert to GGUF of this type first
+};
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
+std::vector<float> read_f32(const std::string& path) {
+  std::string bytes = read_text_file(path);
+  std::vector<float> v(bytes.size() / 4);
+  std::memcpy(v.data(), bytes.data(), v.size() * 4);
+  return v;
+}
+
+class Golden : public ::testing::TestWithParam<Case> {
+ protected:
+  void SetUp() override {
+    const Case& c = GetParam();
+    dir_ = shared_path("reference/" + c.folder);
+    REQUIRE_SHARED(dir_ + "/golden.json");
+    golden_ = json::parse(read_text_file(dir_ + "/golden.json"));
+    std::string path = shared_path("reference/" + c.model);
+    if (!c.gguf_type.empty()) {
+      auto out = std::filesystem::path(::testing::TempDir()) / (c.name + ".gguf");
+      ConvertOptions options;
+      options.type = c.gguf_type == "f32" ? DType::F32 : c.gguf_type == "f16" ? DType::F16 : DType::BF16;
+      write_gguf_checkpoint(open_checkpoint(path), out.string(), options);
+      path = out.string();
+    }
+    model_ = load_model(path);
+  }
+
+  ChatTemplateConfig chat_config() const {
+    return {model_->config().model_max_length, model_->generation().max_new_tokens,
+            model_->generation().user_token_id, model_->generation().assistant_token_id};
+  }
+
+  std::vector<int32_t> greedy(const std::vector<int32_t>& prompt, int64_t n) {
+    Generator gen(*model_, pool_, static_cast<int64_t>(prompt.size()) + n);
+    GenerateOptions o;
+    o.max_new_tokens = n;
+    o.ignore_eos = true;
+    o.sampling.greedy = true;
+    return gen.generate(prompt, o).tokens;
+  }
+
+  std::string dir_;
+  json golden_;
+  std::unique_ptr<Model> model_;
+  ThreadPool pool_{2};
+};
+
+TEST_P(Golden, PromptIdsLogitsAndGreedyTokens) {
+  for (const auto& p : golden_["prompts"]) {
+    SCOPED_TRACE(p["text"].get<std::string>().substr(0, 40));
+    auto ids = model_->tokenizer().encode(p["text"].get<std::string>());
+    ASSERT_EQ(ids, p["ids"].get<std::vector<int32_t>>());
+
+    KvCache cache = model_->new_cache(static_cast<int64_t>(ids.size()));
+    auto logits = model_->forward_last(cache, ids, pool_);
+    auto expected = read_f32(dir_ + "/" + p["last_logits_file"].get<std::string>());
+    ASSERT_EQ(logits.size(), expected.size());
+    float max_err = 0, max_ref = 0;
+    for (size_t i = 0; i < logits.size(); ++i) {
+      max_err = std::max(max_err, std::abs(logits[i] - expected[i]));
+      max_ref = std::max(max_ref, std::abs(expected[i]));
+    }
+    EXPECT_LE(max_err / max_ref, 1e-5f);
+
+    auto golden_greedy = p["greedy"].get<std::vector<int32_t>>();
+    EXPECT_EQ(greedy(ids, static_cast<int64_t>(golden_greedy.size())), golden_greedy);
+  }
+}
+
+TEST_P(Golden, TopLogitsAtEveryPosition) {
+  for (const auto& p : golden_["prompts"]) {
+    auto ids = p["ids"].get<std::vector<int32_t>>();
+    KvCache cache = model_->new_cache(static_cast<int64_t>(ids.size()));
+    std::vector<float> logits;
+    SequenceStep step{&cache, ids, true, &logits};
+    model_->forward(std::span<SequenceStep>(&step, 1), pool_);
+    const int64_t V = model_->config().vocab_size;
+    const auto& top = p["top8_per_position"];
+    ASSERT_EQ(top.size(), ids.size());
+    for (size_t t = 0; t < ids.size(); ++t) {
+      float scale = std::abs(top[t][0][1].get<float>());
+      for (const auto& entry : top[t]) {
+        auto id = entry[0].get<int64_t>();
+        EXPECT_NEAR(logits[static_cast<size_t>(static_cast<int64_t>(t) * V + id)], entry[1].get<float>(), 1e-5f * scale * 4)
+            << "position " << t << " id " << id;
+      }
+    }
+  }
+}
+
+TEST_P(Golden, SamplingDistributions) {
+  for (const auto& p : golden_["prompts"]) {
+    auto ids = p["ids"].get<std::vector<int32_t>>();
+    KvCache cache = model_->new_cache(static_cast<int64_t>(ids.size()));
+    auto logits = model_->forward_last(cache, ids, pool_);
+    for (const auto& s : p["sampling"]) {
+      SamplingParams params;
+      params.repetition_penalty = s["repetition_penalty"].get<float>();
+      params.temperature = s["temperature"].get<float>();
+      params.top_k = s["top_k"].get<int64_t>();
+      params.top_p = s["top_p"].get<float>();
+      auto kept = kept_distribution(logits, ids, params);
+      const auto& expected = s["kept"];
+      ASSERT_EQ(kept.size(), expected.size()) << s.dump();
+      // Same kept set and probabilities; tokens of equal probability may come in either order.
+      std::map<int32_t, float> ours(kept.begin(), kept.end());
+      for (const auto& e : expected) {
+        auto it = ours.find(e[0].get<int32_t>());
+        ASSERT_NE(it, ours.end()) << "token " << e[0] << " should be kept: " << s.dump();
+        EXPECT_NEAR(it->second, e[1].get<float>(), 1e-5f);
+      }
+    }
+  }
+}
+
+TEST_P(Golden, ChatIdsAndGreedyAnswers) {
+  for (const auto& c : golden_["chats"]) {
+    std::vector<ChatMessage> messages;
+    for (const auto& m : c["messages"]) messages.push_back({m["role"], m["content"]});
+    auto ids = build_chat_input(model_->tokenizer(), messages, chat_config());
+    ASSERT_EQ(ids, c["ids"].get<std::vector<int32_t>>());
+    auto golden_greedy = c["greedy"].get<std::vector<int32_t>>();
+    EXPECT_EQ(greedy(ids, static_cast<int64_t>(golden_greedy.size())), golden_greedy);
+  }
+}
+
+TEST_P(Golden, BatchedSequencesMatchSingleOnes) {
+  // Two prompts of different lengths in one forward step give the same logits as alone.
+  const auto& prompts = golden_["prompts"];
+  auto a = prompts[0]["ids"].get<std::vector<int32_t>>();
+  auto b = prompts[2]["ids"].get<std::vector<int32_t>>();
+  KvCache ca = model_->new_cache(64), cb = model_->new_cache(64);
+  std::vector<float> la, lb;
+  std::vector<SequenceStep> steps = {{&ca, a, false, &la}, {&cb, b, false, &lb}};
+  model_->forward(steps, pool_);
+  KvCache c1 = model_->new_cache(64);
+  auto alone = model_->forward_last(c1, b, pool_);
+  for (size_t i = 0; i < alone.size(); i += 97) EXPECT_NEAR(lb[i], alone[i], 1e-5f);
+}
+
+std::string case_name(const ::testing::TestParamInfo<Case>& info) { return info.param.name; }
+
+INSTANTIATE_TEST_SUITE_P(
+    Reference, Golden,
+    ::testing::Values(Case{"HfSafetensors7B", "b2-7b-tiny", "b2-7b-tiny", ""},
+                      Case{"HfTorchBin13B", "b2-13b-tiny", "b2-13b-tiny", ""},
+                      Case{"MindSporeCkpt7B", "b2-7b-tiny-mindspore", "b2-7b-tiny-mindspore/baichuan2_7b_tiny.ckpt", ""},
+                      Case{"Gguf7B_F32", "b2-7b-tiny", "b2-7b-tiny", "f32"},
+                      Case{"Gguf7B_F16", "b2-7b-tiny", "b2-7b-tiny", "f16"},
+                      Case{"Gguf7B_BF16", "b2-7b-tiny", "b2-7b-tiny", "bf16"},
+                      Case{"Gguf13B_F32", "b2-13b-tiny", "b2-13b-tiny", "f32"},
+                      Case{"Gguf13B_F16", "b2-13b-tiny", "b2-13b-tiny", "f16"},
+                      Case{"Gguf13B_BF16", "b2-13b-tiny", "b2-13b-tiny", "bf16"},
+                      Case{"GgufFromMindSpore7B_F32", "b2-7b-tiny-mindspore",
+                           "b2-7b-tiny-mindspore/baichuan2_7b_tiny.ckpt", "f32"}),
+    case_name);
+
+}  // namespace
+}  // namespace baichuan
