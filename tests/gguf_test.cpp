@@ -71,7 +71,6 @@ std::string error_of(const std::string& bytes) {
 
 void expect_error(const std::string& bytes, std::initializer_list<const char*> words) {
   std::string msg = error_of(bytes);
-  if (getenv("GGUF_TEST_SHOW")) std::cerr << msg << "\n";
   EXPECT_EQ(msg.rfind("m.gguf: ", 0), 0u) << msg;
   for (const char* w : words) EXPECT_NE(msg.find(w), std::string::npos) << "'" << w << "' not in: " << msg;
 }

@@ -28,13 +28,18 @@ DType parse_dtype(const std::string& s, const std::string& what) {
 
 std::vector<Tensor> read_safetensors(const std::string& path) {
   auto file = MappedFile::open(path);
-  ByteReader in(file->data(), file->size(), path);
+  return parse_safetensors(file->data(), file->size(), file, path);
+}
+
+std::vector<Tensor> parse_safetensors(const std::byte* data, size_t size, std::shared_ptr<const void> owner,
+                                      const std::string& path) {
+  ByteReader in(data, size, path);
   auto header_len = in.read<uint64_t>("the header length");
   if (header_len > in.remaining())
     fail(path, ": truncated: header length ", header_len, " exceeds the ", in.remaining(), " bytes left");
   auto header_text = in.read_bytes(static_cast<size_t>(header_len), "the JSON header");
   const size_t data_start = in.pos();
-  const size_t data_size = file->size() - data_start;
+  const size_t data_size = size - data_start;
 
   nlohmann::json header;
   try {
@@ -74,9 +79,9 @@ std::vector<Tensor> read_safetensors(const std::string& path) {
     if (end - begin != expected)
       fail(what, ": ", end - begin, " data bytes for ", dtype_name(t.dtype),
            " shape ", t.shape_str(), ", expected ", expected);
-    t.data = file->data() + data_start + begin;
+    t.data = data + data_start + begin;
     t.nbytes = expected;
-    t.owner = file;
+    t.owner = owner;
     tensors.push_back(std::move(t));
   }
   return tensors;

@@ -1,6 +1,7 @@
 // safetensors: 8-byte little-endian header length, a JSON header {name: {dtype, shape, data_offsets}},
 // then the data. Tensors are memory-mapped.
 #pragma once
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -9,5 +10,8 @@
 namespace baichuan::formats {
 
 std::vector<Tensor> read_safetensors(const std::string& path);
+// The parser over an in-memory image (for the fuzzer); tensors point into `data` and keep `owner` alive.
+std::vector<Tensor> parse_safetensors(const std::byte* data, size_t size, std::shared_ptr<const void> owner,
+                                      const std::string& path);
 
 }  // namespace baichuan::formats

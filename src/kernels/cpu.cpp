@@ -2,6 +2,10 @@
 
 #include <atomic>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include "core/error.h"
 
 namespace baichuan::kernels {
@@ -10,10 +14,20 @@ const CpuFeatures& cpu_features() {
   static const CpuFeatures features = [] {
     CpuFeatures f;
 #if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    f.avx2 = __builtin_cpu_supports("avx2");
-    f.fma = __builtin_cpu_supports("fma");
-    f.f16c = __builtin_cpu_supports("f16c");
+    // CPUID directly: clang's __builtin_cpu_supports does not know "f16c".
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (__get_cpuid(1, &a, &b, &c, &d)) {
+      bool osxsave = c & (1u << 27);
+      bool ymm_enabled = false;
+      if (osxsave) {
+        unsigned lo, hi;
+        __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        ymm_enabled = (lo & 6u) == 6u;  // the OS saves XMM and YMM state
+      }
+      f.fma = ymm_enabled && (c & (1u << 12));
+      f.f16c = ymm_enabled && (c & (1u << 29));
+      if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) f.avx2 = ymm_enabled && (b & (1u << 5));
+    }
 #endif
     return f;
   }();
