@@ -2,6 +2,7 @@
 // exit code 1 (never a crash) for every kind of bad input.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -29,11 +30,15 @@ std::string quote(const std::string& s) {
 }
 
 CliRun baichuan_cli(const std::string& args) {
-  fs::path dir = fs::path(::testing::TempDir()) / "cli";
+  // ctest runs tests in parallel processes: each run gets its own output files.
+  static int counter = 0;
+  fs::path dir = fs::path(::testing::TempDir()) / ("cli-" + std::to_string(getpid()) + "-" + std::to_string(counter++));
   fs::create_directories(dir);
   std::string out = (dir / "out.txt").string(), err = (dir / "err.txt").string();
   int status = std::system((std::string(BAICHUAN_CLI_PATH) + " " + args + " >" + out + " 2>" + err + " </dev/null").c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_text_file(out), read_text_file(err)};
+  CliRun run{WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_text_file(out), read_text_file(err)};
+  fs::remove_all(dir);
+  return run;
 }
 
 fs::path temp_copy_of(const std::string& folder, const std::string& name) {

@@ -1,10 +1,13 @@
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
@@ -63,28 +66,37 @@ std::string bytes_0_to(size_t n) {
   return s;
 }
 
+// Named per process and test, so tests run in parallel by ctest never share a file.
 std::string write_temp(const std::string& name, const std::string& bytes) {
-  std::string path = ::testing::TempDir() + name;
+  std::string path = ::testing::TempDir() + std::to_string(::getpid()) + "_" +
+                     ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" + name;
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   return path;
 }
 
-std::vector<Tensor> parse(const std::string& bytes) { return read_mindspore_ckpt(write_temp("ms_test.ckpt", bytes)); }
+// Parses `bytes` through a file; the map keeps the data alive after the file is removed.
+std::vector<Tensor> parse(const std::string& bytes) {
+  std::string path = write_temp("ms_test.ckpt", bytes);
+  auto tensors = read_mindspore_ckpt(path);
+  std::remove(path.c_str());
+  return tensors;
+}
 
 std::string contents(const Tensor& t) { return std::string(reinterpret_cast<const char*>(t.data), t.nbytes); }
 
 // The Error message of parsing `bytes`, or "" if it parsed.
 std::string parse_error(const std::string& bytes) {
   std::string path = write_temp("ms_bad.ckpt", bytes);
+  std::string msg;
   try {
     read_mindspore_ckpt(path);
   } catch (const Error& e) {
-    std::string msg = e.what();
+    msg = e.what();
     EXPECT_EQ(msg.rfind(path, 0), 0u) << "message does not start with the path: " << msg;
-    return msg;
   }
-  return "";
+  std::remove(path.c_str());
+  return msg;
 }
 
 #define EXPECT_ERROR_WITH(bytes, ...)                                          \

@@ -401,6 +401,35 @@ TEST(TorchBin, NotACheckpointIsAnError) {
             std::string::npos);
 }
 
+// Written by CPython's own pickler (protocol 4) for a state dict {'w': tensor, 'b': Parameter(tensor)}
+// with `_metadata`, using stand-in torch classes and a persistent_id like torch.save's.
+TEST(TorchPickle, ReadsPythonPicklerOutput) {
+  const char kPickle[] =
+    "\x80\x04\x95$\x01\x00\x00\x00\x00\x00\x00\x8c\x0b" "collections\x94\x8c\x0bOrderedDict\x94\x93\x94)R"
+    "\x94(\x8c\x01w\x94\x8c\x0ctorch._utils\x94\x8c\x12_rebuild_tensor_v2\x94\x93\x94((\x8c\x07storage"
+    "\x94\x8c\x05torch\x94\x8c\x0c" "FloatStorage\x94\x93\x94\x8c\x01" "0\x94\x8c\x03" "cpu\x94K\x06t\x94"
+    "QK\x00K\x02K\x03\x86\x94K\x03K\x01\x86\x94\x89h\x02)R\x94t\x94R\x94\x8c\x01" "b\x94h\x05\x8c\x12_reb"
+    "uild_parameter\x94\x93\x94h\x07((h\x08h\x09\x8c\x0f" "BFloat16Storage\x94\x93\x94\x8c\x01" "1\x94h"
+    "\x0dK\x04t\x94QK\x01K\x03\x85\x94K\x01\x85\x94\x89h\x02)R\x94t\x94R\x94\x88h\x02)R\x94\x87\x94R\x94u"
+    "}\x94\x8c\x09_metadata\x94h\x02)R\x94\x8c\x00\x94}\x94\x8c\x07version\x94K\x01sssb.";
+  auto records = read_torch_pickle(std::string_view(kPickle, sizeof(kPickle) - 1), "x.bin");
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0].name, "w");
+  EXPECT_EQ(records[0].dtype, DType::F32);
+  EXPECT_EQ(records[0].storage_key, "0");
+  EXPECT_EQ(records[0].storage_numel, 6);
+  EXPECT_EQ(records[0].storage_offset, 0);
+  EXPECT_EQ(records[0].size, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(records[0].stride, (std::vector<int64_t>{3, 1}));
+  EXPECT_EQ(records[1].name, "b");
+  EXPECT_EQ(records[1].dtype, DType::BF16);
+  EXPECT_EQ(records[1].storage_key, "1");
+  EXPECT_EQ(records[1].storage_numel, 4);
+  EXPECT_EQ(records[1].storage_offset, 1);
+  EXPECT_EQ(records[1].size, (std::vector<int64_t>{3}));
+  EXPECT_EQ(records[1].stride, (std::vector<int64_t>{1}));
+}
+
 TEST(TorchPickle, ForbiddenGlobalIsRefusedByName) {
   std::string evil = "\x80\x02" + global("os", "system") + unicode("echo pwned") + "\x85R.";
   auto message = error_of([&] { read_torch_pickle(evil, "x.bin"); });

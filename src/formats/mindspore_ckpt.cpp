@@ -54,8 +54,8 @@ std::string shape_string(const std::vector<int64_t>& dims) {
 
 void expect_wire_type(const Field& f, WireType want, const std::string& path, std::string_view field_name) {
   if (f.wire_type != want)
-    fail(path, ": offset ", f.offset, ": field '", field_name, "' has wire type ", protobuf::wire_type_name(f.wire_type),
-         ", expected ", protobuf::wire_type_name(want));
+    fail(path, ": offset ", f.offset, ": field '", field_name, "' has wire type ",
+         protobuf::wire_type_name(f.wire_type), ", expected ", protobuf::wire_type_name(want));
 }
 
 void add_dim(Part& part, uint64_t d, const std::string& path, size_t offset) {

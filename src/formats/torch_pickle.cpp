@@ -177,8 +177,8 @@ class PickleMachine {
   template <typename... Args>
   [[noreturn]] void error(const Args&... args) const {
     const char* hex = "0123456789abcdef";
-    fail(what_, ": data.pkl: opcode ", opcode_name(op_), " (0x", hex[op_ >> 4], hex[op_ & 15], ") at offset ", op_offset_,
-         ": ", args...);
+    fail(what_, ": data.pkl: opcode ", opcode_name(op_), " (0x", hex[op_ >> 4], hex[op_ & 15], ") at offset ",
+         op_offset_, ": ", args...);
   }
 
   uint32_t make(Value v) {
@@ -251,7 +251,8 @@ class PickleMachine {
     size_t n = 0;
     const char* p = reinterpret_cast<const char*>(in_.here());
     while (n < in_.remaining() && n <= kMaxGlobalName && p[n] != '\n') ++n;
-    if (n >= in_.remaining() || p[n] != '\n') error(reading, " is not a newline-terminated name of at most ", kMaxGlobalName, " bytes");
+    if (n > kMaxGlobalName || n >= in_.remaining() || p[n] != '\n')
+      error(reading, " is not a newline-terminated name of at most ", kMaxGlobalName, " bytes");
     auto s = in_.read_bytes(n, reading);
     in_.skip(1, "a newline");
     return s;
@@ -448,7 +449,8 @@ class PickleMachine {
       case 'b': {
         // An OrderedDict's state is its attributes (a state dict's `_metadata`): irrelevant here.
         pop();
-        if (values_[top()].kind != Kind::Dict) error("only a dict's state can be set, not a ", kind_name(values_[top()].kind));
+        const Kind kind = values_[top()].kind;
+        if (kind != Kind::Dict) error("only a dict's state can be set, not a ", kind_name(kind));
         return;
       }
       default:
@@ -458,13 +460,15 @@ class PickleMachine {
 
   std::vector<TorchTensorRecord> state_dict(uint32_t root) {
     const Value& dict = values_[root];
-    if (dict.kind != Kind::Dict) fail(what_, ": data.pkl: the pickle holds a ", kind_name(dict.kind), ", not a state dict");
+    if (dict.kind != Kind::Dict)
+      fail(what_, ": data.pkl: the pickle holds a ", kind_name(dict.kind), ", not a state dict");
     std::vector<TorchTensorRecord> out;
     std::unordered_set<std::string_view> seen;
     for (size_t k = 0; k + 1 < dict.items.size(); k += 2) {
       const Value& key = values_[dict.items[k]];
       const Value& value = values_[dict.items[k + 1]];
-      if (key.kind != Kind::String) fail(what_, ": data.pkl: a state dict key is a ", kind_name(key.kind), ", not a str");
+      if (key.kind != Kind::String)
+        fail(what_, ": data.pkl: a state dict key is a ", kind_name(key.kind), ", not a str");
       if (value.kind != Kind::Tensor)
         fail(what_, ": data.pkl: entry '", key.s, "' is a ", kind_name(value.kind), ", not a tensor");
       if (!seen.insert(key.s).second) fail(what_, ": data.pkl: tensor '", key.s, "' appears twice");

@@ -41,7 +41,8 @@ struct Directory {
 // The EOCD sits at the very end, after a comment of up to 64 KiB: scan backwards for a signature whose
 // comment length reaches exactly the end of the file, so bytes inside a comment cannot fool us.
 size_t find_eocd(const std::byte* data, size_t size, const std::string& path) {
-  if (size < kEocdSize) fail(path, ": not a zip archive: ", size, " bytes is too short for an end of central directory");
+  if (size < kEocdSize)
+    fail(path, ": not a zip archive: ", size, " bytes is too short for an end of central directory");
   size_t lowest = size - kEocdSize > 0xffff ? size - kEocdSize - 0xffff : 0;
   for (size_t pos = size - kEocdSize + 1; pos-- > lowest;) {
     if (peek_u32(data, pos) != kEocdSig) continue;

@@ -1,6 +1,7 @@
 #include "kernels/matmul.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "core/error.h"
@@ -41,7 +42,8 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, i
         for (int64_t r0 = begin; r0 < end; r0 += kRowBlock) {
           int64_t nr = std::min(kRowBlock, end - r0);
           const float* block = rows_f32.data();
-          if (w.dtype == DType::F32) {
+          // F32 rows are used in place when aligned (zero-copy readers may hand out odd addresses).
+          if (w.dtype == DType::F32 && reinterpret_cast<uintptr_t>(w.row(r0)) % alignof(float) == 0) {
             block = reinterpret_cast<const float*>(w.row(r0));
           } else {
             for (int64_t r = 0; r < nr; ++r) row_to_f32(w.dtype, w.row(r0 + r), rows_f32.data() + r * w.cols, w.cols);

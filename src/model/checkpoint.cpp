@@ -1,7 +1,8 @@
 #include "model/checkpoint.h"
 
 #include <filesystem>
-#include <regex>
+#include <charconv>
+#include <optional>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
@@ -32,6 +33,18 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// "model.layers.12.mlp.up_proj.weight" -> {12, "mlp.up_proj"}; nullopt for any other name.
+std::optional<std::pair<int64_t, std::string>> parse_layer_name(const std::string& name) {
+  const std::string prefix = "model.layers.", suffix = ".weight";
+  if (!name.starts_with(prefix) || !name.ends_with(suffix)) return std::nullopt;
+  const char* begin = name.data() + prefix.size();
+  const char* end = name.data() + name.size() - suffix.size();
+  int64_t layer = 0;
+  auto [dot, ec] = std::from_chars(begin, end, layer);
+  if (ec != std::errc() || dot == begin || dot >= end || *dot != '.' || layer < 0) return std::nullopt;
+  return std::pair{layer, std::string(dot + 1, end)};
+}
+
 // A view of rows [begin, begin + count) of a 2-D tensor, sharing its memory.
 Tensor row_slice(const Tensor& t, int64_t begin, int64_t count, std::string name) {
   Tensor s = t;
@@ -50,22 +63,19 @@ void add(Checkpoint& c, const std::string& name, Tensor t) {
 
 // Hugging Face names -> canonical; W_pack is split into Q, K, V row views (rows Q, then K, then V).
 void map_hf_names(Checkpoint& c, std::vector<Tensor> tensors, const std::string& source) {
-  static const std::regex layer_re(R"(model\.layers\.(\d+)\.(.+)\.weight)");
   static const std::map<std::string, std::string> layer_roles = {
       {"self_attn.o_proj", "attn_output"}, {"mlp.gate_proj", "ffn_gate"},        {"mlp.up_proj", "ffn_up"},
       {"mlp.down_proj", "ffn_down"},       {"input_layernorm", "attn_norm"}, {"post_attention_layernorm", "ffn_norm"}};
   const int64_t hidden = c.config.hidden_size;
   for (auto& t : tensors) {
-    std::smatch m;
     if (t.name == "model.embed_tokens.weight") {
       add(c, "token_embd.weight", std::move(t));
     } else if (t.name == "model.norm.weight") {
       add(c, "output_norm.weight", std::move(t));
     } else if (t.name == "lm_head.weight") {
       add(c, "output.weight", std::move(t));
-    } else if (std::regex_match(t.name, m, layer_re)) {
-      int64_t layer = std::stoll(m[1]);
-      std::string part = m[2];
+    } else if (auto parsed = parse_layer_name(t.name)) {
+      auto& [layer, part] = *parsed;
       if (part == "self_attn.W_pack") {
         if (t.shape != std::vector<int64_t>{3 * hidden, hidden})
           fail(source, ": tensor '", t.name, "' has shape ", t.shape_str(), ", expected [", 3 * hidden, ", ", hidden, "]");
@@ -81,22 +91,20 @@ void map_hf_names(Checkpoint& c, std::vector<Tensor> tensors, const std::string&
 
 // MindFormers names -> canonical.
 void map_mindspore_names(Checkpoint& c, std::vector<Tensor> tensors) {
-  static const std::regex layer_re(R"(model\.layers\.(\d+)\.(.+)\.weight)");
   static const std::map<std::string, std::string> layer_roles = {
       {"attention.wq", "attn_q"},     {"attention.wk", "attn_k"},     {"attention.wv", "attn_v"},
       {"attention.wo", "attn_output"}, {"feed_forward.w1", "ffn_gate"}, {"feed_forward.w3", "ffn_up"},
       {"feed_forward.w2", "ffn_down"}, {"attention_norm", "attn_norm"}, {"ffn_norm", "ffn_norm"}};
   for (auto& t : tensors) {
-    std::smatch m;
     if (t.name == "model.tok_embeddings.embedding_weight") {
       add(c, "token_embd.weight", std::move(t));
     } else if (t.name == "model.norm_out.weight") {
       add(c, "output_norm.weight", std::move(t));
     } else if (t.name == "lm_head.weight") {
       add(c, "output.weight", std::move(t));
-    } else if (std::regex_match(t.name, m, layer_re)) {
-      if (auto role = layer_roles.find(m[2]); role != layer_roles.end())
-        add(c, layer_tensor(std::stoll(m[1]), role->second), std::move(t));
+    } else if (auto parsed = parse_layer_name(t.name)) {
+      if (auto role = layer_roles.find(parsed->second); role != layer_roles.end())
+        add(c, layer_tensor(parsed->first, role->second), std::move(t));
     }
   }
 }
