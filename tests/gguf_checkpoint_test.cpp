@@ -1,0 +1,126 @@
+// Baichuan 2 in GGUF: the layout llama.cpp expects (names, permuted Q/K rows, metadata), the original
+// tokenizer kept byte for byte, and files without our extra keys (as llama.cpp writes them).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/mapped_file.h"
+#include "generate/generator.h"
+#include "model/gguf_checkpoint.h"
+#include "model/model.h"
+#include "shared_data.h"
+
+namespace baichuan {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::shared_path;
+
+std::string temp(const std::string& name) { return (fs::path(::testing::TempDir()) / ("ggufck_" + name)).string(); }
+
+class GgufCheckpoint : public ::testing::Test {
+ protected:
+  void SetUp() override { REQUIRE_SHARED(shared_path("reference/b2-13b-tiny/golden.json")); }
+
+  std::string convert(const std::string& folder, DType type, bool normalize_head, const std::string& name) {
+    ConvertOptions o;
+    o.type = type;
+    o.normalize_head = normalize_head;
+    std::string out = temp(name);
+    write_gguf_checkpoint(open_checkpoint(shared_path("reference/" + folder)), out, o);
+    return out;
+  }
+};
+
+TEST_F(GgufCheckpoint, KeepsTheOriginalTokenizerModelBytes) {
+  gguf::File f = gguf::read_file(convert("b2-7b-tiny", DType::F16, false, "tok.gguf"));
+  EXPECT_EQ(f.get(kGgufTokenizerModelKey).as_bytes("k"), read_text_file(shared_path("reference/b2-7b-tiny/tokenizer.model")));
+  EXPECT_EQ(f.get("general.architecture").as_string("k"), "baichuan");
+  EXPECT_EQ(f.get("tokenizer.ggml.model").as_string("k"), "llama");
+  EXPECT_EQ(f.get("tokenizer.ggml.tokens").as_array("k").items.size(), 125696u);
+  EXPECT_EQ(f.get("baichuan.block_count").as_int("k"), 2);
+  EXPECT_FLOAT_EQ(static_cast<float>(f.get("baichuan.rope.freq_base").as_float("k")), 10000.0f);
+  EXPECT_EQ(f.find("baichuan.attention.max_alibi_bias"), nullptr);
+}
+
+TEST_F(GgufCheckpoint, ThirteenBFamilyCarriesTheAlibiBias) {
+  gguf::File f = gguf::read_file(convert("b2-13b-tiny", DType::F32, false, "alibi.gguf"));
+  EXPECT_FLOAT_EQ(static_cast<float>(f.get("baichuan.attention.max_alibi_bias").as_float("k")), 8.0f);
+  EXPECT_EQ(open_gguf_checkpoint(temp("alibi.gguf"), {}).config.position, PositionEncoding::Alibi);
+}
+
+TEST_F(GgufCheckpoint, QAndKRowsArePermutedForInterleavedRopeAsLlamaCppDoes) {
+  Checkpoint hf = open_checkpoint(shared_path("reference/b2-7b-tiny"));
+  Checkpoint gg = open_checkpoint(convert("b2-7b-tiny", DType::F32, false, "perm.gguf"));
+  const int64_t d = hf.config.head_dim(), h = hf.config.hidden_size;
+  for (const char* role : {"attn_q", "attn_k", "attn_v"}) {
+    const Tensor& a = hf.tensor(layer_tensor(1, role));
+    const Tensor& b = gg.tensor(layer_tensor(1, role));
+    bool permuted = std::string(role) != "attn_v";
+    for (int64_t r = 0; r < h; ++r) {
+      // GGUF row r of head `head`: rows (i, i + d/2) of the official layout become (2i, 2i + 1).
+      int64_t head = r / d, within = r % d;
+      int64_t src = permuted ? head * d + (within % 2) * (d / 2) + within / 2 : r;
+      for (int64_t c = 0; c < h; ++c)
+        ASSERT_EQ(load_float(a.dtype, a.data, static_cast<size_t>(src * h + c)),
+                  load_float(b.dtype, b.data, static_cast<size_t>(r * h + c)))
+            << role << " row " << r;
+    }
+  }
+}
+
+TEST_F(GgufCheckpoint, NormalizedHeadHasUnitRowsAndTheSameLogits) {
+  auto golden = nlohmann::json::parse(read_text_file(shared_path("reference/b2-7b-tiny/golden.json")));
+  Model raw(open_checkpoint(convert("b2-7b-tiny", DType::F32, false, "raw.gguf")));
+  Model unit(open_checkpoint(convert("b2-7b-tiny", DType::F32, true, "unit.gguf")));
+  const Tensor& head = unit.checkpoint().tensor("output.weight");
+  for (int64_t r = 0; r < head.shape[0]; r += 1000) {
+    double ss = 0;
+    for (int64_t c = 0; c < head.shape[1]; ++c) {
+      double v = load_float(head.dtype, head.data, static_cast<size_t>(r * head.shape[1] + c));
+      ss += v * v;
+    }
+    EXPECT_NEAR(std::sqrt(ss), 1.0, 1e-6) << "row " << r;
+  }
+  ThreadPool pool(2);
+  auto ids = golden["prompts"][1]["ids"].get<std::vector<int32_t>>();
+  KvCache c1 = raw.new_cache(64), c2 = unit.new_cache(64);
+  auto a = raw.forward_last(c1, ids, pool), b = unit.forward_last(c2, ids, pool);
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5f * (1 + std::abs(a[i])));
+}
+
+// A file as llama.cpp's converter writes it: no original tokenizer bytes, no generation config.
+TEST_F(GgufCheckpoint, FileWithoutOurExtraKeysRebuildsTheTokenizerAndMatchesGolden) {
+  for (const char* folder : {"b2-7b-tiny", "b2-13b-tiny"}) {
+    std::string full = convert(folder, DType::F32, false, std::string(folder) + "_full.gguf");
+    gguf::File f = gguf::read_file(full);
+    std::vector<gguf::KeyValue> meta;
+    for (auto& kv : f.metadata)
+      if (!kv.key.starts_with("baichuan_cpp.")) meta.push_back(kv);
+    std::vector<gguf::TensorToWrite> tensors;
+    for (const Tensor& t : f.tensors)
+      tensors.push_back({t.name, t.dtype, t.shape, [&t](std::byte* out, size_t n) { std::memcpy(out, t.data, n); }});
+    std::string plain = temp(std::string(folder) + "_plain.gguf");
+    gguf::write_file(plain, meta, tensors);
+
+    Model model(open_checkpoint(plain));
+    auto golden = nlohmann::json::parse(read_text_file(shared_path(std::string("reference/") + folder + "/golden.json")));
+    ThreadPool pool(2);
+    for (const auto& p : golden["prompts"]) {
+      auto ids = model.tokenizer().encode(p["text"].get<std::string>());
+      ASSERT_EQ(ids, p["ids"].get<std::vector<int32_t>>());
+      auto expected = p["greedy"].get<std::vector<int32_t>>();
+      Generator gen(model, pool, static_cast<int64_t>(ids.size() + expected.size()));
+      GenerateOptions o;
+      o.max_new_tokens = static_cast<int64_t>(expected.size());
+      o.ignore_eos = true;
+      o.sampling.greedy = true;
+      EXPECT_EQ(gen.generate(ids, o).tokens, expected) << folder;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace baichuan
