@@ -6,18 +6,14 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "shared_data.h"
 #include "tokenizer/chat_template.h"
 
 using namespace baichuan;
 
 namespace {
 
-const std::string kShared = BAICHUAN_SHARED_DIR;
-const std::string kModelPath = kShared + "/assets/baichuan2/tokenizer.model";
-
-#define REQUIRE_SHARED(path)                                                                     \
-  if (!file_exists(path)) GTEST_SKIP() << "needs the shared Baichuan 2 assets: " << (path)        \
-                                       << " is absent (BAICHUAN_SHARED_DIR=" << kShared << ")"
+const std::string kModelPath = baichuan::testing::shared_path("assets/baichuan2/tokenizer.model");
 
 const Tokenizer& tokenizer() {
   static Tokenizer t = Tokenizer::from_file(kModelPath);
@@ -41,7 +37,7 @@ std::string error_of(F f) {
 
 TEST(ChatTemplate, GoldenIdsOfBothReferenceFolders) {
   for (const char* folder : {"b2-7b-tiny", "b2-13b-tiny"}) {
-    std::string dir = kShared + "/reference/" + folder;
+    std::string dir = baichuan::testing::shared_path(std::string("reference/") + folder);
     REQUIRE_SHARED(dir + "/golden.json");
     Tokenizer tok = Tokenizer::from_file(dir + "/tokenizer.model");
     auto config = nlohmann::json::parse(read_text_file(dir + "/config.json"));

@@ -61,6 +61,25 @@ TEST(Kernels, DotMatchesDoubleReferenceOnEveryBackend) {
   }
 }
 
+TEST(Kernels, StoredRowDotMatchesReferenceOnEveryBackend) {
+  for (DType dtype : {DType::F32, DType::F16, DType::BF16}) {
+    for (int64_t n : kSizes) {
+      auto w = random_floats(static_cast<size_t>(n), 11), x = random_floats(static_cast<size_t>(n), 12);
+      auto bytes = encode(dtype, w);
+      double ref = 0, mag = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        double p = static_cast<double>(load_float(dtype, bytes.data(), static_cast<size_t>(i))) * x[i];
+        ref += p;
+        mag += std::abs(p);
+      }
+      EXPECT_NEAR(scalar::dot_row(dtype, bytes.data(), x.data(), n), ref, 1e-6 * mag + 1e-7) << n;
+      if (simd_available()) {
+        EXPECT_NEAR(avx2::dot_row(dtype, bytes.data(), x.data(), n), ref, 1e-6 * mag + 1e-7) << dtype_name(dtype) << n;
+      }
+    }
+  }
+}
+
 TEST(Kernels, RowConversionIsBitExactAcrossBackends) {
   if (!simd_available()) GTEST_SKIP() << "no AVX2/F16C on this CPU";
   std::mt19937 rng(3);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "shared_data.h"
 #include "core/mapped_file.h"
 #include "formats/mindspore_ckpt.h"
 #include "formats/safetensors.h"
@@ -109,14 +110,12 @@ std::string parse_error(const std::string& bytes) {
 
 // ---- The reference checkpoint ------------------------------------------------------------------------
 
-const std::string kShared = BAICHUAN_SHARED_DIR;
-const std::string kCkpt = kShared + "/reference/b2-7b-tiny-mindspore/baichuan2_7b_tiny.ckpt";
-const std::string kSafetensors = kShared + "/reference/b2-7b-tiny/model.safetensors";
+const std::string kCkpt = baichuan::testing::shared_path("reference/b2-7b-tiny-mindspore/baichuan2_7b_tiny.ckpt");
+const std::string kSafetensors = baichuan::testing::shared_path("reference/b2-7b-tiny/model.safetensors");
 
-#define SKIP_WITHOUT_REFERENCE()                                                                   \
-  if (!file_exists(kCkpt) || !file_exists(kSafetensors))                                           \
-  GTEST_SKIP() << "reference checkpoints not found under " << kShared                              \
-               << "/reference (b2-7b-tiny-mindspore, b2-7b-tiny); skipping"
+#define SKIP_WITHOUT_REFERENCE() \
+  REQUIRE_SHARED(kCkpt);         \
+  REQUIRE_SHARED(kSafetensors)
 
 std::map<std::string, Tensor> by_name(const std::vector<Tensor>& ts) {
   std::map<std::string, Tensor> m;

@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "tokenizer/sentencepiece_model_proto.h"
+#include "shared_data.h"
 #include "tokenizer/tokenizer.h"
 
 using namespace baichuan;
@@ -23,12 +24,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kShared = BAICHUAN_SHARED_DIR;
-const std::string kModelPath = kShared + "/assets/baichuan2/tokenizer.model";
-
-#define REQUIRE_SHARED(path)                                                                     \
-  if (!file_exists(path)) GTEST_SKIP() << "needs the shared Baichuan 2 assets: " << (path)        \
-                                       << " is absent (BAICHUAN_SHARED_DIR=" << kShared << ")"
+const std::string kModelPath = baichuan::testing::shared_path("assets/baichuan2/tokenizer.model");
 
 // Loaded once: the real model, and the same vocabulary rebuilt the way a GGUF file would carry it.
 const Tokenizer& real_tokenizer() {
@@ -64,7 +60,7 @@ std::vector<int32_t> concat(std::initializer_list<std::vector<int32_t>> parts) {
 
 TEST(TokenizerGolden, PromptIdsMatchOfficialTokenizer) {
   for (const char* folder : {"b2-7b-tiny", "b2-13b-tiny"}) {
-    std::string dir = kShared + "/reference/" + folder;
+    std::string dir = baichuan::testing::shared_path(std::string("reference/") + folder);
     REQUIRE_SHARED(dir + "/golden.json");
     REQUIRE_SHARED(kModelPath);
     Tokenizer tok = Tokenizer::from_file(dir + "/tokenizer.model");
@@ -278,7 +274,7 @@ TEST(TokenizerFromVocab, MatchesTheRealModelOnSpecialCases) {
 // than 4 MB (the 13 MB Tang poem corpus) are sampled, one line in 8, to keep the test near 30 s;
 // BAICHUAN_TOKENIZER_ALL_LINES=1 checks every line (all 462,860 lines passed when this was written).
 TEST(TokenizerData, EveryDataLineMatchesSentencePieceRebuiltModelAndRoundTrips) {
-  std::string data = kShared + "/data";
+  std::string data = baichuan::testing::shared_path("data");
   REQUIRE_SHARED(data);
   REQUIRE_SHARED(kModelPath);
   sentencepiece::SentencePieceProcessor raw;

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "shared_data.h"
 #include "core/half.h"
 #include "core/mapped_file.h"
 #include "formats/torch_bin.h"
@@ -24,14 +25,13 @@ using namespace std::string_literals;
 
 namespace {
 
-const std::string kTinyDir = std::string(BAICHUAN_SHARED_DIR) + "/reference/b2-13b-tiny";
+const std::string kTinyDir = baichuan::testing::shared_path("reference/b2-13b-tiny");
 const std::string kShard1 = kTinyDir + "/pytorch_model-00001-of-00002.bin";
 const std::string kShard2 = kTinyDir + "/pytorch_model-00002-of-00002.bin";
 
-#define SKIP_WITHOUT_REFERENCE()                                                                  \
-  if (!file_exists(kShard1) || !file_exists(kShard2))                                           \
-  GTEST_SKIP() << "reference checkpoint not found at " << kTinyDir                               \
-               << " (the shared directory is absent in a fresh clone)"
+#define SKIP_WITHOUT_REFERENCE() \
+  REQUIRE_SHARED(kShard1);       \
+  REQUIRE_SHARED(kShard2)
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -30,10 +30,18 @@ WeightMatrix WeightMatrix::slice_rows(int64_t begin, int64_t count) const {
 namespace {
 
 constexpr int64_t kRowBlock = 8;  // rows converted to float together, reused across every token
+constexpr int64_t kDirectTokens = 1;  // up to this many tokens, dot the stored rows directly
 
 }  // namespace
 
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride, ThreadPool& pool) {
+  if (n_tokens <= kDirectTokens) {  // decoding: one pass over the weights, converted on the fly
+    pool.parallel_for(w.rows, [&](int64_t begin, int64_t end, int) {
+      for (int64_t t = 0; t < n_tokens; ++t)
+        for (int64_t r = begin; r < end; ++r) y[t * y_stride + r] = dot_row(w.dtype, w.row(r), x + t * w.cols, w.cols);
+    }, kRowBlock);
+    return;
+  }
   pool.parallel_for(
       w.rows,
       [&](int64_t begin, int64_t end, int) {

@@ -14,6 +14,12 @@ float dot_f32(const float* a, const float* b, int64_t n) {
   return sum;
 }
 
+float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n) {
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) sum += load_float(dtype, row, static_cast<size_t>(i)) * x[i];
+  return sum;
+}
+
 void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = load_float(dtype, row, static_cast<size_t>(i));
 }
@@ -22,6 +28,10 @@ void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n) {
 
 float dot_f32(const float* a, const float* b, int64_t n) {
   return active_backend() == Backend::Avx2 ? avx2::dot_f32(a, b, n) : scalar::dot_f32(a, b, n);
+}
+
+float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n) {
+  return active_backend() == Backend::Avx2 ? avx2::dot_row(dtype, row, x, n) : scalar::dot_row(dtype, row, x, n);
 }
 
 void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n) {

@@ -9,16 +9,21 @@
 namespace baichuan::kernels {
 
 float dot_f32(const float* a, const float* b, int64_t n);
+// Dot product of a stored F32/F16/BF16 row with a float vector, converting on the fly (one pass
+// over the weights: what decoding, bound by memory bandwidth, wants).
+float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n);
 // Converts n elements of an F32/F16/BF16 row to float.
 void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n);
 
 namespace scalar {
 float dot_f32(const float* a, const float* b, int64_t n);
+float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n);
 void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n);
 }  // namespace scalar
 
 namespace avx2 {
 float dot_f32(const float* a, const float* b, int64_t n);
+float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n);
 void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n);
 }  // namespace avx2
 

@@ -36,6 +36,49 @@ float dot_f32(const float* a, const float* b, int64_t n) {
   return sum;
 }
 
+namespace {
+
+// Eight stored values starting at element i, as floats.
+template <DType T>
+__m256 load8(const std::byte* row, int64_t i) {
+  if constexpr (T == DType::F32) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + i);
+  } else if constexpr (T == DType::F16) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i)));
+  } else {
+    __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+  }
+}
+
+template <DType T>
+float dot_row_typed(const std::byte* row, const float* x, int64_t n) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    acc0 = _mm256_fmadd_ps(load8<T>(row, i), _mm256_loadu_ps(x + i), acc0);
+    acc1 = _mm256_fmadd_ps(load8<T>(row, i + 8), _mm256_loadu_ps(x + i + 8), acc1);
+    acc2 = _mm256_fmadd_ps(load8<T>(row, i + 16), _mm256_loadu_ps(x + i + 16), acc2);
+    acc3 = _mm256_fmadd_ps(load8<T>(row, i + 24), _mm256_loadu_ps(x + i + 24), acc3);
+  }
+  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(load8<T>(row, i), _mm256_loadu_ps(x + i), acc0);
+  float sum = hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+  size_t width = T == DType::F32 ? 4 : 2;
+  return sum + scalar::dot_row(T, row + static_cast<size_t>(i) * width, x + i, n - i);
+}
+
+}  // namespace
+
+float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n) {
+  switch (dtype) {
+    case DType::F32: return dot_row_typed<DType::F32>(row, x, n);
+    case DType::F16: return dot_row_typed<DType::F16>(row, x, n);
+    case DType::BF16: return dot_row_typed<DType::BF16>(row, x, n);
+    default: return scalar::dot_row(dtype, row, x, n);
+  }
+}
+
 void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n) {
   int64_t i = 0;
   switch (dtype) {
