@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bash scripts/build.sh
+bash scripts/build.sh baichuan_cli
 demo=models/demo.gguf
 if [ ! -f "$demo" ]; then
   # Until the project ships a trained demo model: random weights, so the output is noise.

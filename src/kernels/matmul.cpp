@@ -56,11 +56,11 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, i
           } else {
             for (int64_t r = 0; r < nr; ++r) row_to_f32(w.dtype, w.row(r0 + r), rows_f32.data() + r * w.cols, w.cols);
           }
-          for (int64_t t = 0; t < n_tokens; ++t) {
-            const float* xt = x + t * w.cols;
-            float* yt = y + t * y_stride + r0;
-            for (int64_t r = 0; r < nr; ++r) yt[r] = dot_f32(block + r * w.cols, xt, w.cols);
-          }
+          for (int64_t t = 0; t < n_tokens; t += kTileTokens)
+            for (int64_t r = 0; r < nr; r += kTileRows)
+              dot_tile(block + r * w.cols, static_cast<int>(std::min<int64_t>(kTileRows, nr - r)), x + t * w.cols,
+                       static_cast<int>(std::min<int64_t>(kTileTokens, n_tokens - t)), w.cols,
+                       y + t * y_stride + r0 + r, y_stride);
         }
       },
       kRowBlock);

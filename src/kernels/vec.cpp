@@ -24,6 +24,11 @@ void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = load_float(dtype, row, static_cast<size_t>(i));
 }
 
+void dot_tile(const float* w, int nr, const float* x, int nt, int64_t n, float* out, int64_t out_stride) {
+  for (int t = 0; t < nt; ++t)
+    for (int r = 0; r < nr; ++r) out[t * out_stride + r] = dot_f32(w + r * n, x + t * n, n);
+}
+
 }  // namespace scalar
 
 float dot_f32(const float* a, const float* b, int64_t n) {
@@ -32,6 +37,13 @@ float dot_f32(const float* a, const float* b, int64_t n) {
 
 float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n) {
   return active_backend() == Backend::Avx2 ? avx2::dot_row(dtype, row, x, n) : scalar::dot_row(dtype, row, x, n);
+}
+
+void dot_tile(const float* w, int nr, const float* x, int nt, int64_t n, float* out, int64_t out_stride) {
+  if (active_backend() == Backend::Avx2)
+    avx2::dot_tile(w, nr, x, nt, n, out, out_stride);
+  else
+    scalar::dot_tile(w, nr, x, nt, n, out, out_stride);
 }
 
 void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n) {

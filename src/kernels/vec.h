@@ -14,17 +14,23 @@ float dot_f32(const float* a, const float* b, int64_t n);
 float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n);
 // Converts n elements of an F32/F16/BF16 row to float.
 void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n);
+// A register tile of dot products: out[t * out_stride + r] = dot(w + r * n, x + t * n, n) for
+// r < nr <= kTileRows, t < nt <= kTileTokens. Loads each weight once for several tokens.
+inline constexpr int kTileRows = 4, kTileTokens = 3;
+void dot_tile(const float* w, int nr, const float* x, int nt, int64_t n, float* out, int64_t out_stride);
 
 namespace scalar {
 float dot_f32(const float* a, const float* b, int64_t n);
 float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n);
 void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n);
+void dot_tile(const float* w, int nr, const float* x, int nt, int64_t n, float* out, int64_t out_stride);
 }  // namespace scalar
 
 namespace avx2 {
 float dot_f32(const float* a, const float* b, int64_t n);
 float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n);
 void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n);
+void dot_tile(const float* w, int nr, const float* x, int nt, int64_t n, float* out, int64_t out_stride);
 }  // namespace avx2
 
 }  // namespace baichuan::kernels

@@ -68,7 +68,47 @@ float dot_row_typed(const std::byte* row, const float* x, int64_t n) {
   return sum + scalar::dot_row(T, row + static_cast<size_t>(i) * width, x + i, n - i);
 }
 
+template <int NR, int NT>
+void tile(const float* w, const float* x, int64_t n, float* out, int64_t out_stride) {
+  __m256 acc[NT][NR];
+  for (int t = 0; t < NT; ++t)
+    for (int r = 0; r < NR; ++r) acc[t][r] = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 wv[NR];
+    for (int r = 0; r < NR; ++r) wv[r] = _mm256_loadu_ps(w + r * n + i);
+    for (int t = 0; t < NT; ++t) {
+      __m256 xv = _mm256_loadu_ps(x + t * n + i);
+      for (int r = 0; r < NR; ++r) acc[t][r] = _mm256_fmadd_ps(wv[r], xv, acc[t][r]);
+    }
+  }
+  for (int t = 0; t < NT; ++t)
+    for (int r = 0; r < NR; ++r) {
+      float sum = hsum(acc[t][r]);
+      for (int64_t j = i; j < n; ++j) sum += w[r * n + j] * x[t * n + j];
+      out[t * out_stride + r] = sum;
+    }
+}
+
+template <int NR>
+void tile_tokens(const float* w, const float* x, int nt, int64_t n, float* out, int64_t out_stride) {
+  switch (nt) {
+    case 1: return tile<NR, 1>(w, x, n, out, out_stride);
+    case 2: return tile<NR, 2>(w, x, n, out, out_stride);
+    default: return tile<NR, 3>(w, x, n, out, out_stride);
+  }
+}
+
 }  // namespace
+
+void dot_tile(const float* w, int nr, const float* x, int nt, int64_t n, float* out, int64_t out_stride) {
+  switch (nr) {
+    case 1: return tile_tokens<1>(w, x, nt, n, out, out_stride);
+    case 2: return tile_tokens<2>(w, x, nt, n, out, out_stride);
+    case 3: return tile_tokens<3>(w, x, nt, n, out, out_stride);
+    default: return tile_tokens<4>(w, x, nt, n, out, out_stride);
+  }
+}
 
 float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n) {
   switch (dtype) {
