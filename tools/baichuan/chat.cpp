@@ -29,7 +29,9 @@ Run add_chat(CLI::App& app) {
     options.max_new_tokens = cmd->n_predict >= 0 ? cmd->n_predict : m->generation().max_new_tokens;
     ChatTemplateConfig tmpl = chat_template_config(*m);
     ThreadPool pool(cmd->model.thread_count());
-    Generator generator(*m, pool, m->config().model_max_length + options.max_new_tokens);
+    // The template keeps each prompt within model_max_length - max_new_tokens, so prompt and answer
+    // fit in model_max_length; an answer that runs past it ends with finish reason "length".
+    Generator generator(*m, pool, m->config().model_max_length);
     const bool tty = isatty(STDIN_FILENO);
     std::vector<ChatMessage> messages;
     if (!cmd->system.empty()) messages.push_back({"system", cmd->system});
