@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "core/mapped_file.h"
 #include "generate/generator.h"
 #include "model/gguf_checkpoint.h"
@@ -120,6 +121,37 @@ TEST_F(GgufCheckpoint, FileWithoutOurExtraKeysRebuildsTheTokenizerAndMatchesGold
       EXPECT_EQ(gen.generate(ids, o).tokens, expected) << folder;
     }
   }
+}
+
+// Rewrites a converted file with `edit` applied to its tensor list, and returns the load error.
+template <typename Edit>
+std::string load_error_after(const std::string& source, const std::string& name, Edit edit) {
+  gguf::File f = gguf::read_file(source);
+  std::vector<gguf::TensorToWrite> tensors;
+  for (const Tensor& t : f.tensors)
+    tensors.push_back({t.name, t.dtype, t.shape, [&t](std::byte* out, size_t n) { std::memcpy(out, t.data, std::min(n, t.nbytes)); }});
+  edit(tensors);
+  std::string path = temp(name);
+  gguf::write_file(path, f.metadata, tensors);
+  try {
+    Model model(open_checkpoint(path));
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST_F(GgufCheckpoint, MissingTensorsAndUncomputableTypesAreNamed) {
+  std::string source = convert("b2-7b-tiny", DType::F32, false, "edit_source.gguf");
+  std::string missing = load_error_after(source, "missing.gguf", [](auto& ts) {
+    std::erase_if(ts, [](auto& t) { return t.name == "blk.1.ffn_up.weight"; });
+  });
+  EXPECT_NE(missing.find("missing.gguf: tensor 'blk.1.ffn_up.weight' is missing"), std::string::npos) << missing;
+  std::string quant = load_error_after(source, "quant.gguf", [](auto& ts) {
+    for (auto& t : ts)
+      if (t.name == "blk.0.attn_q.weight") t.dtype = DType::Q8_0;
+  });
+  EXPECT_NE(quant.find("'blk.0.attn_q.weight' has type Q8_0"), std::string::npos) << quant;
 }
 
 }  // namespace
