@@ -42,6 +42,8 @@ TEST_F(GgufCheckpoint, KeepsTheOriginalTokenizerModelBytes) {
   EXPECT_EQ(f.get("tokenizer.ggml.model").as_string("k"), "llama");
   EXPECT_EQ(f.get("tokenizer.ggml.tokens").as_array("k").items.size(), 125696u);
   EXPECT_EQ(f.get("baichuan.block_count").as_int("k"), 2);
+  EXPECT_FALSE(f.get("tokenizer.ggml.add_bos_token").as_bool("k"));
+  EXPECT_FALSE(f.get("tokenizer.ggml.add_space_prefix").as_bool("k"));
   EXPECT_FLOAT_EQ(static_cast<float>(f.get("baichuan.rope.freq_base").as_float("k")), 10000.0f);
   EXPECT_EQ(f.find("baichuan.attention.max_alibi_bias"), nullptr);
 }

@@ -148,6 +148,8 @@ std::vector<gguf::KeyValue> gguf_metadata(const ModelConfig& cfg, const Tokenize
   meta.push_back({"tokenizer.ggml.padding_token_id", Value::u32(static_cast<uint32_t>(cfg.pad_token_id))});
   meta.push_back({"tokenizer.ggml.add_bos_token", Value::boolean(false)});
   meta.push_back({"tokenizer.ggml.add_eos_token", Value::boolean(false)});
+  // Baichuan 2's normalizer adds no dummy prefix; without this key llama.cpp prepends a space.
+  meta.push_back({"tokenizer.ggml.add_space_prefix", Value::boolean(false)});
   meta.push_back({kGgufTokenizerModelKey, Value::bytes(tok.model_bytes())});
   if (!generation_json.empty()) meta.push_back({kGgufGenerationConfigKey, Value::str(generation_json)});
   return meta;
