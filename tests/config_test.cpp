@@ -1,0 +1,77 @@
+// config.json and generation_config.json: the real release configs, the family rule, and the errors.
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "model/config.h"
+#include "shared_data.h"
+
+namespace baichuan {
+namespace {
+
+using testing::shared_path;
+
+std::string error_of(const std::string& json) {
+  try {
+    parse_model_config(json, "config.json");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Config, RealReleaseConfigsGiveTheRightFamilyAndShape) {
+  std::string chat13 = shared_path("assets/baichuan2/configs/Baichuan2-13B-Chat/config.json");
+  std::string base7 = shared_path("assets/baichuan2/configs/reconstructed/Baichuan2-7B-Base.config.json");
+  REQUIRE_SHARED(chat13);
+  REQUIRE_SHARED(base7);
+  ModelConfig c13 = parse_model_config(read_text_file(chat13), chat13);
+  EXPECT_EQ(c13.position, PositionEncoding::Alibi);
+  EXPECT_EQ(c13.num_layers, 40);
+  EXPECT_EQ(c13.hidden_size, 5120);
+  EXPECT_EQ(c13.intermediate_size, 13696);
+  EXPECT_EQ(c13.head_dim(), 128);
+  EXPECT_EQ(c13.model_max_length, 4096);
+  ModelConfig c7 = parse_model_config(read_text_file(base7), base7);
+  EXPECT_EQ(c7.position, PositionEncoding::Rope);
+  EXPECT_EQ(c7.num_layers, 32);
+  EXPECT_EQ(c7.hidden_size, 4096);
+  // The explicit override wins.
+  EXPECT_EQ(parse_model_config(read_text_file(base7), base7, PositionEncoding::Alibi).position, PositionEncoding::Alibi);
+
+  std::string gen = shared_path("assets/baichuan2/configs/Baichuan2-13B-Chat/generation_config.json");
+  GenerationConfig g = parse_generation_config(read_text_file(gen), gen);
+  EXPECT_EQ(g.max_new_tokens, 2048);
+  EXPECT_FLOAT_EQ(g.temperature, 0.3f);
+  EXPECT_EQ(g.top_k, 5);
+  EXPECT_FLOAT_EQ(g.top_p, 0.85f);
+  EXPECT_FLOAT_EQ(g.repetition_penalty, 1.05f);
+  EXPECT_TRUE(g.do_sample);
+  EXPECT_EQ(g.user_token_id, 195);
+  EXPECT_EQ(g.assistant_token_id, 196);
+}
+
+TEST(Config, ErrorsNameTheFileAndField) {
+  const std::string ok = R"({"vocab_size": 100, "hidden_size": 8, "intermediate_size": 16,
+                             "num_attention_heads": 2, "num_hidden_layers": 1})";
+  EXPECT_EQ(error_of(ok), "");
+  EXPECT_NE(error_of("{").find("config.json: not valid JSON"), std::string::npos);
+  EXPECT_NE(error_of("[1]").find("expected a JSON object"), std::string::npos);
+  EXPECT_NE(error_of(R"({"vocab_size": 100})").find("missing field 'hidden_size'"), std::string::npos);
+  EXPECT_NE(error_of(R"({"vocab_size": "many", "hidden_size": 8})").find("'vocab_size' must be an integer"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"vocab_size": 100, "hidden_size": 9, "intermediate_size": 16, "num_attention_heads": 2,
+                         "num_hidden_layers": 1})").find("not divisible"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"vocab_size": 100, "hidden_size": 8, "intermediate_size": 0, "num_attention_heads": 2,
+                         "num_hidden_layers": 1})").find("intermediate_size must be positive"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"vocab_size": 100, "hidden_size": 8, "intermediate_size": 16, "num_attention_heads": 2,
+                         "num_hidden_layers": 1, "eos_token_id": 100})").find("outside the vocabulary"),
+            std::string::npos);
+  EXPECT_THROW(parse_generation_config(R"({"do_sample": "yes"})", "g.json"), Error);
+  EXPECT_THROW(parse_generation_config(R"({"max_new_tokens": -1})", "g.json"), Error);
+}
+
+}  // namespace
+}  // namespace baichuan
