@@ -151,9 +151,9 @@ TEST_F(GgufCheckpoint, MissingTensorsAndUncomputableTypesAreNamed) {
   EXPECT_NE(missing.find("missing.gguf: tensor 'blk.1.ffn_up.weight' is missing"), std::string::npos) << missing;
   std::string quant = load_error_after(source, "quant.gguf", [](auto& ts) {
     for (auto& t : ts)
-      if (t.name == "blk.0.attn_q.weight") t.dtype = DType::Q8_0;
+      if (t.name == "blk.0.attn_q.weight") t.dtype = DType::Q8_1;
   });
-  EXPECT_NE(quant.find("'blk.0.attn_q.weight' has type Q8_0"), std::string::npos) << quant;
+  EXPECT_NE(quant.find("'blk.0.attn_q.weight' has type Q8_1"), std::string::npos) << quant;
 }
 
 }  // namespace

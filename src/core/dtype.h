@@ -47,5 +47,6 @@ constexpr DTypeInfo dtype_info(DType t) {
 }
 
 constexpr std::string_view dtype_name(DType t) { return dtype_info(t).name; }
+constexpr bool is_quantized(DType t) { return dtype_info(t).block_elems > 1; }
 
 }  // namespace baichuan

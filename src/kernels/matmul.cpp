@@ -35,7 +35,7 @@ constexpr int64_t kDirectTokens = 1;  // up to this many tokens, dot the stored 
 }  // namespace
 
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride, ThreadPool& pool) {
-  if (n_tokens <= kDirectTokens) {  // decoding: one pass over the weights, converted on the fly
+  if (n_tokens <= kDirectTokens && !is_quantized(w.dtype)) {  // decoding: one pass, converted on the fly
     pool.parallel_for(w.rows, [&](int64_t begin, int64_t end, int) {
       for (int64_t t = 0; t < n_tokens; ++t)
         for (int64_t r = begin; r < end; ++r) y[t * y_stride + r] = dot_row(w.dtype, w.row(r), x + t * w.cols, w.cols);

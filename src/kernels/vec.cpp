@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "core/tensor.h"
 #include "kernels/cpu.h"
+#include "quant/dequantize.h"
 
 namespace baichuan::kernels {
 
@@ -21,6 +22,7 @@ float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n) {
 }
 
 void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n) {
+  if (is_quantized(dtype)) return quant::dequantize_row(dtype, row, out, n);
   for (int64_t i = 0; i < n; ++i) out[i] = load_float(dtype, row, static_cast<size_t>(i));
 }
 

@@ -12,6 +12,7 @@
 #include "formats/safetensors.h"
 #include "formats/torch_bin.h"
 #include "model/gguf_checkpoint.h"
+#include "quant/dequantize.h"
 
 namespace baichuan {
 
@@ -192,8 +193,11 @@ void validate_tensors(const Checkpoint& c) {
            " for hidden_size ", cfg.hidden_size, ", intermediate_size ", cfg.intermediate_size, ", vocab_size ",
            cfg.vocab_size);
     }
-    if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16)
-      fail(c.path, ": tensor '", name, "' has type ", dtype_name(t.dtype), ", which this build cannot compute with yet");
+    bool is_float = t.dtype == DType::F32 || t.dtype == DType::F16 || t.dtype == DType::BF16;
+    bool computable = is_float || (shape.size() == 2 && quant::can_dequantize(t.dtype));
+    if (!computable)
+      fail(c.path, ": tensor '", name, "' has type ", dtype_name(t.dtype), ", which this build cannot compute with",
+           shape.size() == 2 ? "" : " (norm weights must be F32, F16 or BF16)");
   }
 }
 

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "formats/gguf.h"
+#include "quant/quantize.h"
 
 namespace baichuan {
 
@@ -24,7 +25,12 @@ uint32_t file_type_of(DType type) {
     case DType::F32: return 0;
     case DType::F16: return 1;
     case DType::BF16: return 32;
-    default: fail("convert: unsupported output type ", dtype_name(type), " (use f32, f16 or bf16)");
+    case DType::Q4_0: return 2;
+    case DType::Q4_1: return 3;
+    case DType::Q8_0: return 7;
+    case DType::Q5_0: return 8;
+    case DType::Q5_1: return 9;
+    default: fail("convert: unsupported output type ", dtype_name(type));
   }
 }
 
@@ -53,6 +59,12 @@ int64_t rotate_half_row(int64_t r, int64_t head_dim) {
 }
 
 }  // namespace
+
+DType matrix_type_for(DType requested, int64_t cols) {
+  if (!is_quantized(requested)) return requested;
+  // Rows that are not a whole number of blocks stay F16, as llama.cpp's quantizer does.
+  return cols % static_cast<int64_t>(dtype_info(requested).block_elems) == 0 ? requested : DType::F16;
+}
 
 Checkpoint open_gguf_checkpoint(const std::string& path, const LoadOptions& options) {
   gguf::File f = gguf::read_file(path);
@@ -156,6 +168,7 @@ std::vector<gguf::KeyValue> gguf_metadata(const ModelConfig& cfg, const Tokenize
 }
 
 void store_floats(DType type, const float* values, int64_t n, std::byte* out) {
+  if (is_quantized(type)) return quant::quantize_row(type, values, out, n);
   for (int64_t i = 0; i < n; ++i) store_float(type, values[i], out, static_cast<size_t>(i));
 }
 
@@ -168,10 +181,11 @@ void write_gguf_checkpoint(const Checkpoint& c, const std::string& out_path, con
     bool is_matrix = src.shape.size() == 2;
     gguf::TensorToWrite t;
     t.name = name;
-    t.dtype = is_matrix ? options.type : DType::F32;
+    t.dtype = is_matrix ? matrix_type_for(options.type, src.shape[1]) : DType::F32;
     t.shape = src.shape;
     bool permute = !c.qk_interleaved && (name.ends_with(".attn_q.weight") || name.ends_with(".attn_k.weight"));
-    bool normalize = options.normalize_head && name == "output.weight";
+    // NormHead is applied in float32 before the head is quantized, as the official code would.
+    bool normalize = (options.normalize_head || is_quantized(t.dtype)) && name == "output.weight";
     int64_t head_dim = cfg.head_dim();
     DType type = t.dtype;
     t.produce = [&src, is_matrix, permute, normalize, head_dim, type](std::byte* dst, size_t) {

@@ -20,7 +20,7 @@ inline constexpr const char* kGgufGenerationConfigKey = "baichuan_cpp.generation
 Checkpoint open_gguf_checkpoint(const std::string& path, const LoadOptions& options);
 
 struct ConvertOptions {
-  DType type = DType::F16;      // F32, F16 or BF16 for the matrices; norms stay F32
+  DType type = DType::F16;      // the matrices' type (F32, F16, BF16, Q8_0, Q4_0, ...); norms stay F32
   bool normalize_head = false;  // write NormHead rows already divided by their L2 norm (for llama.cpp)
   std::string name;             // general.name
 };
@@ -28,7 +28,10 @@ struct ConvertOptions {
 // The GGUF metadata of a Baichuan 2 model whose matrices are stored as `matrix_type`.
 std::vector<gguf::KeyValue> gguf_metadata(const ModelConfig& config, const Tokenizer& tokenizer,
                                           const std::string& generation_json, DType matrix_type, const std::string& name);
-// Stores n floats as F32, F16 or BF16.
+// The type a matrix with rows of `cols` elements gets when `requested` is asked for: block types
+// fall back to F16 for rows that are not a whole number of blocks.
+DType matrix_type_for(DType requested, int64_t cols);
+// Stores n floats as F32, F16, BF16 or a quantized block type (n a whole number of blocks).
 void store_floats(DType type, const float* values, int64_t n, std::byte* out);
 
 // Streams `checkpoint` into a GGUF file, one tensor in memory at a time (written atomically).

@@ -91,7 +91,12 @@ DType parse_float_type(const std::string& name) {
   if (name == "f32") return DType::F32;
   if (name == "f16") return DType::F16;
   if (name == "bf16") return DType::BF16;
-  fail("unknown --type '", name, "' (expected f32, f16 or bf16)");
+  if (name == "q8_0") return DType::Q8_0;
+  if (name == "q4_0") return DType::Q4_0;
+  if (name == "q4_1") return DType::Q4_1;
+  if (name == "q5_0") return DType::Q5_0;
+  if (name == "q5_1") return DType::Q5_1;
+  fail("unknown --type '", name, "' (expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1)");
 }
 
 std::string json_ids(const std::vector<int32_t>& ids) {

@@ -18,8 +18,8 @@ Run add_convert(CLI::App& app) {
   auto cmd = std::make_shared<Command>();
   cmd->model.add(app);
   app.add_option("-o,--output", cmd->out, "Output .gguf file")->required();
-  app.add_option("--type", cmd->type, "Type of the matrices: f32, f16 or bf16 (norms stay f32)")
-      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+  app.add_option("--type", cmd->type, "Type of the matrices: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1 (norms stay f32; rows that are not whole blocks stay f16)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"}));
   app.add_option("--name", cmd->name, "general.name (default: the checkpoint's name)");
   app.add_flag("--normalize-head", cmd->normalize_head,
                "Store lm_head rows already L2-normalised (needed by engines that do not apply NormHead, e.g. "

@@ -83,7 +83,7 @@ Run add_init(CLI::App& app) {
                 ->check(CLI::IsMember({"7b", "13b", "tiny"}));
   c->excludes(p);
   app.add_option("-o,--output", cmd->out, "Output .gguf file")->required();
-  app.add_option("--type", cmd->type, "f32, f16 or bf16")->check(CLI::IsMember({"f32", "f16", "bf16"}));
+  app.add_option("--type", cmd->type, "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1")->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"}));
   app.add_option("--tokenizer", cmd->tokenizer, "tokenizer.model (default: the bundled Baichuan 2 tokenizer)");
   app.add_option("--generation-config", cmd->generation_config, "generation_config.json to embed");
   app.add_option("--position", cmd->position, "Force rope or alibi")->check(CLI::IsMember({"rope", "alibi"}));
@@ -112,7 +112,7 @@ Run add_init(CLI::App& app) {
       t.name = name;
       t.shape = shape;
       bool is_matrix = shape.size() == 2;
-      t.dtype = is_matrix ? type : DType::F32;
+      t.dtype = is_matrix ? matrix_type_for(type, shape[1]) : DType::F32;
       uint64_t seed = cmd->seed ^ hash_name(name);
       float stddev = cmd->stddev;
       t.produce = [shape, is_matrix, seed, stddev, &pool, dtype = t.dtype, name](std::byte* out, size_t) {

@@ -1,0 +1,179 @@
+#include "quant/quantize.h"
+
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "quant/blocks.h"
+
+namespace baichuan::quant {
+namespace {
+
+template <typename Block>
+void store_block(std::byte* dst, int64_t i, const Block& b) {
+  std::memcpy(dst + i * static_cast<int64_t>(sizeof(Block)), &b, sizeof(Block));
+}
+
+void store_u32_le(uint8_t* p, uint32_t v) {
+  for (int k = 0; k < 4; ++k) p[k] = static_cast<uint8_t>(v >> (8 * k));
+}
+
+// Truncates toward zero and clamps to [lo, hi], as ggml's (int8_t) casts followed by MIN do for
+// in-range values; clamping first keeps the conversion defined for NaN and huge inputs.
+int trunc_clamped(float v, int lo, int hi) {
+  if (!(v > static_cast<float>(lo))) return lo;  // also NaN
+  if (v >= static_cast<float>(hi)) return hi;
+  return static_cast<int>(v);
+}
+
+// The element of largest magnitude (the first one on ties), with its sign.
+float signed_absmax(const float* x) {
+  float amax = 0.0f, max = 0.0f;
+  for (int j = 0; j < kBlockElems; ++j) {
+    if (amax < std::fabs(x[j])) {
+      amax = std::fabs(x[j]);
+      max = x[j];
+    }
+  }
+  return max;
+}
+
+void min_max(const float* x, float& min, float& max) {
+  min = FLT_MAX;
+  max = -FLT_MAX;
+  for (int j = 0; j < kBlockElems; ++j) {
+    if (x[j] < min) min = x[j];
+    if (x[j] > max) max = x[j];
+  }
+}
+
+void quantize_q8_0(const float* src, std::byte* dst, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float* x = src + i * kBlockElems;
+    float amax = 0.0f;
+    for (int j = 0; j < kBlockElems; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    block_q8_0 b{};
+    b.d = f32_to_f16(d);
+    for (int j = 0; j < kBlockElems; ++j) {
+      const float r = std::round(x[j] * id);
+      b.qs[j] = static_cast<int8_t>(trunc_clamped(r, -127, 127));
+    }
+    store_block(dst, i, b);
+  }
+}
+
+void quantize_q4_0(const float* src, std::byte* dst, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float* x = src + i * kBlockElems;
+    const float d = signed_absmax(x) / -8.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    block_q4_0 b{};
+    b.d = f32_to_f16(d);
+    for (int j = 0; j < kBlockElems / 2; ++j) {
+      const int q0 = trunc_clamped(x[j] * id + 8.5f, 0, 15);
+      const int q1 = trunc_clamped(x[j + kBlockElems / 2] * id + 8.5f, 0, 15);
+      b.qs[j] = static_cast<uint8_t>(q0 | q1 << 4);
+    }
+    store_block(dst, i, b);
+  }
+}
+
+void quantize_q4_1(const float* src, std::byte* dst, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float* x = src + i * kBlockElems;
+    float min, max;
+    min_max(x, min, max);
+    const float d = (max - min) / 15.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    block_q4_1 b{};
+    b.d = f32_to_f16(d);
+    b.m = f32_to_f16(min);
+    for (int j = 0; j < kBlockElems / 2; ++j) {
+      const int q0 = trunc_clamped((x[j] - min) * id + 0.5f, 0, 15);
+      const int q1 = trunc_clamped((x[j + kBlockElems / 2] - min) * id + 0.5f, 0, 15);
+      b.qs[j] = static_cast<uint8_t>(q0 | q1 << 4);
+    }
+    store_block(dst, i, b);
+  }
+}
+
+// Packs 5-bit values: low nibbles into qs (element j low, j + 16 high), fifth bits into qh.
+template <typename Block>
+void pack_q5(const int q[kBlockElems], Block& b) {
+  uint32_t qh = 0;
+  for (int j = 0; j < kBlockElems / 2; ++j) {
+    const int k = j + kBlockElems / 2;
+    b.qs[j] = static_cast<uint8_t>((q[j] & 0x0F) | (q[k] & 0x0F) << 4);
+    qh |= static_cast<uint32_t>((q[j] >> 4) & 1) << j;
+    qh |= static_cast<uint32_t>((q[k] >> 4) & 1) << k;
+  }
+  store_u32_le(b.qh, qh);
+}
+
+void quantize_q5_0(const float* src, std::byte* dst, int64_t nb) {
+  int q[kBlockElems];
+  for (int64_t i = 0; i < nb; ++i) {
+    const float* x = src + i * kBlockElems;
+    const float d = signed_absmax(x) / -16.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    block_q5_0 b{};
+    b.d = f32_to_f16(d);
+    for (int j = 0; j < kBlockElems; ++j) q[j] = trunc_clamped(x[j] * id + 16.5f, 0, 31);
+    pack_q5(q, b);
+    store_block(dst, i, b);
+  }
+}
+
+void quantize_q5_1(const float* src, std::byte* dst, int64_t nb) {
+  int q[kBlockElems];
+  for (int64_t i = 0; i < nb; ++i) {
+    const float* x = src + i * kBlockElems;
+    float min, max;
+    min_max(x, min, max);
+    const float d = (max - min) / 31.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    block_q5_1 b{};
+    b.d = f32_to_f16(d);
+    b.m = f32_to_f16(min);
+    for (int j = 0; j < kBlockElems; ++j) q[j] = trunc_clamped((x[j] - min) * id + 0.5f, 0, 31);
+    pack_q5(q, b);
+    store_block(dst, i, b);
+  }
+}
+
+}  // namespace
+
+bool can_quantize(DType dtype) {
+  switch (dtype) {
+    case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::Q4_1:
+    case DType::Q5_0:
+    case DType::Q5_1:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void quantize_row(DType dtype, const float* src, std::byte* dst, int64_t n) {
+  if (!can_quantize(dtype)) fail("quantize_row: unsupported type ", dtype_name(dtype));
+  if (n < 0 || n % kBlockElems != 0)
+    fail("quantize_row: ", n, " elements of ", dtype_name(dtype), " is not a whole number of ",
+         kBlockElems, "-element blocks");
+  const int64_t nb = n / kBlockElems;
+  switch (dtype) {
+    case DType::Q8_0: return quantize_q8_0(src, dst, nb);
+    case DType::Q4_0: return quantize_q4_0(src, dst, nb);
+    case DType::Q4_1: return quantize_q4_1(src, dst, nb);
+    case DType::Q5_0: return quantize_q5_0(src, dst, nb);
+    case DType::Q5_1: return quantize_q5_1(src, dst, nb);
+    default: break;
+  }
+}
+
+}  // namespace baichuan::quant
