@@ -11,6 +11,7 @@
 #include "generate/generator.h"
 #include "model/gguf_checkpoint.h"
 #include "model/model.h"
+#include "greedy.h"
 #include "shared_data.h"
 
 namespace baichuan {
@@ -115,12 +116,7 @@ TEST_F(GgufCheckpoint, FileWithoutOurExtraKeysRebuildsTheTokenizerAndMatchesGold
       auto ids = model.tokenizer().encode(p["text"].get<std::string>());
       ASSERT_EQ(ids, p["ids"].get<std::vector<int32_t>>());
       auto expected = p["greedy"].get<std::vector<int32_t>>();
-      Generator gen(model, pool, static_cast<int64_t>(ids.size() + expected.size()));
-      GenerateOptions o;
-      o.max_new_tokens = static_cast<int64_t>(expected.size());
-      o.ignore_eos = true;
-      o.sampling.greedy = true;
-      EXPECT_EQ(gen.generate(ids, o).tokens, expected) << folder;
+      EXPECT_EQ(testing::greedy_tokens(model, pool, ids, expected.size()), expected) << folder;
     }
   }
 }

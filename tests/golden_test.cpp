@@ -14,6 +14,7 @@
 #include "generate/sampling.h"
 #include "model/gguf_checkpoint.h"
 #include "model/model.h"
+#include "greedy.h"
 #include "shared_data.h"
 #include "tokenizer/chat_template.h"
 
@@ -63,12 +64,7 @@ class Golden : public ::testing::TestWithParam<Case> {
   }
 
   std::vector<int32_t> greedy(const std::vector<int32_t>& prompt, int64_t n) {
-    Generator gen(*model_, pool_, static_cast<int64_t>(prompt.size()) + n);
-    GenerateOptions o;
-    o.max_new_tokens = n;
-    o.ignore_eos = true;
-    o.sampling.greedy = true;
-    return gen.generate(prompt, o).tokens;
+    return testing::greedy_tokens(*model_, pool_, prompt, static_cast<size_t>(n));
   }
 
   std::string dir_;

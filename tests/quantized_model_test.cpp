@@ -10,6 +10,7 @@
 #include "generate/generator.h"
 #include "model/gguf_checkpoint.h"
 #include "model/model.h"
+#include "greedy.h"
 #include "shared_data.h"
 
 namespace baichuan {
@@ -74,12 +75,7 @@ TEST_P(QuantizedModel, StaysCloseToFloat32) {
   for (const auto& p : golden["prompts"]) {
     auto ids = p["ids"].get<std::vector<int32_t>>();
     auto expected = p["greedy"].get<std::vector<int32_t>>();
-    Generator gen(quantized, pool, static_cast<int64_t>(ids.size() + expected.size()));
-    GenerateOptions o;
-    o.max_new_tokens = static_cast<int64_t>(expected.size());
-    o.ignore_eos = true;
-    o.sampling.greedy = true;
-    auto got = gen.generate(ids, o).tokens;
+    auto got = testing::greedy_tokens(quantized, pool, ids, expected.size());
     size_t n = 0;
     while (n < got.size() && got[n] == expected[n]) ++n;
     followed += n;

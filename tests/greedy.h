@@ -1,0 +1,20 @@
+// Greedy decoding of n tokens after a prompt, ignoring EOS: what the golden `greedy` fields hold.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "generate/generator.h"
+
+namespace baichuan::testing {
+
+inline std::vector<int32_t> greedy_tokens(Model& model, ThreadPool& pool, const std::vector<int32_t>& prompt,
+                                          size_t n) {
+  Generator gen(model, pool, static_cast<int64_t>(prompt.size() + n));
+  GenerateOptions o;
+  o.max_new_tokens = static_cast<int64_t>(n);
+  o.ignore_eos = true;
+  o.sampling.greedy = true;
+  return gen.generate(prompt, o).tokens;
+}
+
+}  // namespace baichuan::testing
