@@ -32,10 +32,17 @@ Model::Model(Checkpoint checkpoint) : checkpoint_(std::move(checkpoint)) {
                        m("attn_q"), m("attn_k"), m("attn_v"), m("attn_output"), m("ffn_gate"), m("ffn_up"),
                        m("ffn_down")});
   }
-  // NormHead: logits use each lm_head row divided by its L2 norm (idempotent, so files whose head is
-  // already normalised are fine). Folding 1/norm into the logits keeps the weights memory-mapped.
+  if (cfg.position == PositionEncoding::Rope)
+    rope_inv_freq_ = kernels::rope_inv_freq(cfg.head_dim(), cfg.rope_theta);
+  else
+    alibi_slopes_ = kernels::alibi_slopes(cfg.num_heads, cfg.max_alibi_bias);
+}
+
+// NormHead: logits use each lm_head row divided by its L2 norm (idempotent, so files whose head is
+// already normalised are fine). Folding 1/norm into the logits keeps the weights memory-mapped.
+// Computed on the first forward pass, with its thread pool.
+void Model::compute_head_norms(ThreadPool& pool) {
   lm_head_inv_norm_.resize(static_cast<size_t>(lm_head_.rows));
-  ThreadPool pool(ThreadPool::default_threads());
   pool.parallel_for(lm_head_.rows, [&](int64_t begin, int64_t end, int) {
     std::vector<float> row(static_cast<size_t>(lm_head_.cols));
     for (int64_t r = begin; r < end; ++r) {
@@ -45,10 +52,6 @@ Model::Model(Checkpoint checkpoint) : checkpoint_(std::move(checkpoint)) {
       lm_head_inv_norm_[static_cast<size_t>(r)] = 1.0f / std::max(static_cast<float>(std::sqrt(sum)), 1e-12f);
     }
   });
-  if (cfg.position == PositionEncoding::Rope)
-    rope_inv_freq_ = kernels::rope_inv_freq(cfg.head_dim(), cfg.rope_theta);
-  else
-    alibi_slopes_ = kernels::alibi_slopes(cfg.num_heads, cfg.max_alibi_bias);
 }
 
 void Model::forward(std::span<SequenceStep> steps, ThreadPool& pool) {
@@ -65,6 +68,11 @@ void Model::forward(std::span<SequenceStep> steps, ThreadPool& pool) {
     n_rows += static_cast<int64_t>(s.tokens.size());
     n_logit_rows += s.all_logits ? static_cast<int64_t>(s.tokens.size()) : 1;
   }
+  if (lm_head_inv_norm_.empty()) compute_head_norms(pool);
+  // Each row's cache and position, for RoPE and attention.
+  ws_.rows.clear();
+  for (auto& s : steps)
+    for (size_t t = 0; t < s.tokens.size(); ++t) ws_.rows.push_back({s.cache, s.cache->size() + static_cast<int64_t>(t)});
   auto rows = static_cast<size_t>(n_rows);
   float* x = grow(ws_.x, rows * H);
   float* xn = grow(ws_.xn, rows * H);
@@ -88,7 +96,7 @@ void Model::forward(std::span<SequenceStep> steps, ThreadPool& pool) {
     kernels::matmul(L.wq, xn, n_rows, q, H, pool);
     kernels::matmul(L.wk, xn, n_rows, k, H, pool);
     kernels::matmul(L.wv, xn, n_rows, v, H, pool);
-    attention(l, steps, n_rows, pool);
+    attention(l, n_rows, pool);
     kernels::matmul(L.wo, att, n_rows, xn, H, pool);
     for (size_t i = 0; i < rows * H; ++i) x[i] += xn[i];
 
@@ -122,7 +130,7 @@ void Model::forward(std::span<SequenceStep> steps, ThreadPool& pool) {
   }
 }
 
-void Model::attention(int64_t layer, std::span<SequenceStep> steps, int64_t n_rows, ThreadPool& pool) {
+void Model::attention(int64_t layer, int64_t n_rows, ThreadPool& pool) {
   const auto& cfg = config();
   const int64_t H = cfg.hidden_size, n_heads = cfg.num_heads, d = cfg.head_dim();
   const bool rope = cfg.position == PositionEncoding::Rope;
@@ -130,14 +138,7 @@ void Model::attention(int64_t layer, std::span<SequenceStep> steps, int64_t n_ro
   float *q = ws_.q.data(), *k = ws_.k.data(), *v = ws_.v.data(), *att = ws_.att.data();
 
   // Rotate Q and K at each row's position and append K, V to the row's cache.
-  struct RowInfo {
-    KvCache* cache;
-    int64_t pos;
-  };
-  std::vector<RowInfo> info;
-  info.reserve(static_cast<size_t>(n_rows));
-  for (auto& s : steps)
-    for (size_t t = 0; t < s.tokens.size(); ++t) info.push_back({s.cache, s.cache->size() + static_cast<int64_t>(t)});
+  const auto& info = ws_.rows;
   for (int64_t r = 0; r < n_rows; ++r) {
     auto [cache, pos] = info[static_cast<size_t>(r)];
     if (rope)

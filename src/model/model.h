@@ -46,11 +46,17 @@ class Model {
     Tensor attn_norm, ffn_norm;
     kernels::WeightMatrix wq, wk, wv, wo, gate, up, down;
   };
+  struct RowPosition {
+    KvCache* cache;
+    int64_t pos;
+  };
   struct Workspace {  // grows to the largest batch seen; reused across steps
-    std::vector<float> x, xn, q, k, v, att, gate, up, scores, head_in;
+    std::vector<float> x, xn, q, k, v, att, gate, up, head_in;
+    std::vector<RowPosition> rows;
   };
 
-  void attention(int64_t layer, std::span<SequenceStep> steps, int64_t n_rows, ThreadPool& pool);
+  void attention(int64_t layer, int64_t n_rows, ThreadPool& pool);
+  void compute_head_norms(ThreadPool& pool);
 
   Checkpoint checkpoint_;
   Tensor embed_, final_norm_;
