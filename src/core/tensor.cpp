@@ -61,19 +61,4 @@ float load_float(DType dtype, const std::byte* data, size_t index) {
   }
 }
 
-Tensor to_f32(const Tensor& src) {
-  int64_t n = src.numel();
-  auto buf = make_buffer(static_cast<size_t>(n) * 4);
-  auto* out = reinterpret_cast<float*>(buf->data());
-  for (int64_t i = 0; i < n; ++i) out[i] = load_float(src.dtype, src.data, static_cast<size_t>(i));
-  Tensor t;
-  t.name = src.name;
-  t.dtype = DType::F32;
-  t.shape = src.shape;
-  t.data = buf->data();
-  t.nbytes = buf->size();
-  t.owner = buf;
-  return t;
-}
-
 }  // namespace baichuan

@@ -35,7 +35,4 @@ std::shared_ptr<std::vector<std::byte>> make_buffer(size_t nbytes);
 // Reads an element of F32/F16/BF16 data as float.
 float load_float(DType dtype, const std::byte* data, size_t index);
 
-// Copies `src` into a new F32 tensor of the same name and shape.
-Tensor to_f32(const Tensor& src);
-
 }  // namespace baichuan

@@ -2,7 +2,6 @@
 
 #include <cmath>
 
-#include "kernels/vec.h"
 
 namespace baichuan::kernels {
 

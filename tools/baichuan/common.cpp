@@ -56,6 +56,14 @@ ChatTemplateConfig chat_template_config(const Model& model) {
   return t;
 }
 
+int64_t checked_context(const Model& model, int64_t ctx_flag, size_t prompt_tokens) {
+  int64_t context = ctx_flag > 0 ? ctx_flag : std::max<int64_t>(model.config().model_max_length, 4096);
+  if (prompt_tokens == 0) fail("the prompt is empty");
+  if (static_cast<int64_t>(prompt_tokens) > context)
+    fail("the prompt has ", prompt_tokens, " tokens, more than the context of ", context, " (use --ctx)");
+  return context;
+}
+
 std::vector<int32_t> PromptOptions::ids(const Model& model) const {
   if (!chat.empty())
     return build_chat_input(model.tokenizer(), parse_chat_messages(read_text_file(chat), chat), chat_template_config(model));

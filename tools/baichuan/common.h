@@ -44,6 +44,9 @@ struct SamplingOptions {
 };
 
 ChatTemplateConfig chat_template_config(const Model& model);
+// The context for a prompt: --ctx if given, else max(model_max_length, 4096); throws if the prompt
+// does not fit.
+int64_t checked_context(const Model& model, int64_t ctx_flag, size_t prompt_tokens);
 DType parse_float_type(const std::string& name);  // f32 | f16 | bf16
 std::string json_ids(const std::vector<int32_t>& ids);  // "[1, 2, 3]"
 

@@ -5,7 +5,6 @@
 
 #include "commands.h"
 #include "common.h"
-#include "core/error.h"
 #include "generate/generator.h"
 
 namespace baichuan::cli {
@@ -29,9 +28,7 @@ struct GenerateCommand {
     options.ignore_eos = ignore_eos;
     options.sampling = sampling.params(m->generation());
     options.stop = stop;
-    int64_t context = ctx > 0 ? ctx : std::max<int64_t>(m->config().model_max_length, 4096);
-    if (static_cast<int64_t>(ids.size()) > context)
-      fail("the prompt has ", ids.size(), " tokens, more than the context of ", context, " (use --ctx)");
+    int64_t context = checked_context(*m, ctx, ids.size());
     ThreadPool pool(model.thread_count());
     Generator generator(*m, pool, std::min<int64_t>(context, static_cast<int64_t>(ids.size()) + options.max_new_tokens));
     TokenCallback stream;

@@ -4,7 +4,6 @@
 #include "commands.h"
 #include "common.h"
 #include "core/atomic_file.h"
-#include "core/error.h"
 
 namespace baichuan::cli {
 
@@ -23,10 +22,7 @@ Run add_logits(CLI::App& app) {
   return [cmd] {
     auto m = cmd->model.load();
     auto ids = cmd->prompt.ids(*m);
-    int64_t context = cmd->ctx > 0 ? cmd->ctx : std::max<int64_t>(m->config().model_max_length, 4096);
-    if (ids.empty()) fail("the prompt is empty");
-    if (static_cast<int64_t>(ids.size()) > context)
-      fail("the prompt has ", ids.size(), " tokens, more than the context of ", context, " (use --ctx)");
+    checked_context(*m, cmd->ctx, ids.size());
     ThreadPool pool(cmd->model.thread_count());
     KvCache cache = m->new_cache(static_cast<int64_t>(ids.size()));
     auto logits = m->forward_last(cache, ids, pool);
