@@ -56,6 +56,7 @@ class Golden : public ::testing::TestWithParam<Case> {
       path = out.string();
     }
     model_ = load_model(path);
+    model_->set_kv_type(DType::F32);  // the exact path; the default F16 cache is checked separately
   }
 
   ChatTemplateConfig chat_config() const {

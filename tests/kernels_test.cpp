@@ -112,7 +112,11 @@ TEST_P(MatmulTest, MatchesReferenceForAwkwardShapesAndThreadCounts) {
   for (auto [rows, cols, tokens] : {std::tuple{1, 1, 1}, {37, 53, 1}, {8, 32, 3}, {65, 100, 5}, {130, 257, 2}}) {
     auto w_f = random_floats(static_cast<size_t>(rows * cols), 4, 0.1f);
     auto bytes = encode(dtype, w_f);
-    WeightMatrix w{dtype, bytes.data(), rows, cols, static_cast<size_t>(cols) * (dtype == DType::F32 ? 4 : 2)};
+    WeightMatrix w{.dtype = dtype,
+                   .data = bytes.data(),
+                   .rows = rows,
+                   .cols = cols,
+                   .row_bytes = static_cast<size_t>(cols) * (dtype == DType::F32 ? 4 : 2)};
     auto x = random_floats(static_cast<size_t>(tokens * cols), 5);
     std::vector<float> ref(static_cast<size_t>(tokens * rows)), y1(ref.size()), y3(ref.size());
     matmul_reference(w, x.data(), tokens, ref.data(), rows);

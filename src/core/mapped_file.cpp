@@ -6,13 +6,30 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <sstream>
+#include <vector>
 
 #include "core/error.h"
 
 namespace baichuan {
+
+namespace {
+
+// The live mappings, so release_pages only ever touches file-backed memory.
+struct MappingRegistry {
+  std::mutex mutex;
+  std::vector<std::pair<const std::byte*, size_t>> ranges;
+};
+MappingRegistry& registry() {
+  static MappingRegistry r;
+  return r;
+}
+
+}  // namespace
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -33,13 +50,36 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
       fail(path, ": cannot map: ", std::strerror(err));
     }
     file->data_ = static_cast<const std::byte*>(p);
+    std::lock_guard lock(registry().mutex);
+    registry().ranges.emplace_back(file->data_, file->size_);
   }
   ::close(fd);
   return file;
 }
 
 MappedFile::~MappedFile() {
-  if (data_) munmap(const_cast<std::byte*>(data_), size_);
+  if (!data_) return;
+  {
+    std::lock_guard lock(registry().mutex);
+    auto& ranges = registry().ranges;
+    std::erase(ranges, std::pair<const std::byte*, size_t>(data_, size_));
+  }
+  munmap(const_cast<std::byte*>(data_), size_);
+}
+
+void MappedFile::release_pages(const std::byte* p, size_t n) {
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  const auto end = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+  if (begin >= end) return;
+  std::lock_guard lock(registry().mutex);
+  for (auto [data, size] : registry().ranges) {
+    auto lo = reinterpret_cast<uintptr_t>(data);
+    if (begin >= lo && end <= lo + size) {
+      madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+      return;
+    }
+  }
 }
 
 std::string read_text_file(const std::string& path) {

@@ -18,6 +18,11 @@ class MappedFile {
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
 
+  // Drops the whole pages inside [p, p + n) from this process's resident memory when they belong
+  // to a live file mapping (they are read back from the file if touched again); otherwise does
+  // nothing. For data copied elsewhere (e.g. packed weights), so it is not resident twice.
+  static void release_pages(const std::byte* p, size_t n);
+
  private:
   MappedFile() = default;
   std::string path_;

@@ -1,10 +1,13 @@
 #include "kernels/matmul.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/packed_matrix.h"
+#include "kernels/quant_dot.h"
 #include "kernels/vec.h"
 
 namespace baichuan::kernels {
@@ -21,6 +24,7 @@ WeightMatrix WeightMatrix::from(const Tensor& t) {
 }
 
 WeightMatrix WeightMatrix::slice_rows(int64_t begin, int64_t count) const {
+  if (layout != Layout::Rows) fail("slice_rows: a packed matrix cannot be sliced");
   WeightMatrix w = *this;
   w.data = row(begin);
   w.rows = count;
@@ -29,51 +33,100 @@ WeightMatrix WeightMatrix::slice_rows(int64_t begin, int64_t count) const {
 
 namespace {
 
-constexpr int64_t kRowBlock = 8;  // rows converted to float together, reused across every token
-constexpr int64_t kDirectTokens = 1;  // up to this many tokens, dot the stored rows directly
+constexpr int64_t kRowBlock = 8;  // the unit of work: rows converted or packed together
+constexpr int64_t kDirectTokens = 1;  // up to this many tokens, dot the stored float rows directly
+constexpr size_t kMaxOutputs = 8;
+static_assert(kRowBlock == kPackRows, "a packed group is one unit of work");
+
+// F32/F16/BF16 rows [begin, end).
+void float_rows(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride, int64_t begin,
+                int64_t end) {
+  if (n_tokens <= kDirectTokens) {  // decoding: one pass, converted on the fly
+    for (int64_t t = 0; t < n_tokens; ++t)
+      for (int64_t r = begin; r < end; ++r) y[t * y_stride + r] = dot_row(w.dtype, w.row(r), x + t * w.cols, w.cols);
+    return;
+  }
+  thread_local std::vector<float> rows_f32;
+  rows_f32.resize(static_cast<size_t>(kRowBlock * w.cols));
+  for (int64_t r0 = begin; r0 < end; r0 += kRowBlock) {
+    int64_t nr = std::min(kRowBlock, end - r0);
+    const float* block = rows_f32.data();
+    // F32 rows are used in place when aligned (zero-copy readers may hand out odd addresses).
+    if (w.dtype == DType::F32 && reinterpret_cast<uintptr_t>(w.row(r0)) % alignof(float) == 0) {
+      block = reinterpret_cast<const float*>(w.row(r0));
+    } else {
+      for (int64_t r = 0; r < nr; ++r) row_to_f32(w.dtype, w.row(r0 + r), rows_f32.data() + r * w.cols, w.cols);
+    }
+    for (int64_t t = 0; t < n_tokens; t += kTileTokens)
+      for (int64_t r = 0; r < nr; r += kTileRows)
+        dot_tile(block + r * w.cols, static_cast<int>(std::min<int64_t>(kTileRows, nr - r)), x + t * w.cols,
+                 static_cast<int>(std::min<int64_t>(kTileTokens, n_tokens - t)), w.cols, y + t * y_stride + r0 + r,
+                 y_stride);
+  }
+}
+
+// Quantized rows [begin, end) in the file layout: each row stays in L1 while every token passes.
+void quantized_rows(const WeightMatrix& w, const std::byte* xq, size_t xq_row_bytes, int64_t n_tokens, float* y,
+                    int64_t y_stride, int64_t begin, int64_t end) {
+  for (int64_t r = begin; r < end; ++r)
+    for (int64_t t = 0; t < n_tokens; ++t)
+      y[t * y_stride + r] = dot_quantized(w.dtype, w.row(r), xq + static_cast<size_t>(t) * xq_row_bytes, w.cols);
+}
 
 }  // namespace
 
-void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride, ThreadPool& pool) {
-  if (n_tokens <= kDirectTokens && !is_quantized(w.dtype)) {  // decoding: one pass, converted on the fly
-    pool.parallel_for(w.rows, [&](int64_t begin, int64_t end, int) {
-      for (int64_t t = 0; t < n_tokens; ++t)
-        for (int64_t r = begin; r < end; ++r) y[t * y_stride + r] = dot_row(w.dtype, w.row(r), x + t * w.cols, w.cols);
-    }, kRowBlock);
-    return;
+void matmul(std::span<const MatmulOutput> outputs, Activations& x, ThreadPool& pool) {
+  if (outputs.size() > kMaxOutputs) fail("matmul: more than ", kMaxOutputs, " products of one input");
+  std::array<const std::byte*, kMaxOutputs> quantized{};
+  std::array<size_t, kMaxOutputs> quantized_row{};
+  std::array<int64_t, kMaxOutputs + 1> first_unit{};  // units are blocks of kRowBlock rows
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const WeightMatrix& w = outputs[i].w;
+    if (w.cols != x.cols()) fail("matmul: a matrix of ", w.cols, " columns applied to rows of ", x.cols());
+    if (is_quantized(w.dtype)) {
+      quantized[i] = x.quantized(w.dtype, pool);
+      quantized_row[i] = x.quantized_row_bytes(w.dtype);
+    }
+    first_unit[i + 1] = first_unit[i] + (w.rows + kRowBlock - 1) / kRowBlock;
   }
-  pool.parallel_for(
-      w.rows,
-      [&](int64_t begin, int64_t end, int) {
-        thread_local std::vector<float> rows_f32;
-        rows_f32.resize(static_cast<size_t>(kRowBlock * w.cols));
-        for (int64_t r0 = begin; r0 < end; r0 += kRowBlock) {
-          int64_t nr = std::min(kRowBlock, end - r0);
-          const float* block = rows_f32.data();
-          // F32 rows are used in place when aligned (zero-copy readers may hand out odd addresses).
-          if (w.dtype == DType::F32 && reinterpret_cast<uintptr_t>(w.row(r0)) % alignof(float) == 0) {
-            block = reinterpret_cast<const float*>(w.row(r0));
-          } else {
-            for (int64_t r = 0; r < nr; ++r) row_to_f32(w.dtype, w.row(r0 + r), rows_f32.data() + r * w.cols, w.cols);
-          }
-          for (int64_t t = 0; t < n_tokens; t += kTileTokens)
-            for (int64_t r = 0; r < nr; r += kTileRows)
-              dot_tile(block + r * w.cols, static_cast<int>(std::min<int64_t>(kTileRows, nr - r)), x + t * w.cols,
-                       static_cast<int>(std::min<int64_t>(kTileTokens, n_tokens - t)), w.cols,
-                       y + t * y_stride + r0 + r, y_stride);
-        }
-      },
-      kRowBlock);
+  const int64_t n_tokens = x.tokens();
+  pool.parallel_for(first_unit[outputs.size()], [&](int64_t begin, int64_t end, int) {
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      const int64_t lo = std::max(begin, first_unit[i]), hi = std::min(end, first_unit[i + 1]);
+      if (lo >= hi) continue;
+      const auto& [w, y, y_stride] = outputs[i];
+      const int64_t row_begin = (lo - first_unit[i]) * kRowBlock, row_end = std::min(w.rows, (hi - first_unit[i]) * kRowBlock);
+      if (w.layout == Layout::Interleaved8)
+        packed_matmul(w, quantized[i], n_tokens, y, y_stride, row_begin / kPackRows, row_end / kPackRows);
+      else if (is_quantized(w.dtype))
+        quantized_rows(w, quantized[i], quantized_row[i], n_tokens, y, y_stride, row_begin, row_end);
+      else
+        float_rows(w, x.floats(), n_tokens, y, y_stride, row_begin, row_end);
+    }
+  });
+}
+
+void matmul(const WeightMatrix& w, Activations& x, float* y, int64_t y_stride, ThreadPool& pool) {
+  const MatmulOutput output{w, y, y_stride};
+  matmul(std::span<const MatmulOutput>(&output, 1), x, pool);
+}
+
+void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride, ThreadPool& pool) {
+  Activations input(x, n_tokens, w.cols);
+  matmul(w, input, y, y_stride, pool);
 }
 
 void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride) {
-  for (int64_t t = 0; t < n_tokens; ++t)
-    for (int64_t r = 0; r < w.rows; ++r) {
+  if (w.layout != Layout::Rows) fail("matmul_reference: needs the file layout");
+  std::vector<float> row(static_cast<size_t>(w.cols));
+  for (int64_t r = 0; r < w.rows; ++r) {
+    row_to_f32(w.dtype, w.row(r), row.data(), w.cols);
+    for (int64_t t = 0; t < n_tokens; ++t) {
       double sum = 0;
-      for (int64_t i = 0; i < w.cols; ++i)
-        sum += static_cast<double>(load_float(w.dtype, w.row(r), static_cast<size_t>(i))) * x[t * w.cols + i];
+      for (int64_t i = 0; i < w.cols; ++i) sum += static_cast<double>(row[static_cast<size_t>(i)]) * x[t * w.cols + i];
       y[t * y_stride + r] = static_cast<float>(sum);
     }
+  }
 }
 
 }  // namespace baichuan::kernels

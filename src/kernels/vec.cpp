@@ -26,6 +26,10 @@ void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = load_float(dtype, row, static_cast<size_t>(i));
 }
 
+void axpy_row(DType dtype, const std::byte* row, float a, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * load_float(dtype, row, static_cast<size_t>(i));
+}
+
 void dot_tile(const float* w, int nr, const float* x, int nt, int64_t n, float* out, int64_t out_stride) {
   for (int t = 0; t < nt; ++t)
     for (int r = 0; r < nr; ++r) out[t * out_stride + r] = dot_f32(w + r * n, x + t * n, n);
@@ -53,6 +57,13 @@ void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n) {
     avx2::row_to_f32(dtype, row, out, n);
   else
     scalar::row_to_f32(dtype, row, out, n);
+}
+
+void axpy_row(DType dtype, const std::byte* row, float a, float* y, int64_t n) {
+  if (active_backend() == Backend::Avx2)
+    avx2::axpy_row(dtype, row, a, y, n);
+  else
+    scalar::axpy_row(dtype, row, a, y, n);
 }
 
 }  // namespace baichuan::kernels

@@ -68,6 +68,15 @@ float dot_row_typed(const std::byte* row, const float* x, int64_t n) {
   return sum + scalar::dot_row(T, row + static_cast<size_t>(i) * width, x + i, n - i);
 }
 
+template <DType T>
+void axpy_row_typed(const std::byte* row, float a, float* y, int64_t n) {
+  const __m256 av = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, load8<T>(row, i), _mm256_loadu_ps(y + i)));
+  size_t width = T == DType::F32 ? 4 : 2;
+  scalar::axpy_row(T, row + static_cast<size_t>(i) * width, a, y + i, n - i);
+}
+
 template <int NR, int NT>
 void tile(const float* w, const float* x, int64_t n, float* out, int64_t out_stride) {
   __m256 acc[NT][NR];
@@ -139,6 +148,15 @@ void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n) {
       break;
   }
   scalar::row_to_f32(dtype, row + i * 2, out + i, n - i);
+}
+
+void axpy_row(DType dtype, const std::byte* row, float a, float* y, int64_t n) {
+  switch (dtype) {
+    case DType::F32: return axpy_row_typed<DType::F32>(row, a, y, n);
+    case DType::F16: return axpy_row_typed<DType::F16>(row, a, y, n);
+    case DType::BF16: return axpy_row_typed<DType::BF16>(row, a, y, n);
+    default: return scalar::axpy_row(dtype, row, a, y, n);
+  }
 }
 
 }  // namespace baichuan::kernels::avx2

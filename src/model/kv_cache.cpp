@@ -1,19 +1,66 @@
 #include "model/kv_cache.h"
 
+#include <algorithm>
+#include <cctype>
+#include <string>
+
 #include "core/error.h"
+#include "core/half.h"
+#include "core/tensor.h"
+#include "quant/quantize.h"
 
 namespace baichuan {
 
-KvCache::KvCache(const ModelConfig& config, int64_t capacity) : hidden_(config.hidden_size), capacity_(capacity) {
+namespace {
+
+void store_row(DType type, const float* x, int64_t n, std::byte* out) {
+  switch (type) {
+    case DType::F32: std::copy(x, x + n, reinterpret_cast<float*>(out)); return;
+    case DType::F16: {
+      auto* h = reinterpret_cast<uint16_t*>(out);
+      for (int64_t i = 0; i < n; ++i) h[i] = f32_to_f16(x[i]);
+      return;
+    }
+    default: quant::quantize_row(type, x, out, n);
+  }
+}
+
+}  // namespace
+
+KvCache::KvCache(const ModelConfig& config, int64_t capacity, DType type)
+    : type_(type), hidden_(config.hidden_size), capacity_(capacity) {
   if (capacity <= 0) fail("KV cache capacity must be positive, got ", capacity);
-  auto n = static_cast<size_t>(config.num_layers * capacity * config.hidden_size);
-  keys_.resize(n);
-  values_.resize(n);
+  if (type != DType::F32 && type != DType::F16 && type != DType::Q8_0)
+    fail("KV cache type ", dtype_name(type), " is not supported (use f32, f16 or q8_0)");
+  const int64_t head_dim = config.head_dim();
+  if (is_quantized(type) && head_dim % static_cast<int64_t>(dtype_info(type).block_elems) != 0)
+    fail("a ", dtype_name(type), " KV cache needs a head size that is a multiple of ", dtype_info(type).block_elems,
+         "; this model's is ", head_dim);
+  head_bytes_ = bytes_for(type, head_dim, "KV cache head");
+  row_bytes_ = bytes_for(type, hidden_, "KV cache row");
+  const size_t n = static_cast<size_t>(config.num_layers * capacity) * row_bytes_;
+  // Not zero-filled: pages are committed only when a position is written.
+  keys_ = std::make_unique_for_overwrite<std::byte[]>(n);
+  values_ = std::make_unique_for_overwrite<std::byte[]>(n);
+}
+
+void KvCache::store(int64_t layer, int64_t pos, const float* key, const float* value) {
+  store_row(type_, key, hidden_, keys_.get() + offset(layer, pos));
+  store_row(type_, value, hidden_, values_.get() + offset(layer, pos));
 }
 
 void KvCache::truncate(int64_t n) {
   if (n < 0 || n > size_) fail("KV cache: cannot truncate ", size_, " positions to ", n);
   size_ = n;
+}
+
+DType parse_kv_type(const std::string& name) {
+  std::string lower = name;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (lower == "f32") return DType::F32;
+  if (lower == "f16") return DType::F16;
+  if (lower == "q8_0") return DType::Q8_0;
+  fail("unknown KV cache type '", name, "' (use f32, f16 or q8_0)");
 }
 
 }  // namespace baichuan

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "kernels/ops.h"
 #include "kernels/vec.h"
 
@@ -38,6 +39,32 @@ Model::Model(Checkpoint checkpoint) : checkpoint_(std::move(checkpoint)) {
     alibi_slopes_ = kernels::alibi_slopes(cfg.num_heads, cfg.max_alibi_bias);
 }
 
+void Model::set_kv_type(DType type) {
+  KvCache probe(config(), 1, type);  // throws if the type or head size does not fit
+  kv_type_ = type;
+}
+
+void Model::prepare(ThreadPool& pool) {
+  compute_head_norms(pool);  // before packing: it reads the head's rows in the file layout
+  pack_matrices(pool);
+  prepared_ = true;
+}
+
+// Packs every matrix the SIMD kernels regroup (Q4_0 and Q8_0) and lets go of the file's copy, so
+// the weights are resident once.
+void Model::pack_matrices(ThreadPool& pool) {
+  std::vector<kernels::WeightMatrix*> targets{&lm_head_};
+  for (Layer& L : layers_)
+    for (auto* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) targets.push_back(w);
+  packed_.reserve(targets.size());
+  for (kernels::WeightMatrix* w : targets) {
+    if (!kernels::can_pack(*w)) continue;
+    packed_.emplace_back(*w, pool);
+    MappedFile::release_pages(w->data, w->row_bytes * static_cast<size_t>(w->rows));
+    *w = packed_.back().view();
+  }
+}
+
 // NormHead: logits use each lm_head row divided by its L2 norm (idempotent, so files whose head is
 // already normalised are fine). Folding 1/norm into the logits keeps the weights memory-mapped.
 // Computed on the first forward pass, with its thread pool.
@@ -68,7 +95,7 @@ void Model::forward(std::span<SequenceStep> steps, ThreadPool& pool) {
     n_rows += static_cast<int64_t>(s.tokens.size());
     n_logit_rows += s.all_logits ? static_cast<int64_t>(s.tokens.size()) : 1;
   }
-  if (lm_head_inv_norm_.empty()) compute_head_norms(pool);
+  if (!prepared_) prepare(pool);
   // Each row's cache and position, for RoPE and attention.
   ws_.rows.clear();
   for (auto& s : steps)
@@ -90,21 +117,25 @@ void Model::forward(std::span<SequenceStep> steps, ThreadPool& pool) {
       ++g;
     }
 
+  kernels::Activations& input = ws_.input;
   for (int64_t l = 0; l < cfg.num_layers; ++l) {
     const Layer& L = layers_[static_cast<size_t>(l)];
     for (int64_t r = 0; r < n_rows; ++r) kernels::rms_norm(x + r * H, L.attn_norm, cfg.rms_norm_eps, xn + r * H, H);
-    kernels::matmul(L.wq, xn, n_rows, q, H, pool);
-    kernels::matmul(L.wk, xn, n_rows, k, H, pool);
-    kernels::matmul(L.wv, xn, n_rows, v, H, pool);
+    input.reset(xn, n_rows, H);
+    const kernels::MatmulOutput qkv[] = {{L.wq, q, H}, {L.wk, k, H}, {L.wv, v, H}};
+    kernels::matmul(qkv, input, pool);
     attention(l, n_rows, pool);
-    kernels::matmul(L.wo, att, n_rows, xn, H, pool);
+    input.reset(att, n_rows, H);
+    kernels::matmul(L.wo, input, xn, H, pool);
     for (size_t i = 0; i < rows * H; ++i) x[i] += xn[i];
 
     for (int64_t r = 0; r < n_rows; ++r) kernels::rms_norm(x + r * H, L.ffn_norm, cfg.rms_norm_eps, xn + r * H, H);
-    kernels::matmul(L.gate, xn, n_rows, gate, F, pool);
-    kernels::matmul(L.up, xn, n_rows, up, F, pool);
+    input.reset(xn, n_rows, H);
+    const kernels::MatmulOutput gate_up[] = {{L.gate, gate, F}, {L.up, up, F}};
+    kernels::matmul(gate_up, input, pool);
     kernels::silu_mul(gate, up, gate, n_rows * F);
-    kernels::matmul(L.down, gate, n_rows, xn, H, pool);
+    input.reset(gate, n_rows, F);
+    kernels::matmul(L.down, input, xn, H, pool);
     for (size_t i = 0; i < rows * H; ++i) x[i] += xn[i];
   }
 
@@ -117,15 +148,17 @@ void Model::forward(std::span<SequenceStep> steps, ThreadPool& pool) {
       kernels::rms_norm(x + (row + t) * H, final_norm_, cfg.rms_norm_eps, head_in + (out_row++) * H, H);
     row += n;
   }
+  // One pass over the head for every row of every sequence, then each sequence's share.
+  float* logits = grow(ws_.logits, static_cast<size_t>(n_logit_rows * V));
+  input.reset(head_in, n_logit_rows, H);
+  kernels::matmul(lm_head_, input, logits, V, pool);
   out_row = 0;
   for (auto& s : steps) {
     int64_t n = s.all_logits ? static_cast<int64_t>(s.tokens.size()) : 1;
     s.logits->resize(static_cast<size_t>(n * V));
     float* out = s.logits->data();
-    kernels::matmul(lm_head_, head_in + out_row * H, n, out, V, pool);
-    for (int64_t t = 0; t < n; ++t)
-      for (int64_t i = 0; i < V; ++i) out[t * V + i] *= lm_head_inv_norm_[static_cast<size_t>(i)];
-    out_row += n;
+    for (int64_t t = 0; t < n; ++t, ++out_row)
+      for (int64_t i = 0; i < V; ++i) out[t * V + i] = logits[out_row * V + i] * lm_head_inv_norm_[static_cast<size_t>(i)];
     s.cache->advance(static_cast<int64_t>(s.tokens.size()));
   }
 }
@@ -146,21 +179,33 @@ void Model::attention(int64_t layer, int64_t n_rows, ThreadPool& pool) {
         kernels::apply_rope(q + r * H + h * d, d, pos, rope_inv_freq_, checkpoint_.qk_interleaved);
         kernels::apply_rope(k + r * H + h * d, d, pos, rope_inv_freq_, checkpoint_.qk_interleaved);
       }
-    std::copy(k + r * H, k + (r + 1) * H, cache->key(layer, pos));
-    std::copy(v + r * H, v + (r + 1) * H, cache->value(layer, pos));
+    cache->store(layer, pos, k + r * H, v + r * H);
   }
 
   // Causal attention: row r attends to positions [0, pos]. ALiBi adds slope_h * j to the score of
   // key j, as the official mask does (the same for every query row; softmax ignores the offset).
+  // A quantized cache is expanded one head row at a time.
   pool.parallel_for(n_rows * n_heads, [&](int64_t begin, int64_t end, int) {
-    thread_local std::vector<float> scores;
+    thread_local std::vector<float> scores, expanded;
+    expanded.resize(static_cast<size_t>(d));
     for (int64_t unit = begin; unit < end; ++unit) {
       int64_t r = unit / n_heads, h = unit % n_heads;
       auto [cache, pos] = info[static_cast<size_t>(r)];
+      const DType type = cache->type();
+      const bool quantized = is_quantized(type);
+      const size_t head = cache->head_offset(h);
       scores.resize(static_cast<size_t>(pos + 1));
       const float* qh = q + r * H + h * d;
       for (int64_t j = 0; j <= pos; ++j) {
-        float s = kernels::dot_f32(qh, cache->key(layer, j) + h * d, d) * scale;
+        const std::byte* key = cache->key(layer, j) + head;
+        float s;
+        if (quantized) {
+          kernels::row_to_f32(type, key, expanded.data(), d);
+          s = kernels::dot_f32(qh, expanded.data(), d);
+        } else {
+          s = kernels::dot_row(type, key, qh, d);
+        }
+        s *= scale;
         if (!rope) s += alibi_slopes_[static_cast<size_t>(h)] * static_cast<float>(j);
         scores[static_cast<size_t>(j)] = s;
       }
@@ -168,9 +213,14 @@ void Model::attention(int64_t layer, int64_t n_rows, ThreadPool& pool) {
       float* out = att + r * H + h * d;
       std::fill(out, out + d, 0.0f);
       for (int64_t j = 0; j <= pos; ++j) {
-        const float* vj = cache->value(layer, j) + h * d;
-        float p = scores[static_cast<size_t>(j)];
-        for (int64_t i = 0; i < d; ++i) out[i] += p * vj[i];
+        const std::byte* value = cache->value(layer, j) + head;
+        const float p = scores[static_cast<size_t>(j)];
+        if (quantized) {
+          kernels::row_to_f32(type, value, expanded.data(), d);
+          kernels::axpy_row(DType::F32, reinterpret_cast<const std::byte*>(expanded.data()), p, out, d);
+        } else {
+          kernels::axpy_row(type, value, p, out, d);
+        }
       }
     }
   });

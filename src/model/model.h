@@ -11,6 +11,7 @@
 
 #include "core/thread_pool.h"
 #include "kernels/matmul.h"
+#include "kernels/packed_matrix.h"
 #include "model/checkpoint.h"
 #include "model/kv_cache.h"
 
@@ -33,7 +34,10 @@ class Model {
   const Tokenizer& tokenizer() const { return *checkpoint_.tokenizer; }
   const Checkpoint& checkpoint() const { return checkpoint_; }
 
-  KvCache new_cache(int64_t capacity) const { return KvCache(config(), capacity); }
+  // A cache of the model's KV type (F16 unless set_kv_type says otherwise).
+  KvCache new_cache(int64_t capacity) const { return KvCache(config(), capacity, kv_type_); }
+  void set_kv_type(DType type);
+  DType kv_type() const { return kv_type_; }
 
   // Runs every step together: the weights are read once for all sequences. Throws Error if a
   // sequence would overflow its cache or a token id is outside the vocabulary.
@@ -51,17 +55,25 @@ class Model {
     int64_t pos;
   };
   struct Workspace {  // grows to the largest batch seen; reused across steps
-    std::vector<float> x, xn, q, k, v, att, gate, up, head_in;
+    std::vector<float> x, xn, q, k, v, att, gate, up, head_in, logits;
     std::vector<RowPosition> rows;
+    kernels::Activations input;  // the current input of the matrix products, quantized once
   };
 
   void attention(int64_t layer, int64_t n_rows, ThreadPool& pool);
+  // Work done once, with the first forward pass's threads: NormHead row norms, then packing the
+  // matrices the SIMD kernels want regrouped.
+  void prepare(ThreadPool& pool);
   void compute_head_norms(ThreadPool& pool);
+  void pack_matrices(ThreadPool& pool);
 
   Checkpoint checkpoint_;
   Tensor embed_, final_norm_;
   kernels::WeightMatrix lm_head_;
   std::vector<float> lm_head_inv_norm_;
+  bool prepared_ = false;
+  std::vector<kernels::PackedMatrix> packed_;  // owners of the packed matrices the layers point at
+  DType kv_type_ = DType::F16;
   std::vector<Layer> layers_;
   std::vector<float> rope_inv_freq_, alibi_slopes_;
   Workspace ws_;

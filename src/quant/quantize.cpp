@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "quant/blocks.h"
+#include "quant/quantize_k.h"
 
 namespace baichuan::quant {
 namespace {
@@ -154,6 +155,9 @@ bool can_quantize(DType dtype) {
     case DType::Q4_1:
     case DType::Q5_0:
     case DType::Q5_1:
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K:
       return true;
     default:
       return false;
@@ -162,16 +166,20 @@ bool can_quantize(DType dtype) {
 
 void quantize_row(DType dtype, const float* src, std::byte* dst, int64_t n) {
   if (!can_quantize(dtype)) fail("quantize_row: unsupported type ", dtype_name(dtype));
-  if (n < 0 || n % kBlockElems != 0)
+  const auto block = static_cast<int64_t>(dtype_info(dtype).block_elems);
+  if (n < 0 || n % block != 0)
     fail("quantize_row: ", n, " elements of ", dtype_name(dtype), " is not a whole number of ",
-         kBlockElems, "-element blocks");
-  const int64_t nb = n / kBlockElems;
+         block, "-element blocks");
+  const int64_t nb = n / block;
   switch (dtype) {
     case DType::Q8_0: return quantize_q8_0(src, dst, nb);
     case DType::Q4_0: return quantize_q4_0(src, dst, nb);
     case DType::Q4_1: return quantize_q4_1(src, dst, nb);
     case DType::Q5_0: return quantize_q5_0(src, dst, nb);
     case DType::Q5_1: return quantize_q5_1(src, dst, nb);
+    case DType::Q4_K: return quantize_q4_K(src, dst, nb);
+    case DType::Q5_K: return quantize_q5_K(src, dst, nb);
+    case DType::Q6_K: return quantize_q6_K(src, dst, nb);
     default: break;
   }
 }

@@ -1,0 +1,31 @@
+#include "kernels/activations.h"
+
+#include "kernels/quant_dot.h"
+
+namespace baichuan::kernels {
+
+void Activations::reset(const float* x, int64_t n_tokens, int64_t cols) {
+  x_ = x;
+  n_tokens_ = n_tokens;
+  cols_ = cols;
+  blocks32_.ready = blocks256_.ready = false;
+}
+
+size_t Activations::quantized_row_bytes(DType weight_type) const { return activation_bytes(weight_type, cols_); }
+
+const std::byte* Activations::quantized(DType weight_type, ThreadPool& pool) {
+  Quantized& q = activation_kind(weight_type) == ActivationKind::Blocks32 ? blocks32_ : blocks256_;
+  const size_t row_bytes = quantized_row_bytes(weight_type);
+  if (!q.ready) {
+    // operator new aligns to 16 and block sizes are multiples of 4: every token's blocks are float-aligned.
+    if (q.bytes.size() < row_bytes * static_cast<size_t>(n_tokens_)) q.bytes.resize(row_bytes * static_cast<size_t>(n_tokens_));
+    pool.parallel_for(n_tokens_, [&](int64_t begin, int64_t end, int) {
+      for (int64_t t = begin; t < end; ++t)
+        quantize_activations(weight_type, x_ + t * cols_, cols_, q.bytes.data() + static_cast<size_t>(t) * row_bytes);
+    });
+    q.ready = true;
+  }
+  return q.bytes.data();
+}
+
+}  // namespace baichuan::kernels

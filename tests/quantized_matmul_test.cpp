@@ -1,0 +1,148 @@
+// Quantized matrix products (file layout and packed) against a double-precision reference over the
+// same quantized numbers: weights dequantized, activations as the kernels quantized them.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "core/thread_pool.h"
+#include "kernels/cpu.h"
+#include "kernels/matmul.h"
+#include "kernels/packed_matrix.h"
+#include "kernels/quant_dot.h"
+#include "quant/dequantize.h"
+#include "quant/quantize.h"
+
+namespace baichuan::kernels {
+namespace {
+
+std::vector<float> random_floats(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+struct Quantized {
+  std::vector<std::byte> bytes;
+  WeightMatrix matrix;
+};
+
+Quantized quantize_matrix(DType type, int64_t rows, int64_t cols, uint32_t seed) {
+  auto w = random_floats(static_cast<size_t>(rows * cols), seed);
+  Quantized q;
+  const size_t row_bytes = dtype_info(type).block_bytes * static_cast<size_t>(cols) / dtype_info(type).block_elems;
+  q.bytes.resize(row_bytes * static_cast<size_t>(rows) + 1);
+  std::byte* data = q.bytes.data() + 1;  // odd address, as in a memory-mapped file
+  for (int64_t r = 0; r < rows; ++r) quant::quantize_row(type, w.data() + r * cols, data + r * row_bytes, cols);
+  q.matrix = {.dtype = type, .data = data, .rows = rows, .cols = cols, .row_bytes = row_bytes};
+  return q;
+}
+
+// y = W x in double over the dequantized weights and the activations as the kernels quantize them.
+std::vector<double> reference(const WeightMatrix& w, const std::vector<float>& x, int64_t tokens,
+                              std::vector<double>& magnitude) {
+  std::vector<float> xq(x.size());
+  for (int64_t t = 0; t < tokens; ++t) {
+    std::vector<ActBlock32> blocks(static_cast<size_t>(w.cols / 32));
+    scalar::quantize_activations(DType::Q8_0, x.data() + t * w.cols, w.cols, blocks.data());
+    for (int64_t i = 0; i < w.cols; ++i)
+      xq[static_cast<size_t>(t * w.cols + i)] = blocks[static_cast<size_t>(i / 32)].d * blocks[static_cast<size_t>(i / 32)].qs[i % 32];
+  }
+  std::vector<double> y(static_cast<size_t>(tokens * w.rows));
+  magnitude.assign(y.size(), 0.0);
+  std::vector<float> row(static_cast<size_t>(w.cols));
+  for (int64_t r = 0; r < w.rows; ++r) {
+    quant::dequantize_row(w.dtype, w.row(r), row.data(), w.cols);
+    for (int64_t t = 0; t < tokens; ++t) {
+      double sum = 0, mag = 0;
+      for (int64_t i = 0; i < w.cols; ++i) {
+        double term = static_cast<double>(row[static_cast<size_t>(i)]) * xq[static_cast<size_t>(t * w.cols + i)];
+        sum += term;
+        mag += std::abs(term);
+      }
+      y[static_cast<size_t>(t * w.rows + r)] = sum;
+      magnitude[static_cast<size_t>(t * w.rows + r)] = mag;
+    }
+  }
+  return y;
+}
+
+class QuantizedMatmulTest : public ::testing::TestWithParam<std::tuple<DType, Backend>> {};
+
+TEST_P(QuantizedMatmulTest, MatchesReferenceInBothLayoutsAndAnyThreadCount) {
+  auto [type, backend] = GetParam();
+  if (backend == Backend::Avx2 && !cpu_features().avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  Backend saved = active_backend();
+  set_backend(backend);
+  ThreadPool one(1), three(3);
+  // Rows: a multiple of 8 (packed) and not (file layout); tokens around the 4-token tile.
+  for (auto [rows, cols, tokens] : {std::tuple{8, 32, 1}, {24, 96, 3}, {40, 256, 4}, {16, 512, 5}, {136, 64, 9},
+                                    {13, 64, 2}, {129, 128, 6}}) {
+    auto q = quantize_matrix(type, rows, cols, static_cast<uint32_t>(rows * 31 + cols));
+    auto x = random_floats(static_cast<size_t>(tokens * cols), static_cast<uint32_t>(cols + tokens));
+    std::vector<double> magnitude;
+    auto ref = reference(q.matrix, x, tokens, magnitude);
+
+    std::vector<float> y1(ref.size()), y3(ref.size());
+    matmul(q.matrix, x.data(), tokens, y1.data(), rows, one);
+    const bool packable = can_pack(q.matrix);
+    WeightMatrix w = q.matrix;
+    std::optional<PackedMatrix> packed;
+    if (packable) {
+      packed.emplace(q.matrix, three);
+      w = packed->view();
+      EXPECT_EQ(w.layout, Layout::Interleaved8);
+    }
+    std::vector<float> yp1(ref.size()), yp3(ref.size());
+    matmul(w, x.data(), tokens, yp1.data(), rows, one);
+    matmul(w, x.data(), tokens, yp3.data(), rows, three);
+    matmul(q.matrix, x.data(), tokens, y3.data(), rows, three);
+    for (size_t i = 0; i < ref.size(); ++i) {
+      const double tol = 2e-6 * (magnitude[i] + 1e-6);
+      EXPECT_NEAR(y1[i], ref[i], tol) << dtype_name(type) << " " << rows << "x" << cols << " t" << tokens << " @" << i;
+      EXPECT_NEAR(yp1[i], ref[i], tol) << "packed " << dtype_name(type) << " " << rows << "x" << cols << " @" << i;
+      EXPECT_EQ(y1[i], y3[i]) << "thread count changed the result at " << i;
+      EXPECT_EQ(yp1[i], yp3[i]) << "thread count changed the packed result at " << i;
+    }
+  }
+  set_backend(saved);
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, QuantizedMatmulTest,
+                         ::testing::Combine(::testing::Values(DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0,
+                                                              DType::Q5_1),
+                                            ::testing::Values(Backend::Scalar, Backend::Avx2)),
+                         [](const auto& info) {
+                           return std::string(dtype_name(std::get<0>(info.param))) +
+                                  (std::get<1>(info.param) == Backend::Avx2 ? "_avx2" : "_scalar");
+                         });
+
+TEST(PackedMatrix, KeepsTheFileBytesOnlyReordered) {
+  if (!cpu_features().avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  Backend saved = active_backend();
+  set_backend(Backend::Avx2);
+  ThreadPool pool(2);
+  for (DType type : {DType::Q4_0, DType::Q8_0}) {
+    auto q = quantize_matrix(type, 16, 64, 3);
+    PackedMatrix packed(q.matrix, pool);
+    EXPECT_EQ(packed.bytes(), q.matrix.row_bytes * 16);
+    // Row 9's second block: scale in slot 1 of group 1's block 1, quants in 4-byte chunks.
+    const size_t block = dtype_info(type).block_bytes, quants = block - 2;
+    const std::byte* group_block = packed.view().data + 8 * q.matrix.row_bytes + 8 * block;
+    const std::byte* source = q.matrix.row(9) + block;
+    EXPECT_EQ(std::memcmp(group_block + 2, source, 2), 0);
+    for (size_t c = 0; c < quants / 4; ++c)
+      EXPECT_EQ(std::memcmp(group_block + 16 + 32 * c + 4, source + 2 + 4 * c, 4), 0) << "chunk " << c;
+  }
+  EXPECT_FALSE(can_pack(quantize_matrix(DType::Q4_0, 12, 64, 4).matrix)) << "12 rows are not whole groups of 8";
+  EXPECT_FALSE(can_pack(quantize_matrix(DType::Q4_1, 16, 64, 5).matrix)) << "only Q4_0 and Q8_0 are packed";
+  set_backend(Backend::Scalar);
+  EXPECT_FALSE(can_pack(quantize_matrix(DType::Q4_0, 16, 64, 6).matrix)) << "the scalar backend reads the file layout";
+  set_backend(saved);
+}
+
+}  // namespace
+}  // namespace baichuan::kernels
