@@ -99,7 +99,7 @@ TEST_F(Cli, GenerateJsonGivesTheGoldenGreedyTokens) {
 TEST_F(Cli, LogitsWritesTheLastPositionAsFloat32) {
   const auto& p = golden_["prompts"][1];
   fs::path out = fs::path(::testing::TempDir()) / "logits.f32";
-  CliRun r = baichuan_cli("logits -m " + model_ + " -p " + quote(p["text"]) + " -o " + out.string());
+  CliRun r = baichuan_cli("logits -m " + model_ + " --kv-type f32 -p " + quote(p["text"]) + " -o " + out.string());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::string ours = read_text_file(out.string());
   std::string golden = read_text_file(model_ + "/" + p["last_logits_file"].get<std::string>());

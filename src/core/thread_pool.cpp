@@ -1,18 +1,21 @@
 #include "core/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define BAICHUAN_PAUSE() _mm_pause()
+#else
+#define BAICHUAN_PAUSE() std::this_thread::yield()
+#endif
 
 namespace baichuan {
 
 namespace {
 
-// Chunk `index` of `parts` over [0, n), boundaries rounded to `grain`.
-std::pair<int64_t, int64_t> chunk(int64_t n, int64_t grain, int index, int parts) {
-  int64_t units = (n + grain - 1) / grain;
-  int64_t begin = std::min(n, units * index / parts * grain);
-  int64_t end = std::min(n, units * (index + 1) / parts * grain);
-  return {begin, end};
-}
+constexpr int kChunksPerThread = 4;  // enough to rebalance, few enough to keep chunks long
+constexpr auto kSpin = std::chrono::microseconds(200);  // then sleep
 
 }  // namespace
 
@@ -23,57 +26,77 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard lock(mutex_);
-    stop_ = true;
+    stop_.store(true);
   }
-  start_cv_.notify_all();
+  wake_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
 int ThreadPool::default_threads() { return std::max(1u, std::thread::hardware_concurrency()); }
 
+void ThreadPool::run_chunks(int thread_index) {
+  const int64_t units = (job_n_ + job_grain_ - 1) / job_grain_;
+  for (;;) {
+    const int64_t c = next_chunk_.fetch_add(1, std::memory_order_relaxed);
+    if (c >= job_chunks_) return;
+    const int64_t begin = std::min(job_n_, units * c / job_chunks_ * job_grain_);
+    const int64_t end = std::min(job_n_, units * (c + 1) / job_chunks_ * job_grain_);
+    if (begin < end) (*job_)(begin, end, thread_index);
+  }
+}
+
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int64_t grain) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
-  if (n_threads_ == 1 || n <= grain) {
+  const int64_t units = (n + grain - 1) / grain;
+  if (n_threads_ == 1 || units == 1) {
     fn(0, n, 0);
     return;
   }
+  job_ = &fn;
+  job_n_ = n;
+  job_grain_ = grain;
+  job_chunks_ = std::min<int64_t>(units, static_cast<int64_t>(n_threads_) * kChunksPerThread);
+  next_chunk_.store(0, std::memory_order_relaxed);
+  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+  bool sleeping;
   {
+    // Under the mutex, so a worker deciding to sleep either sees the new generation or is counted.
     std::lock_guard lock(mutex_);
-    job_ = &fn;
-    job_n_ = n;
-    job_grain_ = grain;
-    pending_ = n_threads_ - 1;
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_release);
+    sleeping = sleepers_ > 0;
   }
-  start_cv_.notify_all();
-  auto [begin, end] = chunk(n, grain, 0, n_threads_);
-  if (begin < end) fn(begin, end, 0);
-  std::unique_lock lock(mutex_);
-  done_cv_.wait(lock, [this] { return pending_ == 0; });
+  if (sleeping) wake_.notify_all();
+  run_chunks(0);
+  // The other threads are finishing their last chunks; yield if one of them is not running.
+  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < (1 << 14))
+      BAICHUAN_PAUSE();
+    else
+      std::this_thread::yield();
+  }
   job_ = nullptr;
+}
+
+bool ThreadPool::wait_for_job(uint64_t seen) {
+  const auto give_up = std::chrono::steady_clock::now() + kSpin;
+  while (generation_.load(std::memory_order_acquire) == seen && !stop_.load(std::memory_order_relaxed)) {
+    for (int i = 0; i < 64; ++i) BAICHUAN_PAUSE();
+    if (std::chrono::steady_clock::now() < give_up) continue;
+    std::unique_lock lock(mutex_);
+    ++sleepers_;
+    wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen || stop_.load(); });
+    --sleepers_;
+  }
+  return !stop_.load();
 }
 
 void ThreadPool::worker(int index) {
   uint64_t seen = 0;
-  for (;;) {
-    const std::function<void(int64_t, int64_t, int)>* job;
-    int64_t n, grain;
-    {
-      std::unique_lock lock(mutex_);
-      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      n = job_n_;
-      grain = job_grain_;
-    }
-    auto [begin, end] = chunk(n, grain, index, n_threads_);
-    if (begin < end) (*job)(begin, end, index);
-    {
-      std::lock_guard lock(mutex_);
-      if (--pending_ == 0) done_cv_.notify_one();
-    }
+  while (wait_for_job(seen)) {
+    seen = generation_.load(std::memory_order_acquire);
+    run_chunks(index);
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 

@@ -1,6 +1,10 @@
-// The one thread pool of the process. parallel_for splits [0, n) into one contiguous chunk per thread
-// (the caller's thread takes the first), so every thread gets the same share of rows.
+// The one thread pool of the process. parallel_for splits [0, n) into chunks that threads claim
+// one at a time (the caller's thread works too), so a thread slowed by another process on the
+// machine takes fewer chunks and all threads finish together. Between jobs, workers spin briefly
+// before sleeping: decoding issues hundreds of small jobs per token, and waking a sleeping thread
+// costs tens of microseconds each time.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -20,22 +24,29 @@ class ThreadPool {
   int size() const { return n_threads_; }
   // Calls fn(begin, end, thread_index) on disjoint chunks covering [0, n); returns when all are done.
   // `grain` rounds chunk boundaries to multiples of it (e.g. a SIMD width or a block of rows).
+  // A thread may get several chunks; which thread computes which chunk varies from call to call.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int64_t grain = 1);
 
   static int default_threads();  // the number of hardware threads
 
  private:
   void worker(int index);
+  void run_chunks(int thread_index);
+  bool wait_for_job(uint64_t seen);  // false when the pool is stopping
 
   int n_threads_;
   std::vector<std::thread> workers_;
-  std::mutex mutex_;
-  std::condition_variable start_cv_, done_cv_;
+  // The current job, published by bumping generation_.
   const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
-  int64_t job_n_ = 0, job_grain_ = 1;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  int64_t job_n_ = 0, job_grain_ = 1, job_chunks_ = 0;
+  std::atomic<int64_t> next_chunk_{0};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};  // workers that have not finished the current job
+  std::atomic<bool> stop_{false};
+  // Sleeping workers wait here.
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  int sleepers_ = 0;
 };
 
 }  // namespace baichuan

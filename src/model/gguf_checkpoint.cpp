@@ -1,12 +1,15 @@
 #include "model/gguf_checkpoint.h"
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/thread_pool.h"
 #include "formats/gguf.h"
+#include "quant/dequantize.h"
 #include "quant/quantize.h"
 
 namespace baichuan {
@@ -18,21 +21,6 @@ const char* kArch = "baichuan";
 std::string key(const std::string& suffix) { return std::string(kArch) + "." + suffix; }
 
 int64_t get_int(const gguf::File& f, const std::string& k) { return f.get(k).as_int(f.path + ": " + k); }
-
-// llama.cpp's llama_ftype for a file whose matrices are all `type`.
-uint32_t file_type_of(DType type) {
-  switch (type) {
-    case DType::F32: return 0;
-    case DType::F16: return 1;
-    case DType::BF16: return 32;
-    case DType::Q4_0: return 2;
-    case DType::Q4_1: return 3;
-    case DType::Q8_0: return 7;
-    case DType::Q5_0: return 8;
-    case DType::Q5_1: return 9;
-    default: fail("convert: unsupported output type ", dtype_name(type));
-  }
-}
 
 void store_float(DType type, float value, std::byte* out, size_t index) {
   switch (type) {
@@ -59,12 +47,6 @@ int64_t rotate_half_row(int64_t r, int64_t head_dim) {
 }
 
 }  // namespace
-
-DType matrix_type_for(DType requested, int64_t cols) {
-  if (!is_quantized(requested)) return requested;
-  // Rows that are not a whole number of blocks stay F16, as llama.cpp's quantizer does.
-  return cols % static_cast<int64_t>(dtype_info(requested).block_elems) == 0 ? requested : DType::F16;
-}
 
 Checkpoint open_gguf_checkpoint(const std::string& path, const LoadOptions& options) {
   gguf::File f = gguf::read_file(path);
@@ -122,12 +104,12 @@ Checkpoint open_gguf_checkpoint(const std::string& path, const LoadOptions& opti
 }
 
 std::vector<gguf::KeyValue> gguf_metadata(const ModelConfig& cfg, const Tokenizer& tok, const std::string& generation_json,
-                                          DType matrix_type, const std::string& name) {
+                                          const FileType& type, const std::string& name) {
   using gguf::Value;
   std::vector<gguf::KeyValue> meta = {
       {"general.architecture", Value::str(kArch)},
       {"general.name", Value::str(name.empty() ? "Baichuan2" : name)},
-      {"general.file_type", Value::u32(file_type_of(matrix_type))},
+      {"general.file_type", Value::u32(llama_file_type(type))},
       {key("context_length"), Value::u32(static_cast<uint32_t>(cfg.model_max_length))},
       {key("embedding_length"), Value::u32(static_cast<uint32_t>(cfg.hidden_size))},
       {key("block_count"), Value::u32(static_cast<uint32_t>(cfg.num_layers))},
@@ -172,41 +154,75 @@ void store_floats(DType type, const float* values, int64_t n, std::byte* out) {
   for (int64_t i = 0; i < n; ++i) store_float(type, values[i], out, static_cast<size_t>(i));
 }
 
+void load_row(const Tensor& t, int64_t row, float* out) {
+  const int64_t cols = t.shape.empty() ? 1 : t.shape.back();
+  const size_t row_bytes = bytes_for(t.dtype, cols, t.name);
+  const std::byte* src = t.data + static_cast<size_t>(row) * row_bytes;
+  if (is_quantized(t.dtype)) return quant::dequantize_row(t.dtype, src, out, cols);
+  if (t.dtype == DType::F32) return void(std::memcpy(out, src, row_bytes));
+  for (int64_t i = 0; i < cols; ++i) out[i] = load_float(t.dtype, src, static_cast<size_t>(i));
+}
+
 void write_gguf_checkpoint(const Checkpoint& c, const std::string& out_path, const ConvertOptions& options) {
   const auto& cfg = c.config;
-  auto meta = gguf_metadata(cfg, *c.tokenizer, c.generation_json, options.type, options.name);
+  const FileType file_type = options.file_type();
+  auto meta = gguf_metadata(cfg, *c.tokenizer, c.generation_json, file_type, options.name);
+  auto tensors = canonical_tensors(cfg);
   std::vector<gguf::TensorToWrite> out;
-  for (const auto& [name, shape] : canonical_tensors(cfg)) {
+  for (const auto& [name, shape] : tensors) {
     const Tensor& src = c.tensor(name);
-    bool is_matrix = src.shape.size() == 2;
     gguf::TensorToWrite t;
     t.name = name;
-    t.dtype = is_matrix ? matrix_type_for(options.type, src.shape[1]) : DType::F32;
+    t.dtype = tensor_type_for(file_type, name, src.shape, cfg);
     t.shape = src.shape;
     bool permute = !c.qk_interleaved && (name.ends_with(".attn_q.weight") || name.ends_with(".attn_k.weight"));
     // NormHead is applied in float32 before the head is quantized, as the official code would.
     bool normalize = (options.normalize_head || is_quantized(t.dtype)) && name == "output.weight";
     int64_t head_dim = cfg.head_dim();
     DType type = t.dtype;
-    t.produce = [&src, is_matrix, permute, normalize, head_dim, type](std::byte* dst, size_t) {
-      int64_t rows = is_matrix ? src.shape[0] : 1;
-      int64_t cols = src.shape.back();
-      size_t out_row_bytes = bytes_for(type, cols, src.name);
-      std::vector<float> row(static_cast<size_t>(cols));
-      for (int64_t r = 0; r < rows; ++r) {
-        int64_t from = permute ? rotate_half_row(r, head_dim) : r;
-        for (int64_t i = 0; i < cols; ++i)
-          row[static_cast<size_t>(i)] = load_float(src.dtype, src.data, static_cast<size_t>(from * cols + i));
-        if (normalize) {  // NormHead in float32, as the official code does before inference
-          double sum = 0;
-          for (float v : row) sum += static_cast<double>(v) * v;
-          float norm = std::max(static_cast<float>(std::sqrt(sum)), 1e-12f);
-          for (float& v : row) v /= norm;
+    ThreadPool* pool = options.pool;
+    t.produce = [&src, permute, normalize, head_dim, type, pool](std::byte* dst, size_t nbytes) {
+      if (src.dtype == type && !permute && !normalize && src.nbytes == nbytes) {
+        std::memcpy(dst, src.data, nbytes);  // already in the requested type
+        return;
+      }
+      const int64_t rows = src.shape.size() == 2 ? src.shape[0] : 1;
+      const int64_t cols = src.shape.back();
+      const size_t out_row_bytes = bytes_for(type, cols, src.name);
+      auto convert_rows = [&](int64_t begin, int64_t end, int) {
+        std::vector<float> row(static_cast<size_t>(cols));
+        for (int64_t r = begin; r < end; ++r) {
+          load_row(src, permute ? rotate_half_row(r, head_dim) : r, row.data());
+          if (normalize) {  // NormHead in float32, as the official code does before inference
+            double sum = 0;
+            for (float v : row) sum += static_cast<double>(v) * v;
+            float norm = std::max(static_cast<float>(std::sqrt(sum)), 1e-12f);
+            for (float& v : row) v /= norm;
+          }
+          store_floats(type, row.data(), cols, dst + static_cast<size_t>(r) * out_row_bytes);
         }
-        store_floats(type, row.data(), cols, dst + static_cast<size_t>(r) * out_row_bytes);
+      };
+      if (pool && rows > 1) {
+        pool->parallel_for(rows, convert_rows);
+      } else {
+        convert_rows(0, rows, 0);
       }
     };
     out.push_back(std::move(t));
+  }
+  if (options.on_tensor) {
+    for (size_t i = 0; i < out.size(); ++i) {
+      auto inner = std::move(out[i].produce);
+      const Tensor* source = &c.tensor(out[i].name);
+      const gguf::TensorToWrite* written = &out[i];
+      size_t count = out.size();
+      out[i].produce = [inner = std::move(inner), i, count, source, written, &options](std::byte* dst, size_t nbytes) {
+        auto start = std::chrono::steady_clock::now();
+        inner(dst, nbytes);
+        double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        options.on_tensor({i, count, source, written, secs});
+      };
+    }
   }
   gguf::write_file(out_path, meta, out);
 }

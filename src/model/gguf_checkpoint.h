@@ -4,14 +4,18 @@
 // tokenizer.model bytes and generation_config.json, and baichuan.attention.max_alibi_bias for the
 // 13B family, so nothing is lost on the way through.
 #pragma once
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "formats/gguf.h"
 #include "model/checkpoint.h"
+#include "model/quant_mix.h"
 
 namespace baichuan {
+
+class ThreadPool;
 
 // Metadata keys of our own (llama.cpp ignores them).
 inline constexpr const char* kGgufTokenizerModelKey = "baichuan_cpp.tokenizer_model";
@@ -19,22 +23,37 @@ inline constexpr const char* kGgufGenerationConfigKey = "baichuan_cpp.generation
 
 Checkpoint open_gguf_checkpoint(const std::string& path, const LoadOptions& options);
 
-struct ConvertOptions {
-  DType type = DType::F16;      // the matrices' type (F32, F16, BF16, Q8_0, Q4_0, ...); norms stay F32
-  bool normalize_head = false;  // write NormHead rows already divided by their L2 norm (for llama.cpp)
-  std::string name;             // general.name
+// One tensor written by write_gguf_checkpoint, for progress reports.
+struct TensorWritten {
+  size_t index = 0, count = 0;  // index in file order, number of tensors
+  const Tensor* source = nullptr;
+  const gguf::TensorToWrite* written = nullptr;
+  double seconds = 0;  // time spent producing it
 };
 
-// The GGUF metadata of a Baichuan 2 model whose matrices are stored as `matrix_type`.
+struct ConvertOptions {
+  DType type = DType::F16;         // the matrices' type (F32, F16, BF16, Q8_0, Q4_0, Q4_K, ...); norms stay F32
+  QuantMix mix = QuantMix::Pure;   // or a llama.cpp mix (then `type` is its base type; see quant_mix.h)
+  bool normalize_head = false;     // write NormHead rows already divided by their L2 norm (for llama.cpp)
+  std::string name;                // general.name
+  ThreadPool* pool = nullptr;      // rows of each tensor are converted in parallel on it (else serially)
+  std::function<void(const TensorWritten&)> on_tensor;  // called after each tensor is produced
+
+  FileType file_type() const { return {type, mix}; }
+};
+
+// The GGUF metadata of a Baichuan 2 model whose matrices are stored as `type` (general.file_type is
+// llama.cpp's value for it).
 std::vector<gguf::KeyValue> gguf_metadata(const ModelConfig& config, const Tokenizer& tokenizer,
-                                          const std::string& generation_json, DType matrix_type, const std::string& name);
-// The type a matrix with rows of `cols` elements gets when `requested` is asked for: block types
-// fall back to F16 for rows that are not a whole number of blocks.
-DType matrix_type_for(DType requested, int64_t cols);
+                                          const std::string& generation_json, const FileType& type, const std::string& name);
 // Stores n floats as F32, F16, BF16 or a quantized block type (n a whole number of blocks).
 void store_floats(DType type, const float* values, int64_t n, std::byte* out);
+// Reads row `row` of a 2-D tensor (or the whole of a 1-D one, row 0) of any float or block type as floats.
+void load_row(const Tensor& tensor, int64_t row, float* out);
 
-// Streams `checkpoint` into a GGUF file, one tensor in memory at a time (written atomically).
+// Streams `checkpoint` into a GGUF file, one tensor in memory at a time (written atomically). Each
+// matrix gets tensor_type_for(options.file_type(), ...); a source tensor already of that type is copied
+// as is, others are read as float32 (dequantized if need be) and stored in the new type.
 void write_gguf_checkpoint(const Checkpoint& checkpoint, const std::string& out_path, const ConvertOptions& options);
 
 }  // namespace baichuan

@@ -13,5 +13,7 @@ Run add_tokenize(CLI::App& app);
 Run add_logits(CLI::App& app);
 Run add_convert(CLI::App& app);
 Run add_init(CLI::App& app);
+Run add_quantize(CLI::App& app);
+Run add_bench(CLI::App& app);
 
 }  // namespace baichuan::cli

@@ -1,6 +1,8 @@
 #include "common.h"
 
 #include <chrono>
+#include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <random>
 
@@ -17,6 +19,7 @@ void ModelOptions::add(CLI::App& app) {
   app.add_option("--position", position, "Force the position scheme: rope (7B family) or alibi (13B family)")
       ->check(CLI::IsMember({"rope", "alibi"}));
   app.add_option("-t,--threads", threads, "Threads (default: all hardware threads)")->check(CLI::NonNegativeNumber);
+  app.add_option("--kv-type", kv_type, "KV cache type: f16 (default), f32 (exact) or q8_0");
 }
 
 LoadOptions ModelOptions::load_options() const {
@@ -29,13 +32,15 @@ LoadOptions ModelOptions::load_options() const {
 
 std::unique_ptr<Model> ModelOptions::load() const {
   auto start = std::chrono::steady_clock::now();
+  const DType kv = parse_kv_type(kv_type);  // before loading: a typo should not cost a model load
   auto model = load_model(path, load_options());
+  model->set_kv_type(kv);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const auto& c = model->config();
   std::cerr << "loaded " << path << " (" << model->checkpoint().description << "): Baichuan 2 " << c.family() << ", "
             << c.num_layers << " layers, hidden " << c.hidden_size << ", " << c.num_heads << " heads, vocab "
             << c.vocab_size << " in " << secs << " s; " << kernels::describe_cpu() << ", " << thread_count()
-            << " threads\n";
+            << " threads, " << dtype_name(kv) << " KV cache\n";
   return model;
 }
 
@@ -96,15 +101,63 @@ SamplingParams SamplingOptions::params(const GenerationConfig& defaults) const {
 }
 
 DType parse_float_type(const std::string& name) {
-  if (name == "f32") return DType::F32;
-  if (name == "f16") return DType::F16;
-  if (name == "bf16") return DType::BF16;
-  if (name == "q8_0") return DType::Q8_0;
-  if (name == "q4_0") return DType::Q4_0;
-  if (name == "q4_1") return DType::Q4_1;
-  if (name == "q5_0") return DType::Q5_0;
-  if (name == "q5_1") return DType::Q5_1;
-  fail("unknown --type '", name, "' (expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1)");
+  FileType type = parse_file_type(name);
+  if (type.mix != QuantMix::Pure) fail("type '", name, "' is a mix of types; a single type is needed here");
+  return type.base;
+}
+
+namespace {
+
+std::string gigabytes(uintmax_t bytes) {
+  char s[32];
+  std::snprintf(s, sizeof s, "%.3f GB", static_cast<double>(bytes) / 1e9);
+  return s;
+}
+
+// Bytes of a file, or of the regular files in a folder.
+uintmax_t size_on_disk(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) {
+    uintmax_t bytes = fs::file_size(path, ec);
+    return ec ? 0 : bytes;
+  }
+  uintmax_t total = 0;
+  for (const auto& e : fs::directory_iterator(path, ec))
+    if (e.is_regular_file(ec)) total += e.file_size(ec);
+  return total;
+}
+
+}  // namespace
+
+void write_gguf_reporting(const Checkpoint& checkpoint, const std::string& in_path, const std::string& out_path,
+                          ConvertOptions options, int threads) {
+  const FileType type = options.file_type();
+  validate_tensors(checkpoint);
+  const int n_threads = threads > 0 ? threads : ThreadPool::default_threads();
+  ThreadPool pool(n_threads);
+  options.pool = &pool;
+  uintmax_t source_bytes = 0;
+  options.on_tensor = [&](const TensorWritten& t) {
+    source_bytes += t.source->nbytes;
+    const auto& w = *t.written;
+    Tensor shape_of;
+    shape_of.shape = w.shape;
+    char line[512];
+    std::snprintf(line, sizeof line, "[%4zu/%zu] %-28s %-5s %-14s <- %-5s %8.3f s\n", t.index + 1, t.count, w.name.c_str(),
+                  std::string(dtype_name(w.dtype)).c_str(), shape_of.shape_str().c_str(),
+                  std::string(dtype_name(t.source->dtype)).c_str(), t.seconds);
+    std::cerr << line;
+  };
+  std::cerr << "writing " << out_path << " as " << file_type_name(type) << " from " << in_path << " ("
+            << checkpoint.description << ") on " << n_threads << " threads\n";
+  auto start = std::chrono::steady_clock::now();
+  write_gguf_checkpoint(checkpoint, out_path, options);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  uintmax_t in_bytes = size_on_disk(in_path), out_bytes = std::filesystem::file_size(out_path);
+  std::cerr << "wrote " << out_path << " (" << file_type_name(type) << "): input " << gigabytes(in_bytes) << " on disk ("
+            << gigabytes(source_bytes) << " of weights), output " << gigabytes(out_bytes) << " (" << out_bytes
+            << " bytes) in " << secs << " s\n";
 }
 
 std::string json_ids(const std::vector<int32_t>& ids) {

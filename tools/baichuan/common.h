@@ -8,6 +8,7 @@
 
 #include "core/thread_pool.h"
 #include "generate/sampling.h"
+#include "model/gguf_checkpoint.h"
 #include "model/model.h"
 #include "tokenizer/chat_template.h"
 
@@ -18,6 +19,7 @@ struct ModelOptions {
   std::string path;
   std::string config, tokenizer, position;
   int threads = 0;
+  std::string kv_type = "f16";
   void add(CLI::App& app);
   LoadOptions load_options() const;
   std::unique_ptr<Model> load() const;  // logs what was loaded to stderr
@@ -47,7 +49,14 @@ ChatTemplateConfig chat_template_config(const Model& model);
 // The context for a prompt: --ctx if given, else max(model_max_length, 4096); throws if the prompt
 // does not fit.
 int64_t checked_context(const Model& model, int64_t ctx_flag, size_t prompt_tokens);
-DType parse_float_type(const std::string& name);  // f32 | f16 | bf16
+// A pure output type (f32, f16, bf16, q8_0, q4_0, ...); mixes such as q4_k_m are refused. Names as
+// parse_file_type (quant_mix.h), which takes mixes too.
+DType parse_float_type(const std::string& name);
+// Writes `checkpoint` (read from `in_path`) to `out_path` as options.file_type(), converting rows on
+// `threads` threads, with one line per tensor (name, type, shape) and a summary (sizes, time) on
+// stderr. Shared by convert and quantize.
+void write_gguf_reporting(const Checkpoint& checkpoint, const std::string& in_path, const std::string& out_path,
+                          ConvertOptions options, int threads);
 std::string json_ids(const std::vector<int32_t>& ids);  // "[1, 2, 3]"
 
 }  // namespace baichuan::cli

@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   sub("logits", "Write the last-position logits as float32", baichuan::cli::add_logits);
   sub("convert", "Convert a checkpoint to GGUF", baichuan::cli::add_convert);
   sub("init", "Write a GGUF with random weights of any Baichuan 2 shape", baichuan::cli::add_init);
+  sub("quantize", "Convert a checkpoint to a GGUF of another type (q4_0, q4_k_m, ...)", baichuan::cli::add_quantize);
+  sub("bench", "Measure prompt and generation speed (llama-bench style)", baichuan::cli::add_bench);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

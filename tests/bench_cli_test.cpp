@@ -1,0 +1,134 @@
+// `baichuan bench`: the llama-bench style table and JSON on a tiny random model, and a one-line error
+// with a non-zero exit code for bad arguments.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/mapped_file.h"
+
+namespace baichuan {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct BenchRun {
+  int exit_code;
+  std::string out, err;
+};
+
+BenchRun run_cli(const std::string& args) {
+  static int counter = 0;
+  fs::path dir = fs::path(::testing::TempDir()) / ("bench-cli-" + std::to_string(getpid()) + "-" + std::to_string(counter++));
+  fs::create_directories(dir);
+  std::string out = (dir / "out.txt").string(), err = (dir / "err.txt").string();
+  int status = std::system((std::string(BAICHUAN_CLI_PATH) + " " + args + " >" + out + " 2>" + err + " </dev/null").c_str());
+  BenchRun run{WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_text_file(out), read_text_file(err)};
+  fs::remove_all(dir);
+  return run;
+}
+
+// The Markdown table rows whose `test` column (the 6th) is `name`, split into trimmed cells.
+std::vector<std::vector<std::string>> table_rows(const std::string& out, const std::string& name) {
+  std::vector<std::vector<std::string>> rows;
+  std::istringstream lines(out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] != '|') continue;
+    std::vector<std::string> cells;
+    std::istringstream parts(line.substr(1));
+    std::string cell;
+    while (std::getline(parts, cell, '|')) {
+      auto b = cell.find_first_not_of(' '), e = cell.find_last_not_of(' ');
+      cells.push_back(b == std::string::npos ? "" : cell.substr(b, e - b + 1));
+    }
+    if (cells.size() == 7 && cells[5] == name) rows.push_back(cells);
+  }
+  return rows;
+}
+
+class BenchCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    model_ = (fs::path(::testing::TempDir()) / ("bench-tiny-" + std::to_string(getpid()) + ".gguf")).string();
+    BenchRun r = run_cli("init --preset tiny --type f16 -o " + model_);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  static void TearDownTestSuite() { fs::remove(model_); }
+
+  void expect_error(const std::string& args, const std::string& words) {
+    BenchRun r = run_cli(args);
+    EXPECT_NE(r.exit_code, 0) << args;
+    EXPECT_LT(r.exit_code, 128) << args << ": crashed\n" << r.err;
+    EXPECT_NE(r.err.find(words), std::string::npos) << "stderr of `" << args << "` lacks '" << words << "':\n" << r.err;
+  }
+
+  static std::string model_;
+};
+
+std::string BenchCli::model_;
+
+TEST_F(BenchCli, PrintsALlamaBenchTable) {
+  BenchRun r = run_cli("bench -m " + model_ + " -p 8 -n 4 -r 2 -t 1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| model"), std::string::npos) << r.out;
+  for (const char* column : {"size", "params", "backend", "threads", "test", "t/s"})
+    EXPECT_NE(r.out.find(column), std::string::npos) << column << "\n" << r.out;
+  for (const char* test : {"pp8", "tg4"}) {
+    auto rows = table_rows(r.out, test);
+    ASSERT_EQ(rows.size(), 1u) << test << "\n" << r.out;
+    EXPECT_EQ(rows[0][0], "baichuan ?B F16");
+    EXPECT_NE(rows[0][3].find("CPU"), std::string::npos);
+    EXPECT_EQ(rows[0][4], "1");
+    double mean = std::stod(rows[0][6]);  // "123.45 ± 6.78"
+    EXPECT_GT(mean, 0) << rows[0][6];
+    EXPECT_NE(rows[0][6].find("±"), std::string::npos);
+  }
+  EXPECT_NE(r.out.find("peak RSS:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("CPU:"), std::string::npos) << r.out;
+}
+
+TEST_F(BenchCli, JsonHasLlamaBenchFields) {
+  BenchRun r = run_cli("bench -m " + model_ + " -p 4,8 -n 2 -r 2 -t 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json rows = json::parse(r.out);
+  ASSERT_TRUE(rows.is_array());
+  ASSERT_EQ(rows.size(), 3u) << r.out;
+  EXPECT_EQ(rows[0]["n_prompt"], 4);
+  EXPECT_EQ(rows[1]["n_prompt"], 8);
+  EXPECT_EQ(rows[2]["n_gen"], 2);
+  EXPECT_EQ(rows[2]["n_prompt"], 0);
+  for (const auto& row : rows) {
+    for (const char* field : {"model_filename", "model_type", "model_size", "model_n_params", "n_threads", "n_prompt",
+                              "n_gen", "avg_ns", "stddev_ns", "avg_ts", "stddev_ts", "samples_ns", "samples_ts",
+                              "test_time", "backends", "peak_rss_bytes", "cpu_features"})
+      EXPECT_TRUE(row.contains(field)) << field;
+    EXPECT_EQ(row["model_filename"], model_);
+    EXPECT_EQ(row["n_threads"], 1);
+    EXPECT_GT(row["model_size"].get<uint64_t>(), 0u);
+    EXPECT_GT(row["model_n_params"].get<uint64_t>(), 0u);
+    EXPECT_GT(row["avg_ts"].get<double>(), 0);
+    EXPECT_GE(row["stddev_ts"].get<double>(), 0);
+    EXPECT_EQ(row["samples_ts"].size(), 2u);
+    EXPECT_EQ(row["samples_ns"].size(), 2u);
+    EXPECT_GT(row["peak_rss_bytes"].get<uint64_t>(), 0u);
+  }
+}
+
+TEST_F(BenchCli, BadArguments) {
+  expect_error("bench -m /nonexistent/model.gguf -p 8 -n 4", "/nonexistent/model.gguf");
+  expect_error("bench -m " + model_ + " -p 8 -n 4 -r 0", "-r");
+  expect_error("bench -m " + model_ + " -p -3 -n 4", "-p");
+  expect_error("bench -m " + model_ + " -p 8 -n -1", "-n");
+  expect_error("bench -m " + model_ + " -p 0 -n 0", "nothing to measure");
+  expect_error("bench -m " + model_ + " -p 8 -t 0", "-t");
+  expect_error("bench -m " + model_ + " -p abc", "abc");
+  expect_error("bench -p 8", "model");
+}
+
+}  // namespace
+}  // namespace baichuan

@@ -1,0 +1,319 @@
+// baichuan bench: prompt-processing and generation speed, measured the way llama.cpp's llama-bench
+// measures it, so the two tables can be read side by side.
+//   ppN: N random token ids fed in one forward step into an empty KV cache (logits of the last one).
+//   tgN: N forward steps of one random token each, starting from an empty KV cache.
+// Each test runs once to warm up (the whole prompt for pp, one token for tg, as llama-bench does),
+// then -r timed repetitions; t/s is the mean ± sample standard deviation over the repetitions.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <span>
+#include <sstream>
+
+#include "commands.h"
+#include "common.h"
+#include "core/error.h"
+#include "kernels/cpu.h"
+
+namespace baichuan::cli {
+
+namespace {
+
+struct TestResult {
+  int64_t n_prompt = 0, n_gen = 0;
+  int threads = 0;
+  std::string test_time;        // RFC 3339, when the test started
+  std::vector<uint64_t> samples_ns;
+  uint64_t peak_rss_bytes = 0;  // of the process, after the test
+
+  std::string name() const { return n_prompt > 0 ? "pp" + std::to_string(n_prompt) : "tg" + std::to_string(n_gen); }
+  std::vector<double> samples_ts() const {
+    std::vector<double> ts;
+    for (uint64_t ns : samples_ns) ts.push_back(1e9 * static_cast<double>(n_prompt + n_gen) / static_cast<double>(ns));
+    return ts;
+  }
+};
+
+template <typename T>
+double mean(const std::vector<T>& v) {
+  double s = 0;
+  for (T x : v) s += static_cast<double>(x);
+  return v.empty() ? 0 : s / static_cast<double>(v.size());
+}
+
+// Sample standard deviation (n - 1), 0 for fewer than two values, as llama-bench reports.
+template <typename T>
+double stddev(const std::vector<T>& v) {
+  if (v.size() < 2) return 0;
+  double m = mean(v), s = 0;
+  for (T x : v) s += (static_cast<double>(x) - m) * (static_cast<double>(x) - m);
+  return std::sqrt(s / static_cast<double>(v.size() - 1));
+}
+
+uint64_t peak_rss_bytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<uint64_t>(usage.ru_maxrss) * 1024;  // Linux reports kilobytes
+}
+
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%FT%TZ", &tm);
+  return buf;
+}
+
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
+    }
+  return "";
+}
+
+// What the weights are, as llama.cpp's model description says it: "baichuan 7B F16". The size is
+// told from the layer count as llama.cpp does (32 -> 7B, 40 -> 13B, else ?B); the type is the one
+// holding most matrix elements.
+struct ModelSummary {
+  std::string type;
+  uint64_t bytes = 0, params = 0;
+};
+
+ModelSummary summarize(const Model& model) {
+  ModelSummary s;
+  std::map<DType, int64_t> matrix_elems;
+  for (const auto& [name, t] : model.checkpoint().tensors) {
+    s.bytes += t.nbytes;
+    s.params += static_cast<uint64_t>(t.numel());
+    if (t.shape.size() == 2) matrix_elems[t.dtype] += t.numel();
+  }
+  auto most = std::max_element(matrix_elems.begin(), matrix_elems.end(),
+                               [](const auto& a, const auto& b) { return a.second < b.second; });
+  const auto& c = model.config();
+  std::string size = c.num_layers == 32 ? "7B" : c.num_layers == 40 ? "13B" : "?B";
+  s.type = "baichuan " + size + " " + (most == matrix_elems.end() ? std::string("?") : std::string(dtype_name(most->first)));
+  return s;
+}
+
+std::string format_size(uint64_t bytes) {
+  char buf[64];
+  double b = static_cast<double>(bytes);
+  if (bytes < (1ull << 30)) std::snprintf(buf, sizeof(buf), "%.2f MiB", b / 1024.0 / 1024.0);
+  else std::snprintf(buf, sizeof(buf), "%.2f GiB", b / 1024.0 / 1024.0 / 1024.0);
+  return buf;
+}
+
+std::string format_params(uint64_t n) {
+  char buf[64];
+  double d = static_cast<double>(n);
+  if (n < 1000ull * 1000 * 1000) std::snprintf(buf, sizeof(buf), "%.2f M", d / 1e6);
+  else std::snprintf(buf, sizeof(buf), "%.2f B", d / 1e9);
+  return buf;
+}
+
+std::string format_ts(const TestResult& r) {
+  char buf[64];
+  auto ts = r.samples_ts();
+  std::snprintf(buf, sizeof(buf), "%.2f ± %.2f", mean(ts), stddev(ts));
+  return buf;
+}
+
+// Display width: "±" is one column but two bytes.
+size_t columns(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xc0) != 0x80;
+  return n;
+}
+
+struct BenchCommand {
+  ModelOptions model;
+  std::vector<int64_t> prompts{512}, gens{128};
+  std::vector<int> threads;
+  int reps = 3;
+  bool json = false;
+
+  void check_arguments() const {
+    for (int64_t p : prompts)
+      if (p < 0) fail("-p: prompt sizes must be >= 0 (0 skips the prompt test), got ", p);
+    for (int64_t n : gens)
+      if (n < 0) fail("-n: generation lengths must be >= 0 (0 skips the generation test), got ", n);
+    for (int t : threads)
+      if (t <= 0) fail("-t: thread counts must be >= 1, got ", t);
+    if (reps <= 0) fail("-r: repetitions must be >= 1, got ", reps);
+    bool any = std::any_of(prompts.begin(), prompts.end(), [](int64_t p) { return p > 0; }) ||
+               std::any_of(gens.begin(), gens.end(), [](int64_t n) { return n > 0; });
+    if (!any) fail("nothing to measure: every -p and -n is 0");
+  }
+
+  int run() {
+    check_arguments();
+    if (!threads.empty()) model.threads = threads.front();  // for the log line of load()
+    auto m = model.load();
+    const int64_t vocab = m->config().vocab_size;
+    std::vector<int> thread_counts = threads.empty() ? std::vector<int>{model.thread_count()} : threads;
+    // Fixed ids, like llama-bench's unseeded std::rand(): every run feeds the same tokens.
+    std::mt19937 rng(1);
+    std::uniform_int_distribution<int32_t> random_id(0, static_cast<int32_t>(vocab - 1));
+    std::vector<float> logits;
+
+    std::vector<TestResult> results;
+    for (int n_threads : thread_counts) {
+      ThreadPool pool(n_threads);
+      auto feed = [&](KvCache& cache, std::span<const int32_t> tokens) {
+        SequenceStep step{&cache, tokens, false, &logits};
+        m->forward(std::span<SequenceStep>(&step, 1), pool);
+      };
+      auto time_reps = [&](TestResult& r, KvCache& cache, const std::function<void()>& body) {
+        r.test_time = utc_now();
+        for (int i = 0; i < reps; ++i) {
+          cache.clear();
+          auto start = std::chrono::steady_clock::now();
+          body();
+          auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
+          r.samples_ns.push_back(static_cast<uint64_t>(std::max<int64_t>(ns, 1)));
+        }
+        r.peak_rss_bytes = peak_rss_bytes();
+        std::cerr << "bench: " << r.name() << ", " << n_threads << " threads: " << format_ts(r) << " tokens/s\n";
+        results.push_back(std::move(r));
+      };
+      for (int64_t p : prompts) {
+        if (p == 0) continue;
+        TestResult r;
+        r.n_prompt = p, r.threads = n_threads;
+        KvCache cache = m->new_cache(p);
+        std::vector<int32_t> ids(static_cast<size_t>(p));
+        for (auto& id : ids) id = random_id(rng);
+        feed(cache, ids);  // warm-up
+        time_reps(r, cache, [&] { feed(cache, ids); });
+      }
+      for (int64_t n : gens) {
+        if (n == 0) continue;
+        TestResult r;
+        r.n_gen = n, r.threads = n_threads;
+        KvCache cache = m->new_cache(n);
+        std::vector<int32_t> ids(static_cast<size_t>(n));
+        for (auto& id : ids) id = random_id(rng);
+        feed(cache, std::span<const int32_t>(ids).first(1));  // warm-up: one token
+        time_reps(r, cache, [&] {
+          for (int64_t i = 0; i < n; ++i) feed(cache, std::span<const int32_t>(ids).subspan(static_cast<size_t>(i), 1));
+        });
+      }
+    }
+
+    ModelSummary summary = summarize(*m);
+    std::string backend = kernels::active_backend() == kernels::Backend::Avx2 ? "CPU AVX2" : "CPU";
+    std::string cpu_features = kernels::describe_cpu();
+    if (json) print_json(results, summary, backend, cpu_features, m->kv_type());
+    else print_table(results, summary, backend, cpu_features);
+    return 0;
+  }
+
+  void print_table(const std::vector<TestResult>& results, const ModelSummary& s, const std::string& backend,
+                   const std::string& cpu_features) const {
+    // Columns and widths of llama-bench's Markdown table (negative width = left-aligned).
+    const std::vector<std::pair<std::string, int>> header = {{"model", -30}, {"size", 10}, {"params", 10},
+                                                             {"backend", -10}, {"threads", 7}, {"test", 13},
+                                                             {"t/s", 20}};
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& r : results)
+      rows.push_back({s.type, format_size(s.bytes), format_params(s.params), backend, std::to_string(r.threads), r.name(),
+                      format_ts(r)});
+    std::vector<size_t> width;
+    for (size_t c = 0; c < header.size(); ++c) {
+      size_t w = static_cast<size_t>(std::abs(header[c].second));
+      for (const auto& row : rows) w = std::max(w, columns(row[c]));
+      width.push_back(w);
+    }
+    auto cell = [&](const std::string& text, size_t c) {
+      std::string pad(width[c] - std::min(width[c], columns(text)), ' ');
+      return header[c].second < 0 ? text + pad : pad + text;
+    };
+    std::ostringstream out;
+    out << "|";
+    for (size_t c = 0; c < header.size(); ++c) out << " " << cell(header[c].first, c) << " |";
+    out << "\n|";
+    for (size_t c = 0; c < header.size(); ++c)
+      out << " " << std::string(width[c] - 1, '-') << (header[c].second > 0 ? ":" : "-") << " |";
+    out << "\n";
+    for (const auto& row : rows) {
+      out << "|";
+      for (size_t c = 0; c < header.size(); ++c) out << " " << cell(row[c], c) << " |";
+      out << "\n";
+    }
+    out << "\npeak RSS: " << format_size(peak_rss_bytes()) << " (" << peak_rss_bytes() << " bytes)\n";
+    out << "CPU: " << cpu_features << "\n";
+    std::cout << out.str();
+  }
+
+  void print_json(const std::vector<TestResult>& results, const ModelSummary& s, const std::string& backend,
+                  const std::string& cpu_features, DType kv_cache_type) const {
+    nlohmann::ordered_json rows = nlohmann::ordered_json::array();  // llama-bench's field order
+    std::string cpu_info = cpu_model_name();
+    std::string kv_type(dtype_name(kv_cache_type));
+    std::transform(kv_type.begin(), kv_type.end(), kv_type.begin(), [](unsigned char c) { return std::tolower(c); });
+    for (const auto& r : results) {
+      auto ts = r.samples_ts();
+      rows.push_back({
+          {"cpu_info", cpu_info},
+          {"gpu_info", ""},
+          {"backends", backend},
+          {"model_filename", model.path},
+          {"model_type", s.type},
+          {"model_size", s.bytes},
+          {"model_n_params", s.params},
+          {"n_batch", r.n_prompt > 0 ? r.n_prompt : 1},
+          {"n_threads", r.threads},
+          {"type_k", kv_type},
+          {"type_v", kv_type},
+          {"n_prompt", r.n_prompt},
+          {"n_gen", r.n_gen},
+          {"test_time", r.test_time},
+          {"avg_ns", static_cast<uint64_t>(mean(r.samples_ns))},
+          {"stddev_ns", static_cast<uint64_t>(stddev(r.samples_ns))},
+          {"avg_ts", mean(ts)},
+          {"stddev_ts", stddev(ts)},
+          {"samples_ns", r.samples_ns},
+          {"samples_ts", ts},
+          {"peak_rss_bytes", r.peak_rss_bytes},
+          {"cpu_features", cpu_features},
+      });
+    }
+    std::cout << rows.dump(2) << "\n";
+  }
+};
+
+}  // namespace
+
+Run add_bench(CLI::App& app) {
+  auto cmd = std::make_shared<BenchCommand>();
+  app.add_option("-m,--model", cmd->model.path, "Checkpoint: Hugging Face folder, MindSpore .ckpt, or .gguf")->required();
+  app.add_option("--config", cmd->model.config, "config.json to use (e.g. for a .ckpt)");
+  app.add_option("--tokenizer", cmd->model.tokenizer, "tokenizer.model to use (e.g. for a .ckpt)");
+  app.add_option("--position", cmd->model.position, "Force the position scheme: rope or alibi")
+      ->check(CLI::IsMember({"rope", "alibi"}));
+  app.add_option("-p,--n-prompt", cmd->prompts, "Prompt sizes to time, comma-separated (0 = skip); default 512")
+      ->delimiter(',');
+  app.add_option("-n,--n-gen", cmd->gens, "Generation lengths to time, comma-separated (0 = skip); default 128")
+      ->delimiter(',');
+  app.add_option("-t,--threads", cmd->threads, "Thread counts, comma-separated (default: all hardware threads)")
+      ->delimiter(',');
+  app.add_option("-r,--repetitions", cmd->reps, "Timed repetitions of each test, after one warm-up run (default 3)");
+  app.add_flag("--json", cmd->json, "Print a JSON array of results (llama-bench's field names)");
+  return [cmd] { return cmd->run(); };
+}
+
+}  // namespace baichuan::cli
