@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "kernels/cpu.h"
 #include "quant/blocks.h"
 
@@ -41,17 +42,19 @@ PackedMatrix::PackedMatrix(const WeightMatrix& w, ThreadPool& pool) : source_(w)
   if (!can_pack(w)) fail("cannot pack a ", dtype_name(w.dtype), " matrix of ", w.rows, " rows");
   const size_t group_bytes = static_cast<size_t>(kPackRows) * w.row_bytes;
   const int64_t groups = w.rows / kPackRows;
-  bytes_ = group_bytes * static_cast<size_t>(groups);
-  data_ = std::make_unique_for_overwrite<std::byte[]>(bytes_);
+  data_ = HugeBuffer(group_bytes * static_cast<size_t>(groups));
   pool.parallel_for(groups, [&](int64_t begin, int64_t end, int) {
-    for (int64_t g = begin; g < end; ++g) pack_group(w, g, data_.get() + static_cast<size_t>(g) * group_bytes);
+    for (int64_t g = begin; g < end; ++g) pack_group(w, g, data_.data() + static_cast<size_t>(g) * group_bytes);
+    // A memory-mapped source is dropped from resident memory as it is packed, so the weights are
+    // never resident twice (a no-op for other memory).
+    MappedFile::release_pages(w.row(begin * kPackRows), static_cast<size_t>(end - begin) * group_bytes);
   });
 }
 
 WeightMatrix PackedMatrix::view() const {
   WeightMatrix w = source_;
   w.layout = Layout::Interleaved8;
-  w.data = data_.get();
+  w.data = data_.data();
   w.row_bytes = static_cast<size_t>(kPackRows) * source_.row_bytes;
   return w;
 }

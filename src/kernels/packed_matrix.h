@@ -12,8 +12,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 
+#include "core/huge_buffer.h"
 #include "core/thread_pool.h"
 #include "kernels/matmul.h"
 
@@ -28,15 +28,15 @@ bool can_pack(const WeightMatrix& w);
 // Owns a packed copy of a matrix; view() describes it to matmul.
 class PackedMatrix {
  public:
-  // Packs `w` (can_pack(w) must hold), threads splitting the row groups.
+  // Packs `w` (can_pack(w) must hold), threads splitting the row groups. Pages of a memory-mapped
+  // `w` are released as they are packed (see MappedFile::release_pages).
   PackedMatrix(const WeightMatrix& w, ThreadPool& pool);
   WeightMatrix view() const;
-  size_t bytes() const { return bytes_; }
+  size_t bytes() const { return data_.size(); }
 
  private:
   WeightMatrix source_;
-  std::unique_ptr<std::byte[]> data_;
-  size_t bytes_ = 0;
+  HugeBuffer data_;
 };
 
 // y[t * y_stride + r] for rows r in [group_begin * 8, group_end * 8) of a packed matrix, from

@@ -3,7 +3,6 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "core/mapped_file.h"
 #include "kernels/ops.h"
 #include "kernels/vec.h"
 
@@ -50,8 +49,8 @@ void Model::prepare(ThreadPool& pool) {
   prepared_ = true;
 }
 
-// Packs every matrix the SIMD kernels regroup (Q4_0 and Q8_0) and lets go of the file's copy, so
-// the weights are resident once.
+// Packs every matrix the SIMD kernels regroup (Q4_0 and Q8_0); packing lets go of the file's copy,
+// so the weights are resident once.
 void Model::pack_matrices(ThreadPool& pool) {
   std::vector<kernels::WeightMatrix*> targets{&lm_head_};
   for (Layer& L : layers_)
@@ -60,7 +59,6 @@ void Model::pack_matrices(ThreadPool& pool) {
   for (kernels::WeightMatrix* w : targets) {
     if (!kernels::can_pack(*w)) continue;
     packed_.emplace_back(*w, pool);
-    MappedFile::release_pages(w->data, w->row_bytes * static_cast<size_t>(w->rows));
     *w = packed_.back().view();
   }
 }
