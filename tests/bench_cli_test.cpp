@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "cli_runner.h"
 #include "core/mapped_file.h"
 
 namespace baichuan {
@@ -16,21 +17,8 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-struct BenchRun {
-  int exit_code;
-  std::string out, err;
-};
-
-BenchRun run_cli(const std::string& args) {
-  static int counter = 0;
-  fs::path dir = fs::path(::testing::TempDir()) / ("bench-cli-" + std::to_string(getpid()) + "-" + std::to_string(counter++));
-  fs::create_directories(dir);
-  std::string out = (dir / "out.txt").string(), err = (dir / "err.txt").string();
-  int status = std::system((std::string(BAICHUAN_CLI_PATH) + " " + args + " >" + out + " 2>" + err + " </dev/null").c_str());
-  BenchRun run{WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_text_file(out), read_text_file(err)};
-  fs::remove_all(dir);
-  return run;
-}
+using testing::baichuan_cli;
+using testing::CliRun;
 
 // The Markdown table rows whose `test` column (the 6th) is `name`, split into trimmed cells.
 std::vector<std::vector<std::string>> table_rows(const std::string& out, const std::string& name) {
@@ -55,13 +43,13 @@ class BenchCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     model_ = (fs::path(::testing::TempDir()) / ("bench-tiny-" + std::to_string(getpid()) + ".gguf")).string();
-    BenchRun r = run_cli("init --preset tiny --type f16 -o " + model_);
+    CliRun r = baichuan_cli("init --preset tiny --type f16 -o " + model_);
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
   static void TearDownTestSuite() { fs::remove(model_); }
 
   void expect_error(const std::string& args, const std::string& words) {
-    BenchRun r = run_cli(args);
+    CliRun r = baichuan_cli(args);
     EXPECT_NE(r.exit_code, 0) << args;
     EXPECT_LT(r.exit_code, 128) << args << ": crashed\n" << r.err;
     EXPECT_NE(r.err.find(words), std::string::npos) << "stderr of `" << args << "` lacks '" << words << "':\n" << r.err;
@@ -73,7 +61,7 @@ class BenchCli : public ::testing::Test {
 std::string BenchCli::model_;
 
 TEST_F(BenchCli, PrintsALlamaBenchTable) {
-  BenchRun r = run_cli("bench -m " + model_ + " -p 8 -n 4 -r 2 -t 1");
+  CliRun r = baichuan_cli("bench -m " + model_ + " -p 8 -n 4 -r 2 -t 1");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("| model"), std::string::npos) << r.out;
   for (const char* column : {"size", "params", "backend", "threads", "test", "t/s"})
@@ -93,7 +81,7 @@ TEST_F(BenchCli, PrintsALlamaBenchTable) {
 }
 
 TEST_F(BenchCli, JsonHasLlamaBenchFields) {
-  BenchRun r = run_cli("bench -m " + model_ + " -p 4,8 -n 2 -r 2 -t 1 --json");
+  CliRun r = baichuan_cli("bench -m " + model_ + " -p 4,8 -n 2 -r 2 -t 1 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json rows = json::parse(r.out);
   ASSERT_TRUE(rows.is_array());

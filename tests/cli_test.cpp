@@ -5,10 +5,12 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "core/mapped_file.h"
+#include "cli_runner.h"
 #include "shared_data.h"
 
 namespace baichuan {
@@ -18,28 +20,9 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using testing::shared_path;
 
-struct CliRun {
-  int exit_code;
-  std::string out, err;
-};
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-CliRun baichuan_cli(const std::string& args) {
-  // ctest runs tests in parallel processes: each run gets its own output files.
-  static int counter = 0;
-  fs::path dir = fs::path(::testing::TempDir()) / ("cli-" + std::to_string(getpid()) + "-" + std::to_string(counter++));
-  fs::create_directories(dir);
-  std::string out = (dir / "out.txt").string(), err = (dir / "err.txt").string();
-  int status = std::system((std::string(BAICHUAN_CLI_PATH) + " " + args + " >" + out + " 2>" + err + " </dev/null").c_str());
-  CliRun run{WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_text_file(out), read_text_file(err)};
-  fs::remove_all(dir);
-  return run;
-}
+using testing::baichuan_cli;
+using testing::CliRun;
+using testing::quote;
 
 fs::path temp_copy_of(const std::string& folder, const std::string& name) {
   fs::path dst = fs::path(::testing::TempDir()) / name;
@@ -179,6 +162,47 @@ TEST_F(Cli, BadFlagValues) {
   CliRun r = baichuan_cli("generate -m " + model_ + " -p hi --position sideways");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_LT(r.exit_code, 128) << "crashed";
+}
+
+// --kv-type: a Q8_0 cache on a model whose heads are whole blocks stays close to float32; a head
+// size that is not, or an unknown type, is refused before the model loads.
+TEST_F(Cli, KvCacheTypes) {
+  fs::path dir = fs::path(::testing::TempDir()) / "kv_types";
+  fs::create_directories(dir);
+  json config = json::parse(read_text_file(model_ + "/config.json"));
+  config["hidden_size"] = 64;
+  config["num_attention_heads"] = 2;  // head size 32
+  std::ofstream(dir / "config.json") << config.dump();
+  std::string model = (dir / "m.gguf").string();
+  ASSERT_EQ(baichuan_cli("init --config " + (dir / "config.json").string() + " --type f32 -o " + model).exit_code, 0);
+  std::vector<std::vector<float>> logits;
+  for (const char* type : {"f32", "f16", "q8_0"}) {
+    std::string out = (dir / (std::string(type) + ".f32")).string();
+    CliRun r = baichuan_cli("logits -m " + model + " --kv-type " + type + " -p 'The quick brown fox jumps' -o " + out);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find(std::string(type == std::string("f32") ? "F32" : type == std::string("f16") ? "F16" : "Q8_0") +
+                         " KV cache"),
+              std::string::npos)
+        << r.err;
+    std::string bytes = read_text_file(out);
+    logits.emplace_back(bytes.size() / 4);
+    std::memcpy(logits.back().data(), bytes.data(), bytes.size());
+  }
+  for (size_t t = 1; t < logits.size(); ++t) {
+    float max_err = 0, max_ref = 0;
+    for (size_t i = 0; i < logits[0].size(); ++i) {
+      max_err = std::max(max_err, std::abs(logits[t][i] - logits[0][i]));
+      max_ref = std::max(max_ref, std::abs(logits[0][i]));
+    }
+    EXPECT_LE(max_err / max_ref, t == 1 ? 1e-3f : 2e-2f) << (t == 1 ? "f16" : "q8_0");
+    EXPECT_GT(max_err, 0.0f) << "the cache type made no difference: was it applied?";
+  }
+  CliRun r = baichuan_cli("generate -m " + model_ + " --kv-type q8_0 -p hi -n 1");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("head size"), std::string::npos) << r.err;
+  r = baichuan_cli("generate -m " + model_ + " --kv-type q4 -p hi -n 1");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("unknown KV cache type 'q4'"), std::string::npos) << r.err;
 }
 
 TEST_F(Cli, InitWritesAWorkingRandomModel) {

@@ -2,6 +2,8 @@
 // golden outputs of the official modeling code (../shared/reference/README.md).
 #include <gtest/gtest.h>
 
+#include <iostream>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -94,6 +96,30 @@ TEST_P(Golden, PromptIdsLogitsAndGreedyTokens) {
     auto golden_greedy = p["greedy"].get<std::vector<int32_t>>();
     EXPECT_EQ(greedy(ids, static_cast<int64_t>(golden_greedy.size())), golden_greedy);
   }
+}
+
+// The default F16 KV cache (as llama.cpp's) rounds keys and values to 11 significant bits: logits
+// move by about 1e-4 of their range, greedy tokens stay the official ones on these checkpoints.
+TEST_P(Golden, DefaultF16CacheStaysClose) {
+  model_->set_kv_type(DType::F16);
+  float worst = 0;
+  for (const auto& p : golden_["prompts"]) {
+    auto ids = p["ids"].get<std::vector<int32_t>>();
+    KvCache cache = model_->new_cache(static_cast<int64_t>(ids.size()));
+    auto logits = model_->forward_last(cache, ids, pool_);
+    auto expected = read_f32(dir_ + "/" + p["last_logits_file"].get<std::string>());
+    float max_err = 0, max_ref = 0;
+    for (size_t i = 0; i < logits.size(); ++i) {
+      max_err = std::max(max_err, std::abs(logits[i] - expected[i]));
+      max_ref = std::max(max_ref, std::abs(expected[i]));
+    }
+    worst = std::max(worst, max_err / max_ref);
+    auto golden_greedy = p["greedy"].get<std::vector<int32_t>>();
+    EXPECT_EQ(greedy(ids, static_cast<int64_t>(golden_greedy.size())), golden_greedy);
+  }
+  std::cout << "F16 KV cache: worst relative logit error " << worst << "\n";
+  EXPECT_LE(worst, 1e-3f);
+  model_->set_kv_type(DType::F32);
 }
 
 TEST_P(Golden, TopLogitsAtEveryPosition) {

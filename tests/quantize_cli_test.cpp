@@ -18,6 +18,7 @@
 #include "model/quant_mix.h"
 #include "quant/dequantize.h"
 #include "quant/quantize.h"
+#include "cli_runner.h"
 #include "shared_data.h"
 
 namespace baichuan {
@@ -27,21 +28,8 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using testing::shared_path;
 
-struct CliRun {
-  int exit_code;
-  std::string out, err;
-};
-
-CliRun baichuan_cli(const std::string& args) {
-  static int counter = 0;
-  fs::path dir = fs::path(::testing::TempDir()) / ("qcli-" + std::to_string(getpid()) + "-" + std::to_string(counter++));
-  fs::create_directories(dir);
-  std::string out = (dir / "out.txt").string(), err = (dir / "err.txt").string();
-  int status = std::system((std::string(BAICHUAN_CLI_PATH) + " " + args + " >" + out + " 2>" + err + " </dev/null").c_str());
-  CliRun run{WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_text_file(out), read_text_file(err)};
-  fs::remove_all(dir);
-  return run;
-}
+using testing::baichuan_cli;
+using testing::CliRun;
 
 std::string temp(const std::string& name) {
   return (fs::path(::testing::TempDir()) / ("qcli_" + std::to_string(getpid()) + "_" + name)).string();

@@ -2,6 +2,8 @@
 // tokens, and every type stays within a KL-divergence bound of the float distributions.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -90,6 +92,38 @@ INSTANTIATE_TEST_SUITE_P(Types, QuantizedModel,
                                            std::pair{DType::Q5_0, 5e-2}, std::pair{DType::Q4_1, 5e-2},
                                            std::pair{DType::Q4_0, 5e-2}),
                          [](const auto& info) { return std::string(dtype_name(info.param.first)); });
+
+// -t 1 and -t 2 give the same numbers, bit for bit: every output element is computed by one thread
+// with the same instructions whatever the split (prompt tiles and one-token decoding both).
+TEST(QuantizedModelThreads, OneAndTwoThreadsGiveIdenticalLogits) {
+  std::string folder = shared_path("reference/b2-7b-tiny");
+  REQUIRE_SHARED(folder + "/golden.json");
+  auto golden = nlohmann::json::parse(read_text_file(folder + "/golden.json"));
+  auto ids = golden["prompts"][0]["ids"].get<std::vector<int32_t>>();
+  for (DType type : {DType::Q4_0, DType::Q8_0, DType::Q5_1, DType::F16}) {
+    std::string path = (std::filesystem::path(::testing::TempDir()) / ("threads_" + std::string(dtype_name(type)) + ".gguf")).string();
+    ConvertOptions options;
+    options.type = type;
+    write_gguf_checkpoint(open_checkpoint(folder), path, options);
+    Model model(open_checkpoint(path));
+    std::vector<std::vector<float>> runs;
+    for (int threads : {1, 2}) {
+      ThreadPool pool(threads);
+      KvCache cache = model.new_cache(static_cast<int64_t>(ids.size()) + 4);
+      auto last = model.forward_last(cache, ids, pool);  // the prompt: multi-token tiles
+      std::vector<float> logits = last;
+      for (int step = 0; step < 4; ++step) {  // then one token at a time
+        int32_t next = static_cast<int32_t>(std::max_element(last.begin(), last.end()) - last.begin());
+        last = model.forward_last(cache, std::vector<int32_t>{next}, pool);
+        logits.insert(logits.end(), last.begin(), last.end());
+      }
+      runs.push_back(std::move(logits));
+    }
+    ASSERT_EQ(runs[0].size(), runs[1].size());
+    EXPECT_EQ(std::memcmp(runs[0].data(), runs[1].data(), runs[0].size() * sizeof(float)), 0)
+        << dtype_name(type) << ": -t 1 and -t 2 differ";
+  }
+}
 
 }  // namespace
 }  // namespace baichuan
