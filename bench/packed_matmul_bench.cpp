@@ -1,6 +1,7 @@
-// Packed (interleaved by 8) Q4_0 / Q8_0 products against a plain read of the same bytes, for a
-// matrix that fits in L2/L3 (4096 x 4096) and one that does not (32768 x 4096, like the head):
-// decoding should run at the read's speed; prompts (32 tokens) are bound by integer arithmetic.
+// Packed (interleaved by 8) Q4_0 / Q8_0 / Q4_K / Q6_K products against a plain read of the same
+// bytes, for a matrix that fits in L2/L3 (4096 x 4096) and one that does not (32768 x 4096, like the
+// head): decoding should run at the read's speed; prompts (32 tokens) are bound by integer
+// arithmetic. BM_file_matmul runs the same matrix in the file layout (row by row dot products).
 #include <cstring>
 #include <map>
 #include <memory>
@@ -42,13 +43,9 @@ const Packed& packed(DType dtype, int64_t rows) {
 }
 
 // Arguments: rows, tokens, threads.
-void BM_packed_matmul(benchmark::State& state, DType dtype) {
-  BackendScope scope(state, kernels::Backend::Avx2);
-  if (!scope.ok()) return;
+void run_matmul(benchmark::State& state, const kernels::WeightMatrix& w, size_t bytes) {
   const int64_t rows = state.range(0), tokens = state.range(1);
   ThreadPool pool(static_cast<int>(state.range(2)));
-  const auto& p = packed(dtype, rows);
-  const kernels::WeightMatrix w = p.packed->view();
   std::vector<float> x = random_floats(static_cast<size_t>(tokens * kCols), 2), y(static_cast<size_t>(tokens * rows));
   kernels::Activations input(x.data(), tokens, kCols);
   for (auto _ : state) {
@@ -57,8 +54,27 @@ void BM_packed_matmul(benchmark::State& state, DType dtype) {
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(p.packed->bytes()));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(bytes));
   set_flops(state, 2.0 * static_cast<double>(rows * kCols * tokens));
+}
+
+void BM_packed_matmul(benchmark::State& state, DType dtype) {
+  BackendScope scope(state, kernels::Backend::Avx2);
+  if (!scope.ok()) return;
+  const auto& p = packed(dtype, state.range(0));
+  run_matmul(state, p.packed->view(), p.packed->bytes());
+}
+
+// The same weights in the file layout: what the packing gains.
+void BM_file_matmul(benchmark::State& state, DType dtype) {
+  BackendScope scope(state, kernels::Backend::Avx2);
+  if (!scope.ok()) return;
+  const auto& p = packed(dtype, state.range(0));
+  kernels::WeightMatrix w = p.packed->view();
+  w.layout = kernels::Layout::Rows;
+  w.data = p.file.data();
+  w.row_bytes = p.file.size() / static_cast<size_t>(w.rows);
+  run_matmul(state, w, p.file.size());
 }
 
 // The memory roofline: sums the same packed bytes with the same threads.
@@ -88,7 +104,7 @@ void args(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "tokens", "threads"});
   for (int64_t rows : {4096, 32768})
     for (int64_t threads : {1, 2}) b->Args({rows, 1, threads});
-  b->Args({4096, 32, 1})->Args({4096, 32, 2});
+  b->Args({4096, 32, 1})->Args({4096, 32, 2})->Args({32768, 32, 2});
   b->UseRealTime()->MinTime(min_time())->Unit(benchmark::kMillisecond);
 }
 
@@ -101,6 +117,10 @@ void read_args(benchmark::internal::Benchmark* b) {
 
 BENCHMARK_CAPTURE(BM_packed_matmul, q4_0, DType::Q4_0)->Apply(args);
 BENCHMARK_CAPTURE(BM_packed_matmul, q8_0, DType::Q8_0)->Apply(args);
+BENCHMARK_CAPTURE(BM_packed_matmul, q4_K, DType::Q4_K)->Apply(args);
+BENCHMARK_CAPTURE(BM_packed_matmul, q6_K, DType::Q6_K)->Apply(args);
+BENCHMARK_CAPTURE(BM_file_matmul, q4_K, DType::Q4_K)->Apply(args);
+BENCHMARK_CAPTURE(BM_file_matmul, q6_K, DType::Q6_K)->Apply(args);
 BENCHMARK_CAPTURE(BM_read_bytes, q4_0, DType::Q4_0)->Apply(read_args);
 
 }  // namespace

@@ -2,6 +2,7 @@
 // same quantized numbers: weights dequantized, activations as the kernels quantized them.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -11,6 +12,7 @@
 #include "kernels/matmul.h"
 #include "kernels/packed_matrix.h"
 #include "kernels/quant_dot.h"
+#include "quant/blocks.h"
 #include "quant/dequantize.h"
 #include "quant/quantize.h"
 
@@ -41,15 +43,30 @@ Quantized quantize_matrix(DType type, int64_t rows, int64_t cols, uint32_t seed)
   return q;
 }
 
+// The activations of one token as the kernels for weights of `type` quantize them, as floats.
+std::vector<float> quantized_activations(DType type, const float* x, int64_t n) {
+  std::vector<float> out(static_cast<size_t>(n));
+  auto expand = [&](auto block) {  // one ActBlock32 or ActBlock256 type
+    constexpr int64_t kElems = sizeof(block.qs);
+    std::vector<decltype(block)> blocks(static_cast<size_t>(n / kElems));
+    scalar::quantize_activations(type, x, n, blocks.data());
+    for (int64_t i = 0; i < n; ++i) {
+      const auto& b = blocks[static_cast<size_t>(i / kElems)];
+      out[static_cast<size_t>(i)] = b.d * b.qs[i % kElems];
+    }
+  };
+  if (activation_kind(type) == ActivationKind::Blocks32) expand(ActBlock32{});
+  else expand(ActBlock256{});
+  return out;
+}
+
 // y = W x in double over the dequantized weights and the activations as the kernels quantize them.
 std::vector<double> reference(const WeightMatrix& w, const std::vector<float>& x, int64_t tokens,
                               std::vector<double>& magnitude) {
   std::vector<float> xq(x.size());
   for (int64_t t = 0; t < tokens; ++t) {
-    std::vector<ActBlock32> blocks(static_cast<size_t>(w.cols / 32));
-    scalar::quantize_activations(DType::Q8_0, x.data() + t * w.cols, w.cols, blocks.data());
-    for (int64_t i = 0; i < w.cols; ++i)
-      xq[static_cast<size_t>(t * w.cols + i)] = blocks[static_cast<size_t>(i / 32)].d * blocks[static_cast<size_t>(i / 32)].qs[i % 32];
+    auto q = quantized_activations(w.dtype, x.data() + t * w.cols, w.cols);
+    std::copy(q.begin(), q.end(), xq.begin() + t * w.cols);
   }
   std::vector<double> y(static_cast<size_t>(tokens * w.rows));
   magnitude.assign(y.size(), 0.0);
@@ -78,9 +95,12 @@ TEST_P(QuantizedMatmulTest, MatchesReferenceInBothLayoutsAndAnyThreadCount) {
   Backend saved = active_backend();
   set_backend(backend);
   ThreadPool one(1), three(3);
-  // Rows: a multiple of 8 (packed) and not (file layout); tokens around the 4-token tile.
+  // Rows: a multiple of 8 (packed) and not (file layout); tokens around the 4-token tile. Shapes
+  // with fewer columns than a block of the type are skipped (K-quants need multiples of 256).
   for (auto [rows, cols, tokens] : {std::tuple{8, 32, 1}, {24, 96, 3}, {40, 256, 4}, {16, 512, 5}, {136, 64, 9},
-                                    {13, 64, 2}, {129, 128, 6}}) {
+                                    {13, 64, 2}, {129, 128, 6}, {8, 256, 1}, {16, 512, 3}, {24, 768, 4},
+                                    {40, 256, 5}, {16, 1024, 9}, {21, 512, 3}}) {
+    if (cols % dtype_info(type).block_elems != 0) continue;
     auto q = quantize_matrix(type, rows, cols, static_cast<uint32_t>(rows * 31 + cols));
     auto x = random_floats(static_cast<size_t>(tokens * cols), static_cast<uint32_t>(cols + tokens));
     std::vector<double> magnitude;
@@ -113,7 +133,7 @@ TEST_P(QuantizedMatmulTest, MatchesReferenceInBothLayoutsAndAnyThreadCount) {
 
 INSTANTIATE_TEST_SUITE_P(Types, QuantizedMatmulTest,
                          ::testing::Combine(::testing::Values(DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0,
-                                                              DType::Q5_1),
+                                                              DType::Q5_1, DType::Q4_K, DType::Q6_K),
                                             ::testing::Values(Backend::Scalar, Backend::Avx2)),
                          [](const auto& info) {
                            return std::string(dtype_name(std::get<0>(info.param))) +
@@ -138,9 +158,51 @@ TEST(PackedMatrix, KeepsTheFileBytesOnlyReordered) {
       EXPECT_EQ(std::memcmp(group_block + 16 + 32 * c + 4, source + 2 + 4 * c, 4), 0) << "chunk " << c;
   }
   EXPECT_FALSE(can_pack(quantize_matrix(DType::Q4_0, 12, 64, 4).matrix)) << "12 rows are not whole groups of 8";
-  EXPECT_FALSE(can_pack(quantize_matrix(DType::Q4_1, 16, 64, 5).matrix)) << "only Q4_0 and Q8_0 are packed";
+  EXPECT_FALSE(can_pack(quantize_matrix(DType::Q4_1, 16, 64, 5).matrix)) << "Q4_1 is not packed";
+  EXPECT_FALSE(can_pack(quantize_matrix(DType::Q4_K, 12, 256, 4).matrix)) << "12 rows are not whole groups of 8";
   set_backend(Backend::Scalar);
-  EXPECT_FALSE(can_pack(quantize_matrix(DType::Q4_0, 16, 64, 6).matrix)) << "the scalar backend reads the file layout";
+  EXPECT_FALSE(can_pack(quantize_matrix(DType::Q4_K, 16, 256, 6).matrix)) << "the scalar backend reads the file layout";
+  set_backend(saved);
+}
+
+// K-quants: the f16 scales and quants in their documented places; Q4_K's 6-bit scales and mins
+// decoded to bytes (32 bytes more per super-block of 8 rows), Q6_K the file's size exactly.
+TEST(PackedMatrix, LaysOutKQuantsAsDocumented) {
+  if (!cpu_features().avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  Backend saved = active_backend();
+  set_backend(Backend::Avx2);
+  ThreadPool pool(2);
+  {
+    auto q = quantize_matrix(DType::Q4_K, 16, 512, 7);
+    PackedMatrix packed(q.matrix, pool);
+    EXPECT_EQ(packed.bytes(), 2 * 2 * PackedQ4K::kBytes);
+    quant::block_q4_K src;  // row 9, super-block 1
+    std::memcpy(&src, q.matrix.row(9) + sizeof src, sizeof src);
+    const std::byte* block = packed.view().data + packed.view().row_bytes + PackedQ4K::kBytes;
+    EXPECT_EQ(std::memcmp(block + PackedQ4K::kD + 2, &src.d, 2), 0);
+    EXPECT_EQ(std::memcmp(block + PackedQ4K::kDmin + 2, &src.dmin, 2), 0);
+    for (int j = 0; j < 8; ++j) {
+      const auto sm = quant::scale_min_k4(src.scales, j);
+      EXPECT_EQ(static_cast<uint8_t>(block[PackedQ4K::kScales + 16 * (j / 2) + 2 + j % 2]), sm.scale) << j;
+      EXPECT_EQ(static_cast<uint8_t>(block[PackedQ4K::kMins + 16 * (j / 2) + 2 + j % 2]), sm.min) << j;
+    }
+    for (int c = 0; c < 32; ++c) EXPECT_EQ(std::memcmp(block + PackedQ4K::kQs + 32 * c + 4, src.qs + 4 * c, 4), 0) << c;
+  }
+  {
+    auto q = quantize_matrix(DType::Q6_K, 16, 512, 8);
+    PackedMatrix packed(q.matrix, pool);
+    EXPECT_EQ(packed.bytes(), q.matrix.row_bytes * 16);
+    quant::block_q6_K src;  // row 9, super-block 1
+    std::memcpy(&src, q.matrix.row(9) + sizeof src, sizeof src);
+    const std::byte* block = packed.view().data + packed.view().row_bytes + PackedQ6K::kBytes;
+    EXPECT_EQ(std::memcmp(block + PackedQ6K::kD + 2, &src.d, 2), 0);
+    for (int j = 0; j < 16; ++j)
+      EXPECT_EQ(static_cast<int8_t>(block[PackedQ6K::kScales + 16 * (j / 2) + 2 + j % 2]), src.scales[j]) << j;
+    // Element 0: low bits in the low nibble of low-bit chunk 0, top bits in bits 0-1 of high-bit chunk 0.
+    const int code0 = (src.ql[0] & 0x0F) | (src.qh[0] & 3) << 4;
+    const auto low = static_cast<uint8_t>(block[PackedQ6K::kLow + 4]), high = static_cast<uint8_t>(block[PackedQ6K::kHigh + 4]);
+    EXPECT_EQ((low & 0x0F) | (high & 3) << 4, code0);
+  }
   set_backend(saved);
 }
 

@@ -49,7 +49,7 @@ void Model::prepare(ThreadPool& pool) {
   prepared_ = true;
 }
 
-// Packs every matrix the SIMD kernels regroup (Q4_0 and Q8_0); packing lets go of the file's copy,
+// Packs every matrix the SIMD kernels regroup (see can_pack); packing lets go of the file's copy,
 // so the weights are resident once.
 void Model::pack_matrices(ThreadPool& pool) {
   std::vector<kernels::WeightMatrix*> targets{&lm_head_};
