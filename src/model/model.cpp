@@ -182,43 +182,44 @@ void Model::attention(int64_t layer, int64_t n_rows, ThreadPool& pool) {
 
   // Causal attention: row r attends to positions [0, pos]. ALiBi adds slope_h * j to the score of
   // key j, as the official mask does (the same for every query row; softmax ignores the offset).
-  // A quantized cache is expanded one head row at a time.
-  pool.parallel_for(n_rows * n_heads, [&](int64_t begin, int64_t end, int) {
+  // Rows of one sequence at consecutive positions go in tiles of kQueryTile: each cached key and
+  // value row is expanded to float once per tile and used by every query row of the tile.
+  constexpr int64_t kQueryTile = 4;
+  auto& tiles = ws_.query_tiles;  // first row of each tile
+  tiles.clear();
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const bool continues = !tiles.empty() && r - tiles.back() < kQueryTile &&
+                           info[static_cast<size_t>(r)].cache == info[static_cast<size_t>(r - 1)].cache &&
+                           info[static_cast<size_t>(r)].pos == info[static_cast<size_t>(r - 1)].pos + 1;
+    if (!continues) tiles.push_back(r);
+  }
+  const auto n_tiles = static_cast<int64_t>(tiles.size());
+  pool.parallel_for(n_tiles * n_heads, [&](int64_t begin, int64_t end, int) {
     thread_local std::vector<float> scores, expanded;
     expanded.resize(static_cast<size_t>(d));
     for (int64_t unit = begin; unit < end; ++unit) {
-      int64_t r = unit / n_heads, h = unit % n_heads;
-      auto [cache, pos] = info[static_cast<size_t>(r)];
-      const DType type = cache->type();
-      const bool quantized = is_quantized(type);
+      const int64_t tile = unit / n_heads, h = unit % n_heads;
+      const int64_t r0 = tiles[static_cast<size_t>(tile)];
+      const int64_t nt = (tile + 1 < n_tiles ? tiles[static_cast<size_t>(tile + 1)] : n_rows) - r0;
+      auto [cache, pos0] = info[static_cast<size_t>(r0)];
+      const int64_t last = pos0 + nt - 1, stride = last + 1;  // row i of the tile sees keys [0, pos0 + i]
       const size_t head = cache->head_offset(h);
-      scores.resize(static_cast<size_t>(pos + 1));
-      const float* qh = q + r * H + h * d;
-      for (int64_t j = 0; j <= pos; ++j) {
-        const std::byte* key = cache->key(layer, j) + head;
-        float s;
-        if (quantized) {
-          kernels::row_to_f32(type, key, expanded.data(), d);
-          s = kernels::dot_f32(qh, expanded.data(), d);
-        } else {
-          s = kernels::dot_row(type, key, qh, d);
-        }
-        s *= scale;
-        if (!rope) s += alibi_slopes_[static_cast<size_t>(h)] * static_cast<float>(j);
-        scores[static_cast<size_t>(j)] = s;
+      scores.resize(static_cast<size_t>(nt * stride));
+      for (int64_t j = 0; j <= last; ++j) {
+        kernels::row_to_f32(cache->type(), cache->key(layer, j) + head, expanded.data(), d);
+        const float bias = rope ? 0.0f : alibi_slopes_[static_cast<size_t>(h)] * static_cast<float>(j);
+        for (int64_t i = std::max<int64_t>(0, j - pos0); i < nt; ++i)
+          scores[static_cast<size_t>(i * stride + j)] = kernels::dot_f32(q + (r0 + i) * H + h * d, expanded.data(), d) * scale + bias;
       }
-      kernels::softmax_inplace(scores.data(), pos + 1);
-      float* out = att + r * H + h * d;
-      std::fill(out, out + d, 0.0f);
-      for (int64_t j = 0; j <= pos; ++j) {
-        const std::byte* value = cache->value(layer, j) + head;
-        const float p = scores[static_cast<size_t>(j)];
-        if (quantized) {
-          kernels::row_to_f32(type, value, expanded.data(), d);
-          kernels::axpy_row(DType::F32, reinterpret_cast<const std::byte*>(expanded.data()), p, out, d);
-        } else {
-          kernels::axpy_row(type, value, p, out, d);
-        }
+      for (int64_t i = 0; i < nt; ++i) {
+        kernels::softmax_inplace(scores.data() + i * stride, pos0 + i + 1);
+        std::fill(att + (r0 + i) * H + h * d, att + (r0 + i) * H + (h + 1) * d, 0.0f);
+      }
+      for (int64_t j = 0; j <= last; ++j) {
+        kernels::row_to_f32(cache->type(), cache->value(layer, j) + head, expanded.data(), d);
+        for (int64_t i = std::max<int64_t>(0, j - pos0); i < nt; ++i)
+          kernels::axpy_row(DType::F32, reinterpret_cast<const std::byte*>(expanded.data()),
+                            scores[static_cast<size_t>(i * stride + j)], att + (r0 + i) * H + h * d, d);
       }
     }
   });

@@ -57,6 +57,7 @@ class Model {
   struct Workspace {  // grows to the largest batch seen; reused across steps
     std::vector<float> x, xn, q, k, v, att, gate, up, head_in, logits;
     std::vector<RowPosition> rows;
+    std::vector<int64_t> query_tiles;  // attention: first row of each tile of one sequence's rows
     kernels::Activations input;  // the current input of the matrix products, quantized once
   };
 
