@@ -12,6 +12,27 @@ namespace {
 
 using kernels::WeightMatrix;
 
+// Row-wise steps run split by rows: a prompt has hundreds, one decoded token runs inline. Each row
+// is one call whatever the split, so the thread count does not change results.
+void rms_norm_rows(const float* x, const Tensor& weight, float eps, float* out, int64_t n_rows, int64_t n,
+                   ThreadPool& pool) {
+  pool.parallel_for(n_rows, [&](int64_t begin, int64_t end, int) {
+    for (int64_t r = begin; r < end; ++r) kernels::rms_norm(x + r * n, weight, eps, out + r * n, n);
+  });
+}
+
+void silu_mul_rows(float* gate, const float* up, int64_t n_rows, int64_t n, ThreadPool& pool) {
+  pool.parallel_for(n_rows, [&](int64_t begin, int64_t end, int) {
+    for (int64_t r = begin; r < end; ++r) kernels::silu_mul(gate + r * n, up + r * n, gate + r * n, n);
+  });
+}
+
+void add_rows(float* x, const float* y, int64_t n_rows, int64_t n, ThreadPool& pool) {
+  pool.parallel_for(n_rows, [&](int64_t begin, int64_t end, int) {
+    for (int64_t i = begin * n; i < end * n; ++i) x[i] += y[i];
+  });
+}
+
 template <typename T>
 T* grow(std::vector<T>& v, size_t n) {
   if (v.size() < n) v.resize(n);
@@ -118,23 +139,23 @@ void Model::forward(std::span<SequenceStep> steps, ThreadPool& pool) {
   kernels::Activations& input = ws_.input;
   for (int64_t l = 0; l < cfg.num_layers; ++l) {
     const Layer& L = layers_[static_cast<size_t>(l)];
-    for (int64_t r = 0; r < n_rows; ++r) kernels::rms_norm(x + r * H, L.attn_norm, cfg.rms_norm_eps, xn + r * H, H);
+    rms_norm_rows(x, L.attn_norm, cfg.rms_norm_eps, xn, n_rows, H, pool);
     input.reset(xn, n_rows, H);
     const kernels::MatmulOutput qkv[] = {{L.wq, q, H}, {L.wk, k, H}, {L.wv, v, H}};
     kernels::matmul(qkv, input, pool);
     attention(l, n_rows, pool);
     input.reset(att, n_rows, H);
     kernels::matmul(L.wo, input, xn, H, pool);
-    for (size_t i = 0; i < rows * H; ++i) x[i] += xn[i];
+    add_rows(x, xn, n_rows, H, pool);
 
-    for (int64_t r = 0; r < n_rows; ++r) kernels::rms_norm(x + r * H, L.ffn_norm, cfg.rms_norm_eps, xn + r * H, H);
+    rms_norm_rows(x, L.ffn_norm, cfg.rms_norm_eps, xn, n_rows, H, pool);
     input.reset(xn, n_rows, H);
     const kernels::MatmulOutput gate_up[] = {{L.gate, gate, F}, {L.up, up, F}};
     kernels::matmul(gate_up, input, pool);
-    kernels::silu_mul(gate, up, gate, n_rows * F);
+    silu_mul_rows(gate, up, n_rows, F, pool);
     input.reset(gate, n_rows, F);
     kernels::matmul(L.down, input, xn, H, pool);
-    for (size_t i = 0; i < rows * H; ++i) x[i] += xn[i];
+    add_rows(x, xn, n_rows, H, pool);
   }
 
   // Final norm and NormHead, only for the rows whose logits are wanted.
@@ -170,15 +191,17 @@ void Model::attention(int64_t layer, int64_t n_rows, ThreadPool& pool) {
 
   // Rotate Q and K at each row's position and append K, V to the row's cache.
   const auto& info = ws_.rows;
-  for (int64_t r = 0; r < n_rows; ++r) {
-    auto [cache, pos] = info[static_cast<size_t>(r)];
-    if (rope)
-      for (int64_t h = 0; h < n_heads; ++h) {
-        kernels::apply_rope(q + r * H + h * d, d, pos, rope_inv_freq_, checkpoint_.qk_interleaved);
-        kernels::apply_rope(k + r * H + h * d, d, pos, rope_inv_freq_, checkpoint_.qk_interleaved);
-      }
-    cache->store(layer, pos, k + r * H, v + r * H);
-  }
+  pool.parallel_for(n_rows, [&](int64_t begin, int64_t end, int) {  // rows write distinct positions
+    for (int64_t r = begin; r < end; ++r) {
+      auto [cache, pos] = info[static_cast<size_t>(r)];
+      if (rope)
+        for (int64_t h = 0; h < n_heads; ++h) {
+          kernels::apply_rope(q + r * H + h * d, d, pos, rope_inv_freq_, checkpoint_.qk_interleaved);
+          kernels::apply_rope(k + r * H + h * d, d, pos, rope_inv_freq_, checkpoint_.qk_interleaved);
+        }
+      cache->store(layer, pos, k + r * H, v + r * H);
+    }
+  });
 
   // Causal attention: row r attends to positions [0, pos]. ALiBi adds slope_h * j to the score of
   // key j, as the official mask does (the same for every query row; softmax ignores the offset).
