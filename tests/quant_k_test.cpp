@@ -14,6 +14,7 @@
 #include "quant/blocks.h"
 #include "quant/dequantize.h"
 #include "quant/quantize.h"
+#include "quant_codec.h"
 
 namespace baichuan::quant {
 namespace {
@@ -27,22 +28,8 @@ std::vector<std::byte> bytes_of(const Block& b) {
   return out;
 }
 
-std::vector<float> decode(DType dtype, const std::vector<std::byte>& bytes, int64_t n) {
-  std::vector<float> out(static_cast<size_t>(n));
-  dequantize_row(dtype, bytes.data(), out.data(), n);
-  return out;
-}
-
-// Quantizes x, and checks that writing to an odd address gives the same bytes.
-std::vector<std::byte> encode(DType dtype, const std::vector<float>& x) {
-  const auto info = dtype_info(dtype);
-  std::vector<std::byte> out(x.size() / info.block_elems * info.block_bytes);
-  quantize_row(dtype, x.data(), out.data(), static_cast<int64_t>(x.size()));
-  std::vector<std::byte> odd(out.size() + 1);
-  quantize_row(dtype, x.data(), odd.data() + 1, static_cast<int64_t>(x.size()));
-  EXPECT_EQ(std::memcmp(out.data(), odd.data() + 1, out.size()), 0) << dtype_name(dtype);
-  return out;
-}
+using testing::decode;
+using testing::encode;
 
 void expect_same_bytes(const std::vector<std::byte>& got, const std::vector<std::byte>& want,
                        DType dtype) {

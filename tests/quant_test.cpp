@@ -14,6 +14,7 @@
 #include "quant/blocks.h"
 #include "quant/dequantize.h"
 #include "quant/quantize.h"
+#include "quant_codec.h"
 
 namespace baichuan::quant {
 namespace {
@@ -25,28 +26,8 @@ std::vector<std::byte> bytes_of(const std::vector<Block>& blocks) {
   return out;
 }
 
-// Dequantizes from an odd address (as a block inside an mmapped file may be) and checks the
-// aligned read gives the same floats.
-std::vector<float> decode(DType dtype, const std::vector<std::byte>& bytes, int64_t n) {
-  std::vector<float> out(static_cast<size_t>(n)), shifted(static_cast<size_t>(n));
-  dequantize_row(dtype, bytes.data(), out.data(), n);
-  std::vector<std::byte> odd(bytes.size() + 1);
-  std::memcpy(odd.data() + 1, bytes.data(), bytes.size());
-  dequantize_row(dtype, odd.data() + 1, shifted.data(), n);
-  EXPECT_EQ(std::memcmp(out.data(), shifted.data(), out.size() * sizeof(float)), 0);
-  return out;
-}
-
-std::vector<std::byte> encode(DType dtype, const std::vector<float>& x) {
-  const auto info = dtype_info(dtype);
-  std::vector<std::byte> out(x.size() / info.block_elems * info.block_bytes);
-  quantize_row(dtype, x.data(), out.data(), static_cast<int64_t>(x.size()));
-  // The same into an odd address gives the same bytes.
-  std::vector<std::byte> odd(out.size() + 1);
-  quantize_row(dtype, x.data(), odd.data() + 1, static_cast<int64_t>(x.size()));
-  EXPECT_EQ(std::memcmp(out.data(), odd.data() + 1, out.size()), 0);
-  return out;
-}
+using testing::decode;
+using testing::encode;
 
 constexpr uint16_t kHalf = 0x3800;      // 0.5
 constexpr uint16_t kQuarter = 0x3400;   // 0.25
