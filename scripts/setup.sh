@@ -6,7 +6,13 @@ packages=(
   g++ cmake ninja-build pkg-config clang libclang-rt-14-dev
   libsentencepiece-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libcpp-httplib-dev
+  python3 python3-dev pybind11-dev python3-pytest python3-setuptools python3-pip python3-venv
+  chromium wrk
 )
+# Node.js and npm run the HTTP client tests; Debian's packages only where no Node.js is installed
+# (a NodeSource nodejs already carries npm and conflicts with Debian's npm package).
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -107,6 +107,23 @@ TEST_F(BenchCli, JsonHasLlamaBenchFields) {
   }
 }
 
+TEST_F(BenchCli, StreamsDecodeTogetherAndCountEveryStreamsTokens) {
+  CliRun r = baichuan_cli("bench -m " + model_ + " -p 0 -n 3 -s 1,3 -r 1 -t 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json rows = json::parse(r.out);
+  ASSERT_EQ(rows.size(), 2u) << r.out;
+  EXPECT_EQ(rows[0]["n_streams"], 1);
+  EXPECT_EQ(rows[1]["n_streams"], 3);
+  // t/s = streams x n_gen / time.
+  for (const auto& row : rows) {
+    double expected = 1e9 * 3 * row["n_streams"].get<double>() / row["samples_ns"][0].get<double>();
+    EXPECT_NEAR(row["samples_ts"][0].get<double>(), expected, expected * 1e-9);
+  }
+  CliRun table = baichuan_cli("bench -m " + model_ + " -p 0 -n 3 -s 2 -r 1 -t 1");
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("tg3 x2"), std::string::npos) << table.out;
+}
+
 TEST_F(BenchCli, BadArguments) {
   expect_error("bench -m /nonexistent/model.gguf -p 8 -n 4", "/nonexistent/model.gguf");
   expect_error("bench -m " + model_ + " -p 8 -n 4 -r 0", "-r");
@@ -114,6 +131,7 @@ TEST_F(BenchCli, BadArguments) {
   expect_error("bench -m " + model_ + " -p 8 -n -1", "-n");
   expect_error("bench -m " + model_ + " -p 0 -n 0", "nothing to measure");
   expect_error("bench -m " + model_ + " -p 8 -t 0", "-t");
+  expect_error("bench -m " + model_ + " -n 8 -s 0", "--streams");
   expect_error("bench -m " + model_ + " -p abc", "abc");
   expect_error("bench -p 8", "model");
 }

@@ -2,6 +2,8 @@
 // measures it, so the two tables can be read side by side.
 //   ppN: N random token ids fed in one forward step into an empty KV cache (logits of the last one).
 //   tgN: N forward steps of one random token each, starting from an empty KV cache.
+//   tgN xS (--streams S): N steps that each feed one token to each of S sequences, as the server's
+//     continuous batching does; t/s counts the tokens of all S.
 // Each test runs once to warm up (the whole prompt for pp, one token for tg, as llama-bench does),
 // then -r timed repetitions; t/s is the mean ± sample standard deviation over the repetitions.
 #include <sys/resource.h>
@@ -30,15 +32,19 @@ namespace {
 
 struct TestResult {
   int64_t n_prompt = 0, n_gen = 0;
-  int threads = 0;
+  int threads = 0, streams = 1;
   std::string test_time;        // RFC 3339, when the test started
   std::vector<uint64_t> samples_ns;
   uint64_t peak_rss_bytes = 0;  // of the process, after the test
 
-  std::string name() const { return n_prompt > 0 ? "pp" + std::to_string(n_prompt) : "tg" + std::to_string(n_gen); }
+  std::string name() const {
+    if (n_prompt > 0) return "pp" + std::to_string(n_prompt);
+    return "tg" + std::to_string(n_gen) + (streams > 1 ? " x" + std::to_string(streams) : "");
+  }
   std::vector<double> samples_ts() const {
     std::vector<double> ts;
-    for (uint64_t ns : samples_ns) ts.push_back(1e9 * static_cast<double>(n_prompt + n_gen) / static_cast<double>(ns));
+    const double tokens = static_cast<double>(n_prompt + n_gen * streams);
+    for (uint64_t ns : samples_ns) ts.push_back(1e9 * tokens / static_cast<double>(ns));
     return ts;
   }
 };
@@ -142,7 +148,7 @@ size_t columns(const std::string& s) {
 struct BenchCommand {
   ModelOptions model;
   std::vector<int64_t> prompts{512}, gens{128};
-  std::vector<int> threads;
+  std::vector<int> threads, streams{1};
   int reps = 3;
   bool json = false;
 
@@ -154,6 +160,8 @@ struct BenchCommand {
     for (int t : threads)
       if (t <= 0) fail("-t: thread counts must be >= 1, got ", t);
     if (reps <= 0) fail("-r: repetitions must be >= 1, got ", reps);
+    for (int s : streams)
+      if (s <= 0) fail("--streams: stream counts must be >= 1, got ", s);
     bool any = std::any_of(prompts.begin(), prompts.end(), [](int64_t p) { return p > 0; }) ||
                std::any_of(gens.begin(), gens.end(), [](int64_t n) { return n > 0; });
     if (!any) fail("nothing to measure: every -p and -n is 0");
@@ -173,14 +181,10 @@ struct BenchCommand {
     std::vector<TestResult> results;
     for (int n_threads : thread_counts) {
       ThreadPool pool(n_threads);
-      auto feed = [&](KvCache& cache, std::span<const int32_t> tokens) {
-        SequenceStep step{&cache, tokens, false, &logits};
-        m->forward(std::span<SequenceStep>(&step, 1), pool);
-      };
-      auto time_reps = [&](TestResult& r, KvCache& cache, const std::function<void()>& body) {
+      auto time_reps = [&](TestResult& r, std::vector<KvCache>& caches, const std::function<void()>& body) {
         r.test_time = utc_now();
         for (int i = 0; i < reps; ++i) {
-          cache.clear();
+          for (auto& cache : caches) cache.clear();
           auto start = std::chrono::steady_clock::now();
           body();
           auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
@@ -194,23 +198,41 @@ struct BenchCommand {
         if (p == 0) continue;
         TestResult r;
         r.n_prompt = p, r.threads = n_threads;
-        KvCache cache = m->new_cache(p);
+        std::vector<KvCache> caches;
+        caches.push_back(m->new_cache(p));
         std::vector<int32_t> ids(static_cast<size_t>(p));
         for (auto& id : ids) id = random_id(rng);
-        feed(cache, ids);  // warm-up
-        time_reps(r, cache, [&] { feed(cache, ids); });
+        auto body = [&] {
+          SequenceStep step{&caches[0], ids, false, &logits};
+          m->forward(std::span<SequenceStep>(&step, 1), pool);
+        };
+        body();  // warm-up
+        time_reps(r, caches, body);
       }
       for (int64_t n : gens) {
         if (n == 0) continue;
-        TestResult r;
-        r.n_gen = n, r.threads = n_threads;
-        KvCache cache = m->new_cache(n);
-        std::vector<int32_t> ids(static_cast<size_t>(n));
-        for (auto& id : ids) id = random_id(rng);
-        feed(cache, std::span<const int32_t>(ids).first(1));  // warm-up: one token
-        time_reps(r, cache, [&] {
-          for (int64_t i = 0; i < n; ++i) feed(cache, std::span<const int32_t>(ids).subspan(static_cast<size_t>(i), 1));
-        });
+        for (int n_streams : streams) {
+          TestResult r;
+          r.n_gen = n, r.threads = n_threads, r.streams = n_streams;
+          std::vector<KvCache> caches;
+          for (int s = 0; s < n_streams; ++s) caches.push_back(m->new_cache(n));
+          std::vector<int32_t> ids(static_cast<size_t>(n * n_streams));
+          for (auto& id : ids) id = random_id(rng);
+          std::vector<std::vector<float>> stream_logits(static_cast<size_t>(n_streams));
+          // Position i of every stream in one forward step.
+          auto decode_step = [&](int64_t i) {
+            std::vector<SequenceStep> steps;
+            for (int s = 0; s < n_streams; ++s)
+              steps.push_back({&caches[static_cast<size_t>(s)],
+                               std::span<const int32_t>(ids).subspan(static_cast<size_t>(s * n + i), 1), false,
+                               &stream_logits[static_cast<size_t>(s)]});
+            m->forward(steps, pool);
+          };
+          decode_step(0);  // warm-up: one token
+          time_reps(r, caches, [&] {
+            for (int64_t i = 0; i < n; ++i) decode_step(i);
+          });
+        }
       }
     }
 
@@ -281,6 +303,7 @@ struct BenchCommand {
           {"type_v", kv_type},
           {"n_prompt", r.n_prompt},
           {"n_gen", r.n_gen},
+          {"n_streams", r.streams},
           {"test_time", r.test_time},
           {"avg_ns", static_cast<uint64_t>(mean(r.samples_ns))},
           {"stddev_ns", static_cast<uint64_t>(stddev(r.samples_ns))},
@@ -310,6 +333,9 @@ Run add_bench(CLI::App& app) {
   app.add_option("-n,--n-gen", cmd->gens, "Generation lengths to time, comma-separated (0 = skip); default 128")
       ->delimiter(',');
   app.add_option("-t,--threads", cmd->threads, "Thread counts, comma-separated (default: all hardware threads)")
+      ->delimiter(',');
+  app.add_option("-s,--streams", cmd->streams,
+                 "Sequences decoded together in the generation tests, comma-separated (default 1)")
       ->delimiter(',');
   app.add_option("-r,--repetitions", cmd->reps, "Timed repetitions of each test, after one warm-up run (default 3)");
   app.add_flag("--json", cmd->json, "Print a JSON array of results (llama-bench's field names)");

@@ -1,0 +1,145 @@
+#include "generate/decoding.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace baichuan {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// The length of the longest suffix of `text` that is a proper prefix of one of `stops`: text that
+// must be held back because the next token may complete a stop string.
+size_t stop_prefix_suffix(const std::string& text, const std::vector<std::string>& stops) {
+  size_t held = 0;
+  for (const auto& s : stops)
+    for (size_t k = std::min(s.size() - (s.empty() ? 0 : 1), text.size()); k > held; --k)
+      if (text.compare(text.size() - k, k, s, 0, k) == 0) {
+        held = k;
+        break;
+      }
+  return held;
+}
+
+}  // namespace
+
+size_t CachedSequence::shared_prefix(std::span<const int32_t> prompt) const {
+  size_t n = 0;
+  while (n < ids.size() && n < prompt.size() && ids[n] == prompt[n]) ++n;
+  return n;
+}
+
+Decoding::Decoding(Model& model, CachedSequence& sequence, std::span<const int32_t> prompt, GenerateOptions options,
+                   int64_t prompt_chunk)
+    : model_(model),
+      sequence_(sequence),
+      prompt_(prompt.begin(), prompt.end()),
+      options_(std::move(options)),
+      prompt_chunk_(prompt_chunk),
+      seen_(prompt.begin(), prompt.end()),
+      sampler_(options_.sampling),
+      decoder_(model.tokenizer()),
+      start_(std::chrono::steady_clock::now()) {
+  options_.sampling.validate();
+  const int64_t capacity = sequence.cache.capacity();
+  if (prompt.empty()) fail("the prompt is empty: nothing to continue from");
+  if (static_cast<int64_t>(prompt.size()) > capacity)
+    fail("the prompt has ", prompt.size(), " tokens, more than the context of ", capacity,
+         " tokens (use a larger --ctx or a shorter prompt)");
+  if (options_.max_new_tokens < 0) fail("max_new_tokens must be >= 0, got ", options_.max_new_tokens);
+  const int32_t vocab = model.config().vocab_size;
+  for (int32_t id : prompt)
+    if (id < 0 || id >= vocab) fail("token id ", id, " in the prompt is outside the vocabulary [0, ", vocab, ")");
+
+  result_.prompt_tokens = static_cast<int64_t>(prompt.size());
+  // Reuse the longest cached prefix, but always feed at least one token to get fresh logits.
+  fed_ = std::min(sequence.shared_prefix(prompt), prompt.size() - 1);
+  sequence.cache.truncate(static_cast<int64_t>(fed_));
+  sequence.ids.resize(fed_);
+  result_.reused_prompt_tokens = static_cast<int64_t>(fed_);
+  if (options_.max_new_tokens == 0) {
+    result_.finish_reason = "length";
+    done_ = true;
+  }
+}
+
+SequenceStep Decoding::next_step() {
+  if (done_) fail("internal: next_step() on a finished generation");
+  if (in_prompt()) {
+    size_t n = prompt_.size() - fed_;
+    if (prompt_chunk_ > 0) n = std::min(n, static_cast<size_t>(prompt_chunk_));
+    step_tokens_.assign(prompt_.begin() + static_cast<std::ptrdiff_t>(fed_),
+                        prompt_.begin() + static_cast<std::ptrdiff_t>(fed_ + n));
+  }  // else: step_tokens_ holds the token sampled last
+  SequenceStep step;
+  step.cache = &sequence_.cache;
+  step.tokens = step_tokens_;
+  step.logits = &logits_;
+  return step;
+}
+
+void Decoding::accept(const TokenCallback& on_token) {
+  if (done_) return;
+  sequence_.ids.insert(sequence_.ids.end(), step_tokens_.begin(), step_tokens_.end());
+  if (in_prompt()) {
+    fed_ += step_tokens_.size();
+    if (in_prompt()) return;
+    result_.prompt_seconds = seconds_since(start_);
+    start_ = std::chrono::steady_clock::now();
+  }
+
+  const int32_t id = sampler_.next(logits_, seen_);
+  if (id == model_.generation().eos_token_id && !options_.ignore_eos) return finish("stop", true, on_token);
+  result_.tokens.push_back(id);
+  seen_.push_back(id);
+  step_tokens_.assign(1, id);
+  const size_t before = result_.text.size();
+  result_.text += decoder_.push(id);
+
+  // A stop string may start in text already held back: search from there.
+  size_t stop_at = std::string::npos;
+  for (const auto& s : options_.stop) {
+    if (s.empty()) continue;
+    size_t from = before >= s.size() ? before - s.size() + 1 : 0;
+    stop_at = std::min(stop_at, result_.text.find(s, from));
+  }
+  if (stop_at != std::string::npos) {
+    result_.text.resize(stop_at);
+    if (on_token) on_token(id, "");
+    return finish("stop", false, on_token);  // the text ends where the stop string began
+  }
+  if (!stream_safe_text(id, on_token)) return cancel();
+  if (static_cast<int64_t>(result_.tokens.size()) >= options_.max_new_tokens ||
+      sequence_.cache.size() >= sequence_.cache.capacity())
+    finish("length", true, on_token);
+}
+
+bool Decoding::stream_safe_text(int32_t id, const TokenCallback& on_token) {
+  size_t safe_end = result_.text.size() - stop_prefix_suffix(result_.text, options_.stop);
+  std::string_view piece;
+  if (safe_end > streamed_) piece = std::string_view(result_.text).substr(streamed_, safe_end - streamed_);
+  streamed_ = std::max(streamed_, safe_end);
+  return !on_token || on_token(id, piece);
+}
+
+void Decoding::finish(const std::string& reason, bool flush_decoder, const TokenCallback& on_token) {
+  if (flush_decoder) result_.text += decoder_.flush();  // an incomplete last character, as U+FFFD
+  result_.finish_reason = reason;
+  result_.generate_seconds = seconds_since(start_);
+  done_ = true;
+  if (on_token && result_.text.size() > streamed_) on_token(-1, std::string_view(result_.text).substr(streamed_));
+  streamed_ = result_.text.size();
+}
+
+void Decoding::cancel() {
+  if (done_) return;
+  result_.finish_reason = "cancelled";
+  result_.generate_seconds = seconds_since(start_);
+  done_ = true;
+}
+
+}  // namespace baichuan

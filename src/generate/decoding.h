@@ -1,0 +1,96 @@
+// One generation driven a forward step at a time, so that a caller can run several of them in one
+// batched forward pass (the server's scheduler) or just one (Generator, the Python iterator):
+//
+//   Decoding d(model, sequence, prompt, options);
+//   while (!d.done()) { SequenceStep s = d.next_step(); model.forward({&s, 1}, pool); d.accept(cb); }
+//
+// The prompt is fed first (reusing the KV cache of the longest prefix it shares with what the
+// sequence already holds, and in chunks if asked), then one sampled token per step. Text is streamed
+// only once it is complete UTF-8 and cannot be the start of a stop string, so a stop string never
+// reaches the caller.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "generate/sampling.h"
+#include "model/model.h"
+
+namespace baichuan {
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 256;
+  bool ignore_eos = false;
+  SamplingParams sampling;
+  std::vector<std::string> stop;  // stop when the generated text contains one of these
+};
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;  // generated ids (an EOS that ended generation is not included)
+  std::string text;             // without the stop string that ended it, if any
+  std::string finish_reason;    // "stop" (EOS or a stop string), "length", or "cancelled"
+  int64_t prompt_tokens = 0, reused_prompt_tokens = 0;
+  double prompt_seconds = 0, generate_seconds = 0;
+};
+
+// Called with each new token and the text it completed (possibly empty while a UTF-8 character is
+// incomplete or the text might be the start of a stop string); at the end with id -1 and whatever
+// text was held back. Returning false cancels the generation.
+using TokenCallback = std::function<bool(int32_t id, std::string_view text)>;
+
+// A KV cache and the ids whose keys and values it holds: what prefix reuse compares against.
+struct CachedSequence {
+  explicit CachedSequence(KvCache kv) : cache(std::move(kv)) {}
+  // How many leading ids `prompt` shares with `ids`.
+  size_t shared_prefix(std::span<const int32_t> prompt) const;
+
+  KvCache cache;
+  std::vector<int32_t> ids;
+};
+
+class Decoding {
+ public:
+  // Throws Error for an empty prompt, one longer than the cache, a negative max_new_tokens or
+  // invalid sampling parameters. `prompt_chunk` > 0 feeds at most that many prompt tokens per step.
+  Decoding(Model& model, CachedSequence& sequence, std::span<const int32_t> prompt, GenerateOptions options,
+           int64_t prompt_chunk = 0);
+
+  bool done() const { return done_; }
+  bool in_prompt() const { return fed_ < prompt_.size(); }
+  // The work of the next forward step; its logits land in this object.
+  SequenceStep next_step();
+  // Consumes the logits of the step just run: samples the next token once the prompt is in, applies
+  // the stop rules and calls `on_token` (may be empty).
+  void accept(const TokenCallback& on_token);
+  // Ends the generation now with finish reason "cancelled" (no further callbacks).
+  void cancel();
+
+  const GenerateResult& result() const { return result_; }
+
+ private:
+  void finish(const std::string& reason, bool flush_decoder, const TokenCallback& on_token);
+  // Sends the part of the text that can no longer turn into a stop string.
+  bool stream_safe_text(int32_t id, const TokenCallback& on_token);
+
+  Model& model_;
+  CachedSequence& sequence_;
+  std::vector<int32_t> prompt_;
+  GenerateOptions options_;
+  int64_t prompt_chunk_;
+  size_t fed_ = 0;                   // prompt tokens in the cache
+  std::vector<int32_t> step_tokens_;  // what the current step feeds
+  std::vector<float> logits_;
+  std::vector<int32_t> seen_;  // prompt + generated, for the repetition penalty
+  Sampler sampler_;
+  StreamDecoder decoder_;
+  size_t streamed_ = 0;  // bytes of result_.text already given to the callback
+  bool done_ = false;
+  GenerateResult result_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace baichuan

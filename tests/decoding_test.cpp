@@ -1,0 +1,98 @@
+// Step-wise decoding: streamed text adds up to the result, stop strings never reach the stream
+// (even when split across tokens), chunked prompts give the same tokens.
+#include "generate/decoding.h"
+
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "generate/generator.h"
+#include "greedy.h"
+#include "shared_data.h"
+
+namespace baichuan {
+namespace {
+
+class DecodingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string dir = testing::shared_path("reference/b2-7b-tiny");
+    REQUIRE_SHARED(dir + "/model.safetensors");
+    model_ = load_model(dir);
+    model_->set_kv_type(DType::F32);
+    prompt_ = model_->tokenizer().encode("床前明月光，疑是地上霜。");
+  }
+
+  // Runs one decoding to the end; returns the result and fills `streamed` with the callback text.
+  GenerateResult run(const GenerateOptions& o, std::string& streamed, int64_t chunk = 0) {
+    CachedSequence sequence(model_->new_cache(256));
+    Decoding d(*model_, sequence, prompt_, o, chunk);
+    while (!d.done()) {
+      SequenceStep step = d.next_step();
+      model_->forward(std::span<SequenceStep>(&step, 1), pool_);
+      d.accept([&](int32_t, std::string_view text) {
+        streamed += text;
+        return true;
+      });
+    }
+    return d.result();
+  }
+
+  std::unique_ptr<Model> model_;
+  std::vector<int32_t> prompt_;
+  ThreadPool pool_{2};
+};
+
+TEST_F(DecodingTest, StreamedTextIsTheResultText) {
+  GenerateOptions o;
+  o.max_new_tokens = 20;
+  o.ignore_eos = true;
+  o.sampling.greedy = true;
+  std::string streamed;
+  GenerateResult r = run(o, streamed);
+  EXPECT_EQ(streamed, r.text);
+  EXPECT_EQ(r.text, model_->tokenizer().decode(r.tokens));
+  EXPECT_EQ(r.finish_reason, "length");
+}
+
+TEST_F(DecodingTest, ChunkedPromptGivesTheSameTokens) {
+  GenerateOptions o;
+  o.max_new_tokens = 12;
+  o.ignore_eos = true;
+  o.sampling.greedy = true;
+  std::string streamed;
+  EXPECT_EQ(run(o, streamed, 2).tokens, testing::greedy_tokens(*model_, pool_, prompt_, 12));
+}
+
+TEST_F(DecodingTest, AStopStringEndsTheTextAndIsNeverStreamed) {
+  GenerateOptions o;
+  o.max_new_tokens = 20;
+  o.ignore_eos = true;
+  o.sampling.greedy = true;
+  std::string full_streamed;
+  const std::string full = run(o, full_streamed).text;
+  ASSERT_GT(full.size(), 12u);
+  // A stop string spanning the boundary between two tokens' text, somewhere in the middle.
+  auto tokens = testing::greedy_tokens(*model_, pool_, prompt_, 20);
+  size_t boundary = model_->tokenizer().decode({tokens.begin(), tokens.begin() + 5}).size();
+  ASSERT_GT(boundary, 2u);
+  const std::string stop = full.substr(boundary - 2, 4);
+  o.stop = {"never appears in this text", stop};
+  std::string streamed;
+  GenerateResult r = run(o, streamed);
+  EXPECT_EQ(r.finish_reason, "stop");
+  EXPECT_EQ(r.text, full.substr(0, full.find(stop)));
+  EXPECT_EQ(streamed, r.text);
+}
+
+TEST_F(DecodingTest, BadArgumentsAreRefused) {
+  CachedSequence sequence(model_->new_cache(8));
+  GenerateOptions o;
+  EXPECT_THROW(Decoding(*model_, sequence, {}, o), Error);
+  EXPECT_THROW(Decoding(*model_, sequence, std::vector<int32_t>(9, 1), o), Error);
+  EXPECT_THROW(Decoding(*model_, sequence, std::vector<int32_t>{1, 999999}, o), Error);
+  o.max_new_tokens = -1;
+  EXPECT_THROW(Decoding(*model_, sequence, std::vector<int32_t>{1}, o), Error);
+}
+
+}  // namespace
+}  // namespace baichuan
