@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing, builds (Release) and runs every test with CTest,
-# then builds the unit tests with AddressSanitizer + UndefinedBehaviorSanitizer and runs them again.
+# The whole test suite: installs what is missing, builds (Release, with the Python module) and runs
+# every test with CTest (GoogleTest, the Node.js client and browser tests of the server), the Python
+# tests with pytest and an offline `pip install .`; then builds the unit tests with AddressSanitizer
+# + UndefinedBehaviorSanitizer and runs them again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 jobs=$(nproc)
+python=/usr/bin/python3  # Debian's: the module is built for it (`python3` on PATH may be another)
 
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DBAICHUAN_PYTHON=ON -DPython_EXECUTABLE=$python >/dev/null
 ninja -C build -j"$jobs"
 # The tokenizer is checked against SentencePiece on every line of the corpus here (a sample under ASan).
 (cd build && BAICHUAN_TOKENIZER_ALL_LINES=1 ctest --output-on-failure -j"$jobs" --timeout 900)
+
+# Python: the module from this build, then `pip install .` into a fresh venv reusing the build.
+bash scripts/test_python.sh build
 
 # Sanitizers: the same tests under AddressSanitizer + UndefinedBehaviorSanitizer.
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DBAICHUAN_SANITIZE=ON >/dev/null

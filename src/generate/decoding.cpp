@@ -49,7 +49,7 @@ Decoding::Decoding(Model& model, CachedSequence& sequence, std::span<const int32
   if (prompt.empty()) fail("the prompt is empty: nothing to continue from");
   if (static_cast<int64_t>(prompt.size()) > capacity)
     fail("the prompt has ", prompt.size(), " tokens, more than the context of ", capacity,
-         " tokens (use a larger --ctx or a shorter prompt)");
+         " tokens: shorten the prompt or give a larger context");
   if (options_.max_new_tokens < 0) fail("max_new_tokens must be >= 0, got ", options_.max_new_tokens);
   const int32_t vocab = model.config().vocab_size;
   for (int32_t id : prompt)

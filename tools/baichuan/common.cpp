@@ -52,15 +52,6 @@ void PromptOptions::add(CLI::App& app) {
   f->excludes(c);
 }
 
-ChatTemplateConfig chat_template_config(const Model& model) {
-  ChatTemplateConfig t;
-  t.model_max_length = model.config().model_max_length;
-  t.max_new_tokens = model.generation().max_new_tokens;
-  t.user_token_id = model.generation().user_token_id;
-  t.assistant_token_id = model.generation().assistant_token_id;
-  return t;
-}
-
 int64_t checked_context(const Model& model, int64_t ctx_flag, size_t prompt_tokens) {
   int64_t context = ctx_flag > 0 ? ctx_flag : std::max<int64_t>(model.config().model_max_length, 4096);
   if (prompt_tokens == 0) fail("the prompt is empty");

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "generate/chat_prompt.h"
 #include "generate/sampling.h"
 #include "model/gguf_checkpoint.h"
 #include "model/model.h"
@@ -45,7 +46,6 @@ struct SamplingOptions {
   SamplingParams params(const GenerationConfig& defaults) const;
 };
 
-ChatTemplateConfig chat_template_config(const Model& model);
 // The context for a prompt: --ctx if given, else max(model_max_length, 4096); throws if the prompt
 // does not fit.
 int64_t checked_context(const Model& model, int64_t ctx_flag, size_t prompt_tokens);

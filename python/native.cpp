@@ -1,0 +1,424 @@
+// baichuan_cpp._native: the Model class of the Python package (pipeline() is Python, in
+// baichuan_cpp/__init__.py). Every model computation runs with the GIL released; a Model runs one
+// computation at a time (its mutex), and the mutex is only ever waited for without the GIL, so two
+// Python threads sharing a Model cannot deadlock.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "generate/chat_prompt.h"
+#include "generate/decoding.h"
+#include "model/model.h"
+#include "tokenizer/chat_template.h"
+
+namespace py = pybind11;
+
+namespace baichuan::python {
+namespace {
+
+// Generated text is complete UTF-8 by construction; detokenizing arbitrary ids may not be.
+py::str to_str(const std::string& s) {
+  PyObject* o = PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "replace");
+  if (!o) throw py::error_already_set();
+  return py::reinterpret_steal<py::str>(o);
+}
+
+[[noreturn]] void raise(PyObject* type, const std::string& message) {
+  PyErr_SetString(type, message.c_str());
+  throw py::error_already_set();
+}
+
+template <typename T>
+T keyword(const std::string& name, py::handle value, const char* expected) {
+  try {
+    return value.cast<T>();
+  } catch (const py::cast_error&) {
+    raise(PyExc_TypeError, cat(name, " must be ", expected, ", got ", std::string(py::str(py::type::of(value).attr("__name__")))));
+  }
+}
+
+py::dict result_dict(const GenerateResult& r) {
+  py::dict d;
+  d["tokens"] = r.tokens;
+  d["text"] = to_str(r.text);
+  d["finish_reason"] = r.finish_reason;
+  d["prompt_tokens"] = r.prompt_tokens;
+  d["reused_prompt_tokens"] = r.reused_prompt_tokens;
+  d["prompt_seconds"] = r.prompt_seconds;
+  d["generate_seconds"] = r.generate_seconds;
+  return d;
+}
+
+// A loaded model, its thread pool and the KV cache that generate() and chat() share, so that a
+// prompt continuing the previous one (the next chat turn) computes only its new tokens.
+class ModelHandle {
+ public:
+  ModelHandle(const std::string& path, std::optional<int> threads, std::optional<int64_t> context,
+              const std::string& kv_type, std::optional<std::string> config_path,
+              std::optional<std::string> tokenizer_path, std::optional<std::string> position) {
+    // Arguments first: a typo should not cost a model load.
+    if (threads && *threads <= 0) raise(PyExc_ValueError, cat("threads must be > 0, got ", *threads));
+    if (context && *context <= 0) raise(PyExc_ValueError, cat("context must be > 0, got ", *context));
+    const DType kv = parse_kv_type(kv_type);
+    LoadOptions options;
+    options.config_path = config_path;
+    options.tokenizer_path = tokenizer_path;
+    if (position) {
+      options.position = parse_position_encoding(*position);
+      if (!options.position) raise(PyExc_ValueError, cat("position must be 'rope' or 'alibi', got '", *position, "'"));
+    }
+    if (!std::filesystem::exists(path)) raise(PyExc_FileNotFoundError, cat(path, ": no such file or directory"));
+    try {
+      py::gil_scoped_release nogil;
+      model_ = load_model(path, options);
+    } catch (const Error& e) {
+      raise(PyExc_OSError, e.what());  // the checkpoint cannot be used as it is
+    }
+    model_->set_kv_type(kv);
+    pool_ = std::make_unique<ThreadPool>(threads ? *threads : ThreadPool::default_threads());
+    path_ = path;
+    context_ = context ? *context : std::max<int64_t>(model_->config().model_max_length, 4096);  // as the CLI
+    sequence_ = std::make_unique<CachedSequence>(model_->new_cache(context_));
+  }
+
+  const Model& model() const { return *model_; }
+  const std::string& path() const { return path_; }
+  int64_t context() const { return context_; }
+  int threads() const { return pool_->size(); }
+  py::object last_result() {
+    std::optional<GenerateResult> last;
+    {
+      py::gil_scoped_release nogil;
+      std::lock_guard lock(mutex_);
+      last = last_;
+    }
+    return last ? py::object(result_dict(*last)) : py::none();
+  }
+
+  std::string kv_type() {
+    py::gil_scoped_release nogil;
+    std::lock_guard lock(mutex_);  // set_kv_type may be running in another thread
+    return std::string(dtype_name(model_->kv_type()));
+  }
+  void set_kv_type(const std::string& name) {
+    const DType type = parse_kv_type(name);
+    py::gil_scoped_release nogil;
+    std::lock_guard lock(mutex_);
+    // The new cache first: a type this model cannot use must leave everything as it was.
+    auto sequence = std::make_unique<CachedSequence>(KvCache(model_->config(), context_, type));
+    model_->set_kv_type(type);
+    sequence_ = std::move(sequence);
+    ++generation_;
+  }
+
+  void reset() {
+    py::gil_scoped_release nogil;
+    std::lock_guard lock(mutex_);
+    sequence_->cache.clear();
+    sequence_->ids.clear();
+    ++generation_;
+  }
+
+  std::vector<int32_t> ids_of(py::handle prompt) const {
+    if (py::isinstance<py::str>(prompt)) {
+      auto text = prompt.cast<std::string>();
+      py::gil_scoped_release nogil;
+      return model_->tokenizer().encode(text);
+    }
+    return keyword<std::vector<int32_t>>("the prompt", prompt, "a str or a list of token ids");
+  }
+
+  std::vector<int32_t> chat_ids(py::handle messages, const GenerateOptions& options) const {
+    if (py::isinstance<py::str>(messages) || !py::isinstance<py::sequence>(messages))
+      raise(PyExc_TypeError, "messages must be a list of {'role': ..., 'content': ...} dicts");
+    std::vector<ChatMessage> conversation;
+    for (py::handle m : messages) {
+      if (!py::isinstance<py::dict>(m) || !m.contains("role") || !m.contains("content"))
+        raise(PyExc_ValueError, cat("messages[", conversation.size(), "] must be a dict with 'role' and 'content'"));
+      conversation.push_back({keyword<std::string>("role", m["role"], "a str"),
+                              keyword<std::string>("content", m["content"], "a str")});
+    }
+    // The official chat(): build_chat_input with the generation's max_new_tokens.
+    ChatTemplateConfig t = chat_template_config(*model_);
+    t.max_new_tokens = options.max_new_tokens;
+    py::gil_scoped_release nogil;
+    return build_chat_input(model_->tokenizer(), conversation, t);
+  }
+
+  // Generation keywords, transformers-style: unset or None ones take the model's generation_config.
+  GenerateOptions options(const py::kwargs& kwargs) const {
+    const GenerationConfig& g = model_->generation();
+    GenerateOptions o;
+    o.max_new_tokens = g.max_new_tokens;
+    o.sampling = SamplingParams::from(g);
+    std::optional<bool> do_sample;
+    std::optional<float> penalty;
+    std::optional<uint64_t> seed;
+    for (auto [key, value] : kwargs) {
+      const auto k = key.cast<std::string>();
+      if (value.is_none()) continue;
+      if (k == "max_new_tokens") o.max_new_tokens = keyword<int64_t>(k, value, "an int");
+      else if (k == "do_sample") do_sample = keyword<bool>(k, value, "a bool");
+      else if (k == "temperature") o.sampling.temperature = keyword<float>(k, value, "a float");
+      else if (k == "top_k") o.sampling.top_k = keyword<int64_t>(k, value, "an int");
+      else if (k == "top_p") o.sampling.top_p = keyword<float>(k, value, "a float");
+      else if (k == "repetition_penalty") penalty = keyword<float>(k, value, "a float");
+      else if (k == "seed") seed = keyword<uint64_t>(k, value, "a non-negative int");
+      else if (k == "ignore_eos") o.ignore_eos = keyword<bool>(k, value, "a bool");
+      else if (k == "stop")
+        o.stop = py::isinstance<py::str>(value) ? std::vector<std::string>{value.cast<std::string>()}
+                                                : keyword<std::vector<std::string>>(k, value, "a str or a list of str");
+      else raise(PyExc_TypeError, cat("unexpected keyword argument '", k, "'"));
+    }
+    if (do_sample) {
+      o.sampling.greedy = !*do_sample;
+      // Greedy is the plain arg-max unless a penalty is asked for (as the CLI's --greedy).
+      if (o.sampling.greedy) o.sampling.repetition_penalty = 1.0f;
+    }
+    if (penalty) o.sampling.repetition_penalty = *penalty;
+    o.sampling.seed = seed ? *seed : std::random_device{}();
+    return o;
+  }
+
+  // A generation that the caller steps (a stream) or runs to the end (run()). Starting one ends the
+  // previous stream: they share the KV cache.
+  std::unique_ptr<Decoding> start(const std::vector<int32_t>& prompt, const GenerateOptions& options,
+                                  uint64_t& generation) {
+    py::gil_scoped_release nogil;
+    std::lock_guard lock(mutex_);
+    auto decoding = std::make_unique<Decoding>(*model_, *sequence_, prompt, options);
+    generation = ++generation_;
+    return decoding;
+  }
+
+  // One forward step of a stream; false once it is over. `text` gets what the step completed.
+  bool step(Decoding& decoding, uint64_t generation, std::string& text) {
+    py::gil_scoped_release nogil;
+    std::lock_guard lock(mutex_);
+    if (decoding.done()) return false;
+    if (generation != generation_)
+      throw std::runtime_error(  // RuntimeError
+          "this stream was interrupted: another generation (or reset/kv_type change) ran on the same Model");
+    forward_one(decoding, text);
+    if (decoding.done()) last_ = decoding.result();
+    return true;
+  }
+
+  GenerateResult run(const std::vector<int32_t>& prompt, const GenerateOptions& options) {
+    py::gil_scoped_release nogil;
+    std::lock_guard lock(mutex_);
+    Decoding decoding(*model_, *sequence_, prompt, options);
+    ++generation_;
+    auto checked = std::chrono::steady_clock::now();
+    std::string ignored;
+    while (!decoding.done()) {
+      forward_one(decoding, ignored);
+      // Let Ctrl-C through now and then: the whole generation runs without the GIL.
+      if (std::chrono::steady_clock::now() - checked > std::chrono::milliseconds(100)) {
+        checked = std::chrono::steady_clock::now();
+        py::gil_scoped_acquire gil;
+        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+      }
+    }
+    last_ = decoding.result();
+    return decoding.result();
+  }
+
+  std::vector<float> logits(const std::vector<int32_t>& ids) {
+    if (ids.empty()) raise(PyExc_ValueError, "logits() needs at least one token");
+    py::gil_scoped_release nogil;
+    std::lock_guard lock(mutex_);
+    // A cache of its own: the generation cache stays as it is.
+    KvCache cache = model_->new_cache(static_cast<int64_t>(ids.size()));
+    return model_->forward_last(cache, ids, *pool_);
+  }
+
+ private:
+  void forward_one(Decoding& decoding, std::string& text) {
+    SequenceStep step = decoding.next_step();
+    model_->forward(std::span<SequenceStep>(&step, 1), *pool_);
+    decoding.accept([&text](int32_t, std::string_view piece) {
+      text += piece;
+      return true;
+    });
+  }
+
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<CachedSequence> sequence_;
+  std::string path_;
+  int64_t context_ = 0;
+  std::mutex mutex_;
+  uint64_t generation_ = 0;  // which generation owns the cache; a stream checks it before each step
+  std::optional<GenerateResult> last_;
+};
+
+// The iterator that generate(stream=True) and chat(stream=True) return: one forward step per
+// __next__ until the step yields text.
+class TextStream {
+ public:
+  TextStream(std::shared_ptr<ModelHandle> model, const std::vector<int32_t>& prompt, const GenerateOptions& options)
+      : model_(std::move(model)), decoding_(model_->start(prompt, options, generation_)) {}
+
+  py::str next() {
+    for (;;) {
+      std::string text;
+      if (!model_->step(*decoding_, generation_, text)) throw py::stop_iteration();
+      if (!text.empty()) return to_str(text);
+    }
+  }
+  py::object result() const { return decoding_->done() ? py::object(result_dict(decoding_->result())) : py::none(); }
+
+ private:
+  std::shared_ptr<ModelHandle> model_;  // keeps the model alive as long as the stream
+  uint64_t generation_ = 0;
+  std::unique_ptr<Decoding> decoding_;
+};
+
+py::object generate_or_stream(const std::shared_ptr<ModelHandle>& self, const std::vector<int32_t>& ids, bool stream,
+                              const GenerateOptions& options) {
+  if (stream) return py::cast(TextStream(self, ids, options));
+  return to_str(self->run(ids, options).text);
+}
+
+py::dict config_dict(const ModelConfig& c) {
+  py::dict d;
+  d["family"] = c.family();
+  d["position"] = c.position == PositionEncoding::Rope ? "rope" : "alibi";
+  d["vocab_size"] = c.vocab_size;
+  d["hidden_size"] = c.hidden_size;
+  d["intermediate_size"] = c.intermediate_size;
+  d["num_attention_heads"] = c.num_heads;
+  d["num_hidden_layers"] = c.num_layers;
+  d["rms_norm_eps"] = c.rms_norm_eps;
+  d["model_max_length"] = c.model_max_length;
+  d["bos_token_id"] = c.bos_token_id;
+  d["eos_token_id"] = c.eos_token_id;
+  d["pad_token_id"] = c.pad_token_id;
+  return d;
+}
+
+py::dict generation_dict(const GenerationConfig& g) {
+  py::dict d;
+  d["max_new_tokens"] = g.max_new_tokens;
+  d["do_sample"] = g.do_sample;
+  d["temperature"] = g.temperature;
+  d["top_k"] = g.top_k;
+  d["top_p"] = g.top_p;
+  d["repetition_penalty"] = g.repetition_penalty;
+  d["user_token_id"] = g.user_token_id;
+  d["assistant_token_id"] = g.assistant_token_id;
+  d["eos_token_id"] = g.eos_token_id;
+  return d;
+}
+
+}  // namespace
+}  // namespace baichuan::python
+
+PYBIND11_MODULE(_native, m) {
+  using namespace baichuan;
+  using namespace baichuan::python;
+  m.doc() = "Baichuan 2 on the CPU (baichuan.cpp): the native part of baichuan_cpp";
+
+  // The library's errors are about what the caller passed (arguments, prompts, ids); file problems
+  // while loading are turned into OSError where they are caught.
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const Error& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
+
+  py::class_<TextStream>(m, "TextStream", "Iterator over the text pieces of a generation as they are produced")
+      .def("__iter__", [](py::object self) { return self; })
+      .def("__next__", &TextStream::next)
+      .def_property_readonly("result", &TextStream::result, "Like Model.last_result once the stream is over, else None");
+
+  py::class_<ModelHandle, std::shared_ptr<ModelHandle>>(m, "Model", "A Baichuan 2 checkpoint loaded for inference")
+      .def(py::init<const std::string&, std::optional<int>, std::optional<int64_t>, const std::string&,
+                    std::optional<std::string>, std::optional<std::string>, std::optional<std::string>>(),
+           py::arg("path"), py::arg("threads") = py::none(), py::arg("context") = py::none(), py::kw_only(),
+           py::arg("kv_type") = "f16", py::arg("config_path") = py::none(), py::arg("tokenizer_path") = py::none(),
+           py::arg("position") = py::none(),
+           "Loads a Hugging Face folder, MindSpore .ckpt or .gguf. threads: default all hardware threads; "
+           "context: KV cache size in tokens, default max(model_max_length, 4096); kv_type: f16, f32 (exact) or q8_0")
+      .def("tokenize", [](const ModelHandle& self, const std::string& text) { return self.ids_of(py::str(text)); },
+           py::arg("text"), "Token ids of the text (no BOS), as the official tokenizer")
+      .def(
+          "detokenize",
+          [](const ModelHandle& self, const std::vector<int32_t>& ids) {
+            std::string text;
+            {
+              py::gil_scoped_release nogil;
+              text = self.model().tokenizer().decode(ids);
+            }
+            return to_str(text);
+          },
+          py::arg("ids"), "Text of token ids (special tokens render as '')")
+      .def(
+          "logits",
+          [](ModelHandle& self, py::handle prompt) {
+            std::vector<float> l = self.logits(self.ids_of(prompt));
+            py::bytes raw(reinterpret_cast<const char*>(l.data()), l.size() * sizeof(float));
+            return py::module_::import("array").attr("array")("f", raw);
+          },
+          py::arg("prompt"),
+          "Logits of the last position after feeding the prompt (str or ids) to a fresh cache: array('f') of vocab_size")
+      .def(
+          "generate",
+          [](const std::shared_ptr<ModelHandle>& self, py::handle prompt, bool stream, const py::kwargs& kwargs) {
+            return generate_or_stream(self, self->ids_of(prompt), stream, self->options(kwargs));
+          },
+          py::arg("prompt"), py::kw_only(), py::arg("stream") = false,
+          "Continues the prompt (str or ids, used as is: no template) and returns the new text, or with stream=True "
+          "an iterator of text pieces. Keywords: max_new_tokens, do_sample, temperature, top_k, top_p, "
+          "repetition_penalty, seed, ignore_eos, stop")
+      .def(
+          "chat",
+          [](const std::shared_ptr<ModelHandle>& self, py::handle messages, bool stream, const py::kwargs& kwargs) {
+            GenerateOptions options = self->options(kwargs);
+            return generate_or_stream(self, self->chat_ids(messages, options), stream, options);
+          },
+          py::arg("messages"), py::kw_only(), py::arg("stream") = false,
+          "The assistant's answer to a conversation [{'role': 'system'|'user'|'assistant', 'content': ...}, ...], "
+          "through the official chat template; keywords as generate()")
+      .def(
+          "chat_ids",
+          [](const ModelHandle& self, py::handle messages, std::optional<int64_t> max_new_tokens) {
+            GenerateOptions o;
+            o.max_new_tokens = max_new_tokens ? *max_new_tokens : self.model().generation().max_new_tokens;
+            return self.chat_ids(messages, o);
+          },
+          py::arg("messages"), py::arg("max_new_tokens") = py::none(), "The prompt ids chat() would feed")
+      .def("reset", &ModelHandle::reset, "Forgets the cached conversation")
+      .def_property("kv_type", &ModelHandle::kv_type, &ModelHandle::set_kv_type,
+                    "KV cache type: 'F16', 'F32' or 'Q8_0' (setting it clears the cache)")
+      .def("set_kv_type", &ModelHandle::set_kv_type, py::arg("kv_type"))
+      .def_property_readonly("last_result", &ModelHandle::last_result,
+                             "The last finished generation: tokens, text, finish_reason, prompt_tokens, "
+                             "reused_prompt_tokens, prompt_seconds, generate_seconds")
+      .def_property_readonly("vocab_size", [](const ModelHandle& self) { return self.model().config().vocab_size; })
+      .def_property_readonly("context", &ModelHandle::context)
+      .def_property_readonly("threads", &ModelHandle::threads)
+      .def_property_readonly("path", &ModelHandle::path)
+      .def_property_readonly("description", [](const ModelHandle& self) { return self.model().checkpoint().description; })
+      .def_property_readonly("config", [](const ModelHandle& self) { return config_dict(self.model().config()); })
+      .def_property_readonly("generation_config",
+                             [](const ModelHandle& self) { return generation_dict(self.model().generation()); })
+      .def("__repr__", [](const ModelHandle& self) {
+        return cat("<baichuan_cpp.Model '", self.path(), "': Baichuan 2 ", self.model().config().family(), ", ",
+                   self.model().config().num_layers, " layers, context ", self.context(), ">");
+      });
+}
