@@ -15,5 +15,6 @@ Run add_convert(CLI::App& app);
 Run add_init(CLI::App& app);
 Run add_quantize(CLI::App& app);
 Run add_bench(CLI::App& app);
+Run add_serve(CLI::App& app);
 
 }  // namespace baichuan::cli

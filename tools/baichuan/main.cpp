@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   sub("init", "Write a GGUF with random weights of any Baichuan 2 shape", baichuan::cli::add_init);
   sub("quantize", "Convert a checkpoint to a GGUF of another type (q4_0, q4_k_m, ...)", baichuan::cli::add_quantize);
   sub("bench", "Measure prompt and generation speed (llama-bench style)", baichuan::cli::add_bench);
+  sub("serve", "OpenAI-compatible HTTP server with a chat page", baichuan::cli::add_serve);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

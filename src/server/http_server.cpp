@@ -1,0 +1,489 @@
+#include "server/http_server.h"
+
+#include <httplib.h>
+#include <sys/socket.h>
+
+#include <cctype>
+#include <chrono>
+#include <condition_variable>
+#include <ctime>
+#include <deque>
+#include <functional>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "server/chat_page.h"
+#include "server/openai_api.h"
+
+namespace baichuan::server {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr auto kPollInterval = std::chrono::milliseconds(100);  // how often a waiting stream checks its client
+
+// One request's events handed from the scheduler's thread to the handler thread waiting for them.
+// Shared by both sides, so it outlives whichever lets go first.
+struct Channel {
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::deque<std::string> pieces;
+  bool done = false;
+  GenerateResult result;
+  std::atomic<bool> abandoned{false};  // the client is gone: the next token ends the generation
+
+  static RequestEvents events(const std::shared_ptr<Channel>& channel) {
+    RequestEvents e;
+    e.on_token = [channel](int32_t, std::string_view text) {
+      if (!text.empty()) {
+        std::lock_guard lock(channel->mutex);
+        channel->pieces.emplace_back(text);
+      }
+      channel->changed.notify_all();
+      return !channel->abandoned.load();
+    };
+    e.on_done = [channel](const GenerateResult& r) {
+      {
+        std::lock_guard lock(channel->mutex);
+        channel->result = r;
+        channel->done = true;
+      }
+      channel->changed.notify_all();
+    };
+    return e;
+  }
+};
+
+void send_json(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(dump_json(body), "application/json");
+}
+
+void send_error(httplib::Response& res, const ApiError& e) {
+  if (e.status == 503) res.set_header("Retry-After", "1");
+  if (e.status == 401) res.set_header("WWW-Authenticate", "Bearer");
+  send_json(res, e.status, error_body(e));
+}
+
+// Compares without stopping at the first difference, so the time taken does not leak the key.
+bool same_secret(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// The methods each route answers, for 405 instead of 404 on a known path.
+const std::map<std::string, std::string>& known_paths() {
+  static const std::map<std::string, std::string> paths = {{"/", "GET"},
+                                                           {"/health", "GET"},
+                                                           {"/metrics", "GET"},
+                                                           {"/tokenize", "POST"},
+                                                           {"/detokenize", "POST"},
+                                                           {"/v1/models", "GET"},
+                                                           {"/v1/completions", "POST"},
+                                                           {"/v1/chat/completions", "POST"}};
+  return paths;
+}
+
+}  // namespace
+
+std::string metrics_text(const SchedulerStats& s) {
+  std::string out;
+  auto metric = [&](const char* name, const char* type, const char* help, auto value) {
+    out += cat("# HELP baichuan_", name, " ", help, "\n# TYPE baichuan_", name, " ", type, "\nbaichuan_", name, " ",
+               value, "\n");
+  };
+  metric("requests_total", "counter", "Generation requests accepted.", s.requests_total);
+  metric("requests_active", "gauge", "Requests decoding in a slot now.", s.requests_active);
+  metric("queue_depth", "gauge", "Requests waiting for a slot.", s.queue_depth);
+  metric("slots", "gauge", "Slots decoding together (--parallel).", s.parallel);
+  metric("prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", s.prompt_tokens_total);
+  metric("reused_prompt_tokens_total", "counter", "Prompt tokens whose KV cache was reused.",
+         s.reused_prompt_tokens_total);
+  metric("generated_tokens_total", "counter", "Tokens generated.", s.generated_tokens_total);
+  metric("steps_total", "counter", "Batched forward steps run.", s.steps_total);
+  metric("tokens_per_second", "gauge", "Generated tokens per second over the last few seconds.", s.tokens_per_second);
+  return out;
+}
+
+struct HttpServer::Routes {
+  HttpServer& server;
+
+  Scheduler& scheduler() { return server.scheduler_; }
+  const Tokenizer& tokenizer() { return server.scheduler_.model().tokenizer(); }
+
+  bool needs_key(const std::string& path) const {
+    return path.rfind("/v1/", 0) == 0 || path == "/tokenize" || path == "/detokenize" || path == "/metrics";
+  }
+
+  void check_key(const httplib::Request& req) {
+    const std::string& key = server.options_.api_key;
+    if (key.empty() || !needs_key(req.path)) return;
+    const std::string auth = req.get_header_value("Authorization");
+    if (auth.size() < 7 || lower(auth.substr(0, 7)) != "bearer ")
+      throw ApiError(401, "missing API key: send the header 'Authorization: Bearer KEY'", {}, "invalid_api_key",
+                     "authentication_error");
+    if (!same_secret(std::string_view(auth).substr(7), key))
+      throw ApiError(401, "incorrect API key", {}, "invalid_api_key", "authentication_error");
+  }
+
+  // Turns any failure into an error answer, so that no request can take the server down.
+  template <typename F>
+  static void answering_errors(httplib::Response& res, F&& f) {
+    try {
+      f();
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    } catch (const json::exception& e) {  // e.g. invalid UTF-8 met while building an answer
+      send_error(res, ApiError(400, cat("invalid request: ", e.what())));
+    } catch (const std::bad_alloc&) {
+      send_error(res, ApiError(500, "out of memory", {}, {}, "server_error"));
+    } catch (const std::exception& e) {
+      send_error(res, ApiError(500, e.what(), {}, {}, "server_error"));
+    }
+  }
+
+  httplib::Server::Handler guarded(void (Routes::*handler)(const httplib::Request&, httplib::Response&)) {
+    return [this, handler](const httplib::Request& req, httplib::Response& res) {
+      answering_errors(res, [&] {
+        check_key(req);
+        (this->*handler)(req, res);
+      });
+    };
+  }
+
+  // POST routes read the body themselves: httplib 0.11.4 enforces its payload limit only on bodies
+  // with a Content-Length, not on chunked ones, so the limit is counted here as the bytes arrive.
+  using BodyHandler = void (Routes::*)(const std::string& body, httplib::Response&);
+  httplib::Server::HandlerWithContentReader guarded_post(BodyHandler handler) {
+    return [this, handler](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+      answering_errors(res, [&] {
+        const size_t limit = server.options_.max_body_bytes;
+        std::string body;
+        bool too_large = false;
+        const bool read = reader([&](const char* data, size_t n) {
+          if (body.size() + n > limit) {
+            too_large = true;
+            return false;
+          }
+          body.append(data, n);
+          return true;
+        });
+        if (too_large || res.status == 413) {
+          res.set_header("Connection", "close");  // the rest of the body is never read
+          throw ApiError(413, cat("the request body is larger than the limit of ", limit, " bytes"), {},
+                         "payload_too_large");
+        }
+        if (!read) {
+          res.set_header("Connection", "close");
+          throw ApiError(400, "the request body could not be read", {}, "bad_body");
+        }
+        check_key(req);  // after the body, so that a refused client's bytes never look like a next request
+        (this->*handler)(body, res);
+      });
+    };
+  }
+
+  void page(const httplib::Request&, httplib::Response& res) {
+    res.set_content(std::string(chat_page_html()), "text/html; charset=utf-8");
+  }
+
+  void health(const httplib::Request&, httplib::Response& res) { send_json(res, 200, {{"status", "ok"}}); }
+
+  void metrics(const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics_text(scheduler().stats()), "text/plain; version=0.0.4");
+  }
+
+  json model_json() const {
+    return {{"id", server.options_.model_name},
+            {"object", "model"},
+            {"created", server.started_},
+            {"owned_by", "baichuan.cpp"}};
+  }
+
+  void models(const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, {{"object", "list"}, {"data", json::array({model_json()})}});
+  }
+
+  void model(const httplib::Request& req, httplib::Response& res) {
+    const std::string id = req.matches[1];
+    if (id != server.options_.model_name)
+      throw ApiError(404,
+                     cat("the model '", id, "' does not exist; this server has '", server.options_.model_name, "'"),
+                     "model", "model_not_found");
+    send_json(res, 200, model_json());
+  }
+
+  void tokenize(const std::string& body, httplib::Response& res) {
+    std::string text = parse_tokenize_request(parse_json_body(body));
+    send_json(res, 200, {{"tokens", tokenizer().encode(text)}});
+  }
+
+  void detokenize(const std::string& body, httplib::Response& res) {
+    auto ids = parse_detokenize_request(parse_json_body(body), tokenizer().vocab_size());
+    send_json(res, 200, {{"content", tokenizer().decode(ids)}});
+  }
+
+  void chat_completions(const std::string& body, httplib::Response& res) {
+    generate(body, res, Endpoint::ChatCompletions);
+  }
+  void completions(const std::string& body, httplib::Response& res) { generate(body, res, Endpoint::Completions); }
+
+  void generate(const std::string& body, httplib::Response& res, Endpoint endpoint) {
+    CompletionRequest request =
+        parse_completion_request(parse_json_body(body), endpoint, scheduler().model().generation());
+    if (!request.seeded) request.sampling.seed = std::random_device{}();
+    PlannedGeneration plan = plan_generation(request, tokenizer(), server.options_.chat,
+                                             server.options_.default_max_tokens, scheduler().options().context);
+    const auto prompt_tokens = static_cast<int64_t>(plan.prompt.size());
+
+    auto channel = std::make_shared<Channel>();
+    uint64_t id = 0;
+    try {
+      id = scheduler().submit(std::move(plan.prompt), std::move(plan.options), Channel::events(channel));
+    } catch (const QueueFull& e) {
+      throw ApiError(503, cat("the server is busy: ", e.what()), {}, "server_busy", "server_error");
+    } catch (const Error& e) {
+      throw ApiError(400, e.what());
+    }
+    if (!server.track(id)) {
+      scheduler().cancel(id);
+      throw ApiError(503, "the server is shutting down", {}, "server_shutting_down", "server_error");
+    }
+    const ResponseMeta meta = new_response_meta(endpoint, server.options_.model_name);
+    if (request.stream)
+      stream(res, endpoint, meta, id, channel, prompt_tokens, request.include_usage);
+    else
+      answer_whole(res, endpoint, meta, id, channel, prompt_tokens);
+  }
+
+  static ApiError failure(const GenerateResult& r) {
+    if (r.finish_reason == "cancelled")
+      return ApiError(503, "the generation was cancelled: the server is shutting down", {}, "server_shutting_down",
+                      "server_error");
+    return ApiError(500, cat("the generation failed: ", r.text), {}, {}, "server_error");
+  }
+
+  void answer_whole(httplib::Response& res, Endpoint endpoint, const ResponseMeta& meta, uint64_t id,
+                    const std::shared_ptr<Channel>& channel, int64_t prompt_tokens) {
+    GenerateResult result;
+    {
+      std::unique_lock lock(channel->mutex);
+      channel->changed.wait(lock, [&] { return channel->done; });
+      result = channel->result;
+    }
+    server.untrack(id);
+    if (result.finish_reason != "stop" && result.finish_reason != "length") throw failure(result);
+    send_json(res, 200,
+              completion_json(endpoint, meta, result.text, result.finish_reason, prompt_tokens,
+                              static_cast<int64_t>(result.tokens.size())));
+  }
+
+  // One call of a stream's content provider: waits up to kPollInterval for pieces, writes them as
+  // chunks, and checks that the client is still there. Returns false to end the response.
+  static bool provide(Endpoint endpoint, const ResponseMeta& meta, bool include_usage, int64_t prompt_tokens,
+                      bool& role_sent, Channel& channel, const std::function<void()>& abandon,
+                      httplib::DataSink& sink) {
+    auto write = [&](const std::string& s) {
+      if (sink.write(s.data(), s.size())) return true;
+      abandon();
+      return false;
+    };
+    if (!role_sent) {  // OpenAI's first chat chunk names the role, before any token exists
+      role_sent = true;
+      return write(sse_event(chunk_json(endpoint, meta, "assistant", "", "", include_usage)));
+    }
+    std::deque<std::string> pieces;
+    bool done = false;
+    GenerateResult result;
+    {
+      std::unique_lock lock(channel.mutex);
+      channel.changed.wait_for(lock, kPollInterval, [&] { return channel.done || !channel.pieces.empty(); });
+      pieces.swap(channel.pieces);
+      done = channel.done;  // on_done follows every on_token, so no piece is left behind
+      if (done) result = channel.result;
+    }
+    for (const auto& piece : pieces)
+      if (!write(sse_event(chunk_json(endpoint, meta, std::nullopt, piece, "", include_usage)))) return false;
+    if (!done) {
+      if (pieces.empty() && !sink.is_writable()) {
+        abandon();
+        return false;
+      }
+      return true;
+    }
+    std::string tail;
+    if (result.finish_reason == "stop" || result.finish_reason == "length") {
+      tail = sse_event(chunk_json(endpoint, meta, std::nullopt, std::nullopt, result.finish_reason, include_usage));
+      if (include_usage)
+        tail += sse_event(usage_chunk_json(endpoint, meta, prompt_tokens, static_cast<int64_t>(result.tokens.size())));
+    } else {
+      tail = sse_event(error_body(failure(result)));
+    }
+    tail += kSseDone;
+    if (!write(tail)) return false;
+    sink.done();
+    return true;
+  }
+
+  // Server-sent events: httplib calls the provider until it calls sink.done() or returns false.
+  void stream(httplib::Response& res, Endpoint endpoint, const ResponseMeta& meta, uint64_t id,
+              const std::shared_ptr<Channel>& channel, int64_t prompt_tokens, bool include_usage) {
+    const bool chat = endpoint == Endpoint::ChatCompletions;
+    auto role_sent = std::make_shared<bool>(!chat);
+    Scheduler* sched = &scheduler();
+    std::function<void()> abandon = [sched, id, channel] {
+      channel->abandoned = true;
+      sched->cancel(id);
+    };
+    res.set_header("Cache-Control", "no-cache");
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [endpoint, meta, include_usage, prompt_tokens, role_sent, channel, abandon](size_t, httplib::DataSink& sink) {
+          try {
+            return provide(endpoint, meta, include_usage, prompt_tokens, *role_sent, *channel, abandon, sink);
+          } catch (const std::exception&) {  // e.g. out of memory: end this stream, keep the server
+            abandon();
+            return false;
+          }
+        },
+        [this, id, channel, abandon](bool) {
+          // The response is gone (finished, client closed, or server stopping): never leave a
+          // generation running for nobody.
+          bool done;
+          {
+            std::lock_guard lock(channel->mutex);
+            done = channel->done;
+          }
+          if (!done) abandon();
+          server.untrack(id);
+        });
+  }
+
+  // 404/405/413 and any other error httplib answers by itself get OpenAI's error shape.
+  httplib::Server::HandlerResponse error_page(const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // ours already
+    int status = res.status;
+    std::string message, code;
+    if (status == 404) {
+      auto it = known_paths().find(req.path);
+      if (it != known_paths().end()) {
+        status = 405;
+        res.set_header("Allow", it->second);
+        message = cat("method ", req.method, " is not allowed on ", req.path, "; use ", it->second);
+        code = "method_not_allowed";
+      } else {
+        message = cat("no such endpoint: ", req.method, " ", req.path);
+        code = "not_found";
+      }
+    } else if (status == 413) {
+      message = cat("the request body is larger than the limit of ", server.options_.max_body_bytes, " bytes");
+      code = "payload_too_large";
+    } else {
+      message = cat("the request could not be handled (HTTP ", status, ")");
+    }
+    send_json(res, status, error_body(message, status >= 500 ? "server_error" : "invalid_request_error", {}, code));
+    return httplib::Server::HandlerResponse::Handled;
+  }
+};
+
+HttpServer::HttpServer(Scheduler& scheduler, ServerOptions options)
+    : scheduler_(scheduler),
+      options_(std::move(options)),
+      http_(std::make_unique<httplib::Server>()),
+      started_(static_cast<int64_t>(std::time(nullptr))) {
+  routes_ = std::make_unique<Routes>(Routes{*this});
+  Routes* routes = routes_.get();
+  // Each waiting or streaming request holds a connection thread: room for every slot and queue
+  // place, plus a few for /health, /metrics and the page.
+  const int threads =
+      options_.threads > 0 ? options_.threads : scheduler.options().parallel + scheduler.options().max_queue + 16;
+  http_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  http_->set_payload_max_length(options_.max_body_bytes);
+  // httplib's default also sets SO_REUSEPORT, which lets a second server bind the same port and
+  // silently take half the connections: keep only SO_REUSEADDR (restart without waiting out TIME_WAIT).
+  http_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  http_->set_tcp_nodelay(true);  // stream each token's chunk now, not when Nagle's algorithm lets it
+  http_->Get("/", routes->guarded(&Routes::page));
+  http_->Get("/health", routes->guarded(&Routes::health));
+  http_->Get("/metrics", routes->guarded(&Routes::metrics));
+  http_->Get("/v1/models", routes->guarded(&Routes::models));
+  http_->Get("/v1/models/(.+)", routes->guarded(&Routes::model));
+  http_->Post("/tokenize", routes->guarded_post(&Routes::tokenize));
+  http_->Post("/detokenize", routes->guarded_post(&Routes::detokenize));
+  http_->Post("/v1/completions", routes->guarded_post(&Routes::completions));
+  http_->Post("/v1/chat/completions", routes->guarded_post(&Routes::chat_completions));
+  http_->set_error_handler(httplib::Server::HandlerWithResponse(
+      [routes](const httplib::Request& req, httplib::Response& res) { return routes->error_page(req, res); }));
+  http_->set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "unknown error";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    send_error(res, ApiError(500, what, {}, {}, "server_error"));
+  });
+}
+
+HttpServer::~HttpServer() { stop(); }
+
+int HttpServer::bind() {
+  int port = options_.port;
+  if (port == 0)
+    port = http_->bind_to_any_port(options_.host);
+  else if (!http_->bind_to_port(options_.host, port))
+    port = -1;
+  if (port < 0)
+    fail("cannot listen on ", options_.host, ":", options_.port,
+         " (is the address valid and the port free? --port 0 picks a free one)");
+  return port;
+}
+
+void HttpServer::listen() {
+  listening_ = true;
+  if (!stopping_) http_->listen_after_bind();
+  listen_returned_ = true;
+}
+
+void HttpServer::stop() {
+  stopping_ = true;
+  std::set<uint64_t> ids;
+  {
+    std::lock_guard lock(mutex_);
+    ids = in_flight_;
+  }
+  for (uint64_t id : ids) scheduler_.cancel(id);
+  // httplib's stop() does nothing before its accept loop runs: wait for that (or for listen() to
+  // have returned) so a stop() racing a starting listen() is not lost.
+  if (listening_ && !http_stopped_.exchange(true)) {
+    while (!http_->is_running() && !listen_returned_) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    http_->stop();
+  }
+}
+
+bool HttpServer::track(uint64_t id) {
+  std::lock_guard lock(mutex_);
+  if (stopping_) return false;
+  in_flight_.insert(id);
+  return true;
+}
+
+void HttpServer::untrack(uint64_t id) {
+  std::lock_guard lock(mutex_);
+  in_flight_.erase(id);
+}
+
+}  // namespace baichuan::server

@@ -1,0 +1,388 @@
+#include "server/openai_api.h"
+
+#include <algorithm>
+#include <cmath>
+#include <ctime>
+#include <limits>
+#include <random>
+
+namespace baichuan::server {
+
+using nlohmann::json;
+
+ApiError::ApiError(int status_code, const std::string& message, std::string param_name, std::string error_code,
+                   std::string error_type)
+    : Error(message),
+      status(status_code),
+      param(std::move(param_name)),
+      code(std::move(error_code)),
+      type(std::move(error_type)) {}
+
+json error_body(const std::string& message, const std::string& type, const std::string& param,
+                const std::string& code) {
+  return {{"error",
+           {{"message", message},
+            {"type", type},
+            {"param", param.empty() ? json(nullptr) : json(param)},
+            {"code", code.empty() ? json(nullptr) : json(code)}}}};
+}
+
+json error_body(const ApiError& e) { return error_body(e.what(), e.type, e.param, e.code); }
+
+json parse_json_body(std::string_view body) {
+  try {
+    return json::parse(body.begin(), body.end());
+  } catch (const json::exception& e) {
+    // nlohmann's message says where and why (including "invalid UTF-8 byte").
+    throw ApiError(400, cat("the request body is not valid JSON: ", e.what()), {}, "invalid_json");
+  }
+}
+
+std::string dump_json(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+namespace {
+
+// A field that is present and not null (OpenAI clients send null for "unset").
+const json* field(const json& body, const char* name) {
+  auto it = body.find(name);
+  if (it == body.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+[[noreturn]] void bad_field(const std::string& name, const std::string& message) {
+  throw ApiError(400, cat("'", name, "' ", message), name);
+}
+
+int64_t integer_field(const json& j, const std::string& name) {
+  if (j.is_number_unsigned()) {
+    const auto v = j.get<uint64_t>();
+    return v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ? std::numeric_limits<int64_t>::max()
+                                                                          : static_cast<int64_t>(v);
+  }
+  if (!j.is_number_integer()) bad_field(name, cat("must be an integer, got a JSON ", j.type_name()));
+  return j.get<int64_t>();
+}
+
+double number_field(const json& j, const std::string& name) {
+  if (!j.is_number()) bad_field(name, cat("must be a number, got a JSON ", j.type_name()));
+  const double v = j.get<double>();
+  if (!std::isfinite(v)) bad_field(name, "must be a finite number");
+  return v;
+}
+
+bool bool_field(const json& j, const std::string& name) {
+  if (!j.is_boolean()) bad_field(name, cat("must be true or false, got a JSON ", j.type_name()));
+  return j.get<bool>();
+}
+
+const std::string& string_field(const json& j, const std::string& name) {
+  if (!j.is_string()) bad_field(name, cat("must be a string, got a JSON ", j.type_name()));
+  return j.get_ref<const std::string&>();
+}
+
+// OpenAI content: a string, or an array of parts of which only {"type": "text", "text": ...} is
+// understood here (the model reads text only).
+std::string message_content(const json& j, const std::string& name) {
+  if (j.is_null()) return {};
+  if (j.is_string()) return j.get<std::string>();
+  if (!j.is_array()) bad_field(name, cat("must be a string or an array of text parts, got a JSON ", j.type_name()));
+  std::string text;
+  for (size_t i = 0; i < j.size(); ++i) {
+    const std::string part = cat(name, "[", i, "]");
+    const json& p = j[i];
+    if (!p.is_object())
+      bad_field(part, cat("must be an object {\"type\": \"text\", \"text\": ...}, got a JSON ", p.type_name()));
+    const json* type = field(p, "type");
+    if (!type || !type->is_string() || type->get<std::string>() != "text")
+      bad_field(part + ".type", "must be \"text\": this model reads text only");
+    const json* t = field(p, "text");
+    if (!t) bad_field(part + ".text", "is required");
+    text += string_field(*t, part + ".text");
+  }
+  return text;
+}
+
+std::vector<ChatMessage> parse_messages(const json& body) {
+  const json* messages = field(body, "messages");
+  if (!messages) throw ApiError(400, "'messages' is required: an array of {\"role\", \"content\"} objects", "messages");
+  if (!messages->is_array())
+    bad_field("messages",
+              cat("must be an array of {\"role\", \"content\"} objects, got a JSON ", messages->type_name()));
+  if (messages->empty()) bad_field("messages", "must not be empty");
+  std::vector<ChatMessage> out;
+  for (size_t i = 0; i < messages->size(); ++i) {
+    const std::string name = cat("messages[", i, "]");
+    const json& m = (*messages)[i];
+    if (!m.is_object()) bad_field(name, cat("must be an object {\"role\", \"content\"}, got a JSON ", m.type_name()));
+    const json* role = field(m, "role");
+    if (!role) bad_field(name + ".role", "is required");
+    ChatMessage msg;
+    msg.role = string_field(*role, name + ".role");
+    if (msg.role == "developer") msg.role = "system";  // OpenAI's newer name for the system message
+    if (msg.role != "system" && msg.role != "user" && msg.role != "assistant")
+      bad_field(name + ".role", cat("is \"", msg.role, "\"; expected \"system\", \"user\" or \"assistant\""));
+    if (msg.role == "system" && i != 0) bad_field(name + ".role", "is \"system\", but only the first message may be");
+    if (!m.contains("content")) bad_field(name + ".content", "is required");
+    msg.content = message_content(m["content"], name + ".content");
+    out.push_back(std::move(msg));
+  }
+  return out;
+}
+
+void parse_prompt(const json& body, CompletionRequest& r) {
+  const json* prompt = field(body, "prompt");
+  if (!prompt) throw ApiError(400, "'prompt' is required: a string", "prompt");
+  if (prompt->is_string()) {
+    r.prompt = prompt->get<std::string>();
+    return;
+  }
+  if (!prompt->is_array())
+    bad_field("prompt", cat("must be a string or an array of token ids, got a JSON ", prompt->type_name()));
+  if (prompt->size() == 1 && (*prompt)[0].is_string()) {  // a batch of one
+    r.prompt = (*prompt)[0].get<std::string>();
+    return;
+  }
+  std::vector<int32_t> ids;
+  for (size_t i = 0; i < prompt->size(); ++i) {
+    const json& id = (*prompt)[i];
+    if (id.is_string()) bad_field("prompt", "holds several prompts; only one prompt per request is supported");
+    const int64_t v = integer_field(id, cat("prompt[", i, "]"));
+    if (v < 0 || v > std::numeric_limits<int32_t>::max())
+      bad_field(cat("prompt[", i, "]"), cat("is not a token id: ", v));
+    ids.push_back(static_cast<int32_t>(v));
+  }
+  r.prompt_ids = std::move(ids);
+}
+
+std::vector<std::string> parse_stop(const json& j) {
+  constexpr size_t kMaxStops = 16;
+  std::vector<std::string> stop;
+  if (j.is_string()) {
+    stop.push_back(j.get<std::string>());
+  } else if (j.is_array()) {
+    for (size_t i = 0; i < j.size(); ++i) stop.push_back(string_field(j[i], cat("stop[", i, "]")));
+  } else {
+    bad_field("stop", cat("must be a string or an array of strings, got a JSON ", j.type_name()));
+  }
+  if (stop.size() > kMaxStops)
+    bad_field("stop", cat("has ", stop.size(), " strings; at most ", kMaxStops, " are allowed"));
+  for (const auto& s : stop)
+    if (s.empty()) bad_field("stop", "must not contain an empty string");
+  return stop;
+}
+
+}  // namespace
+
+CompletionRequest parse_completion_request(const json& body, Endpoint endpoint, const GenerationConfig& defaults) {
+  if (!body.is_object())
+    throw ApiError(400, cat("the request body must be a JSON object, got a JSON ", body.type_name()));
+  CompletionRequest r;
+  r.endpoint = endpoint;
+  if (endpoint == Endpoint::ChatCompletions)
+    r.messages = parse_messages(body);
+  else
+    parse_prompt(body, r);
+
+  if (const json* m = field(body, "model")) string_field(*m, "model");  // any name serves the one model
+  for (const char* name : {"max_tokens", "max_completion_tokens"}) {
+    if (const json* j = field(body, name)) {
+      const int64_t v = integer_field(*j, name);
+      if (v < 0) bad_field(name, cat("must be >= 0, got ", v));
+      r.max_tokens = v;
+    }
+  }
+  if (const json* j = field(body, "n")) {
+    const int64_t n = integer_field(*j, "n");
+    if (n != 1) bad_field("n", cat("must be 1: one choice per request is supported, got ", n));
+  }
+  if (const json* j = field(body, "stream")) r.stream = bool_field(*j, "stream");
+  if (const json* j = field(body, "stream_options")) {
+    if (!j->is_object()) bad_field("stream_options", cat("must be an object, got a JSON ", j->type_name()));
+    if (const json* u = field(*j, "include_usage")) r.include_usage = bool_field(*u, "stream_options.include_usage");
+  }
+  if (const json* j = field(body, "stop")) r.stop = parse_stop(*j);
+  if (const json* j = field(body, "ignore_eos")) r.ignore_eos = bool_field(*j, "ignore_eos");
+
+  SamplingParams& s = r.sampling;
+  s = SamplingParams::from(defaults);
+  if (const json* j = field(body, "temperature")) {
+    const double t = number_field(*j, "temperature");
+    if (t < 0) bad_field("temperature", cat("must be >= 0, got ", t));
+    if (t == 0) {
+      s.greedy = true;
+      s.repetition_penalty = 1.0f;  // plain arg-max unless the request asks for a penalty below
+    } else {
+      s.greedy = false;
+      s.temperature = static_cast<float>(t);
+    }
+  }
+  if (const json* j = field(body, "top_p")) {
+    const double p = number_field(*j, "top_p");
+    if (!(p > 0 && p <= 1)) bad_field("top_p", cat("must be in (0, 1], got ", p));
+    s.top_p = static_cast<float>(p);
+  }
+  if (const json* j = field(body, "top_k")) {
+    const int64_t k = integer_field(*j, "top_k");
+    if (k < 0) bad_field("top_k", cat("must be >= 0 (0 = off), got ", k));
+    s.top_k = k;
+  }
+  if (const json* j = field(body, "repetition_penalty")) {
+    const double p = number_field(*j, "repetition_penalty");
+    if (!(p > 0)) bad_field("repetition_penalty", cat("must be > 0 (1 = off), got ", p));
+    s.repetition_penalty = static_cast<float>(p);
+  }
+  for (const char* name : {"frequency_penalty", "presence_penalty"}) {
+    if (const json* j = field(body, name)) {
+      if (number_field(*j, name) != 0)
+        bad_field(name, "is not supported (only 0); use repetition_penalty, the penalty Baichuan 2 was tuned with");
+    }
+  }
+  if (const json* j = field(body, "seed")) {
+    if (j->is_number_unsigned())
+      s.seed = j->get<uint64_t>();
+    else
+      s.seed = static_cast<uint64_t>(integer_field(*j, "seed"));
+    r.seeded = true;
+  }
+  try {
+    s.validate();
+  } catch (const Error& e) {  // kept as a safety net: the checks above should have caught it
+    throw ApiError(400, e.what());
+  }
+  return r;
+}
+
+PlannedGeneration plan_generation(const CompletionRequest& request, const Tokenizer& tokenizer,
+                                  const ChatTemplateConfig& chat, int64_t default_max_tokens, int64_t context) {
+  PlannedGeneration plan;
+  const int64_t wanted = request.max_tokens.value_or(default_max_tokens);
+  const char* what = "prompt";
+  if (request.endpoint == Endpoint::ChatCompletions) {
+    what = "messages";
+    // The official template drops old rounds to leave room for max_new_tokens; a smaller max_tokens
+    // leaves more history, a larger one never less than the model's own default budget.
+    ChatTemplateConfig c = chat;
+    c.max_new_tokens = std::min(wanted, chat.max_new_tokens);
+    try {
+      plan.prompt = build_chat_input(tokenizer, request.messages, c);
+    } catch (const Error& e) {
+      throw ApiError(400, e.what(), "messages");
+    }
+  } else if (request.prompt_ids) {
+    plan.prompt = *request.prompt_ids;
+    const int32_t vocab = tokenizer.vocab_size();
+    for (int32_t id : plan.prompt)
+      if (id < 0 || id >= vocab)
+        bad_field("prompt", cat("holds token id ", id, ", outside the vocabulary [0, ", vocab, ")"));
+  } else {
+    plan.prompt = tokenizer.encode(request.prompt);
+  }
+  const auto n = static_cast<int64_t>(plan.prompt.size());
+  if (n == 0) bad_field(what, "is empty: there is nothing to continue from");
+  if (n >= context)
+    throw ApiError(400,
+                   cat("the prompt has ", n, " tokens but the context is ", context,
+                       " tokens, which must hold the prompt and at least one generated token: shorten the ", what,
+                       " (or start the server with a larger --ctx)"),
+                   what, "context_length_exceeded");
+
+  plan.options.max_new_tokens = std::min(wanted, context - n);
+  plan.options.ignore_eos = request.ignore_eos;
+  plan.options.sampling = request.sampling;
+  plan.options.stop = request.stop;
+  return plan;
+}
+
+ResponseMeta new_response_meta(Endpoint endpoint, const std::string& model) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  ResponseMeta meta;
+  meta.id = endpoint == Endpoint::ChatCompletions ? "chatcmpl-" : "cmpl-";
+  for (int i = 0; i < 24; ++i) meta.id += kHex[rng() % 16];
+  meta.created = static_cast<int64_t>(std::time(nullptr));
+  meta.model = model;
+  return meta;
+}
+
+json usage_json(int64_t prompt_tokens, int64_t completion_tokens) {
+  return {{"prompt_tokens", prompt_tokens},
+          {"completion_tokens", completion_tokens},
+          {"total_tokens", prompt_tokens + completion_tokens}};
+}
+
+namespace {
+
+json envelope(const ResponseMeta& meta, const char* object) {
+  return {{"id", meta.id}, {"object", object}, {"created", meta.created}, {"model", meta.model}};
+}
+
+}  // namespace
+
+json completion_json(Endpoint endpoint, const ResponseMeta& meta, const std::string& text,
+                     const std::string& finish_reason, int64_t prompt_tokens, int64_t completion_tokens) {
+  const bool chat = endpoint == Endpoint::ChatCompletions;
+  json out = envelope(meta, chat ? "chat.completion" : "text_completion");
+  json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_reason}};
+  if (chat)
+    choice["message"] = {{"role", "assistant"}, {"content", text}};
+  else
+    choice["text"] = text;
+  out["choices"] = json::array({choice});
+  out["usage"] = usage_json(prompt_tokens, completion_tokens);
+  return out;
+}
+
+json chunk_json(Endpoint endpoint, const ResponseMeta& meta, const std::optional<std::string>& role,
+                const std::optional<std::string>& content, const std::string& finish_reason, bool include_usage) {
+  const bool chat = endpoint == Endpoint::ChatCompletions;
+  json out = envelope(meta, chat ? "chat.completion.chunk" : "text_completion");
+  json choice = {{"index", 0},
+                 {"logprobs", nullptr},
+                 {"finish_reason", finish_reason.empty() ? json(nullptr) : json(finish_reason)}};
+  if (chat) {
+    json delta = json::object();
+    if (role) delta["role"] = *role;
+    if (content) delta["content"] = *content;
+    choice["delta"] = delta;
+  } else {
+    choice["text"] = content.value_or("");
+  }
+  out["choices"] = json::array({choice});
+  if (include_usage) out["usage"] = nullptr;  // OpenAI: null on every chunk but the usage chunk
+  return out;
+}
+
+json usage_chunk_json(Endpoint endpoint, const ResponseMeta& meta, int64_t prompt_tokens, int64_t completion_tokens) {
+  json out = envelope(meta, endpoint == Endpoint::ChatCompletions ? "chat.completion.chunk" : "text_completion");
+  out["choices"] = json::array();
+  out["usage"] = usage_json(prompt_tokens, completion_tokens);
+  return out;
+}
+
+std::string sse_event(const json& data) { return "data: " + dump_json(data) + "\n\n"; }
+
+std::string parse_tokenize_request(const json& body) {
+  if (!body.is_object())
+    throw ApiError(400, cat("the request body must be a JSON object, got a JSON ", body.type_name()));
+  const json* content = field(body, "content");
+  if (!content) throw ApiError(400, "'content' is required: the text to tokenize", "content");
+  return string_field(*content, "content");
+}
+
+std::vector<int32_t> parse_detokenize_request(const json& body, int64_t vocab_size) {
+  if (!body.is_object())
+    throw ApiError(400, cat("the request body must be a JSON object, got a JSON ", body.type_name()));
+  const json* tokens = field(body, "tokens");
+  if (!tokens) throw ApiError(400, "'tokens' is required: an array of token ids", "tokens");
+  if (!tokens->is_array()) bad_field("tokens", cat("must be an array of token ids, got a JSON ", tokens->type_name()));
+  std::vector<int32_t> ids;
+  for (size_t i = 0; i < tokens->size(); ++i) {
+    const std::string name = cat("tokens[", i, "]");
+    const int64_t id = integer_field((*tokens)[i], name);
+    if (id < 0 || id >= vocab_size) bad_field(name, cat("is ", id, ", outside the vocabulary [0, ", vocab_size, ")"));
+    ids.push_back(static_cast<int32_t>(id));
+  }
+  return ids;
+}
+
+}  // namespace baichuan::server

@@ -1,0 +1,560 @@
+// The HTTP server in-process on a free port, against the tiny reference model (random weights: the
+// text is noise, so answers are kept a few tokens long), through httplib::Client and raw sockets.
+#include "server/http_server.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "generate/generator.h"
+#include "server/scheduler.h"
+#include "shared_data.h"
+#include "tokenizer/chat_template.h"
+
+namespace baichuan::server {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+// A server on its own thread for the length of a test.
+struct RunningServer {
+  RunningServer(Model& model, ThreadPool& pool, SchedulerOptions so, ServerOptions options)
+      : scheduler(model, pool, so), http(scheduler, std::move(options)) {
+    port = http.bind();
+    thread = std::thread([this] { http.listen(); });
+  }
+  ~RunningServer() {
+    http.stop();
+    thread.join();
+  }
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(120, 0);  // AddressSanitizer builds are slow
+    return c;
+  }
+  Scheduler scheduler;
+  HttpServer http;
+  int port = 0;
+  std::thread thread;
+};
+
+// Polls `condition` for up to `limit`.
+template <typename F>
+bool eventually(F&& condition, std::chrono::milliseconds limit = 10s) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return condition();
+}
+
+// A raw HTTP connection: what a client that vanishes mid-answer looks like.
+class RawConnection {
+ public:
+  explicit RawConnection(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok_ = fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  ~RawConnection() { close(); }
+  bool send_all(const std::string& s) {
+    return ok_ && ::send(fd_, s.data(), s.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(s.size());
+  }
+  bool post(const std::string& path, const std::string& body) {
+    std::ostringstream r;
+    r << "POST " << path
+      << " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: " << body.size()
+      << "\r\n\r\n"
+      << body;
+    const std::string s = r.str();
+    return ok_ && ::send(fd_, s.data(), s.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(s.size());
+  }
+  std::string read_some() {
+    char buf[4096];
+    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+  }
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+  bool ok_ = false;
+};
+
+// The data payloads of an SSE body, checking the framing on the way.
+std::vector<std::string> sse_payloads(const std::string& body) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos < body.size()) {
+    size_t end = body.find("\n\n", pos);
+    EXPECT_NE(end, std::string::npos) << "unterminated event at " << pos;
+    if (end == std::string::npos) break;
+    std::string event = body.substr(pos, end - pos);
+    EXPECT_EQ(event.rfind("data: ", 0), 0u) << event;
+    out.push_back(event.substr(6));
+    pos = end + 2;
+  }
+  return out;
+}
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const std::string path = testing::shared_path("reference/b2-7b-tiny");
+    if (!file_exists(path + "/config.json")) return;
+    model_ = load_model(path).release();
+  }
+  static void TearDownTestSuite() {
+    delete model_;
+    model_ = nullptr;
+  }
+  void SetUp() override {
+    REQUIRE_SHARED(testing::shared_path("reference/b2-7b-tiny/config.json"));
+    ASSERT_NE(model_, nullptr);
+  }
+
+  ServerOptions server_options() const {
+    ServerOptions o;
+    o.host = "127.0.0.1";
+    o.port = 0;
+    o.model_name = "tiny";
+    o.chat = {model_->config().model_max_length, model_->generation().max_new_tokens,
+              model_->generation().user_token_id, model_->generation().assistant_token_id};
+    o.default_max_tokens = model_->generation().max_new_tokens;
+    o.max_body_bytes = 64 * 1024;
+    return o;
+  }
+  std::unique_ptr<RunningServer> start(SchedulerOptions so = {2, 256, 4, 256}, ServerOptions o = {}) {
+    if (o.model_name == "baichuan") o = server_options();
+    return std::make_unique<RunningServer>(*model_, pool_, so, o);
+  }
+  static json post_json(httplib::Client& c, const std::string& path, const json& body, int expected_status = 200) {
+    auto res = c.Post(path.c_str(), body.dump(), "application/json");
+    EXPECT_TRUE(res) << "no answer from " << path;
+    if (!res) return json();
+    EXPECT_EQ(res->status, expected_status) << res->body;
+    return json::parse(res->body);
+  }
+  // Status and error message of a raw body.
+  static std::pair<int, std::string> post_raw(httplib::Client& c, const std::string& path, const std::string& body) {
+    auto res = c.Post(path.c_str(), body, "application/json");
+    if (!res) return {-1, ""};
+    json j = json::parse(res->body, nullptr, false);
+    std::string message = j.is_object() && j.contains("error") ? j["error"]["message"].get<std::string>() : res->body;
+    return {res->status, message};
+  }
+  static void expect_healthy(httplib::Client& c) {
+    auto res = c.Get("/health");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200);
+    EXPECT_EQ(json::parse(res->body), (json{{"status", "ok"}}));
+  }
+
+  static Model* model_;
+  static ThreadPool pool_;
+};
+
+Model* HttpServerTest::model_ = nullptr;
+ThreadPool HttpServerTest::pool_{2};
+
+TEST_F(HttpServerTest, ChatAnswerCountsTokens) {
+  auto server = start();
+  auto c = server->client();
+  json body = {{"model", "whatever"},
+               {"messages", {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "你好"}}}},
+               {"max_tokens", 4},
+               {"temperature", 0}};
+  json r = post_json(c, "/v1/chat/completions", body);
+  EXPECT_EQ(r["object"], "chat.completion");
+  EXPECT_EQ(r["model"], "tiny");
+  EXPECT_EQ(r["id"].get<std::string>().rfind("chatcmpl-", 0), 0u);
+  EXPECT_TRUE(r["created"].is_number_integer());
+  ASSERT_EQ(r["choices"].size(), 1u);
+  EXPECT_EQ(r["choices"][0]["index"], 0);
+  EXPECT_EQ(r["choices"][0]["message"]["role"], "assistant");
+  EXPECT_TRUE(r["choices"][0]["message"]["content"].is_string());
+  const auto prompt =
+      build_chat_input(model_->tokenizer(), {{"system", "Be brief."}, {"user", "你好"}}, server->http.options().chat);
+  EXPECT_EQ(r["usage"]["prompt_tokens"], prompt.size());
+  const int64_t completion = r["usage"]["completion_tokens"];
+  EXPECT_LE(completion, 4);
+  EXPECT_EQ(r["usage"]["total_tokens"], static_cast<int64_t>(prompt.size()) + completion);
+  EXPECT_EQ(r["choices"][0]["finish_reason"], completion == 4 ? "length" : "stop");
+
+  // ignore_eos makes the length limit certain.
+  body["ignore_eos"] = true;
+  body["max_tokens"] = 3;
+  json l = post_json(c, "/v1/chat/completions", body);
+  EXPECT_EQ(l["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(l["usage"]["completion_tokens"], 3);
+  expect_healthy(c);
+}
+
+TEST_F(HttpServerTest, GreedyCompletionEqualsTheGenerator) {
+  const std::string prompt = "The capital of France is";
+  const auto ids = model_->tokenizer().encode(prompt);
+  GenerateOptions o;
+  o.max_new_tokens = 8;
+  o.sampling.greedy = true;
+  GenerateResult expected;
+  {
+    Generator generator(*model_, pool_, 64);
+    expected = generator.generate(ids, o);
+  }
+  auto server = start();
+  auto c = server->client();
+  json r = post_json(c, "/v1/completions", {{"prompt", prompt}, {"max_tokens", 8}, {"temperature", 0}});
+  EXPECT_EQ(r["object"], "text_completion");
+  EXPECT_EQ(r["id"].get<std::string>().rfind("cmpl-", 0), 0u);
+  EXPECT_EQ(r["choices"][0]["text"], expected.text);
+  EXPECT_EQ(r["choices"][0]["finish_reason"], expected.finish_reason);
+  EXPECT_EQ(r["usage"]["prompt_tokens"], ids.size());
+  EXPECT_EQ(r["usage"]["completion_tokens"], expected.tokens.size());
+  // The same prompt as token ids.
+  json byids = post_json(c, "/v1/completions", {{"prompt", ids}, {"max_tokens", 8}, {"temperature", 0}});
+  EXPECT_EQ(byids["choices"][0]["text"], expected.text);
+}
+
+TEST_F(HttpServerTest, StreamingEqualsTheWholeAnswer) {
+  auto server = start();
+  auto c = server->client();
+  json body = {
+      {"messages", {{{"role", "user"}, {"content", "Tell me a story"}}}}, {"max_tokens", 6}, {"temperature", 0}};
+  json whole = post_json(c, "/v1/chat/completions", body);
+  body["stream"] = true;
+  body["stream_options"] = {{"include_usage", true}};
+  auto res = c.Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(res->get_header_value("Content-Type"), "text/event-stream");
+  auto payloads = sse_payloads(res->body);
+  ASSERT_GE(payloads.size(), 4u);
+  EXPECT_EQ(payloads.back(), "[DONE]");
+  std::string text, finish;
+  json usage;
+  for (size_t i = 0; i + 1 < payloads.size(); ++i) {
+    json chunk = json::parse(payloads[i]);  // every chunk is JSON
+    EXPECT_EQ(chunk["object"], "chat.completion.chunk");
+    EXPECT_EQ(chunk["id"], json::parse(payloads[0])["id"]);
+    if (chunk["choices"].empty()) {
+      usage = chunk["usage"];
+      continue;
+    }
+    const json& choice = chunk["choices"][0];
+    if (i == 0) {
+      EXPECT_EQ(choice["delta"]["role"], "assistant");
+    }
+    if (choice["delta"].contains("content")) text += choice["delta"]["content"].get<std::string>();
+    if (!choice["finish_reason"].is_null()) finish = choice["finish_reason"];
+  }
+  EXPECT_EQ(text, whole["choices"][0]["message"]["content"]);
+  EXPECT_EQ(finish, whole["choices"][0]["finish_reason"]);
+  EXPECT_EQ(usage, whole["usage"]);
+
+  // Completions stream text pieces.
+  auto cres = c.Post("/v1/completions",
+                     json{{"prompt", "Once"}, {"max_tokens", 5}, {"temperature", 0}, {"stream", true}}.dump(),
+                     "application/json");
+  ASSERT_TRUE(cres);
+  auto cp = sse_payloads(cres->body);
+  ASSERT_GE(cp.size(), 2u);
+  EXPECT_EQ(cp.back(), "[DONE]");
+  std::string ctext;
+  for (size_t i = 0; i + 1 < cp.size(); ++i) {
+    json chunk = json::parse(cp[i]);
+    EXPECT_EQ(chunk["object"], "text_completion");
+    ctext += chunk["choices"][0]["text"].get<std::string>();
+  }
+  json cwhole = post_json(c, "/v1/completions", {{"prompt", "Once"}, {"max_tokens", 5}, {"temperature", 0}});
+  EXPECT_EQ(ctext, cwhole["choices"][0]["text"]);
+}
+
+TEST_F(HttpServerTest, StopStringsEndTheAnswerAndAreLeftOut) {
+  auto server = start();
+  auto c = server->client();
+  json body = {{"prompt", "A list of fruits:"}, {"max_tokens", 12}, {"temperature", 0}, {"ignore_eos", true}};
+  const std::string text = post_json(c, "/v1/completions", body)["choices"][0]["text"];
+  // A stop string from the middle of the greedy answer: the piece of the 6th token.
+  const auto ids = model_->tokenizer().encode(text);
+  ASSERT_GE(ids.size(), 8u);
+  std::string stop;
+  for (size_t i = 5; i < ids.size() && stop.empty(); ++i) stop = model_->tokenizer().decode({ids[i]});
+  ASSERT_FALSE(stop.empty());
+  const size_t at = text.find(stop);
+  ASSERT_NE(at, std::string::npos);
+  body["stop"] = json::array({"never appears \x01", stop});
+  json r = post_json(c, "/v1/completions", body);
+  EXPECT_EQ(r["choices"][0]["text"], text.substr(0, at));
+  EXPECT_EQ(r["choices"][0]["finish_reason"], "stop");
+  body["stream"] = true;
+  auto res = c.Post("/v1/completions", body.dump(), "application/json");
+  ASSERT_TRUE(res);
+  std::string streamed;
+  for (const auto& p : sse_payloads(res->body))
+    if (p != "[DONE]") streamed += json::parse(p)["choices"][0]["text"].get<std::string>();
+  EXPECT_EQ(streamed, text.substr(0, at));
+}
+
+TEST_F(HttpServerTest, MalformedRequestsAre400s) {
+  auto server = start();
+  auto c = server->client();
+  const std::string chat = "/v1/chat/completions";
+  struct Case {
+    std::string path, body, needle;
+  };
+  const std::string m = R"("messages":[{"role":"user","content":"hi"}])";
+  const std::vector<Case> cases = {
+      {chat, "{not json", "not valid JSON"},
+      {chat, "", "not valid JSON"},
+      {chat, "{\"messages\":[{\"role\":\"user\",\"content\":\"\xc3\x28\"}]}", "not valid JSON"},  // invalid UTF-8
+      {chat, R"({"messages":5})", "messages"},
+      {chat, R"({"model":"x"})", "messages"},
+      {chat, R"({"messages":[{"role":"king","content":"hi"}]})", "messages[0].role"},
+      {chat, "{" + m + R"(,"max_tokens":"x"})", "max_tokens"},
+      {chat, "{" + m + R"(,"max_tokens":-3})", "max_tokens"},
+      {chat, "{" + m + R"(,"temperature":-1})", "temperature"},
+      {chat, "{" + m + R"(,"top_p":0})", "top_p"},
+      {chat, "{" + m + R"(,"top_p":1.01})", "top_p"},
+      {chat, "{" + m + R"(,"n":3})", "'n'"},
+      {chat, "{" + m + R"(,"stop":[1]})", "stop[0]"},
+      {chat, "{" + m + R"(,"frequency_penalty":1})", "frequency_penalty"},
+      {"/v1/completions", R"({"prompt":{}})", "prompt"},
+      {"/v1/completions", R"({"prompt":""})", "prompt"},
+      {"/v1/completions", R"({"prompt":[1, 999999]})", "999999"},
+      {"/tokenize", R"({"content":1})", "content"},
+      {"/detokenize", R"({"tokens":[-1]})", "tokens[0]"},
+  };
+  for (const auto& k : cases) {
+    auto [status, message] = post_raw(c, k.path, k.body);
+    EXPECT_EQ(status, 400) << k.path << " " << k.body << ": " << message;
+    EXPECT_NE(message.find(k.needle), std::string::npos) << k.body << ": " << message;
+  }
+  // Longer than the context (256): told how many tokens against how many.
+  std::vector<int32_t> long_prompt(300, 1000);
+  auto [status, message] = post_raw(c, "/v1/completions", json{{"prompt", long_prompt}, {"max_tokens", 2}}.dump());
+  EXPECT_EQ(status, 400);
+  EXPECT_NE(message.find("300 tokens"), std::string::npos) << message;
+  EXPECT_NE(message.find("256"), std::string::npos) << message;
+  std::string long_text;
+  for (int i = 0; i < 300; ++i) long_text += "apple ";
+  auto chat_long =
+      post_raw(c, chat, json{{"messages", {{{"role", "user"}, {"content", long_text}}}}, {"max_tokens", 2}}.dump());
+  EXPECT_EQ(chat_long.first, 400);
+  EXPECT_NE(chat_long.second.find("context"), std::string::npos) << chat_long.second;
+  // The error object has OpenAI's shape.
+  auto res = c.Post(chat.c_str(), R"({"messages":5})", "application/json");
+  ASSERT_TRUE(res);
+  json e = json::parse(res->body);
+  EXPECT_EQ(e["error"]["type"], "invalid_request_error");
+  EXPECT_EQ(e["error"]["param"], "messages");
+  EXPECT_TRUE(e["error"].contains("code"));
+  expect_healthy(c);
+  EXPECT_EQ(server->scheduler.stats().requests_total, 0);  // none of them reached the scheduler
+}
+
+TEST_F(HttpServerTest, RoutesLimitsAndSmallEndpoints) {
+  auto server = start();
+  auto c = server->client();
+  auto missing = c.Get("/v2/nothing");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_TRUE(json::parse(missing->body)["error"]["message"].is_string());
+  auto wrong = c.Get("/v1/chat/completions");
+  ASSERT_TRUE(wrong);
+  EXPECT_EQ(wrong->status, 405);
+  EXPECT_EQ(wrong->get_header_value("Allow"), "POST");
+  // Bodies over max_body_bytes (64 KiB here) are refused by httplib with 413, answered as JSON.
+  auto big = c.Post("/v1/completions", std::string(100 * 1024, 'x'), "application/json");
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->status, 413);
+  EXPECT_NE(json::parse(big->body)["error"]["message"].get<std::string>().find("65536"), std::string::npos);
+
+  // The same limit holds for a chunked body, which httplib itself does not count.
+  {
+    RawConnection raw(server->port);
+    ASSERT_TRUE(
+        raw.send_all("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n"));
+    const std::string piece(8192, ' ');
+    std::ostringstream chunk;
+    chunk << std::hex << piece.size() << "\r\n" << piece << "\r\n";
+    for (int i = 0; i < 12 && raw.send_all(chunk.str()); ++i) {
+    }
+    raw.send_all("0\r\n\r\n");
+    EXPECT_EQ(raw.read_some().rfind("HTTP/1.1 413", 0), 0u);
+  }
+
+  json models = json::parse(c.Get("/v1/models")->body);
+  EXPECT_EQ(models["object"], "list");
+  EXPECT_EQ(models["data"][0]["id"], "tiny");
+  EXPECT_EQ(models["data"][0]["object"], "model");
+  EXPECT_EQ(json::parse(c.Get("/v1/models/tiny")->body), models["data"][0]);
+  EXPECT_EQ(c.Get("/v1/models/gpt-4")->status, 404);
+
+  json tokens = post_json(c, "/tokenize", {{"content", "你是谁?"}});
+  EXPECT_EQ(tokens["tokens"], model_->tokenizer().encode("你是谁?"));
+  json text = post_json(c, "/detokenize", {{"tokens", tokens["tokens"]}});
+  EXPECT_EQ(text["content"], "你是谁?");
+  // A lone byte-fallback token decodes to invalid UTF-8: still a JSON answer.
+  int32_t byte_token = -1;
+  for (int32_t id = 0; id < model_->tokenizer().vocab_size() && byte_token < 0; ++id)
+    if (model_->tokenizer().type(id) == PieceType::Byte && model_->tokenizer().piece(id) == "<0xE4>") byte_token = id;
+  if (byte_token >= 0) post_json(c, "/detokenize", {{"tokens", {byte_token}}});
+
+  post_json(c, "/v1/completions", {{"prompt", "hi"}, {"max_tokens", 2}});
+  auto metrics = c.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_NE(metrics->body.find("# TYPE baichuan_requests_total counter\nbaichuan_requests_total 1\n"),
+            std::string::npos)
+      << metrics->body;
+  for (const char* name : {"baichuan_requests_active", "baichuan_queue_depth", "baichuan_prompt_tokens_total",
+                           "baichuan_generated_tokens_total", "baichuan_tokens_per_second"})
+    EXPECT_NE(metrics->body.find(std::string("\n") + name + " "), std::string::npos) << name;
+
+  auto page = c.Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 200);
+  for (const char* part : {"id=\"prompt\"", "id=\"send\"", "id=\"messages\"", "id=\"reset\"", "id=\"api-key\"",
+                           "id=\"max-tokens\"", "/v1/chat/completions", "streaming", "data-finish-reason"})
+    EXPECT_NE(page->body.find(part), std::string::npos) << part;
+  EXPECT_EQ(page->body.find("http://"), std::string::npos);  // nothing fetched from elsewhere
+  EXPECT_EQ(page->body.find("https://"), std::string::npos);
+  expect_healthy(c);
+}
+
+TEST_F(HttpServerTest, ApiKeyGuardsTheApiButNotThePage) {
+  ServerOptions o = server_options();
+  o.api_key = "sesame";
+  auto server = start({1, 128, 2, 256}, o);
+  auto c = server->client();
+  const json body = {{"prompt", "hi"}, {"max_tokens", 1}};
+  for (const char* path : {"/v1/completions", "/tokenize"}) {
+    auto none = c.Post(path, body.dump(), "application/json");
+    ASSERT_TRUE(none);
+    EXPECT_EQ(none->status, 401) << path;
+    EXPECT_EQ(json::parse(none->body)["error"]["type"], "authentication_error");
+  }
+  EXPECT_EQ(c.Get("/v1/models")->status, 401);
+  EXPECT_EQ(c.Get("/metrics")->status, 401);
+  EXPECT_EQ(c.Get("/")->status, 200);
+  expect_healthy(c);
+
+  httplib::Headers wrong = {{"Authorization", "Bearer open"}};
+  EXPECT_EQ(c.Post("/v1/completions", wrong, body.dump(), "application/json")->status, 401);
+  httplib::Headers right = {{"Authorization", "Bearer sesame"}};
+  auto ok = c.Post("/v1/completions", right, body.dump(), "application/json");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200) << ok->body;
+  EXPECT_EQ(c.Get("/v1/models", right)->status, 200);
+  EXPECT_EQ(c.Get("/metrics", right)->status, 200);
+}
+
+TEST_F(HttpServerTest, FullQueueIs503WithRetryAfter) {
+  auto server = start({1, 4096, 1, 256});
+  const std::string long_stream =
+      json{{"prompt", "hi"}, {"max_tokens", 4000}, {"ignore_eos", true}, {"stream", true}}.dump();
+  RawConnection running(server->port), waiting(server->port);
+  ASSERT_TRUE(running.post("/v1/completions", long_stream));
+  ASSERT_TRUE(eventually([&] { return server->scheduler.stats().requests_active == 1; }));
+  ASSERT_TRUE(waiting.post("/v1/completions", long_stream));
+  ASSERT_TRUE(eventually([&] { return server->scheduler.stats().queue_depth == 1; }));
+  auto c = server->client();
+  auto res = c.Post("/v1/completions", json{{"prompt", "hi"}, {"max_tokens", 1}}.dump(), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 503);
+  EXPECT_FALSE(res->get_header_value("Retry-After").empty());
+  EXPECT_TRUE(json::parse(res->body)["error"]["message"].is_string());
+  // Both clients leave: their requests end and the server takes new work.
+  running.close();
+  waiting.close();
+  EXPECT_TRUE(eventually([&] {
+    auto s = server->scheduler.stats();
+    return s.requests_active == 0 && s.queue_depth == 0;
+  }));
+  post_json(c, "/v1/completions", {{"prompt", "hi"}, {"max_tokens", 1}});
+  expect_healthy(c);
+}
+
+TEST_F(HttpServerTest, ClientLeavingMidStreamFreesItsSlot) {
+  auto server = start({1, 4096, 1, 256});
+  RawConnection client(server->port);
+  ASSERT_TRUE(client.post("/v1/chat/completions", json{{"messages", {{{"role", "user"}, {"content", "hi"}}}},
+                                                       {"max_tokens", 4000},
+                                                       {"ignore_eos", true},
+                                                       {"stream", true}}
+                                                      .dump()));
+  ASSERT_FALSE(client.read_some().empty());  // the answer has started
+  ASSERT_TRUE(eventually([&] {
+    auto s = server->scheduler.stats();
+    return s.requests_active == 1 && s.generated_tokens_total > 0;
+  }));
+  client.close();
+  EXPECT_TRUE(eventually([&] { return server->scheduler.stats().requests_active == 0; }, 5s));
+  EXPECT_LT(server->scheduler.stats().generated_tokens_total, 4000);
+  auto c = server->client();
+  expect_healthy(c);
+}
+
+TEST_F(HttpServerTest, ClientLeavingTheQueueIsDropped) {
+  auto server = start({1, 4096, 2, 256});
+  const std::string long_stream =
+      json{{"prompt", "hi"}, {"max_tokens", 4000}, {"ignore_eos", true}, {"stream", true}}.dump();
+  RawConnection running(server->port), waiting(server->port);
+  ASSERT_TRUE(running.post("/v1/completions", long_stream));
+  ASSERT_TRUE(eventually([&] { return server->scheduler.stats().requests_active == 1; }));
+  ASSERT_TRUE(waiting.post("/v1/completions", long_stream));
+  ASSERT_TRUE(eventually([&] { return server->scheduler.stats().queue_depth == 1; }));
+  waiting.close();
+  EXPECT_TRUE(eventually([&] { return server->scheduler.stats().queue_depth == 0; }, 5s));
+  EXPECT_EQ(server->scheduler.stats().requests_active, 1);  // the running one goes on
+  running.close();
+  EXPECT_TRUE(eventually([&] { return server->scheduler.stats().requests_active == 0; }, 5s));
+}
+
+TEST_F(HttpServerTest, APortInUseIsAnError) {
+  auto server = start();
+  ServerOptions o = server_options();
+  o.port = server->port;
+  HttpServer second(server->scheduler, o);
+  EXPECT_THROW(second.bind(), Error);  // no SO_REUSEPORT: two servers never share a port
+  auto c = server->client();
+  expect_healthy(c);
+}
+
+TEST_F(HttpServerTest, StopEndsRequestsInFlight) {
+  auto server = start({1, 4096, 2, 256});
+  std::thread waiting([&] {
+    auto c = server->client();
+    auto res = c.Post("/v1/completions", json{{"prompt", "hi"}, {"max_tokens", 4000}, {"ignore_eos", true}}.dump(),
+                      "application/json");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 503);
+  });
+  ASSERT_TRUE(eventually([&] { return server->scheduler.stats().requests_active == 1; }));
+  const auto start_stop = std::chrono::steady_clock::now();
+  server.reset();  // stop(): cancels the generation, its handler answers, listen() returns
+  EXPECT_LT(std::chrono::steady_clock::now() - start_stop, 10s);
+  waiting.join();
+}
+
+}  // namespace
+}  // namespace baichuan::server
