@@ -38,10 +38,12 @@ inline __m128i load16(const std::byte* p) { return _mm_loadu_si128(reinterpret_c
 
 // Decoding streams each weight once from memory: ask for the lines a few blocks ahead, so the
 // loads find them in cache (the hardware prefetcher alone leaves one thread short of bandwidth).
+// `Stream` is set when the tokens fit in one tile (decoding, also batched): then every weight is used
+// once per pass and comes from memory, not from L2.
 constexpr size_t kPrefetchAhead = 1024;
-template <int T>
+template <bool Stream>
 inline void prefetch_block(const std::byte* block, size_t bytes) {
-  if constexpr (T == 1)
+  if constexpr (Stream)
     for (size_t line = 0; line < bytes; line += 64)
       _mm_prefetch(reinterpret_cast<const char*>(block + kPrefetchAhead + line), _MM_HINT_T0);
 }
@@ -58,7 +60,7 @@ inline __m256i maddubs_chunks(const __m256i* w, const int8_t* a) {
 // Q4_0: x = d * (q - 8) with q unsigned 4-bit, so sum((q - 8) * a) = sum(q * a) - 8 * sum(a): the
 // unsigned quants go straight into maddubs, and the offset costs one FMA with s = d_a * sum(a).
 // Eight maddubs results add up in int16 without overflow: 8 * 2 * 15 * 127 < 32768.
-template <int T>
+template <int T, bool Stream>
 void q4_0_tile(const std::byte* group, const ActBlock32* act, int64_t nb, float* y, int64_t y_stride) {
   constexpr size_t kBlock = kScaleBytes + 128;
   const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
@@ -66,7 +68,7 @@ void q4_0_tile(const std::byte* group, const ActBlock32* act, int64_t nb, float*
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const std::byte* block = group + static_cast<size_t>(b) * kBlock;
-    prefetch_block<T>(block, kBlock);
+    prefetch_block<Stream>(block, kBlock);
     const __m256 dw = load_scales(block);
     __m256i w[8];
     for (int c = 0; c < 4; ++c) {
@@ -86,7 +88,7 @@ void q4_0_tile(const std::byte* group, const ActBlock32* act, int64_t nb, float*
 
 // Q8_0: signed quants, so the sign trick (|w| times a with w's sign) feeds maddubs; pairs can
 // reach 2 * 127 * 127, so each maddubs result widens to int32 at once.
-template <int T>
+template <int T, bool Stream>
 void q8_0_tile(const std::byte* group, const ActBlock32* act, int64_t nb, float* y, int64_t y_stride) {
   constexpr size_t kBlock = kScaleBytes + 256;
   const __m256i ones = _mm256_set1_epi16(1);
@@ -94,7 +96,7 @@ void q8_0_tile(const std::byte* group, const ActBlock32* act, int64_t nb, float*
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const std::byte* block = group + static_cast<size_t>(b) * kBlock;
-    prefetch_block<T>(block, kBlock);
+    prefetch_block<Stream>(block, kBlock);
     const __m256 dw = load_scales(block);
     for (int t = 0; t < T; ++t) {
       const ActBlock32& a = act[t * nb + b];
@@ -129,7 +131,7 @@ inline __m256i pick_of_pair(int i) {
 // A sub-block of 32 is 8 maddubs summed in int16: 8 * 2 * 15 * 127 = 30480 < 32768. The scale madd
 // gives at most 63 * 2 * 30480 per lane, 8 sub-blocks 3.1e7; the mins madd 4 * 2 * 63 * 4064 (a
 // sub-block's activation sum is at most 32 * 127): no int32 overflow.
-template <int T>
+template <int T, bool Stream>
 void q4_K_tile(const std::byte* group, const ActBlock256* act, int64_t nb, float* y, int64_t y_stride) {
   using L = PackedQ4K;
   const __m256i low = _mm256_set1_epi8(0x0F);
@@ -138,7 +140,7 @@ void q4_K_tile(const std::byte* group, const ActBlock256* act, int64_t nb, float
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const std::byte* block = group + static_cast<size_t>(b) * L::kBytes;
-    prefetch_block<T>(block, L::kBytes);
+    prefetch_block<Stream>(block, L::kBytes);
     __m256i isum[T];
     for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
     for (int p = 0; p < 4; ++p) {  // 64 elements: sub-block 2p in the low nibbles, 2p + 1 in the high
@@ -211,7 +213,7 @@ inline void q6_K_sub_block(const std::byte* block, const ActBlock256* act, int64
 // codes q = 0..63 unsigned in maddubs and the offset applied through bsums. A maddubs lane reaches
 // 2 * 63 * 127 = 16002, so only two are summed in int16 before the scale madd (|scale| <= 128):
 // 16 sub-blocks reach 16 * 16 * 63 * 127 * 128 = 2.6e8 and the offset 32 * 16 * 128 * 2032 = 1.3e8.
-template <int T>
+template <int T, bool Stream>
 void q6_K_tile(const std::byte* group, const ActBlock256* act, int64_t nb, float* y, int64_t y_stride) {
   using L = PackedQ6K;
   const __m256i pick[2] = {pick_of_pair(0), pick_of_pair(1)};
@@ -219,7 +221,7 @@ void q6_K_tile(const std::byte* group, const ActBlock256* act, int64_t nb, float
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const std::byte* block = group + static_cast<size_t>(b) * L::kBytes;
-    prefetch_block<T>(block, L::kBytes);
+    prefetch_block<Stream>(block, L::kBytes);
     __m256i isum[T];
     for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
     [&]<int... G>(std::integer_sequence<int, G...>) {
@@ -246,11 +248,11 @@ void q6_K_tile(const std::byte* group, const ActBlock256* act, int64_t nb, float
 template <typename Act>
 using TileFn = void (*)(const std::byte*, const Act*, int64_t, float*, int64_t);
 
-#define BAICHUAN_TILE(Name, fn_, Act_)        \
-  template <int T>                            \
-  struct Name {                               \
-    using Act = Act_;                         \
-    static constexpr TileFn<Act> fn = fn_<T>; \
+#define BAICHUAN_TILE(Name, fn_, Act_)                \
+  template <int T, bool Stream>                       \
+  struct Name {                                       \
+    using Act = Act_;                                 \
+    static constexpr TileFn<Act> fn = fn_<T, Stream>; \
   };
 BAICHUAN_TILE(Q4_0Tile, q4_0_tile, ActBlock32)
 BAICHUAN_TILE(Q8_0Tile, q8_0_tile, ActBlock32)
@@ -259,27 +261,29 @@ BAICHUAN_TILE(Q6_KTile, q6_K_tile, ActBlock256)
 #undef BAICHUAN_TILE
 
 // The tile function for n tokens (n <= kTileTokens).
-template <template <int> class Tile>
+template <template <int, bool> class Tile, bool Stream>
 constexpr auto tile_for(int n) {
   switch (n) {
-    case 1: return Tile<1>::fn;
-    case 2: return Tile<2>::fn;
-    case 3: return Tile<3>::fn;
-    default: return Tile<4>::fn;
+    case 1: return Tile<1, Stream>::fn;
+    case 2: return Tile<2, Stream>::fn;
+    case 3: return Tile<3, Stream>::fn;
+    default: return Tile<4, Stream>::fn;
   }
 }
 
 // Blocks of kTileGroups groups, each visited by every token tile while it sits in L2.
-template <template <int> class Tile>
+template <template <int, bool> class Tile>
 void run_tiles(const WeightMatrix& w, const std::byte* activations, int64_t n_tokens, float* y, int64_t y_stride,
                int64_t group_begin, int64_t group_end) {
   const int64_t nb = activation_blocks(w.dtype, w.cols);
-  const auto* act = reinterpret_cast<const typename Tile<1>::Act*>(activations);
+  const auto* act = reinterpret_cast<const typename Tile<1, false>::Act*>(activations);
+  const bool stream = n_tokens <= kTileTokens;
   static_assert(kTileTokens == 4);
   for (int64_t g0 = group_begin; g0 < group_end; g0 += kTileGroups) {
     const int64_t g1 = std::min(group_end, g0 + kTileGroups);
     for (int64_t t = 0; t < n_tokens; t += kTileTokens) {
-      const auto tile = tile_for<Tile>(static_cast<int>(std::min<int64_t>(kTileTokens, n_tokens - t)));
+      const int n = static_cast<int>(std::min<int64_t>(kTileTokens, n_tokens - t));
+      const auto tile = stream ? tile_for<Tile, true>(n) : tile_for<Tile, false>(n);
       for (int64_t g = g0; g < g1; ++g)
         tile(w.data + static_cast<size_t>(g) * w.row_bytes, act + t * nb, nb, y + t * y_stride + g * kPackRows, y_stride);
     }
