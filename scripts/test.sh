@@ -18,7 +18,7 @@ ninja -C build -j"$jobs"
 bash scripts/test_python.sh build
 
 # Sanitizers: the same tests under AddressSanitizer + UndefinedBehaviorSanitizer.
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DBAICHUAN_SANITIZE=ON >/dev/null
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DBAICHUAN_SANITIZE=ON -DBAICHUAN_BENCH=OFF >/dev/null
 ninja -C build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --output-on-failure -j"$jobs" --timeout 1800)

@@ -43,10 +43,7 @@ class DecodingTest : public ::testing::Test {
 };
 
 TEST_F(DecodingTest, StreamedTextIsTheResultText) {
-  GenerateOptions o;
-  o.max_new_tokens = 20;
-  o.ignore_eos = true;
-  o.sampling.greedy = true;
+  GenerateOptions o = testing::greedy_options(20);
   std::string streamed;
   GenerateResult r = run(o, streamed);
   EXPECT_EQ(streamed, r.text);
@@ -55,19 +52,13 @@ TEST_F(DecodingTest, StreamedTextIsTheResultText) {
 }
 
 TEST_F(DecodingTest, ChunkedPromptGivesTheSameTokens) {
-  GenerateOptions o;
-  o.max_new_tokens = 12;
-  o.ignore_eos = true;
-  o.sampling.greedy = true;
+  GenerateOptions o = testing::greedy_options(12);
   std::string streamed;
   EXPECT_EQ(run(o, streamed, 2).tokens, testing::greedy_tokens(*model_, pool_, prompt_, 12));
 }
 
 TEST_F(DecodingTest, AStopStringEndsTheTextAndIsNeverStreamed) {
-  GenerateOptions o;
-  o.max_new_tokens = 20;
-  o.ignore_eos = true;
-  o.sampling.greedy = true;
+  GenerateOptions o = testing::greedy_options(20);
   std::string full_streamed;
   const std::string full = run(o, full_streamed).text;
   ASSERT_GT(full.size(), 12u);

@@ -7,14 +7,19 @@
 
 namespace baichuan::testing {
 
+// n greedy tokens, EOS ignored.
+inline GenerateOptions greedy_options(int64_t n) {
+  GenerateOptions o;
+  o.max_new_tokens = n;
+  o.ignore_eos = true;
+  o.sampling.greedy = true;
+  return o;
+}
+
 inline std::vector<int32_t> greedy_tokens(Model& model, ThreadPool& pool, const std::vector<int32_t>& prompt,
                                           size_t n) {
   Generator gen(model, pool, static_cast<int64_t>(prompt.size() + n));
-  GenerateOptions o;
-  o.max_new_tokens = static_cast<int64_t>(n);
-  o.ignore_eos = true;
-  o.sampling.greedy = true;
-  return gen.generate(prompt, o).tokens;
+  return gen.generate(prompt, greedy_options(static_cast<int64_t>(n))).tokens;
 }
 
 }  // namespace baichuan::testing

@@ -468,15 +468,20 @@ TEST_F(HttpServerTest, ApiKeyGuardsTheApiButNotThePage) {
   EXPECT_EQ(c.Get("/metrics", right)->status, 200);
 }
 
-TEST_F(HttpServerTest, FullQueueIs503WithRetryAfter) {
-  auto server = start({1, 4096, 1, 256});
+// With one slot: a long stream runs on `running`, another waits in the queue on `waiting`.
+void occupy_slot_and_queue(RunningServer& server, RawConnection& running, RawConnection& waiting) {
   const std::string long_stream =
       json{{"prompt", "hi"}, {"max_tokens", 4000}, {"ignore_eos", true}, {"stream", true}}.dump();
-  RawConnection running(server->port), waiting(server->port);
   ASSERT_TRUE(running.post("/v1/completions", long_stream));
-  ASSERT_TRUE(eventually([&] { return server->scheduler.stats().requests_active == 1; }));
+  ASSERT_TRUE(eventually([&] { return server.scheduler.stats().requests_active == 1; }));
   ASSERT_TRUE(waiting.post("/v1/completions", long_stream));
-  ASSERT_TRUE(eventually([&] { return server->scheduler.stats().queue_depth == 1; }));
+  ASSERT_TRUE(eventually([&] { return server.scheduler.stats().queue_depth == 1; }));
+}
+
+TEST_F(HttpServerTest, FullQueueIs503WithRetryAfter) {
+  auto server = start({1, 4096, 1, 256});
+  RawConnection running(server->port), waiting(server->port);
+  ASSERT_NO_FATAL_FAILURE(occupy_slot_and_queue(*server, running, waiting));
   auto c = server->client();
   auto res = c.Post("/v1/completions", json{{"prompt", "hi"}, {"max_tokens", 1}}.dump(), "application/json");
   ASSERT_TRUE(res);
@@ -516,13 +521,8 @@ TEST_F(HttpServerTest, ClientLeavingMidStreamFreesItsSlot) {
 
 TEST_F(HttpServerTest, ClientLeavingTheQueueIsDropped) {
   auto server = start({1, 4096, 2, 256});
-  const std::string long_stream =
-      json{{"prompt", "hi"}, {"max_tokens", 4000}, {"ignore_eos", true}, {"stream", true}}.dump();
   RawConnection running(server->port), waiting(server->port);
-  ASSERT_TRUE(running.post("/v1/completions", long_stream));
-  ASSERT_TRUE(eventually([&] { return server->scheduler.stats().requests_active == 1; }));
-  ASSERT_TRUE(waiting.post("/v1/completions", long_stream));
-  ASSERT_TRUE(eventually([&] { return server->scheduler.stats().queue_depth == 1; }));
+  ASSERT_NO_FATAL_FAILURE(occupy_slot_and_queue(*server, running, waiting));
   waiting.close();
   EXPECT_TRUE(eventually([&] { return server->scheduler.stats().queue_depth == 0; }, 5s));
   EXPECT_EQ(server->scheduler.stats().requests_active, 1);  // the running one goes on

@@ -19,6 +19,7 @@ using server::QueueFull;
 using server::RequestEvents;
 using server::Scheduler;
 using server::SchedulerOptions;
+using testing::greedy_options;
 
 class SchedulerTest : public ::testing::Test {
  protected:
@@ -29,14 +30,6 @@ class SchedulerTest : public ::testing::Test {
     model_->set_kv_type(DType::F32);  // exact, so batched and alone must agree to the token
     auto golden = nlohmann::json::parse(read_text_file(dir + "/golden.json"));
     for (const auto& p : golden["prompts"]) prompts_.push_back(p["ids"].get<std::vector<int32_t>>());
-  }
-
-  static GenerateOptions greedy_options(int64_t n) {
-    GenerateOptions o;
-    o.max_new_tokens = n;
-    o.ignore_eos = true;
-    o.sampling.greedy = true;
-    return o;
   }
 
   // Submits and returns a future of the result.
