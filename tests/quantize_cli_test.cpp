@@ -241,6 +241,10 @@ TEST_F(QuantizeCli, InitRandomBlocksHaveTheRequestedSpread) {
 
 // The llama.cpp mixes on a 7B-deep (32-layer) model: the tensors that get more bits.
 TEST_F(QuantizeCli, MixesOnAThirtyTwoLayerModel) {
+#ifdef BAICHUAN_SANITIZED_BUILD
+  // Type choice only, 84 s under AddressSanitizer; the quantizers it calls run under it elsewhere.
+  GTEST_SKIP() << "skipped in the sanitizer build: runs in the Release build";
+#endif
   std::string cfg = write_config("deep.json", 32);
   std::string f16 = temp("deep-f16.gguf");
   ASSERT_EQ(baichuan_cli("init --config " + cfg + " --type f16 -o " + f16).exit_code, 0);
