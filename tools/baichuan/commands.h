@@ -16,5 +16,6 @@ Run add_init(CLI::App& app);
 Run add_quantize(CLI::App& app);
 Run add_bench(CLI::App& app);
 Run add_serve(CLI::App& app);
+Run add_perplexity(CLI::App& app);
 
 }  // namespace baichuan::cli

@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   sub("quantize", "Convert a checkpoint to a GGUF of another type (q4_0, q4_k_m, ...)", baichuan::cli::add_quantize);
   sub("bench", "Measure prompt and generation speed (llama-bench style)", baichuan::cli::add_bench);
   sub("serve", "OpenAI-compatible HTTP server with a chat page", baichuan::cli::add_serve);
+  sub("perplexity", "Sliding-window perplexity of a text file; --kl-base for KL vs a base model", baichuan::cli::add_perplexity);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
