@@ -246,9 +246,7 @@ class ModelHandle {
 
  private:
   void forward_one(Decoding& decoding, std::string& text) {
-    SequenceStep step = decoding.next_step();
-    model_->forward(std::span<SequenceStep>(&step, 1), *pool_);
-    decoding.accept([&text](int32_t, std::string_view piece) {
+    decoding.step(*pool_, [&text](int32_t, std::string_view piece) {
       text += piece;
       return true;
     });

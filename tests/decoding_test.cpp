@@ -26,14 +26,11 @@ class DecodingTest : public ::testing::Test {
   GenerateResult run(const GenerateOptions& o, std::string& streamed, int64_t chunk = 0) {
     CachedSequence sequence(model_->new_cache(256));
     Decoding d(*model_, sequence, prompt_, o, chunk);
-    while (!d.done()) {
-      SequenceStep step = d.next_step();
-      model_->forward(std::span<SequenceStep>(&step, 1), pool_);
-      d.accept([&](int32_t, std::string_view text) {
+    while (!d.done())
+      d.step(pool_, [&](int32_t, std::string_view text) {
         streamed += text;
         return true;
       });
-    }
     return d.result();
   }
 

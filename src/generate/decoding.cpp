@@ -27,6 +27,19 @@ size_t stop_prefix_suffix(const std::string& text, const std::vector<std::string
 
 }  // namespace
 
+void check_generation(std::span<const int32_t> prompt, const GenerateOptions& options, int64_t context,
+                      int32_t vocab_size) {
+  options.sampling.validate();
+  if (prompt.empty()) fail("the prompt is empty: nothing to continue from");
+  if (static_cast<int64_t>(prompt.size()) > context)
+    fail("the prompt has ", prompt.size(), " tokens, more than the context of ", context,
+         " tokens: shorten the prompt or give a larger context");
+  if (options.max_new_tokens < 0) fail("max_new_tokens must be >= 0, got ", options.max_new_tokens);
+  for (int32_t id : prompt)
+    if (id < 0 || id >= vocab_size)
+      fail("token id ", id, " in the prompt is outside the vocabulary [0, ", vocab_size, ")");
+}
+
 size_t CachedSequence::shared_prefix(std::span<const int32_t> prompt) const {
   size_t n = 0;
   while (n < ids.size() && n < prompt.size() && ids[n] == prompt[n]) ++n;
@@ -37,24 +50,13 @@ Decoding::Decoding(Model& model, CachedSequence& sequence, std::span<const int32
                    int64_t prompt_chunk)
     : model_(model),
       sequence_(sequence),
-      prompt_(prompt.begin(), prompt.end()),
       options_(std::move(options)),
       prompt_chunk_(prompt_chunk),
       seen_(prompt.begin(), prompt.end()),
       sampler_(options_.sampling),
       decoder_(model.tokenizer()),
       start_(std::chrono::steady_clock::now()) {
-  options_.sampling.validate();
-  const int64_t capacity = sequence.cache.capacity();
-  if (prompt.empty()) fail("the prompt is empty: nothing to continue from");
-  if (static_cast<int64_t>(prompt.size()) > capacity)
-    fail("the prompt has ", prompt.size(), " tokens, more than the context of ", capacity,
-         " tokens: shorten the prompt or give a larger context");
-  if (options_.max_new_tokens < 0) fail("max_new_tokens must be >= 0, got ", options_.max_new_tokens);
-  const int32_t vocab = model.config().vocab_size;
-  for (int32_t id : prompt)
-    if (id < 0 || id >= vocab) fail("token id ", id, " in the prompt is outside the vocabulary [0, ", vocab, ")");
-
+  check_generation(prompt, options_, sequence.cache.capacity(), model.config().vocab_size);
   result_.prompt_tokens = static_cast<int64_t>(prompt.size());
   // Reuse the longest cached prefix, but always feed at least one token to get fresh logits.
   fed_ = std::min(sequence.shared_prefix(prompt), prompt.size() - 1);
@@ -70,10 +72,10 @@ Decoding::Decoding(Model& model, CachedSequence& sequence, std::span<const int32
 SequenceStep Decoding::next_step() {
   if (done_) fail("internal: next_step() on a finished generation");
   if (in_prompt()) {
-    size_t n = prompt_.size() - fed_;
+    size_t n = static_cast<size_t>(result_.prompt_tokens) - fed_;
     if (prompt_chunk_ > 0) n = std::min(n, static_cast<size_t>(prompt_chunk_));
-    step_tokens_.assign(prompt_.begin() + static_cast<std::ptrdiff_t>(fed_),
-                        prompt_.begin() + static_cast<std::ptrdiff_t>(fed_ + n));
+    step_tokens_.assign(seen_.begin() + static_cast<std::ptrdiff_t>(fed_),
+                        seen_.begin() + static_cast<std::ptrdiff_t>(fed_ + n));
   }  // else: step_tokens_ holds the token sampled last
   SequenceStep step;
   step.cache = &sequence_.cache;
@@ -116,6 +118,12 @@ void Decoding::accept(const TokenCallback& on_token) {
   if (static_cast<int64_t>(result_.tokens.size()) >= options_.max_new_tokens ||
       sequence_.cache.size() >= sequence_.cache.capacity())
     finish("length", true, on_token);
+}
+
+void Decoding::step(ThreadPool& pool, const TokenCallback& on_token) {
+  SequenceStep s = next_step();
+  model_.forward(std::span<SequenceStep>(&s, 1), pool);
+  accept(on_token);
 }
 
 bool Decoding::stream_safe_text(int32_t id, const TokenCallback& on_token) {

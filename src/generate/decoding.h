@@ -4,6 +4,8 @@
 //   Decoding d(model, sequence, prompt, options);
 //   while (!d.done()) { SequenceStep s = d.next_step(); model.forward({&s, 1}, pool); d.accept(cb); }
 //
+// (for one generation alone, `d.step(pool, cb)` is that loop's body).
+//
 // The prompt is fed first (reusing the KV cache of the longest prefix it shares with what the
 // sequence already holds, and in chunks if asked), then one sampled token per step. Text is streamed
 // only once it is complete UTF-8 and cannot be the start of a stop string, so a stop string never
@@ -17,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "generate/sampling.h"
 #include "model/model.h"
 
@@ -52,20 +55,27 @@ struct CachedSequence {
   std::vector<int32_t> ids;
 };
 
+// Throws Error for what no generation can start from: an empty prompt, one longer than `context`,
+// ids outside the vocabulary, a negative max_new_tokens, invalid sampling parameters.
+void check_generation(std::span<const int32_t> prompt, const GenerateOptions& options, int64_t context,
+                      int32_t vocab_size);
+
 class Decoding {
  public:
-  // Throws Error for an empty prompt, one longer than the cache, a negative max_new_tokens or
-  // invalid sampling parameters. `prompt_chunk` > 0 feeds at most that many prompt tokens per step.
+  // Throws what check_generation() throws (the context is the cache's capacity). `prompt_chunk` > 0
+  // feeds at most that many prompt tokens per step.
   Decoding(Model& model, CachedSequence& sequence, std::span<const int32_t> prompt, GenerateOptions options,
            int64_t prompt_chunk = 0);
 
   bool done() const { return done_; }
-  bool in_prompt() const { return fed_ < prompt_.size(); }
+  bool in_prompt() const { return fed_ < static_cast<size_t>(result_.prompt_tokens); }
   // The work of the next forward step; its logits land in this object.
   SequenceStep next_step();
   // Consumes the logits of the step just run: samples the next token once the prompt is in, applies
   // the stop rules and calls `on_token` (may be empty).
   void accept(const TokenCallback& on_token);
+  // One forward step of this generation alone: next_step(), the model, accept().
+  void step(ThreadPool& pool, const TokenCallback& on_token);
   // Ends the generation now with finish reason "cancelled" (no further callbacks).
   void cancel();
 
@@ -78,13 +88,12 @@ class Decoding {
 
   Model& model_;
   CachedSequence& sequence_;
-  std::vector<int32_t> prompt_;
   GenerateOptions options_;
   int64_t prompt_chunk_;
   size_t fed_ = 0;                   // prompt tokens in the cache
   std::vector<int32_t> step_tokens_;  // what the current step feeds
   std::vector<float> logits_;
-  std::vector<int32_t> seen_;  // prompt + generated, for the repetition penalty
+  std::vector<int32_t> seen_;  // the prompt, then what was generated: the repetition penalty's ids
   Sampler sampler_;
   StreamDecoder decoder_;
   size_t streamed_ = 0;  // bytes of result_.text already given to the callback

@@ -8,11 +8,7 @@ Generator::Generator(Model& model, ThreadPool& pool, int64_t context)
 GenerateResult Generator::generate(std::span<const int32_t> prompt, const GenerateOptions& options,
                                    const TokenCallback& on_token) {
   Decoding decoding(model_, sequence_, prompt, options);
-  while (!decoding.done()) {
-    SequenceStep step = decoding.next_step();
-    model_.forward(std::span<SequenceStep>(&step, 1), pool_);
-    decoding.accept(on_token);
-  }
+  while (!decoding.done()) decoding.step(pool_, on_token);
   return decoding.result();
 }
 

@@ -44,15 +44,8 @@ Scheduler::~Scheduler() {
 }
 
 uint64_t Scheduler::submit(std::vector<int32_t> prompt, GenerateOptions options, RequestEvents events) {
-  // Everything Decoding would refuse is refused here, on the caller's thread, with its message.
-  options.sampling.validate();
-  if (prompt.empty()) fail("the prompt is empty: nothing to continue from");
-  if (static_cast<int64_t>(prompt.size()) > options_.context)
-    fail("the prompt has ", prompt.size(), " tokens, more than the context of ", options_.context, " tokens");
-  if (options.max_new_tokens < 0) fail("max_tokens must be >= 0, got ", options.max_new_tokens);
-  const int32_t vocab = model_.config().vocab_size;
-  for (int32_t id : prompt)
-    if (id < 0 || id >= vocab) fail("token id ", id, " is outside the vocabulary [0, ", vocab, ")");
+  // What Decoding would refuse is refused here, on the caller's thread.
+  check_generation(prompt, options, options_.context, model_.config().vocab_size);
 
   auto request = std::make_shared<Request>();
   request->prompt = std::move(prompt);
