@@ -26,12 +26,7 @@ std::vector<BbhTask> read_bbh(const std::string& dir, const std::vector<std::str
     task.cot_prompt = strip_bbh_header(read_text_file(prompt_path));
     if (task.cot_prompt.find("Q:") == std::string::npos) fail(prompt_path, ": no \"Q:\" exemplar");
     const std::string path = dir + "/bbh/" + name + ".json";
-    nlohmann::json doc;
-    try {
-      doc = nlohmann::json::parse(read_text_file(path));
-    } catch (const nlohmann::json::exception& e) {
-      fail(path, ": invalid JSON: ", e.what());
-    }
+    const nlohmann::json doc = read_json_file(path);
     if (!doc.is_object() || !doc.contains("examples") || !doc["examples"].is_array())
       fail(path, ": expected an object with an 'examples' array");
     for (size_t i = 0; i < doc["examples"].size(); ++i) {

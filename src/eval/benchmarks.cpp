@@ -75,6 +75,8 @@ std::vector<Question> read_choice_csv(const std::string& path, const std::vector
   return out;
 }
 
+}  // namespace
+
 nlohmann::json read_json_file(const std::string& path) {
   try {
     return nlohmann::json::parse(read_text_file(path));
@@ -82,8 +84,6 @@ nlohmann::json read_json_file(const std::string& path) {
     fail(path, ": invalid JSON: ", e.what());
   }
 }
-
-}  // namespace
 
 std::vector<Subject> read_ceval(const std::string& dir, const std::vector<std::string>& subjects) {
   const std::string mapping_path = dir + "/subject_mapping.json";

@@ -127,12 +127,7 @@ std::vector<Subject> read_gaokao(const std::string& dir, const std::vector<std::
     if (stem.ends_with("_MCQs")) present.push_back(stem);
   for (const auto& name : select_subjects(present, subjects, qdir)) {
     const std::string path = qdir + "/" + name + ".json";
-    nlohmann::json doc;
-    try {
-      doc = nlohmann::json::parse(read_text_file(path));
-    } catch (const nlohmann::json::exception& e) {
-      fail(path, ": invalid JSON: ", e.what());
-    }
+    const nlohmann::json doc = read_json_file(path);
     if (!doc.is_object() || !doc.contains("example") || !doc["example"].is_array())
       fail(path, ": expected an object with an 'example' array");
     Subject s;
