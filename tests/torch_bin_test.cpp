@@ -102,7 +102,7 @@ std::string make_zip(const std::vector<ZipFile>& files, bool zip64 = false) {
 
 std::string unicode(const std::string& s) { return "X" + le(s.size(), 4) + s; }
 std::string global(const std::string& module, const std::string& name) { return "c" + module + "\n" + name + "\n"; }
-std::string int32(int32_t v) { return "J" + le(static_cast<uint32_t>(v), 4); }
+std::string int32(int32_t v) { return std::string("J") + le(static_cast<uint32_t>(v), 4); }
 std::string int_tuple(const std::vector<int64_t>& v) {
   std::string s = "(";
   for (int64_t x : v) s += int32(static_cast<int32_t>(x));

@@ -25,10 +25,14 @@ std::string question_with_choices(const Question& q) {
 std::string ceval_prompt(const Subject& subject, const Question& item, size_t shots) {
   std::string p = "以下是中国关于" + subject.display_name + "考试的单项选择题，请选出其中的正确答案。\n";
   for (size_t i = 0; i < std::min(shots, subject.shots.size()); ++i) {
-    p += "\n" + question_with_choices(subject.shots[i]) + "\n答案：";
+    p += '\n';
+    p += question_with_choices(subject.shots[i]);
+    p += "\n答案：";
     p += subject.shots[i].answer;
   }
-  p += "\n" + question_with_choices(item) + "\n答案：";
+  p += '\n';
+  p += question_with_choices(item);
+  p += "\n答案：";
   return p;
 }
 
@@ -38,7 +42,8 @@ std::string mmlu_prompt(const Subject& subject, const Question& item, size_t sho
   for (size_t start = 0; start <= subject.name.size();) {
     size_t end = subject.name.find('_', start);
     if (end == std::string::npos) end = subject.name.size();
-    spaced += " " + subject.name.substr(start, end - start);
+    spaced += ' ';
+    spaced.append(subject.name, start, end - start);
     start = end + 1;
   }
   const std::string header = "The following are multiple choice questions (with answers) about " + spaced + ".\n\n";

@@ -17,5 +17,6 @@ Run add_quantize(CLI::App& app);
 Run add_bench(CLI::App& app);
 Run add_serve(CLI::App& app);
 Run add_perplexity(CLI::App& app);
+Run add_eval(CLI::App& app);
 
 }  // namespace baichuan::cli

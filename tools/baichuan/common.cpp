@@ -12,8 +12,8 @@
 
 namespace baichuan::cli {
 
-void ModelOptions::add(CLI::App& app) {
-  app.add_option("-m,--model", path, "Checkpoint: Hugging Face folder, MindSpore .ckpt, or .gguf")->required();
+void ModelOptions::add(CLI::App& app, bool required) {
+  app.add_option("-m,--model", path, "Checkpoint: Hugging Face folder, MindSpore .ckpt, or .gguf")->required(required);
   app.add_option("--config", config, "config.json to use (e.g. for a .ckpt)");
   app.add_option("--tokenizer", tokenizer, "tokenizer.model to use (e.g. for a .ckpt)");
   app.add_option("--position", position, "Force the position scheme: rope (7B family) or alibi (13B family)")

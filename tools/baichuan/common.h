@@ -21,7 +21,7 @@ struct ModelOptions {
   std::string config, tokenizer, position;
   int threads = 0;
   std::string kv_type = "f16";
-  void add(CLI::App& app);
+  void add(CLI::App& app, bool required = true);  // -m optional for commands that can run without a model
   LoadOptions load_options() const;
   std::unique_ptr<Model> load() const;  // logs what was loaded to stderr
   int thread_count() const { return threads > 0 ? threads : ThreadPool::default_threads(); }

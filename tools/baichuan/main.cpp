@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   sub("bench", "Measure prompt and generation speed (llama-bench style)", baichuan::cli::add_bench);
   sub("serve", "OpenAI-compatible HTTP server with a chat page", baichuan::cli::add_serve);
   sub("perplexity", "Sliding-window perplexity of a text file; --kl-base for KL vs a base model", baichuan::cli::add_perplexity);
+  sub("eval", "Few-shot C-Eval, MMLU, CMMLU, GAOKAO, AGIEval, BBH; --compare / --plot saved runs", baichuan::cli::add_eval);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -2,8 +2,6 @@
 // see eval/perplexity.h), with a progress bar, and --kl-base to save or compare full distributions.
 #include "eval/perplexity.h"
 
-#include <unistd.h>
-
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -15,44 +13,11 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "eval/kl_base.h"
+#include "progress.h"
 
 namespace baichuan::cli {
 
 namespace {
-
-std::string format(const char* fmt, double a, double b = 0, double c = 0) {
-  char s[128];
-  std::snprintf(s, sizeof s, fmt, a, b, c);
-  return s;
-}
-
-// A bar redrawn in place on a terminal; otherwise a line at every tenth of the work, for logs.
-class ProgressReport {
- public:
-  ProgressReport() : tty_(isatty(STDERR_FILENO)) {}
-
-  void update(const eval::WindowDone& d) {
-    const double done =
-        static_cast<double>(d.tokens_scored) / static_cast<double>(std::max<int64_t>(d.tokens_total, 1));
-    const double eta = done > 0 ? d.seconds * (1 - done) / done : 0;
-    const double ppl = d.tokens_scored ? std::exp(d.nll_sum / static_cast<double>(d.tokens_scored)) : 0;
-    const std::string tail = " window " + std::to_string(d.window) + "/" + std::to_string(d.windows) +
-                             format(", %.1f s, ETA %.1f s, ppl %.4f", d.seconds, eta, ppl);
-    if (tty_) {
-      const int width = 30, filled = static_cast<int>(done * width);
-      std::cerr << "\r[" << std::string(filled, '#') << std::string(width - filled, '.') << "] "
-                << format("%3.0f%%", done * 100) << tail << "\033[K" << (d.window == d.windows ? "\n" : "")
-                << std::flush;
-    } else if (const int tenth = static_cast<int>(done * 10); tenth > reported_ || d.window == d.windows) {
-      reported_ = tenth;
-      std::cerr << "perplexity: " << format("%3.0f%%", done * 100) << tail << "\n";
-    }
-  }
-
- private:
-  bool tty_;
-  int reported_ = 0;
-};
 
 struct PerplexityCommand {
   ModelOptions model;
@@ -81,20 +46,25 @@ struct PerplexityCommand {
       } else {
         writer.emplace(kl_base, header);
         std::cerr << "saving " << header.scored << " distributions of " << header.vocab << " log-probabilities to "
-                  << kl_base << format(" (%.1f MB)\n", static_cast<double>(header.scored * header.vocab * 2) / 1e6);
+                  << kl_base << strprintf(" (%.1f MB)\n", static_cast<double>(header.scored * header.vocab * 2) / 1e6);
       }
     }
     std::cerr << "perplexity of " << file << ": " << ids.size() << " tokens, " << windows.size() << " windows of ctx "
               << options.ctx << ", stride " << options.stride << ", " << header.scored << " tokens scored\n";
 
     ThreadPool pool(model.thread_count());
-    ProgressReport progress;
+    ProgressBar progress("perplexity");
     auto on_token = [&](const eval::ScoredToken& t) {
       if (writer) writer->add(t);
       if (comparer) comparer->add(t);
     };
     const auto r = eval::perplexity(
-        *m, ids, options, pool, [&](const eval::WindowDone& d) { progress.update(d); }, on_token);
+        *m, ids, options, pool, [&](const eval::WindowDone& d) {
+          const double ppl = d.tokens_scored ? std::exp(d.nll_sum / static_cast<double>(d.tokens_scored)) : 0;
+          progress.update(d.tokens_scored, d.tokens_total, d.seconds,
+                          strprintf("window %lld/%lld, ppl %.4f", static_cast<long long>(d.window),
+                                    static_cast<long long>(d.windows), ppl));
+        }, on_token);
     if (writer) {
       writer->commit(r.nll_sum);
       std::cerr << "saved " << kl_base << " (" << writer->bytes() << " bytes)\n";
@@ -118,17 +88,17 @@ struct PerplexityCommand {
       }
       std::cout << out.dump() << "\n";
     } else {
-      std::cout << "perplexity: " << format("%.4f", r.perplexity) << " over " << r.tokens << " tokens (" << r.windows
+      std::cout << "perplexity: " << strprintf("%.4f", r.perplexity) << " over " << r.tokens << " tokens (" << r.windows
                 << " windows of ctx " << options.ctx << ", stride " << options.stride
                 << "; Hugging Face strided definition)\n";
       if (comparer) {
         const auto& c = comparer->result();
-        std::cout << "kl-divergence vs " << kl_base << ": mean " << format("%.6f", c.kl_mean()) << ", max "
-                  << format("%.6f", c.kl_max) << "; top-1 agreement " << format("%.2f%%", 100 * c.top1_agreement())
-                  << "; base perplexity " << format("%.4f", c.base_perplexity()) << "\n";
+        std::cout << "kl-divergence vs " << kl_base << ": mean " << strprintf("%.6f", c.kl_mean()) << ", max "
+                  << strprintf("%.6f", c.kl_max) << "; top-1 agreement " << strprintf("%.2f%%", 100 * c.top1_agreement())
+                  << "; base perplexity " << strprintf("%.4f", c.base_perplexity()) << "\n";
       }
     }
-    std::cerr << r.tokens << " tokens scored in " << format("%.2f s (%.1f tokens/s)", r.seconds, tps) << "\n";
+    std::cerr << r.tokens << " tokens scored in " << strprintf("%.2f s (%.1f tokens/s)", r.seconds, tps) << "\n";
     return 0;
   }
 };
