@@ -24,6 +24,11 @@ inline std::string quote(const std::string& s) {
   return q + "'";
 }
 
+// A path in the test temp dir unique to this process (ctest runs tests in parallel processes).
+inline std::string temp_path(const std::string& prefix, const std::string& name) {
+  return (std::filesystem::path(::testing::TempDir()) / (prefix + "_" + std::to_string(getpid()) + "_" + name)).string();
+}
+
 inline CliRun baichuan_cli(const std::string& args) {
   namespace fs = std::filesystem;
   // ctest runs tests in parallel processes: each run gets its own output files.

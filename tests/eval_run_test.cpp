@@ -31,16 +31,7 @@ using testing::CliRun;
 using testing::quote;
 using testing::shared_path;
 
-std::string temp(const std::string& name) {
-  return (fs::path(::testing::TempDir()) / ("evalrun_" + std::to_string(getpid()) + "_" + name)).string();
-}
-
-std::vector<float> read_f32(const std::string& path) {
-  const std::string bytes = read_text_file(path);
-  std::vector<float> v(bytes.size() / 4);
-  std::memcpy(v.data(), bytes.data(), v.size() * 4);
-  return v;
-}
+std::string temp(const std::string& name) { return testing::temp_path("evalrun", name); }
 
 class ScorerOnReference : public ::testing::TestWithParam<std::string> {};
 
@@ -55,7 +46,7 @@ TEST_P(ScorerOnReference, PicksTheLetterTheGoldenLogitsImply) {
   const auto ids = scorer.choice_ids();
   for (const auto& p : golden["prompts"]) {
     const auto prompt = p["ids"].get<std::vector<int32_t>>();
-    const auto logits = read_f32(dir + "/" + p["last_logits_file"].get<std::string>());
+    const auto logits = testing::read_f32_file(dir + "/" + p["last_logits_file"].get<std::string>());
     ASSERT_EQ(logits.size(), static_cast<size_t>(model->config().vocab_size));
     const char expected = eval::choose_letter(logits.data(), ids);
     const eval::Choice c = scorer.score(prompt);

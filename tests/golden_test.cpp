@@ -35,13 +35,6 @@ struct Case {
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
-std::vector<float> read_f32(const std::string& path) {
-  std::string bytes = read_text_file(path);
-  std::vector<float> v(bytes.size() / 4);
-  std::memcpy(v.data(), bytes.data(), v.size() * 4);
-  return v;
-}
-
 class Golden : public ::testing::TestWithParam<Case> {
  protected:
   void SetUp() override {
@@ -84,7 +77,7 @@ TEST_P(Golden, PromptIdsLogitsAndGreedyTokens) {
 
     KvCache cache = model_->new_cache(static_cast<int64_t>(ids.size()));
     auto logits = model_->forward_last(cache, ids, pool_);
-    auto expected = read_f32(dir_ + "/" + p["last_logits_file"].get<std::string>());
+    auto expected = testing::read_f32_file(dir_ + "/" + p["last_logits_file"].get<std::string>());
     ASSERT_EQ(logits.size(), expected.size());
     float max_err = 0, max_ref = 0;
     for (size_t i = 0; i < logits.size(); ++i) {
@@ -107,7 +100,7 @@ TEST_P(Golden, DefaultF16CacheStaysClose) {
     auto ids = p["ids"].get<std::vector<int32_t>>();
     KvCache cache = model_->new_cache(static_cast<int64_t>(ids.size()));
     auto logits = model_->forward_last(cache, ids, pool_);
-    auto expected = read_f32(dir_ + "/" + p["last_logits_file"].get<std::string>());
+    auto expected = testing::read_f32_file(dir_ + "/" + p["last_logits_file"].get<std::string>());
     float max_err = 0, max_ref = 0;
     for (size_t i = 0; i < logits.size(); ++i) {
       max_err = std::max(max_err, std::abs(logits[i] - expected[i]));

@@ -27,9 +27,7 @@ using testing::baichuan_cli;
 using testing::CliRun;
 using testing::shared_path;
 
-std::string temp(const std::string& name) {
-  return (fs::path(::testing::TempDir()) / ("ppl_" + std::to_string(getpid()) + "_" + name)).string();
-}
+std::string temp(const std::string& name) { return testing::temp_path("ppl", name); }
 
 std::string write_file(const std::string& name, const std::string& text) {
   std::string path = temp(name);

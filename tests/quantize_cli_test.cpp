@@ -31,9 +31,7 @@ using testing::shared_path;
 using testing::baichuan_cli;
 using testing::CliRun;
 
-std::string temp(const std::string& name) {
-  return (fs::path(::testing::TempDir()) / ("qcli_" + std::to_string(getpid()) + "_" + name)).string();
-}
+std::string temp(const std::string& name) { return testing::temp_path("qcli", name); }
 
 std::map<std::string, DType> tensor_types(const std::string& path) {
   std::map<std::string, DType> types;

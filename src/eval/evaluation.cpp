@@ -20,6 +20,29 @@ using Clock = std::chrono::steady_clock;
 
 double since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
+// Adds each scored item to its subject and the report, and reports progress.
+class Tally {
+ public:
+  Tally(EvalReport& report, int64_t total, const std::function<void(const ItemDone&)>& on_item)
+      : report_(report), total_(total), on_item_(on_item) {}
+
+  void add(SubjectScore& score, ItemRecord item) {
+    score.correct += item.correct;
+    ++score.total;
+    correct_ += item.correct;
+    report_.prompt_tokens += item.prompt_tokens;
+    report_.items.push_back(std::move(item));
+    if (on_item_) on_item_({++done_, total_, since(start_), correct_});
+  }
+  double seconds() const { return since(start_); }
+
+ private:
+  EvalReport& report_;
+  int64_t total_, done_ = 0, correct_ = 0;
+  const std::function<void(const ItemDone&)>& on_item_;
+  Clock::time_point start_ = Clock::now();
+};
+
 std::vector<Subject> read_subjects(const EvalOptions& o, std::string& split_note) {
   if (o.task == "ceval") return read_ceval(o.data, o.subjects);
   if (o.task == "cmmlu") return read_cmmlu(o.data, o.subjects);
@@ -74,8 +97,8 @@ EvalReport run_multiple_choice(Model& model, ThreadPool& pool, const EvalOptions
   report.choice_ids.assign(scorer.choice_ids().begin(), scorer.choice_ids().end());
   // MMLU's own limit is 2048 tokens (Hendrycks' script); the context bounds every benchmark.
   const size_t limit = static_cast<size_t>(o.task == "mmlu" ? std::min<int64_t>(2048, o.context) : o.context);
-  const auto start = Clock::now();
-  int64_t done = 0, correct = 0, truncated = 0, fewer_shots = 0;
+  Tally tally(report, total, on_item);
+  int64_t truncated = 0, fewer_shots = 0;
   for (const Subject& subject : subjects) {
     SubjectScore score{subject.name, subject.display_name, subject.category, 0, 0,
                        static_cast<int64_t>(subject.skipped)};
@@ -84,7 +107,6 @@ EvalReport run_multiple_choice(Model& model, ThreadPool& pool, const EvalOptions
       fewer_shots += prompt.shots < std::min(shots, subject.shots.size());
       truncated += prompt.truncated;
       const Choice c = scorer.score(prompt.ids);
-      report.prompt_tokens += c.prompt_tokens;
       report.reused_tokens += c.reused_tokens;
       ItemRecord r;
       r.subject = subject.name;
@@ -95,15 +117,11 @@ EvalReport run_multiple_choice(Model& model, ThreadPool& pool, const EvalOptions
       r.prompt_tokens = static_cast<int64_t>(prompt.ids.size());
       r.shots = static_cast<int64_t>(prompt.shots);
       r.logits = c.logits;
-      score.correct += r.correct;
-      ++score.total;
-      correct += r.correct;
-      report.items.push_back(std::move(r));
-      if (on_item) on_item({++done, total, since(start), correct});
+      tally.add(score, std::move(r));
     }
     report.subjects.push_back(score);
   }
-  report.seconds = since(start);
+  report.seconds = tally.seconds();
   if (fewer_shots)
     report.notes.push_back(std::to_string(fewer_shots) + " prompts were longer than " + std::to_string(limit) +
                            " tokens and were given fewer shots");
@@ -136,8 +154,7 @@ EvalReport run_bbh(Model& model, ThreadPool& pool, const EvalOptions& o, EvalRep
   generate.sampling.greedy = true;
   generate.stop = {std::string(kBbhStop)};
   CachedSequence sequence(model.new_cache(o.context));  // keeps the shared 3-shot prompt across items
-  const auto start = Clock::now();
-  int64_t done = 0, correct = 0;
+  Tally tally(report, total, on_item);
   for (const BbhTask& task : tasks) {
     SubjectScore score{task.name, task.name, "", 0, 0, 0};
     for (size_t k = 0; k < task.examples.size(); ++k) {
@@ -149,7 +166,6 @@ EvalReport run_bbh(Model& model, ThreadPool& pool, const EvalOptions& o, EvalRep
       Decoding decoding(model, sequence, ids, generate);
       while (!decoding.done()) decoding.step(pool, {});
       const auto answer = extract_bbh_answer(decoding.result().text);
-      report.prompt_tokens += decoding.result().prompt_tokens;
       report.reused_tokens += decoding.result().reused_prompt_tokens;
       ItemRecord r;
       r.subject = task.name;
@@ -160,15 +176,11 @@ EvalReport run_bbh(Model& model, ThreadPool& pool, const EvalOptions& o, EvalRep
       r.prompt_tokens = static_cast<int64_t>(ids.size());
       r.shots = 3;
       r.output = decoding.result().text;
-      score.correct += r.correct;
-      ++score.total;
-      correct += r.correct;
-      report.items.push_back(std::move(r));
-      if (on_item) on_item({++done, total, since(start), correct});
+      tally.add(score, std::move(r));
     }
     report.subjects.push_back(score);
   }
-  report.seconds = since(start);
+  report.seconds = tally.seconds();
   report.notes.push_back("greedy generation until \"\\n\\nQ:\", EOS or " + std::to_string(kBbhMaxNewTokens) +
                          " tokens; the answer is the text after the first \"So the answer is\"");
   return report;
