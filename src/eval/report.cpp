@@ -172,14 +172,14 @@ std::string format_table(const EvalReport& r) {
   for (const auto& s : r.subjects) {
     out += pad(s.name, w) + (categories ? "  " + pad(s.category, 14) : "") + "  " +
            pad_left(std::to_string(s.correct) + "/" + std::to_string(s.total), 13) + "  " +
-           pad_left(percent(s.accuracy()), 8) + "  " + s.display_name;
+           pad_left(s.total ? percent(s.accuracy()) : "-", 8) + "  " + s.display_name;
     if (s.skipped) out += " (" + std::to_string(s.skipped) + " items skipped by the reader)";
     out += "\n";
   }
   out += "\n";
   for (const auto& a : benchmark_averages(r))
-    out += pad(a.name, w) + "  " + pad_left(percent(a.accuracy), 8) + "  (" + std::to_string(a.subjects) +
-           " subjects, " + std::to_string(a.questions) + " questions)\n";
+    out += cat(pad(a.name, w), "  ", pad_left(percent(a.accuracy), 8), "  (", a.subjects,
+               a.subjects == 1 ? " subject, " : " subjects, ", a.questions, " questions)\n");
   return out;
 }
 
@@ -203,7 +203,7 @@ std::string format_comparison(const std::vector<EvalReport>& runs, const std::ve
     out += pad(name, w);
     for (const auto& r : runs) {
       auto it = std::find_if(r.subjects.begin(), r.subjects.end(), [&](auto& s) { return s.name == name; });
-      out += pad_left(it == r.subjects.end() ? "-" : percent(it->accuracy()), col);
+      out += pad_left(it == r.subjects.end() || it->total == 0 ? "-" : percent(it->accuracy()), col);
     }
     out += "\n";
   }
