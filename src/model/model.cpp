@@ -206,7 +206,8 @@ void Model::attention(int64_t layer, int64_t n_rows, ThreadPool& pool) {
   // Causal attention: row r attends to positions [0, pos]. ALiBi adds slope_h * j to the score of
   // key j, as the official mask does (the same for every query row; softmax ignores the offset).
   // Rows of one sequence at consecutive positions go in tiles of kQueryTile: each cached key and
-  // value row is expanded to float once per tile and used by every query row of the tile.
+  // value row is read once per tile and used by every query row of the tile. F16/F32 rows are
+  // converted inside the dot and axpy kernels; Q8_0 rows are expanded to float first.
   constexpr int64_t kQueryTile = 4;
   auto& tiles = ws_.query_tiles;  // first row of each tile
   tiles.clear();
@@ -227,22 +228,30 @@ void Model::attention(int64_t layer, int64_t n_rows, ThreadPool& pool) {
       auto [cache, pos0] = info[static_cast<size_t>(r0)];
       const int64_t last = pos0 + nt - 1, stride = last + 1;  // row i of the tile sees keys [0, pos0 + i]
       const size_t head = cache->head_offset(h);
+      const DType kv_type = cache->type();
+      const bool expand = kv_type != DType::F32 && kv_type != DType::F16 && kv_type != DType::BF16;
       scores.resize(static_cast<size_t>(nt * stride));
       for (int64_t j = 0; j <= last; ++j) {
-        kernels::row_to_f32(cache->type(), cache->key(layer, j) + head, expanded.data(), d);
+        const std::byte* key = cache->key(layer, j) + head;
+        if (expand) kernels::row_to_f32(cache->type(), key, expanded.data(), d);
         const float bias = rope ? 0.0f : alibi_slopes_[static_cast<size_t>(h)] * static_cast<float>(j);
-        for (int64_t i = std::max<int64_t>(0, j - pos0); i < nt; ++i)
-          scores[static_cast<size_t>(i * stride + j)] = kernels::dot_f32(q + (r0 + i) * H + h * d, expanded.data(), d) * scale + bias;
+        for (int64_t i = std::max<int64_t>(0, j - pos0); i < nt; ++i) {
+          const float* query = q + (r0 + i) * H + h * d;
+          const float dot = expand ? kernels::dot_f32(query, expanded.data(), d) : kernels::dot_row(kv_type, key, query, d);
+          scores[static_cast<size_t>(i * stride + j)] = dot * scale + bias;
+        }
       }
       for (int64_t i = 0; i < nt; ++i) {
         kernels::softmax_inplace(scores.data() + i * stride, pos0 + i + 1);
         std::fill(att + (r0 + i) * H + h * d, att + (r0 + i) * H + (h + 1) * d, 0.0f);
       }
       for (int64_t j = 0; j <= last; ++j) {
-        kernels::row_to_f32(cache->type(), cache->value(layer, j) + head, expanded.data(), d);
+        const std::byte* value = cache->value(layer, j) + head;
+        if (expand) kernels::row_to_f32(cache->type(), value, expanded.data(), d);
+        const std::byte* row = expand ? reinterpret_cast<const std::byte*>(expanded.data()) : value;
         for (int64_t i = std::max<int64_t>(0, j - pos0); i < nt; ++i)
-          kernels::axpy_row(DType::F32, reinterpret_cast<const std::byte*>(expanded.data()),
-                            scores[static_cast<size_t>(i * stride + j)], att + (r0 + i) * H + h * d, d);
+          kernels::axpy_row(expand ? DType::F32 : kv_type, row, scores[static_cast<size_t>(i * stride + j)],
+                            att + (r0 + i) * H + h * d, d);
       }
     }
   });
