@@ -147,7 +147,9 @@ TEST_P(EvalCli, RunsEndToEndOnTheDataSamples) {
   }
   EXPECT_EQ(items, static_cast<int64_t>(j["items"].size()));
   // Every item after a subject's first shares the header and shots with the one before.
-  if (task != "bbh") EXPECT_GT(j["reused_tokens"].get<int64_t>(), 0);
+  if (task != "bbh") {
+    EXPECT_GT(j["reused_tokens"].get<int64_t>(), 0);
+  }
   for (const auto& i : j["items"]) {
     EXPECT_GT(i["prompt_tokens"].get<int64_t>(), 0);
     if (task != "bbh") {

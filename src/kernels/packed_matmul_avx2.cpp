@@ -1,8 +1,10 @@
 // AVX2 products of packed (interleaved by 8) matrices: Q4_0 / Q8_0 with ActBlock32 activations,
 // Q4_K / Q6_K with ActBlock256. A tile is 8 rows x T tokens: each block's weights are loaded and unpacked once for T tokens, and
 // each of the 8 lanes of an accumulator is one row, so results are stored without horizontal sums.
-// Every (row, token) result goes through the same instructions whatever T and the thread split are,
-// so -t 1 and -t 2 give identical numbers.
+// Every (row, token) result goes through the same float instructions whatever T and the thread split
+// are, so -t 1 and -t 2 give identical numbers. Only the order of the exact integer adds before them
+// depends on T: with T > 1 the weights are unpacked a chunk at a time and used by every token at
+// once (few registers live, nothing spilled), a single token takes all of a block's chunks first.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -33,6 +35,14 @@ inline __m256 load_scales(const std::byte* block) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block)));
 }
 
+// Makes the compiler treat v as computed here: it stops GCC from reassociating chains of integer adds
+// across the token loop (which hoists every product first and spills them out of the 16 registers).
+// (A single token has no such chain to hoist: T = 1 leaves the compiler free.)
+template <int T>
+inline void keep(__m256i& v) {
+  if constexpr (T > 1) asm("" : "+x"(v));
+}
+
 inline __m256i load32(const std::byte* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 inline __m128i load16(const std::byte* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
 
@@ -59,7 +69,9 @@ inline __m256i maddubs_chunks(const __m256i* w, const int8_t* a) {
 
 // Q4_0: x = d * (q - 8) with q unsigned 4-bit, so sum((q - 8) * a) = sum(q * a) - 8 * sum(a): the
 // unsigned quants go straight into maddubs, and the offset costs one FMA with s = d_a * sum(a).
-// Eight maddubs results add up in int16 without overflow: 8 * 2 * 15 * 127 < 32768.
+// Eight maddubs results add up in int16 without overflow: 8 * 2 * 15 * 127 < 32768 (integer sums
+// are exact, so their order may differ with T: every T gives the same int16 sum per (row, token)).
+// One packed chunk (2 unpacked) at a time for all tokens keeps the live registers within 16.
 template <int T, bool Stream>
 void q4_0_tile(const std::byte* group, const ActBlock32* act, int64_t nb, float* y, int64_t y_stride) {
   constexpr size_t kBlock = kScaleBytes + 128;
@@ -69,16 +81,21 @@ void q4_0_tile(const std::byte* group, const ActBlock32* act, int64_t nb, float*
   for (int64_t b = 0; b < nb; ++b) {
     const std::byte* block = group + static_cast<size_t>(b) * kBlock;
     prefetch_block<Stream>(block, kBlock);
-    const __m256 dw = load_scales(block);
-    __m256i w[8];
+    __m256i sum16[T];
     for (int c = 0; c < 4; ++c) {
-      __m256i packed = load32(block + kScaleBytes + 32 * c);
-      w[c] = _mm256_and_si256(packed, low);
-      w[c + 4] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low);
+      const __m256i packed = load32(block + kScaleBytes + 32 * c);
+      const __m256i lo = _mm256_and_si256(packed, low), hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low);
+      for (int t = 0; t < T; ++t) {
+        const int8_t* a = act[t * nb + b].qs + 4 * c;
+        const __m256i pair = _mm256_add_epi16(_mm256_maddubs_epi16(lo, broadcast4(a)), _mm256_maddubs_epi16(hi, broadcast4(a + 16)));
+        sum16[t] = c == 0 ? pair : _mm256_add_epi16(sum16[t], pair);
+        keep<T>(sum16[t]);
+      }
     }
+    const __m256 dw = load_scales(block);
     for (int t = 0; t < T; ++t) {
       const ActBlock32& a = act[t * nb + b];
-      __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(maddubs_chunks<8>(w, a.qs), ones));
+      __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(sum16[t], ones));
       __m256 scaled = _mm256_fmadd_ps(dot, _mm256_set1_ps(a.d), _mm256_set1_ps(-8.0f * a.s));
       acc[t] = _mm256_fmadd_ps(dw, scaled, acc[t]);
     }
@@ -147,14 +164,31 @@ void q4_K_tile(const std::byte* group, const ActBlock256* act, int64_t nb, float
       const __m256i scales = pair_scales_u8(block + L::kScales + 16 * p);
       for (int i = 0; i < 2; ++i) {
         const __m256i scale = _mm256_shuffle_epi8(scales, pick[i]);
-        __m256i w[8];
-        for (int k = 0; k < 8; ++k) {
-          const __m256i packed = load32(block + L::kQs + 32 * (8 * p + k));
-          w[k] = _mm256_and_si256(i == 0 ? packed : _mm256_srli_epi16(packed, 4), low);
-        }
-        for (int t = 0; t < T; ++t) {
-          const __m256i sum16 = maddubs_chunks<8>(w, act[t * nb + b].qs + 64 * p + 32 * i);
-          isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(sum16, scale));
+        if constexpr (T == 1) {  // all 8 weight chunks unpacked, then one token
+          __m256i w[8];
+          for (int k = 0; k < 8; ++k) {
+            const __m256i packed = load32(block + L::kQs + 32 * (8 * p + k));
+            w[k] = _mm256_and_si256(i == 0 ? packed : _mm256_srli_epi16(packed, 4), low);
+          }
+          const __m256i sum16 = maddubs_chunks<8>(w, act[b].qs + 64 * p + 32 * i);
+          isum[0] = _mm256_add_epi32(isum[0], _mm256_madd_epi16(sum16, scale));
+        } else {
+          // One weight chunk at a time for all tokens: the int16 sums of the T tokens, one weight
+          // and one product are live (8 unpacked chunks next to T sums would not fit in 16 registers).
+          __m256i sum16[T];
+          for (int k = 0; k < 8; ++k) {
+            const __m256i packed = load32(block + L::kQs + 32 * (8 * p + k));
+            const __m256i w = _mm256_and_si256(i == 0 ? packed : _mm256_srli_epi16(packed, 4), low);
+            for (int t = 0; t < T; ++t) {
+              const __m256i product = _mm256_maddubs_epi16(w, broadcast4(act[t * nb + b].qs + 64 * p + 32 * i + 4 * k));
+              sum16[t] = k == 0 ? product : _mm256_add_epi16(sum16[t], product);
+              keep<T>(sum16[t]);
+            }
+          }
+          for (int t = 0; t < T; ++t) {
+            isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(sum16[t], scale));
+            keep<T>(isum[t]);
+          }
         }
       }
     }
@@ -196,16 +230,34 @@ inline void q6_K_sub_block(const std::byte* block, const ActBlock256* act, int64
   using L = PackedQ6K;
   const __m256i low = _mm256_set1_epi8(0x0F), top = _mm256_set1_epi8(0x30);
   const __m256i scale = _mm256_shuffle_epi8(pair_scales_i8(block + L::kScales + 16 * (G / 2)), pick[G % 2]);
-  __m256i w[4];
-  for (int k = 0; k < 4; ++k) {
-    const __m256i bits = load32(block + L::kLow + 32 * ((4 * G + k) % 32));
-    const __m256i nibble = _mm256_and_si256(G < 8 ? bits : _mm256_srli_epi16(bits, 4), low);
-    w[k] = _mm256_or_si256(nibble, q6_top_bits<G / 4>(load32(block + L::kHigh + 32 * ((4 * G + k) % 16)), top));
-  }
-  for (int t = 0; t < T; ++t) {
-    const int8_t* a = act[t * nb + b].qs + 16 * G;
+  if constexpr (T == 1) {  // the 4 weight chunks unpacked, then one token
+    __m256i w[4];
+    for (int k = 0; k < 4; ++k) {
+      const __m256i bits = load32(block + L::kLow + 32 * ((4 * G + k) % 32));
+      const __m256i nibble = _mm256_and_si256(G < 8 ? bits : _mm256_srli_epi16(bits, 4), low);
+      w[k] = _mm256_or_si256(nibble, q6_top_bits<G / 4>(load32(block + L::kHigh + 32 * ((4 * G + k) % 16)), top));
+    }
+    const int8_t* a = act[b].qs + 16 * G;
     const __m256i first = maddubs_chunks<2>(w, a), second = maddubs_chunks<2>(w + 2, a + 8);
-    isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(first, scale), _mm256_madd_epi16(second, scale)));
+    isum[0] = _mm256_add_epi32(isum[0], _mm256_add_epi32(_mm256_madd_epi16(first, scale), _mm256_madd_epi16(second, scale)));
+  } else {
+    // Two chunks (8 elements) at a time for all tokens, so few registers are live. The int32 adds
+    // are exact, so their order (here per half) does not change the sums.
+    for (int half = 0; half < 2; ++half) {
+      __m256i w[2];
+      for (int j = 0; j < 2; ++j) {
+        const int k = 2 * half + j;
+        const __m256i bits = load32(block + L::kLow + 32 * ((4 * G + k) % 32));
+        const __m256i nibble = _mm256_and_si256(G < 8 ? bits : _mm256_srli_epi16(bits, 4), low);
+        w[j] = _mm256_or_si256(nibble, q6_top_bits<G / 4>(load32(block + L::kHigh + 32 * ((4 * G + k) % 16)), top));
+      }
+      for (int t = 0; t < T; ++t) {
+        __m256i scaled = _mm256_madd_epi16(maddubs_chunks<2>(w, act[t * nb + b].qs + 16 * G + 8 * half), scale);
+        keep<T>(scaled);
+        isum[t] = _mm256_add_epi32(isum[t], scaled);
+        keep<T>(isum[t]);
+      }
+    }
   }
 }
 
