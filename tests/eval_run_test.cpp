@@ -181,6 +181,27 @@ TEST_P(EvalCli, RunsEndToEndOnTheDataSamples) {
 
 INSTANTIATE_TEST_SUITE_P(Tasks, EvalCli, ::testing::Values("ceval", "mmlu", "cmmlu", "gaokao", "agieval", "bbh"));
 
+// A context too small for 5 shots: shots are dropped from the end (MMLU's rule) and the JSON says how
+// many each item got.
+TEST(EvalCli, LongPromptsLoseShotsFromTheEnd) {
+  const std::string model = shared_path("reference/b2-7b-tiny");
+  const std::string data = shared_path("data/eval/mmlu");
+  REQUIRE_SHARED(model + "/config.json");
+  REQUIRE_SHARED(data + "/SOURCES.md");
+  const std::string out = temp("short.json");
+  CliRun r = baichuan_cli("eval -m " + quote(model) + " -t 2 --task mmlu --subjects anatomy --limit 2 --ctx 200 --data " +
+                          quote(data) + " --json " + quote(out));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("given fewer shots"), std::string::npos) << r.out;
+  const json j = json::parse(read_text_file(out));
+  ASSERT_EQ(j["items"].size(), 2u);
+  for (const auto& i : j["items"]) {
+    EXPECT_LT(i["shots"].get<int64_t>(), 5) << i;
+    EXPECT_LE(i["prompt_tokens"].get<int64_t>(), 200) << i;
+  }
+  fs::remove(out);
+}
+
 TEST(EvalCli, BadInputIsAClearError) {
   const std::string model = shared_path("reference/b2-7b-tiny");
   REQUIRE_SHARED(model + "/config.json");

@@ -67,8 +67,8 @@ struct FittedPrompt {
 FittedPrompt fitted_prompt(const std::string& task, const Subject& subject, const Question& item, size_t shots,
                            const Tokenizer& tokenizer, size_t limit) {
   auto build = [&](size_t k) {
-    if (task == "mmlu")
-      return mmlu_prompt(subject, item, k, [&](const std::string& s) { return tokenizer.encode(s).size(); }, limit);
+    if (task == "mmlu")  // its shot dropping is the loop below (the same rule), so the count of shots is known
+      return mmlu_prompt(subject, item, k, [](const std::string&) { return size_t{0}; });
     if (task == "cmmlu") return cmmlu_prompt(subject, item, k);
     return ceval_prompt(subject, item, k);  // C-Eval, and GAOKAO / AGIEval scored C-Eval style
   };
