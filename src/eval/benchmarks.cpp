@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_file.h"
 #include "core/mapped_file.h"
 #include "eval/csv.h"
 
@@ -76,14 +77,6 @@ std::vector<Question> read_choice_csv(const std::string& path, const std::vector
 }
 
 }  // namespace
-
-nlohmann::json read_json_file(const std::string& path) {
-  try {
-    return nlohmann::json::parse(read_text_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, ": invalid JSON: ", e.what());
-  }
-}
 
 std::vector<Subject> read_ceval(const std::string& dir, const std::vector<std::string>& subjects) {
   const std::string mapping_path = dir + "/subject_mapping.json";

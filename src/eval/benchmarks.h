@@ -55,7 +55,6 @@ std::vector<Subject> read_agieval(const std::string& dir, const std::vector<std:
 bool split_gaokao_options(const std::string& text, std::string& stem, std::array<std::string, 4>& choices);
 
 // Helpers shared by the readers.
-nlohmann::json read_json_file(const std::string& path);  // Error naming the file if not JSON
 char parse_answer_letter(const std::string& s, const std::string& where);  // Error unless A-D
 std::vector<std::string> select_subjects(const std::vector<std::string>& present,
                                          const std::vector<std::string>& wanted, const std::string& what);

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/json_file.h"
 #include "core/mapped_file.h"
 #include "eval/benchmarks.h"
 
@@ -178,12 +179,7 @@ std::vector<Subject> read_agieval(const std::string& dir, const std::vector<std:
       ++line;
       if (trim(row).empty()) continue;
       std::string where = cat(path, ":", line);
-      nlohmann::json e;
-      try {
-        e = nlohmann::json::parse(row);
-      } catch (const nlohmann::json::exception& ex) {
-        fail(where, ": invalid JSON: ", ex.what());
-      }
+      const nlohmann::json e = parse_json(row, where);
       if (!e.is_object()) fail(where, ": not a JSON object");
       std::string question = json_string(e, "question", where);
       const auto& options = e.contains("options") ? e["options"] : nlohmann::json();

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "core/json_file.h"
 #include "eval/benchmarks.h"
 
 namespace baichuan::eval {

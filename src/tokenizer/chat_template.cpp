@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace baichuan {
 
@@ -70,12 +71,7 @@ std::vector<int32_t> build_chat_input(const Tokenizer& tokenizer, const std::vec
 }
 
 std::vector<ChatMessage> parse_chat_messages(const std::string& json_text, const std::string& what) {
-  nlohmann::json doc;
-  try {
-    doc = nlohmann::json::parse(json_text);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail(what, ": invalid JSON: ", e.what());
-  }
+  const nlohmann::json doc = parse_json(json_text, what);
   if (!doc.is_array())
     fail(what, ": expected a JSON array of {\"role\": ..., \"content\": ...} messages, got a JSON ", doc.type_name());
   std::vector<ChatMessage> messages;

@@ -1,0 +1,15 @@
+// JSON text and files (nlohmann-json) with parse errors that name their source.
+#pragma once
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace baichuan {
+
+// Throws Error "<what>: invalid JSON: <parser message>".
+nlohmann::json parse_json(std::string_view text, const std::string& what);
+// parse_json of the file's text, named by its path.
+nlohmann::json read_json_file(const std::string& path);
+
+}  // namespace baichuan
