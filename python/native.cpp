@@ -69,6 +69,12 @@ class ModelHandle {
               std::optional<std::string> tokenizer_path, std::optional<std::string> position) {
     // Arguments first: a typo should not cost a model load.
     if (threads && *threads <= 0) raise(PyExc_ValueError, cat("threads must be > 0, got ", *threads));
+    int n_threads = 0;
+    try {
+      n_threads = ThreadPool::threads_for_request(threads.value_or(0));
+    } catch (const Error& e) {
+      raise(PyExc_ValueError, e.what());
+    }
     if (context && *context <= 0) raise(PyExc_ValueError, cat("context must be > 0, got ", *context));
     const DType kv = parse_kv_type(kv_type);
     LoadOptions options;
@@ -86,7 +92,7 @@ class ModelHandle {
       raise(PyExc_OSError, e.what());  // the checkpoint cannot be used as it is
     }
     model_->set_kv_type(kv);
-    pool_ = std::make_unique<ThreadPool>(threads ? *threads : ThreadPool::default_threads());
+    pool_ = std::make_unique<ThreadPool>(n_threads);
     path_ = path;
     context_ = context ? *context : std::max<int64_t>(model_->config().model_max_length, 4096);  // as the CLI
     sequence_ = std::make_unique<CachedSequence>(model_->new_cache(context_));

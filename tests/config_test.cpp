@@ -1,6 +1,8 @@
 // config.json and generation_config.json: the real release configs, the family rule, and the errors.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "model/config.h"
@@ -71,6 +73,45 @@ TEST(Config, ErrorsNameTheFileAndField) {
             std::string::npos);
   EXPECT_THROW(parse_generation_config(R"({"do_sample": "yes"})", "g.json"), Error);
   EXPECT_THROW(parse_generation_config(R"({"max_new_tokens": -1})", "g.json"), Error);
+}
+
+// Crafted sizes are refused by a limit before they size anything, naming the field and value; float
+// parameters that would give NaN or constant logits, and fields Baichuan 2 does not support, too.
+TEST(Config, CraftedSizesAndUnsupportedFieldsAreRefusedByName) {
+  auto with = [](const std::string& extra) {
+    return error_of(R"({"vocab_size": 100, "hidden_size": 8, "intermediate_size": 16, "num_attention_heads": 2,
+                        "num_hidden_layers": 1, "max_position_embeddings": 64)" + extra + "}");
+  };
+  EXPECT_EQ(with(""), "");
+  auto huge_layers = error_of(R"({"vocab_size": 100, "hidden_size": 8, "intermediate_size": 16,
+                                  "num_attention_heads": 2, "num_hidden_layers": 2147483647})");
+  EXPECT_NE(huge_layers.find("config.json: num_hidden_layers is 2147483647, more than the supported"), std::string::npos)
+      << huge_layers;
+  EXPECT_NE(with(R"(, "model_max_length": 4000000000)").find("model_max_length is 4000000000"), std::string::npos);
+  EXPECT_NE(with(R"(, "rms_norm_eps": 0)").find("rms_norm_eps must be a positive finite number"), std::string::npos);
+  EXPECT_NE(with(R"(, "rms_norm_eps": 1e999)").find("not valid JSON"), std::string::npos);  // JSON has no inf
+  EXPECT_NE(with(R"(, "rms_norm_eps": -1e-6)").find("rms_norm_eps"), std::string::npos);
+  EXPECT_NE(with(R"(, "hidden_act": "gelu")").find("hidden_act \"gelu\" is not supported"), std::string::npos);
+  EXPECT_EQ(with(R"(, "hidden_act": "silu", "tie_word_embeddings": false)"), "");
+  EXPECT_NE(with(R"(, "tie_word_embeddings": true)").find("tie_word_embeddings true is not supported"),
+            std::string::npos);
+
+  ModelConfig c = parse_model_config(R"({"vocab_size": 100, "hidden_size": 8, "intermediate_size": 16,
+                                         "num_attention_heads": 2, "num_hidden_layers": 1, "max_position_embeddings": 64})",
+                                     "config.json");
+  ConfigFieldNames gguf;
+  gguf.rope_theta = "baichuan.rope.freq_base";
+  for (float bad : {0.0f, -1.0f, std::nanf(""), INFINITY}) {
+    c.rope_theta = bad;
+    try {
+      c.validate("m.gguf", gguf);
+      ADD_FAILURE() << "rope_theta " << bad << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("m.gguf: baichuan.rope.freq_base must be a positive finite number"),
+                std::string::npos)
+          << e.what();
+    }
+  }
 }
 
 }  // namespace

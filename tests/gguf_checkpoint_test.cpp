@@ -152,5 +152,42 @@ TEST_F(GgufCheckpoint, MissingTensorsAndUncomputableTypesAreNamed) {
   EXPECT_NE(quant.find("'blk.0.attn_q.weight' has type Q8_1"), std::string::npos) << quant;
 }
 
+// Sizes and parameters from the metadata are checked before they size anything: a crafted
+// block_count used to run for 10-18 s and reach 4.5 GB before "out of memory".
+TEST_F(GgufCheckpoint, CraftedMetadataIsRefusedNamingTheKey) {
+  std::string source = convert("b2-7b-tiny", DType::F32, false, "meta_source.gguf");
+  auto error_with = [&](const std::string& key, gguf::Value value) {
+    gguf::File f = gguf::read_file(source);
+    for (auto& kv : f.metadata)
+      if (kv.key == key) kv.value = value;
+    std::vector<gguf::TensorToWrite> tensors;
+    for (const Tensor& t : f.tensors)
+      tensors.push_back({t.name, t.dtype, t.shape, [&t](std::byte* out, size_t n) { std::memcpy(out, t.data, n); }});
+    std::string path = temp("meta_edit.gguf");
+    gguf::write_file(path, f.metadata, tensors);
+    try {
+      Model model(open_checkpoint(path));
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  std::string layers = error_with("baichuan.block_count", gguf::Value::u32(2147483647));
+  EXPECT_NE(layers.find("baichuan.block_count is 2147483647, more than the supported"), std::string::npos) << layers;
+  std::string one = error_with("baichuan.block_count", gguf::Value::u32(1));
+  EXPECT_NE(one.find("layer count (num_hidden_layers / block_count) is 1 but the file holds tensors of layer 1"),
+            std::string::npos)
+      << one;
+  for (float bad : {0.0f, -1.0f, std::nanf("")}) {
+    std::string theta = error_with("baichuan.rope.freq_base", gguf::Value::f32(bad));
+    EXPECT_NE(theta.find("baichuan.rope.freq_base must be a positive finite number"), std::string::npos) << theta;
+  }
+  std::string eps = error_with("baichuan.attention.layer_norm_rms_epsilon", gguf::Value::f32(INFINITY));
+  EXPECT_NE(eps.find("baichuan.attention.layer_norm_rms_epsilon must be a positive finite number"), std::string::npos)
+      << eps;
+  std::string ctx = error_with("baichuan.context_length", gguf::Value::u32(4000000000u));
+  EXPECT_NE(ctx.find("baichuan.context_length is 4000000000"), std::string::npos) << ctx;
+}
+
 }  // namespace
 }  // namespace baichuan

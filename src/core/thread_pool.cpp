@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "core/error.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define BAICHUAN_PAUSE() _mm_pause()
@@ -33,6 +35,15 @@ ThreadPool::~ThreadPool() {
 }
 
 int ThreadPool::default_threads() { return std::max(1u, std::thread::hardware_concurrency()); }
+
+int ThreadPool::threads_for_request(int64_t requested) {
+  const int hardware = default_threads();
+  if (requested < 0) fail("the thread count must be 0 (all hardware threads) or positive, got ", requested);
+  if (requested > hardware)
+    fail("the thread count ", requested, " is more than the ", hardware, " hardware threads of this machine (extra "
+         "threads would only take turns on the same cores)");
+  return requested == 0 ? hardware : static_cast<int>(requested);
+}
 
 void ThreadPool::run_chunks(int thread_index) {
   const int64_t units = (job_n_ + job_grain_ - 1) / job_grain_;

@@ -28,6 +28,10 @@ class ThreadPool {
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int64_t grain = 1);
 
   static int default_threads();  // the number of hardware threads
+  // The thread count for a user's request (-t, threads=): 0 means all hardware threads; more than the
+  // hardware has is refused with an Error, because the workers spin between jobs: extra threads only
+  // take turns on the same cores (-t 10000 once drove a machine's load above 900).
+  static int threads_for_request(int64_t requested);
 
  private:
   void worker(int index);

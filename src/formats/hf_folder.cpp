@@ -15,8 +15,8 @@ namespace {
 
 using Reader = std::vector<Tensor> (*)(const std::string&);
 
-HfWeights read_sharded(const std::string& folder, const std::string& index_name, Reader reader) {
-  std::string index_path = folder + "/" + index_name;
+// Shard file -> the tensor names the index puts in it.
+std::map<std::string, std::set<std::string>> read_shard_index(const std::string& index_path) {
   nlohmann::json index;
   try {
     index = nlohmann::json::parse(read_text_file(index_path));
@@ -34,6 +34,12 @@ HfWeights read_sharded(const std::string& folder, const std::string& index_name,
       fail(index_path, ": weight_map entry '", name, "' names a file outside the folder: ", file);
     names_by_shard[file].insert(name);
   }
+  return names_by_shard;
+}
+
+HfWeights read_sharded(const std::string& folder, const std::string& index_name, Reader reader) {
+  std::string index_path = folder + "/" + index_name;
+  auto names_by_shard = read_shard_index(index_path);
   HfWeights out;
   out.description = index_name + " (" + std::to_string(names_by_shard.size()) + " shards)";
   for (auto& [shard, names] : names_by_shard) {
@@ -51,13 +57,28 @@ HfWeights read_sharded(const std::string& folder, const std::string& index_name,
   return out;
 }
 
+// The layouts in the order they are looked for: a single file first, then an index of shards.
+const std::pair<const char*, Reader> singles[] = {{"model.safetensors", read_safetensors},
+                                                  {"pytorch_model.bin", read_torch_bin}};
+const std::pair<const char*, Reader> indexes[] = {{"model.safetensors.index.json", read_safetensors},
+                                                  {"pytorch_model.bin.index.json", read_torch_bin}};
+
 }  // namespace
 
+std::vector<std::string> hf_weight_files(const std::string& folder) {
+  for (auto& [name, reader] : singles)
+    if (file_exists(folder + "/" + name)) return {folder + "/" + name};
+  for (auto& [name, reader] : indexes) {
+    std::string index_path = folder + "/" + name;
+    if (!file_exists(index_path)) continue;
+    std::vector<std::string> files{index_path};
+    for (auto& [shard, names] : read_shard_index(index_path)) files.push_back(folder + "/" + shard);
+    return files;
+  }
+  return {};
+}
+
 HfWeights read_hf_weights(const std::string& folder) {
-  const std::pair<const char*, Reader> singles[] = {{"model.safetensors", read_safetensors},
-                                                    {"pytorch_model.bin", read_torch_bin}};
-  const std::pair<const char*, Reader> indexes[] = {{"model.safetensors.index.json", read_safetensors},
-                                                    {"pytorch_model.bin.index.json", read_torch_bin}};
   for (auto& [name, reader] : singles) {
     std::string path = folder + "/" + name;
     if (file_exists(path)) return {name, reader(path)};

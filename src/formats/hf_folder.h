@@ -18,4 +18,9 @@ struct HfWeights {
 // promises is absent from its shard.
 HfWeights read_hf_weights(const std::string& folder);
 
+// The files read_hf_weights would open (the weights file, or the index and the shards it names),
+// reading no more than the index; empty if the folder holds no weights. For writers that must not
+// overwrite their input.
+std::vector<std::string> hf_weight_files(const std::string& folder);
+
 }  // namespace baichuan::formats

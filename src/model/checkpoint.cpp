@@ -117,19 +117,33 @@ void read_generation_config(Checkpoint& c, const std::string& folder) {
   c.generation = parse_generation_config(c.generation_json, path);
 }
 
+// The files beside the weights of a Hugging Face folder or a .ckpt.
+struct SideFiles {
+  std::string folder, config, tokenizer;
+};
+
+SideFiles side_files(const std::string& path, const LoadOptions& options) {
+  SideFiles f;
+  f.folder = fs::is_directory(path) ? path : fs::path(path).parent_path().string();
+  if (f.folder.empty()) f.folder = ".";
+  f.config = options.config_path.value_or(f.folder + "/config.json");
+  f.tokenizer = options.tokenizer_path.value_or(f.folder + "/tokenizer.model");
+  return f;
+}
+
 Checkpoint open_hf_or_mindspore(const std::string& path, const LoadOptions& options) {
   Checkpoint c;
   c.path = path;
   bool is_ckpt = ends_with(path, ".ckpt");
-  std::string folder = fs::is_directory(path) ? path : fs::path(path).parent_path().string();
-  if (folder.empty()) folder = ".";
+  const SideFiles side = side_files(path, options);
+  const std::string& folder = side.folder;
   c.format = is_ckpt ? CheckpointFormat::MindSpore : CheckpointFormat::HuggingFace;
 
-  std::string config_path = options.config_path.value_or(folder + "/config.json");
+  const std::string& config_path = side.config;
   if (!file_exists(config_path)) fail(path, ": no config.json found at ", config_path, " (pass --config)");
   c.config = parse_model_config(read_text_file(config_path), config_path, options.position);
   read_generation_config(c, folder);
-  std::string tokenizer_path = options.tokenizer_path.value_or(folder + "/tokenizer.model");
+  const std::string& tokenizer_path = side.tokenizer;
   if (!file_exists(tokenizer_path)) fail(path, ": no tokenizer.model found at ", tokenizer_path, " (pass --tokenizer)");
   c.tokenizer = std::make_shared<const Tokenizer>(Tokenizer::from_file(tokenizer_path));
 
@@ -151,6 +165,29 @@ Checkpoint open_hf_or_mindspore(const std::string& path, const LoadOptions& opti
 }
 
 }  // namespace
+
+std::vector<std::string> checkpoint_files(const std::string& path, const LoadOptions& options) {
+  std::vector<std::string> files{path};
+  if (ends_with(path, ".gguf")) return files;
+  const SideFiles side = side_files(path, options);
+  files.insert(files.end(), {side.config, side.tokenizer, side.folder + "/generation_config.json"});
+  if (fs::is_directory(path)) {
+    auto weights = formats::hf_weight_files(path);
+    files.insert(files.end(), weights.begin(), weights.end());
+  }
+  return files;
+}
+
+void refuse_overwriting_checkpoint(const std::string& output, const std::string& path, const LoadOptions& options) {
+  std::error_code ec;
+  if (fs::is_directory(output, ec)) fail(output, ": is a folder; give a file path for the output");
+  if (!fs::exists(output, ec)) return;  // a new file cannot be one of the input's
+  for (const auto& input : checkpoint_files(path, options))
+    if (fs::exists(input, ec) && fs::equivalent(output, input, ec))
+      fail("the output ", output, " is ", output == input ? "" : "the same file as " + input + ", ",
+           input == path ? "the checkpoint being read" : "a file of the checkpoint being read",
+           "; writing there would destroy the input: choose another output path");
+}
 
 Checkpoint open_checkpoint(const std::string& path, const LoadOptions& options) {
   if (!fs::exists(path)) fail(path, ": no such file or directory");
@@ -182,6 +219,12 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> canonical_tensors(cons
 
 void validate_tensors(const Checkpoint& c) {
   const auto& cfg = c.config;
+  // (A crafted layer count was refused by ModelConfig::validate's limit before anything was sized.)
+  const std::string beyond = "blk." + std::to_string(cfg.num_layers) + ".";
+  if (auto it = c.tensors.lower_bound(beyond); it != c.tensors.end() && it->first.starts_with(beyond))
+    fail(c.path, ": the config's layer count (num_hidden_layers / block_count) is ", cfg.num_layers,
+         " but the file holds tensors of layer ", cfg.num_layers, " ('", it->first, "'); a wrong config would run a "
+         "shallower model");
   for (const auto& [name, shape] : canonical_tensors(cfg)) {
     auto it = c.tensors.find(name);
     if (it == c.tensors.end()) fail(c.path, ": tensor '", name, "' is missing (", c.description, ")");

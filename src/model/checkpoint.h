@@ -45,6 +45,14 @@ struct Checkpoint {
 
 Checkpoint open_checkpoint(const std::string& path, const LoadOptions& options = {});
 
+// Every file open_checkpoint(path, options) reads or may read: the weights (a shard index is read to
+// list its shards, nothing else is), config.json, generation_config.json, tokenizer.model.
+std::vector<std::string> checkpoint_files(const std::string& path, const LoadOptions& options = {});
+// Throws Error naming both paths if writing `output` would replace or truncate one of those files
+// (compared by identity: the same path, a symlink or a hard link), or if `output` is a folder. Call
+// it before reading anything: a writer must never destroy its own input.
+void refuse_overwriting_checkpoint(const std::string& output, const std::string& path, const LoadOptions& options = {});
+
 // Canonical tensor names of layer `layer`, e.g. layer_tensor(3, "attn_q") == "blk.3.attn_q.weight".
 std::string layer_tensor(int64_t layer, const std::string& role);
 

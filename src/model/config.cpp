@@ -1,5 +1,6 @@
 #include "model/config.h"
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -40,21 +41,27 @@ double get_number(const json& j, const char* key, const std::string& what, doubl
 
 }  // namespace
 
-void ModelConfig::validate(const std::string& what) const {
-  auto positive = [&](int64_t v, const char* name) {
+void ModelConfig::validate(const std::string& what, const ConfigFieldNames& names) const {
+  auto in_range = [&](int64_t v, const std::string& name, int64_t limit) {
     if (v <= 0) fail(what, ": ", name, " must be positive, got ", v);
+    if (v > limit) fail(what, ": ", name, " is ", v, ", more than the supported ", limit, " (a corrupted or crafted file?)");
   };
-  positive(vocab_size, "vocab_size");
-  positive(hidden_size, "hidden_size");
-  positive(intermediate_size, "intermediate_size");
-  positive(num_heads, "num_attention_heads");
-  positive(num_layers, "num_hidden_layers");
-  positive(model_max_length, "model_max_length");
+  in_range(vocab_size, names.vocab_size, ConfigLimits::kMaxVocab);
+  in_range(hidden_size, names.hidden_size, ConfigLimits::kMaxHidden);
+  in_range(intermediate_size, names.intermediate_size, ConfigLimits::kMaxIntermediate);
+  in_range(num_heads, names.num_heads, hidden_size);
+  in_range(num_layers, names.num_layers, ConfigLimits::kMaxLayers);
+  in_range(model_max_length, names.model_max_length, ConfigLimits::kMaxContext);
   if (hidden_size % num_heads != 0)
-    fail(what, ": hidden_size ", hidden_size, " is not divisible by num_attention_heads ", num_heads);
+    fail(what, ": ", names.hidden_size, " ", hidden_size, " is not divisible by ", names.num_heads, " ", num_heads);
   if (position == PositionEncoding::Rope && head_dim() % 2 != 0)
     fail(what, ": head dimension ", head_dim(), " must be even for rotary embeddings");
-  if (!(rms_norm_eps > 0)) fail(what, ": rms_norm_eps must be positive");
+  auto positive_finite = [&](float v, const std::string& name) {
+    if (!(v > 0) || !std::isfinite(v)) fail(what, ": ", name, " must be a positive finite number, got ", v);
+  };
+  positive_finite(rms_norm_eps, names.rms_norm_eps);
+  if (position == PositionEncoding::Rope) positive_finite(rope_theta, names.rope_theta);
+  if (position == PositionEncoding::Alibi) positive_finite(max_alibi_bias, names.max_alibi_bias);
   for (int32_t id : {bos_token_id, eos_token_id, pad_token_id})
     if (id < 0 || id >= vocab_size) fail(what, ": special token id ", id, " is outside the vocabulary");
 }
@@ -77,6 +84,11 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   c.bos_token_id = static_cast<int32_t>(get_int(j, "bos_token_id", what, 1));
   c.eos_token_id = static_cast<int32_t>(get_int(j, "eos_token_id", what, 2));
   c.pad_token_id = static_cast<int32_t>(get_int(j, "pad_token_id", what, 0));
+  // Fields other models use that Baichuan 2 does not support: refuse rather than silently ignore.
+  if (auto it = j.find("hidden_act"); it != j.end() && *it != "silu")
+    fail(what, ": hidden_act ", it->dump(), " is not supported (Baichuan 2 uses \"silu\")");
+  if (auto it = j.find("tie_word_embeddings"); it != j.end() && *it != false)
+    fail(what, ": tie_word_embeddings ", it->dump(), " is not supported (Baichuan 2 has its own lm_head)");
   c.validate(what);
   return c;
 }

@@ -11,6 +11,14 @@ namespace baichuan {
 // `max_position_embeddings`, 13B configs do not.
 enum class PositionEncoding { Rope, Alibi };
 
+// How a source spells the config fields, for error messages (config.json's names by default).
+struct ConfigFieldNames {
+  std::string vocab_size = "vocab_size", hidden_size = "hidden_size", intermediate_size = "intermediate_size",
+              num_heads = "num_attention_heads", num_layers = "num_hidden_layers",
+              model_max_length = "model_max_length", rms_norm_eps = "rms_norm_eps", rope_theta = "rope_theta",
+              max_alibi_bias = "max_alibi_bias";
+};
+
 struct ModelConfig {
   int64_t vocab_size = 125696;
   int64_t hidden_size = 0;
@@ -28,8 +36,19 @@ struct ModelConfig {
 
   int64_t head_dim() const { return hidden_size / num_heads; }
   std::string family() const { return position == PositionEncoding::Rope ? "7B (RoPE)" : "13B (ALiBi)"; }
-  // Throws Error naming `what` if a dimension is missing, non-positive or inconsistent.
-  void validate(const std::string& what) const;
+  // Throws Error naming `what`, the field and its value if a dimension is missing, non-positive,
+  // inconsistent or beyond the limits below, or a float parameter is not a positive finite number.
+  void validate(const std::string& what, const ConfigFieldNames& names = {}) const;
+};
+
+// Upper limits on sizes read from files: far above any Baichuan 2 (hidden 5120, 40 layers, vocab
+// 125,696, context 4096), low enough that a crafted value is refused before it sizes an allocation.
+struct ConfigLimits {
+  static constexpr int64_t kMaxVocab = int64_t{1} << 22;
+  static constexpr int64_t kMaxHidden = int64_t{1} << 16;
+  static constexpr int64_t kMaxIntermediate = int64_t{1} << 18;
+  static constexpr int64_t kMaxLayers = 1024;
+  static constexpr int64_t kMaxContext = int64_t{1} << 22;
 };
 
 // Defaults for generation and the chat prompt (generation_config.json).

@@ -93,7 +93,17 @@ Checkpoint open_gguf_checkpoint(const std::string& path, const LoadOptions& opti
                          std::pair{"tokenizer.ggml.eos_token_id", &cfg.eos_token_id},
                          std::pair{"tokenizer.ggml.padding_token_id", &cfg.pad_token_id}})
     if (const auto* v = f.find(k)) *slot = static_cast<int32_t>(v->as_int(path + ": " + k));
-  cfg.validate(path);
+  ConfigFieldNames names;
+  names.vocab_size = "tokenizer.ggml.tokens (count)";
+  names.hidden_size = key("embedding_length");
+  names.intermediate_size = key("feed_forward_length");
+  names.num_heads = key("attention.head_count");
+  names.num_layers = key("block_count");
+  names.model_max_length = key("context_length");
+  names.rms_norm_eps = eps_key;
+  names.rope_theta = key("rope.freq_base");
+  names.max_alibi_bias = key("attention.max_alibi_bias");
+  cfg.validate(path, names);
 
   if (const auto* gen = f.find(kGgufGenerationConfigKey)) {
     c.generation_json = gen->as_string(path + ": " + kGgufGenerationConfigKey);

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/system_memory.h"
 #include "core/tensor.h"
 #include "quant/quantize.h"
 
@@ -36,6 +37,7 @@ KvCache::KvCache(const ModelConfig& config, int64_t capacity, DType type)
   if (is_quantized(type) && head_dim % static_cast<int64_t>(dtype_info(type).block_elems) != 0)
     fail("a ", dtype_name(type), " KV cache needs a head size that is a multiple of ", dtype_info(type).block_elems,
          "; this model's is ", head_dim);
+  check_kv_cache_fits(config, capacity, type);
   head_bytes_ = bytes_for(type, head_dim, "KV cache head");
   row_bytes_ = bytes_for(type, hidden_, "KV cache row");
   const size_t n = static_cast<size_t>(config.num_layers * capacity) * row_bytes_;
@@ -52,6 +54,22 @@ void KvCache::store(int64_t layer, int64_t pos, const float* key, const float* v
 void KvCache::truncate(int64_t n) {
   if (n < 0 || n > size_) fail("KV cache: cannot truncate ", size_, " positions to ", n);
   size_ = n;
+}
+
+double kv_cache_bytes(const ModelConfig& config, int64_t capacity, DType type, int64_t count) {
+  const double row_bytes = static_cast<double>(bytes_for(type, config.hidden_size, "KV cache row"));
+  return 2.0 * static_cast<double>(count) * static_cast<double>(config.num_layers) * static_cast<double>(capacity) *
+         row_bytes;
+}
+
+void check_kv_cache_fits(const ModelConfig& config, int64_t capacity, DType type, int64_t count) {
+  const double need = kv_cache_bytes(config, capacity, type, count);
+  const uint64_t have = physical_memory_bytes();
+  if (have > 0 && need > static_cast<double>(have))
+    fail(count > 1 ? std::to_string(count) + " KV caches" : std::string("a KV cache"), " of ", capacity, " positions (",
+         dtype_name(type), ", ", config.num_layers, " layers) would need ", gibibytes(need), ", more than the ",
+         gibibytes(static_cast<double>(have)), " of memory of this machine: use a smaller context (--ctx)",
+         count > 1 ? " or fewer slots (--parallel)" : "");
 }
 
 DType parse_kv_type(const std::string& name) {

@@ -44,6 +44,14 @@ class KvCache {
   std::unique_ptr<std::byte[]> keys_, values_;
 };
 
+// Bytes `count` caches of `capacity` positions reserve (keys and values of every layer), as a double
+// so a crafted capacity cannot overflow the sum.
+double kv_cache_bytes(const ModelConfig& config, int64_t capacity, DType type, int64_t count = 1);
+// Throws Error when `count` caches of `capacity` positions could never fit in this machine's memory.
+// They commit pages only as positions fill, but a context that cannot fit is refused up front with
+// the sizes, not met as an out-of-memory error mid-run.
+void check_kv_cache_fits(const ModelConfig& config, int64_t capacity, DType type, int64_t count = 1);
+
 // Parses a KV cache type name: f32 | f16 | q8_0 (case-insensitive).
 DType parse_kv_type(const std::string& name);
 

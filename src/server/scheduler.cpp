@@ -20,6 +20,7 @@ Scheduler::Scheduler(Model& model, ThreadPool& pool, SchedulerOptions options)
   if (options_.parallel < 1) fail("--parallel must be at least 1, got ", options_.parallel);
   if (options_.context < 1) fail("--ctx must be at least 1, got ", options_.context);
   if (options_.max_queue < 0) fail("--queue must be >= 0, got ", options_.max_queue);
+  check_kv_cache_fits(model.config(), options_.context, model.kv_type(), options_.parallel);
   for (int i = 0; i < options_.parallel; ++i) slots_.push_back(std::make_unique<Slot>(model.new_cache(options_.context)));
   stats_.parallel = options_.parallel;
   thread_ = std::thread([this] { run(); });

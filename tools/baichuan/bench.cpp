@@ -157,8 +157,10 @@ struct BenchCommand {
       if (p < 0) fail("-p: prompt sizes must be >= 0 (0 skips the prompt test), got ", p);
     for (int64_t n : gens)
       if (n < 0) fail("-n: generation lengths must be >= 0 (0 skips the generation test), got ", n);
-    for (int t : threads)
+    for (int t : threads) {
       if (t <= 0) fail("-t: thread counts must be >= 1, got ", t);
+      ThreadPool::threads_for_request(t);  // refuses more than the hardware threads
+    }
     if (reps <= 0) fail("-r: repetitions must be >= 1, got ", reps);
     for (int s : streams)
       if (s <= 0) fail("--streams: stream counts must be >= 1, got ", s);

@@ -1,5 +1,6 @@
 #include "common.h"
 
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -12,13 +13,29 @@
 
 namespace baichuan::cli {
 
+CLI::Validator thread_count_check() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        int64_t n = 0;
+        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+        if (ec != std::errc() || end != value.data() + value.size()) return "the thread count must be an integer";
+        try {
+          ThreadPool::threads_for_request(n);
+        } catch (const Error& e) {
+          return e.what();
+        }
+        return "";
+      },
+      "0..hardware threads");
+}
+
 void ModelOptions::add(CLI::App& app, bool required) {
   app.add_option("-m,--model", path, "Checkpoint: Hugging Face folder, MindSpore .ckpt, or .gguf")->required(required);
   app.add_option("--config", config, "config.json to use (e.g. for a .ckpt)");
   app.add_option("--tokenizer", tokenizer, "tokenizer.model to use (e.g. for a .ckpt)");
   app.add_option("--position", position, "Force the position scheme: rope (7B family) or alibi (13B family)")
       ->check(CLI::IsMember({"rope", "alibi"}));
-  app.add_option("-t,--threads", threads, "Threads (default: all hardware threads)")->check(CLI::NonNegativeNumber);
+  app.add_option("-t,--threads", threads, "Threads (default: all hardware threads)")->check(thread_count_check());
   app.add_option("--kv-type", kv_type, "KV cache type: f16 (default), f32 (exact) or q8_0");
 }
 
@@ -42,6 +59,15 @@ std::unique_ptr<Model> ModelOptions::load() const {
             << c.vocab_size << " in " << secs << " s; " << kernels::describe_cpu() << ", " << thread_count()
             << " threads, " << dtype_name(kv) << " KV cache\n";
   return model;
+}
+
+void ModelOptions::check_output(const std::string& out) const {
+  namespace fs = std::filesystem;
+  if (!path.empty()) refuse_overwriting_checkpoint(out, path, load_options());
+  fs::path folder = fs::path(out).parent_path();
+  std::error_code ec;
+  if (!folder.empty() && !fs::is_directory(folder, ec)) fail(out, ": the folder ", folder.string(), " does not exist");
+  if (fs::is_directory(out, ec)) fail(out, ": is a folder; give a file path for the output");
 }
 
 void PromptOptions::add(CLI::App& app) {
@@ -125,7 +151,7 @@ void write_gguf_reporting(const Checkpoint& checkpoint, const std::string& in_pa
                           ConvertOptions options, int threads) {
   const FileType type = options.file_type();
   validate_tensors(checkpoint);
-  const int n_threads = threads > 0 ? threads : ThreadPool::default_threads();
+  const int n_threads = ThreadPool::threads_for_request(threads);
   ThreadPool pool(n_threads);
   options.pool = &pool;
   uintmax_t source_bytes = 0;

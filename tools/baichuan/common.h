@@ -15,6 +15,9 @@
 
 namespace baichuan::cli {
 
+// Checks a -t value at parse time (ThreadPool::threads_for_request: 0 = all, at most the hardware's).
+CLI::Validator thread_count_check();
+
 // -m and the options that say how to read it.
 struct ModelOptions {
   std::string path;
@@ -24,7 +27,10 @@ struct ModelOptions {
   void add(CLI::App& app, bool required = true);  // -m optional for commands that can run without a model
   LoadOptions load_options() const;
   std::unique_ptr<Model> load() const;  // logs what was loaded to stderr
-  int thread_count() const { return threads > 0 ? threads : ThreadPool::default_threads(); }
+  int thread_count() const { return ThreadPool::threads_for_request(threads); }
+  // Refuses, before any work, an output path that would overwrite a file of this checkpoint or whose
+  // folder does not exist (so a long run does not fail at its last step).
+  void check_output(const std::string& out) const;
 };
 
 // The prompt: raw text (-p), a text file (-f) or a conversation (--chat MESSAGES.json).

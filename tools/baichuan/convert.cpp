@@ -27,6 +27,7 @@ Run add_convert(CLI::App& app) {
                "llama.cpp); this engine normalises on load either way");
   return [cmd] {
     FileType type = parse_file_type(cmd->type);
+    refuse_overwriting_checkpoint(cmd->out, cmd->model.path, cmd->model.load_options());
     auto checkpoint = open_checkpoint(cmd->model.path, cmd->model.load_options());
     ConvertOptions options;
     options.type = type.base;

@@ -48,6 +48,8 @@ struct EvalCommand {
     if (model.path.empty() || options.task.empty() || options.data.empty())
       fail("eval needs -m MODEL, --task and --data (or --compare A.json B.json ...)");
     options.task = eval::parse_task(options.task);  // before loading: a bad flag should not cost a model load
+    for (const auto& out : {json_out, plot_out})
+      if (!out.empty()) model.check_output(out);
     auto m = model.load();
     options.context = ctx > 0 ? ctx : std::max<int64_t>(m->config().model_max_length, 4096);
     ThreadPool pool(model.thread_count());

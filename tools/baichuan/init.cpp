@@ -198,7 +198,7 @@ Run add_init(CLI::App& app) {
   app.add_option("--position", cmd->position, "Force rope or alibi")->check(CLI::IsMember({"rope", "alibi"}));
   app.add_option("--seed", cmd->seed, "Random seed");
   app.add_option("--std", cmd->stddev, "Standard deviation of the matrices");
-  app.add_option("-t,--threads", cmd->threads, "Threads");
+  app.add_option("-t,--threads", cmd->threads, "Threads (default: all hardware threads)")->check(thread_count_check());
   return [cmd] {
     if (cmd->config.empty() && cmd->preset.empty()) fail("give --config config.json or --preset 7b|13b|tiny");
     auto position = cmd->position.empty() ? std::nullopt : parse_position_encoding(cmd->position);
@@ -213,7 +213,7 @@ Run add_init(CLI::App& app) {
     std::string gen = cmd->generation_config.empty() ? default_generation_json() : read_text_file(cmd->generation_config);
     if (!cmd->generation_config.empty()) parse_generation_config(gen, cmd->generation_config);
     FileType type = parse_file_type(cmd->type);
-    ThreadPool pool(cmd->threads > 0 ? cmd->threads : ThreadPool::default_threads());
+    ThreadPool pool(ThreadPool::threads_for_request(cmd->threads));
 
     std::vector<gguf::TensorToWrite> tensors;
     for (const auto& [name, shape] : canonical_tensors(cfg)) {

@@ -20,6 +20,7 @@ Run add_logits(CLI::App& app) {
   app.add_option("-o,--output", cmd->out, "Output file (float32 little-endian, vocab_size values)")->required();
   app.add_option("-c,--ctx", cmd->ctx, "Context size in tokens (default: max(model_max_length, 4096))");
   return [cmd] {
+    cmd->model.check_output(cmd->out);
     auto m = cmd->model.load();
     auto ids = cmd->prompt.ids(*m);
     checked_context(*m, cmd->ctx, ids.size());

@@ -30,7 +30,13 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    // One rule for every argument error, as for every other error: one `error:` line, exit 1. A
+    // value is cut short so a pasted 300-digit number does not flood the terminal.
+    std::string message = e.what();
+    if (message.size() > 300) message = message.substr(0, 300) + "...";
+    std::cerr << "error: " << message << " (see --help)\n";
+    return 1;
   }
   if (version) {
     std::cout << "baichuan.cpp 0.1.0; " << baichuan::kernels::describe_cpu() << "\n";

@@ -27,6 +27,7 @@ struct PerplexityCommand {
 
   int run() {
     eval::validate(options);  // before loading: a bad flag should not cost a model load
+    if (!kl_base.empty() && !file_exists(kl_base)) model.check_output(kl_base);
     const std::string text = read_text_file(file);
     if (text.empty()) fail(file, ": the text file is empty");
     auto m = model.load();

@@ -11,18 +11,6 @@
 
 namespace baichuan::cli {
 
-namespace {
-
-// True when `a` and `b` name the same file (or folder), existing or not.
-bool same_path(const std::string& a, const std::string& b) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (fs::exists(a, ec) && fs::exists(b, ec)) return fs::equivalent(a, b, ec);
-  return fs::weakly_canonical(a, ec) == fs::weakly_canonical(b, ec);
-}
-
-}  // namespace
-
 Run add_quantize(CLI::App& app) {
   struct Command {
     std::string in, out, type, config, tokenizer, position;
@@ -33,19 +21,18 @@ Run add_quantize(CLI::App& app) {
   app.add_option("OUT", cmd->out, "Output .gguf file")->required();
   app.add_option("TYPE", cmd->type, std::string("Output type: ") + file_type_names() + " (case does not matter)")
       ->required();
-  app.add_option("-t,--threads", cmd->threads, "Threads (default: all hardware threads)")->check(CLI::NonNegativeNumber);
+  app.add_option("-t,--threads", cmd->threads, "Threads (default: all hardware threads)")->check(thread_count_check());
   app.add_option("--config", cmd->config, "config.json to use (e.g. for a .ckpt)");
   app.add_option("--tokenizer", cmd->tokenizer, "tokenizer.model to use (e.g. for a .ckpt)");
   app.add_option("--position", cmd->position, "Force the position scheme: rope (7B family) or alibi (13B family)")
       ->check(CLI::IsMember({"rope", "alibi"}));
   return [cmd] {
     FileType type = parse_file_type(cmd->type);
-    if (same_path(cmd->in, cmd->out)) fail("quantize: OUT is the input file ", cmd->in, "; give another output path");
-    if (std::filesystem::is_directory(cmd->out)) fail("quantize: OUT ", cmd->out, " is a folder; give a .gguf file path");
     LoadOptions load;
     if (!cmd->config.empty()) load.config_path = cmd->config;
     if (!cmd->tokenizer.empty()) load.tokenizer_path = cmd->tokenizer;
     if (!cmd->position.empty()) load.position = parse_position_encoding(cmd->position);
+    refuse_overwriting_checkpoint(cmd->out, cmd->in, load);
     auto checkpoint = open_checkpoint(cmd->in, load);
     ConvertOptions options;
     options.type = type.base;
