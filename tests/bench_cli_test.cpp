@@ -12,7 +12,7 @@
 #include "core/mapped_file.h"
 
 namespace baichuan {
-namespace {
+namespace bench_cli_test {  // named, not anonymous: the tests compile as a unity build
 
 namespace fs = std::filesystem;
 using nlohmann::json;

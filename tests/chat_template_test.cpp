@@ -11,7 +11,7 @@
 
 using namespace baichuan;
 
-namespace {
+namespace chat_template_test {  // named, not anonymous: the tests compile as a unity build
 
 const std::string kModelPath = baichuan::testing::shared_path("assets/baichuan2/tokenizer.model");
 
@@ -33,7 +33,6 @@ std::string error_of(F f) {
 
 #define EXPECT_MENTIONS(message, word) EXPECT_NE((message).find(word), std::string::npos) << (message)
 
-}  // namespace
 
 TEST(ChatTemplate, GoldenIdsOfBothReferenceFolders) {
   for (const char* folder : {"b2-7b-tiny", "b2-13b-tiny"}) {
@@ -157,3 +156,5 @@ TEST(ChatParse, ErrorsNameTheSourceAndTheMessage) {
   EXPECT_MENTIONS(e, "message 1");
   EXPECT_MENTIONS(e, "unknown role \"bot\"");
 }
+
+}  // namespace chat_template_test

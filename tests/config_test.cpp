@@ -9,7 +9,7 @@
 #include "shared_data.h"
 
 namespace baichuan {
-namespace {
+namespace config_test {  // named, not anonymous: the tests compile as a unity build
 
 using testing::shared_path;
 

@@ -10,7 +10,7 @@
 #include "shared_data.h"
 
 namespace baichuan {
-namespace {
+namespace decoding_test {  // named, not anonymous: the tests compile as a unity build
 
 class DecodingTest : public ::testing::Test {
  protected:

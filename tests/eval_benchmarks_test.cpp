@@ -12,7 +12,7 @@
 using namespace baichuan::eval;
 using baichuan::testing::shared_path;
 
-namespace {
+namespace eval_benchmarks_test {  // named, not anonymous: the tests compile as a unity build
 
 std::map<std::string, std::pair<size_t, size_t>> counts(const std::vector<Subject>& subjects) {
   std::map<std::string, std::pair<size_t, size_t>> out;
@@ -45,7 +45,6 @@ std::string error_of(const std::function<void()>& f) {
   return "(no error)";
 }
 
-}  // namespace
 
 // Row counts below were taken with Python's csv / json modules (header rows not counted).
 TEST(EvalBenchmarks, CevalParsesAll) {
@@ -178,3 +177,5 @@ TEST(EvalBenchmarks, MalformedInputsNameFileAndLine) {
   e = error_of([&] { read_ceval(root + "/c"); });
   EXPECT_NE(e.find("x_val.csv:1: header column 7"), std::string::npos) << e;
 }
+
+}  // namespace eval_benchmarks_test

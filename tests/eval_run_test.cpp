@@ -22,7 +22,7 @@
 #include "shared_data.h"
 
 namespace baichuan {
-namespace {
+namespace eval_run_test {  // named, not anonymous: the tests compile as a unity build
 
 namespace fs = std::filesystem;
 using nlohmann::json;

@@ -15,7 +15,7 @@
 #include "shared_data.h"
 
 namespace baichuan {
-namespace {
+namespace gguf_checkpoint_test {  // named, not anonymous: the tests compile as a unity build
 
 namespace fs = std::filesystem;
 using testing::shared_path;

@@ -13,7 +13,7 @@
 using namespace baichuan;
 using namespace baichuan::gguf;
 
-namespace {
+namespace gguf_test {  // named, not anonymous: the tests compile as a unity build
 
 std::string temp_path(const std::string& name) { return ::testing::TempDir() + "gguf_test_" + name; }
 
@@ -169,7 +169,6 @@ std::string pattern(size_t n, unsigned seed) {
   return s;
 }
 
-}  // namespace
 
 TEST(Gguf, HandBuiltFileParsesToKnownValues) {
   auto h = hand_built();
@@ -510,3 +509,5 @@ TEST(Gguf, GgmlTypeIdsMatchTheSpec) {
     }
   }
 }
+
+}  // namespace gguf_test

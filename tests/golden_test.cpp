@@ -21,7 +21,7 @@
 #include "tokenizer/chat_template.h"
 
 namespace baichuan {
-namespace {
+namespace golden_test {  // named, not anonymous: the tests compile as a unity build
 
 using nlohmann::json;
 using testing::shared_path;

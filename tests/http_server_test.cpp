@@ -22,7 +22,7 @@
 #include "tokenizer/chat_template.h"
 
 namespace baichuan::server {
-namespace {
+namespace http_server_test {  // named, not anonymous: the tests compile as a unity build
 
 using nlohmann::json;
 using namespace std::chrono_literals;

@@ -14,7 +14,7 @@
 #include "kernels/vec.h"
 
 namespace baichuan::kernels {
-namespace {
+namespace kernels_test {  // named, not anonymous: the tests compile as a unity build
 
 const int64_t kSizes[] = {1, 2, 7, 8, 9, 31, 32, 33, 64, 100, 257, 1023};
 

@@ -10,7 +10,7 @@
 #include "model/kv_cache.h"
 
 namespace baichuan {
-namespace {
+namespace kv_cache_test {  // named, not anonymous: the tests compile as a unity build
 
 ModelConfig shape(int64_t hidden, int64_t heads) {
   ModelConfig c;

@@ -18,7 +18,7 @@
 using namespace baichuan;
 using baichuan::formats::read_mindspore_ckpt;
 
-namespace {
+namespace mindspore_ckpt_test {  // named, not anonymous: the tests compile as a unity build
 
 // ---- Building checkpoint bytes by hand, straight from the wire format -------------------------------
 
@@ -129,7 +129,6 @@ std::string rows(const Tensor& t, int64_t begin, int64_t end) {
   return contents(t).substr(static_cast<size_t>(begin) * row_bytes, static_cast<size_t>(end - begin) * row_bytes);
 }
 
-}  // namespace
 
 TEST(MindSporeCkpt, ReferenceHasExpectedNamesAndShapes) {
   SKIP_WITHOUT_REFERENCE();
@@ -377,3 +376,5 @@ TEST(MindSporeCkpt, TruncationAtEveryByteIsAnError) {
     }
   }
 }
+
+}  // namespace mindspore_ckpt_test

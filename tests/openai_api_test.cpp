@@ -7,7 +7,7 @@
 #include "server/openai_api.h"
 
 namespace baichuan::server {
-namespace {
+namespace openai_api_test {  // named, not anonymous: the tests compile as a unity build
 
 using nlohmann::json;
 

@@ -10,7 +10,7 @@
 #include "shared_data.h"
 
 namespace baichuan {
-namespace {
+namespace output_safety_test {  // named, not anonymous: the tests compile as a unity build
 
 namespace fs = std::filesystem;
 using testing::baichuan_cli;

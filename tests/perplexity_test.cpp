@@ -19,7 +19,7 @@
 #include "shared_data.h"
 
 namespace baichuan {
-namespace {
+namespace perplexity_test {  // named, not anonymous: the tests compile as a unity build
 
 namespace fs = std::filesystem;
 using nlohmann::json;

@@ -19,7 +19,7 @@
 #include "quant/quantize.h"
 
 namespace baichuan::kernels {
-namespace {
+namespace quant_dot_test {  // named, not anonymous: the tests compile as a unity build
 
 const DType kTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0,
                         DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K};
@@ -161,7 +161,7 @@ Reference reference_dot(DType t, const std::vector<std::byte>& w, const std::vec
 // the row starts at an odd address.
 void check_dot(DType t, const std::vector<std::byte>& w, const std::vector<float>& x, const char* what) {
   const auto n = static_cast<int64_t>(x.size());
-  SCOPED_TRACE(testing::Message() << dtype_name(t) << " " << what << " n=" << n);
+  SCOPED_TRACE(::testing::Message() << dtype_name(t) << " " << what << " n=" << n);
   const auto act = quantize(t, x);
   const Reference ref = reference_dot(t, w, act, n);
   const float got = scalar::dot_quantized(t, w.data(), act.data(), n);
@@ -235,7 +235,7 @@ TEST(QuantDot, ActivationQuantizationErrorIsHalfAStep) {
     for (int64_t i = 2 * block; i < 3 * block; ++i) x[i] *= 1e-30f;   // a tiny one
     const auto act = quantize(t, x);
     for (int64_t b = 0; b < n / block; ++b) {
-      SCOPED_TRACE(testing::Message() << dtype_name(t) << " block " << b);
+      SCOPED_TRACE(::testing::Message() << dtype_name(t) << " block " << b);
       float amax = 0.0f;
       for (int64_t i = 0; i < block; ++i) amax = std::max(amax, std::abs(x[b * block + i]));
       const int8_t* qs;

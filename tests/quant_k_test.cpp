@@ -17,7 +17,7 @@
 #include "quant_codec.h"
 
 namespace baichuan::quant {
-namespace {
+namespace quant_k_test {  // named, not anonymous: the tests compile as a unity build
 
 const DType kKQuants[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K};
 

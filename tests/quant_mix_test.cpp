@@ -9,7 +9,7 @@
 #include "model/quant_mix.h"
 
 namespace baichuan {
-namespace {
+namespace quant_mix_test {  // named, not anonymous: the tests compile as a unity build
 
 ModelConfig shape(int64_t layers, int64_t hidden, int64_t ffn) {
   ModelConfig c;

@@ -17,7 +17,7 @@
 #include "quant_codec.h"
 
 namespace baichuan::quant {
-namespace {
+namespace quant_test {  // named, not anonymous: the tests compile as a unity build
 
 template <typename Block>
 std::vector<std::byte> bytes_of(const std::vector<Block>& blocks) {

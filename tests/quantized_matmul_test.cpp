@@ -17,7 +17,7 @@
 #include "quant/quantize.h"
 
 namespace baichuan::kernels {
-namespace {
+namespace quantized_matmul_test {  // named, not anonymous: the tests compile as a unity build
 
 std::vector<float> random_floats(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);

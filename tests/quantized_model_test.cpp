@@ -16,7 +16,7 @@
 #include "shared_data.h"
 
 namespace baichuan {
-namespace {
+namespace quantized_model_test {  // named, not anonymous: the tests compile as a unity build
 
 using testing::shared_path;
 

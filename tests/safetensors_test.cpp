@@ -8,7 +8,7 @@
 #include "formats/safetensors.h"
 
 namespace baichuan::formats {
-namespace {
+namespace safetensors_test {  // named, not anonymous: the tests compile as a unity build
 
 std::string file_bytes(const std::string& header, const std::string& data) {
   uint64_t n = header.size();

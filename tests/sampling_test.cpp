@@ -8,7 +8,7 @@
 #include "generate/sampling.h"
 
 namespace baichuan {
-namespace {
+namespace sampling_test {  // named, not anonymous: the tests compile as a unity build
 
 TEST(Sampling, RepetitionPenaltyDividesPositiveAndMultipliesNegativeOncePerId) {
   std::vector<float> logits = {2.0f, -2.0f, 1.0f, 0.5f};

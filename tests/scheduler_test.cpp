@@ -13,7 +13,7 @@
 #include "shared_data.h"
 
 namespace baichuan {
-namespace {
+namespace scheduler_test {  // named, not anonymous: the tests compile as a unity build
 
 using server::QueueFull;
 using server::RequestEvents;

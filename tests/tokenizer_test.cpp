@@ -22,7 +22,7 @@
 using namespace baichuan;
 namespace fs = std::filesystem;
 
-namespace {
+namespace tokenizer_test {  // named, not anonymous: the tests compile as a unity build
 
 const std::string kModelPath = baichuan::testing::shared_path("assets/baichuan2/tokenizer.model");
 
@@ -56,7 +56,6 @@ std::vector<int32_t> concat(std::initializer_list<std::vector<int32_t>> parts) {
   return out;
 }
 
-}  // namespace
 
 TEST(TokenizerGolden, PromptIdsMatchOfficialTokenizer) {
   for (const char* folder : {"b2-7b-tiny", "b2-13b-tiny"}) {
@@ -393,3 +392,5 @@ TEST(StreamDecoder, ConcatenationEqualsDecode) {
     ASSERT_EQ(out, t.decode(ids)) << "round " << round;
   }
 }
+
+}  // namespace tokenizer_test

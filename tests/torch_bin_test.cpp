@@ -23,7 +23,7 @@ using baichuan::formats::read_torch_bin_memory;
 using baichuan::formats::read_torch_pickle;
 using namespace std::string_literals;
 
-namespace {
+namespace torch_bin_test {  // named, not anonymous: the tests compile as a unity build
 
 const std::string kTinyDir = baichuan::testing::shared_path("reference/b2-13b-tiny");
 const std::string kShard1 = kTinyDir + "/pytorch_model-00001-of-00002.bin";
@@ -146,7 +146,6 @@ std::string make_checkpoint(const std::string& pickle, const std::map<std::strin
 
 const std::vector<float> kSeven = {10, 11, 12, 13, 14, 15, 16};
 
-}  // namespace
 
 // ---- the reference shards ------------------------------------------------------------------------
 
@@ -508,3 +507,5 @@ TEST(TorchPickle, Long1AndProtocol4OpcodesDecode) {
   EXPECT_EQ(records[0].size, (std::vector<int64_t>{2, 3}));
   EXPECT_EQ(records[0].stride, (std::vector<int64_t>{3, 1}));
 }
+
+}  // namespace torch_bin_test
