@@ -157,11 +157,9 @@ TEST_F(Cli, PromptLongerThanTheContext) {
 }
 
 TEST_F(Cli, BadFlagValues) {
-  expect_error("generate -m " + model_ + " -p hi --temp 0", "temperature");
+  expect_error("generate -m " + model_ + " -p hi --temp -0.5", "--temp");  // 0 is greedy (CliArguments)
   expect_error("generate -m " + model_ + " -p hi --top-p 2", "top_p");
-  CliRun r = baichuan_cli("generate -m " + model_ + " -p hi --position sideways");
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_LT(r.exit_code, 128) << "crashed";
+  expect_error("generate -m " + model_ + " -p hi --position sideways", "--position");
 }
 
 // --kv-type: a Q8_0 cache on a model whose heads are whole blocks stays close to float32; a head

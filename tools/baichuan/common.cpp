@@ -5,22 +5,45 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <random>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "kernels/cpu.h"
+#include "progress.h"
 
 namespace baichuan::cli {
+
+namespace {
+
+std::optional<int64_t> parse_integer(const std::string& value) {
+  int64_t n = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+  if (ec != std::errc() || end != value.data() + value.size()) return std::nullopt;
+  return n;
+}
+
+}  // namespace
+
+CLI::Validator at_least(int64_t min) {
+  return CLI::Validator(
+      [min](std::string& value) -> std::string {
+        auto n = parse_integer(value);
+        if (!n) return "must be an integer, got '" + value.substr(0, 40) + (value.size() > 40 ? "...'" : "'");
+        if (*n < min) return "must be at least " + std::to_string(min) + ", got " + value;
+        return "";
+      },
+      ">= " + std::to_string(min));
+}
 
 CLI::Validator thread_count_check() {
   return CLI::Validator(
       [](std::string& value) -> std::string {
-        int64_t n = 0;
-        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-        if (ec != std::errc() || end != value.data() + value.size()) return "the thread count must be an integer";
+        auto n = parse_integer(value);
+        if (!n) return "the thread count must be an integer";
         try {
-          ThreadPool::threads_for_request(n);
+          ThreadPool::threads_for_request(*n);
         } catch (const Error& e) {
           return e.what();
         }
@@ -56,7 +79,7 @@ std::unique_ptr<Model> ModelOptions::load() const {
   const auto& c = model->config();
   std::cerr << "loaded " << path << " (" << model->checkpoint().description << "): Baichuan 2 " << c.family() << ", "
             << c.num_layers << " layers, hidden " << c.hidden_size << ", " << c.num_heads << " heads, vocab "
-            << c.vocab_size << " in " << secs << " s; " << kernels::describe_cpu() << ", " << thread_count()
+            << c.vocab_size << " in " << strprintf("%.2f", secs) << " s; " << kernels::describe_cpu() << ", " << thread_count()
             << " threads, " << dtype_name(kv) << " KV cache\n";
   return model;
 }
@@ -93,13 +116,26 @@ std::vector<int32_t> PromptOptions::ids(const Model& model) const {
   return model.tokenizer().encode(text);
 }
 
+void add_max_new_tokens_option(CLI::App& app, std::optional<int64_t>& n, const std::string& what) {
+  app.add_option("-n,--n-predict,--max-new-tokens", n,
+                 what + " in tokens (default: generation_config.json max_new_tokens; -1: until EOS or the context is full)")
+      ->check(at_least(-1));
+}
+
+int64_t max_new_tokens(const std::optional<int64_t>& n, const GenerationConfig& defaults) {
+  if (!n) return defaults.max_new_tokens;
+  return *n == -1 ? std::numeric_limits<int64_t>::max() : *n;
+}
+
 void SamplingOptions::add(CLI::App& app) {
   app.add_flag("--greedy", greedy, "Greedy decoding (arg-max; no repetition penalty unless --repeat-penalty)");
-  app.add_option("--temp,--temperature", temperature, "Sampling temperature");
+  app.add_option("--temp,--temperature", temperature, "Sampling temperature (0 = greedy)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--top-k", top_k, "Keep the k most likely tokens (0 = off)");
   app.add_option("--top-p", top_p, "Nucleus sampling threshold (1 = off)");
   app.add_option("--repeat-penalty,--repetition-penalty", repetition_penalty, "Repetition penalty (1 = off)");
-  app.add_option("--seed", seed, "Random seed for repeatable sampling");
+  app.add_option("--seed", seed, "Random seed for repeatable sampling (-1 = random, printed)")
+      ->check(at_least(-1));
 }
 
 SamplingParams SamplingOptions::params(const GenerationConfig& defaults) const {
@@ -108,11 +144,21 @@ SamplingParams SamplingOptions::params(const GenerationConfig& defaults) const {
     p.greedy = true;
     p.repetition_penalty = 1.0f;
   }
-  if (temperature) p.temperature = *temperature;
+  if (temperature && *temperature == 0) {  // as the server and OpenAI: temperature 0 is greedy
+    p.greedy = true;
+  } else if (temperature) {
+    p.temperature = *temperature;
+    p.greedy = false;  // an explicit temperature asks for sampling, whatever do_sample says
+  }
   if (top_k) p.top_k = *top_k;
   if (top_p) p.top_p = *top_p;
   if (repetition_penalty) p.repetition_penalty = *repetition_penalty;
-  p.seed = seed ? *seed : std::random_device{}();
+  if (seed && *seed >= 0) {
+    p.seed = static_cast<uint64_t>(*seed);
+  } else {
+    p.seed = std::random_device{}();
+    if (!p.greedy) std::cerr << "sampling seed " << p.seed << " (--seed " << p.seed << " repeats this run)\n";
+  }
   p.validate();
   return p;
 }
@@ -174,7 +220,7 @@ void write_gguf_reporting(const Checkpoint& checkpoint, const std::string& in_pa
   uintmax_t in_bytes = size_on_disk(in_path), out_bytes = std::filesystem::file_size(out_path);
   std::cerr << "wrote " << out_path << " (" << file_type_name(type) << "): input " << gigabytes(in_bytes) << " on disk ("
             << gigabytes(source_bytes) << " of weights), output " << gigabytes(out_bytes) << " (" << out_bytes
-            << " bytes) in " << secs << " s\n";
+            << " bytes) in " << strprintf("%.2f", secs) << " s\n";
 }
 
 std::string json_ids(const std::vector<int32_t>& ids) {

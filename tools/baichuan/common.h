@@ -15,6 +15,8 @@
 
 namespace baichuan::cli {
 
+// Checks an integer option at parse time: at least `min` ("--ctx: must be at least 1, got 0").
+CLI::Validator at_least(int64_t min);
 // Checks a -t value at parse time (ThreadPool::threads_for_request: 0 = all, at most the hardware's).
 CLI::Validator thread_count_check();
 
@@ -42,12 +44,19 @@ struct PromptOptions {
   std::vector<int32_t> ids(const Model& model) const;
 };
 
-// Sampling flags; unset ones take the model's generation_config.json defaults.
+// -n / --max-new-tokens, one rule for every command: unset = generation_config.json's max_new_tokens;
+// -1 = no limit (until EOS, a stop string or the end of the context, as in llama.cpp); N >= 0 = at
+// most N; anything else is an argument error.
+void add_max_new_tokens_option(CLI::App& app, std::optional<int64_t>& n, const std::string& what);
+int64_t max_new_tokens(const std::optional<int64_t>& n, const GenerationConfig& defaults);
+
+// Sampling flags; unset ones take the model's generation_config.json defaults. --temp 0 means greedy
+// (as in the server); --seed -1 (or none) draws a random seed, printed on stderr so a run can be repeated.
 struct SamplingOptions {
   bool greedy = false;
   std::optional<float> temperature, top_p, repetition_penalty;
   std::optional<int64_t> top_k;
-  std::optional<uint64_t> seed;
+  std::optional<int64_t> seed;
   void add(CLI::App& app);
   SamplingParams params(const GenerationConfig& defaults) const;
 };

@@ -105,7 +105,8 @@ Run add_eval(CLI::App& app) {
       ->delimiter(',');
   app.add_option("--split", cmd->options.split, "MMLU: test or val (default: test if present, else val)");
   app.add_option("-c,--ctx", cmd->ctx, "Longest prompt in tokens (default: max(model_max_length, 4096)); longer "
-                                        "prompts lose shots from the end, as MMLU's script does at 2048");
+                                        "prompts lose shots from the end, as MMLU's script does at 2048")
+      ->check(at_least(1));
   app.add_option("--json", cmd->json_out, "Write the run, with every item's prediction, to this JSON file");
   app.add_option("--compare", cmd->compare, "Print saved runs (--json files) side by side; no model needed")
       ->expected(1, -1);

@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "common.h"
 #include "generate/generator.h"
+#include "progress.h"
 
 namespace baichuan::cli {
 
@@ -15,7 +16,7 @@ struct GenerateCommand {
   ModelOptions model;
   PromptOptions prompt;
   SamplingOptions sampling;
-  int64_t n_predict = -1;
+  std::optional<int64_t> n_predict;
   int64_t ctx = 0;
   bool ignore_eos = false, json = false;
   std::vector<std::string> stop;
@@ -24,13 +25,15 @@ struct GenerateCommand {
     auto m = model.load();
     auto ids = prompt.ids(*m);
     GenerateOptions options;
-    options.max_new_tokens = n_predict >= 0 ? n_predict : m->generation().max_new_tokens;
+    options.max_new_tokens = max_new_tokens(n_predict, m->generation());
     options.ignore_eos = ignore_eos;
     options.sampling = sampling.params(m->generation());
     options.stop = stop;
     int64_t context = checked_context(*m, ctx, ids.size());
     ThreadPool pool(model.thread_count());
-    Generator generator(*m, pool, std::min<int64_t>(context, static_cast<int64_t>(ids.size()) + options.max_new_tokens));
+    // The cache holds the prompt and the answer, never more than the context (-n may be "no limit").
+    const int64_t room = context - static_cast<int64_t>(ids.size());
+    Generator generator(*m, pool, static_cast<int64_t>(ids.size()) + std::min(room, options.max_new_tokens));
     TokenCallback stream;
     if (!json)
       stream = [](int32_t, std::string_view text) {
@@ -44,11 +47,11 @@ struct GenerateCommand {
     } else {
       std::cout << "\n";
     }
-    auto n = static_cast<double>(result.tokens.size());
-    std::cerr << "prompt: " << ids.size() << " tokens in " << result.prompt_seconds << " s ("
-              << static_cast<double>(ids.size()) / std::max(result.prompt_seconds, 1e-9) << " tokens/s); generated "
-              << result.tokens.size() << " tokens in " << result.generate_seconds << " s ("
-              << n / std::max(result.generate_seconds, 1e-9) << " tokens/s); finish: " << result.finish_reason << "\n";
+    const double n = static_cast<double>(result.tokens.size()), p = static_cast<double>(ids.size());
+    std::cerr << strprintf("prompt: %zu tokens in %.3f s (%.1f tokens/s); generated %zu tokens in %.3f s (%.1f tokens/s)",
+                           ids.size(), result.prompt_seconds, p / std::max(result.prompt_seconds, 1e-9),
+                           result.tokens.size(), result.generate_seconds, n / std::max(result.generate_seconds, 1e-9))
+              << "; finish: " << result.finish_reason << "\n";
     return 0;
   }
 };
@@ -60,9 +63,9 @@ Run add_generate(CLI::App& app) {
   cmd->model.add(app);
   cmd->prompt.add(app);
   cmd->sampling.add(app);
-  app.add_option("-n,--n-predict,--max-new-tokens", cmd->n_predict,
-                 "Tokens to generate (default: generation_config.json max_new_tokens)");
-  app.add_option("-c,--ctx", cmd->ctx, "Context size in tokens (default: max(model_max_length, 4096))");
+  add_max_new_tokens_option(app, cmd->n_predict, "Tokens to generate");
+  app.add_option("-c,--ctx", cmd->ctx, "Context size in tokens (default: max(model_max_length, 4096))")
+      ->check(at_least(1));
   app.add_flag("--ignore-eos", cmd->ignore_eos, "Keep generating after the end-of-sequence token");
   app.add_flag("--json", cmd->json, "Print one JSON line {prompt_ids, tokens, text}");
   app.add_option("--stop", cmd->stop, "Stop when the text contains this string (repeatable)");

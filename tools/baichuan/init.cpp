@@ -12,6 +12,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "progress.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "core/mapped_file.h"
@@ -251,7 +252,7 @@ Run add_init(CLI::App& app) {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::cerr << "wrote " << cmd->out << ": random Baichuan 2 " << cfg.family() << ", " << cfg.num_layers
               << " layers, hidden " << cfg.hidden_size << ", " << file_type_name(type) << " ("
-              << std::filesystem::file_size(cmd->out) << " bytes) in " << secs << " s\n";
+              << std::filesystem::file_size(cmd->out) << " bytes) in " << strprintf("%.2f", secs) << " s\n";
     return 0;
   };
 }

@@ -18,7 +18,8 @@ Run add_logits(CLI::App& app) {
   cmd->model.add(app);
   cmd->prompt.add(app);
   app.add_option("-o,--output", cmd->out, "Output file (float32 little-endian, vocab_size values)")->required();
-  app.add_option("-c,--ctx", cmd->ctx, "Context size in tokens (default: max(model_max_length, 4096))");
+  app.add_option("-c,--ctx", cmd->ctx, "Context size in tokens (default: max(model_max_length, 4096))")
+      ->check(at_least(1));
   return [cmd] {
     cmd->model.check_output(cmd->out);
     auto m = cmd->model.load();
