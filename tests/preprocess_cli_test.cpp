@@ -135,6 +135,7 @@ TEST_F(PreprocessCli, BadInputGivesOneClearErrorAndNoOutput) {
   expect_error(dir, args(dir / "nothere.json", "--seq-length 8" + out), {"nothere.json: cannot open"});
   expect_error(dir, args(dir / "in.json", "--seq-length 8 -o " + dir / "no/such/dir/out.json"), {"cannot create"});
   expect_error(dir, args(dir / "in.json", "--seq-length 8 --shards 2" + out), {"--shards is for --format mindrecord"});
+  expect_error(dir, args(dir / "in.json", "--seq-length 8 --format json -o " + dir / "in.json"), {"is the input file"});
   expect_error(dir, args(dir / "in.json", "--seq-length 8 --format mindrecord --shards 3" + out), {"cannot fill 3 MindRecord shards"});
 }
 

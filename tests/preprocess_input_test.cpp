@@ -1,8 +1,13 @@
 // What `baichuan preprocess` reads: BELLE and Alpaca records from JSON arrays and JSON Lines, one at a
 // time; bad records named by file, record and field; and the official fine-tune labels.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
+#include <atomic>
+#include <chrono>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "core/error.h"
 #include "preprocess_fixtures.h"
@@ -162,9 +167,9 @@ TEST(ConversationReader, BrokenJsonIsAnErrorWithItsPlace) {
   EXPECT_NE(read_error(dir / "empty.json").find("empty file"), std::string::npos);
   EXPECT_NE(read_error(dir / "missing.json").find("missing.json: cannot open"), std::string::npos);
   // A broken line of JSON Lines is a bad record: an error naming the line, or skipped.
-  write_text(dir / "lines.jsonl", good + "\n{\"id\": \"x\", \n" + good + "\n");
+  write_text(dir / "lines.jsonl", "\n" + good + "\n{\"id\": \"x\", \n" + good + "\n");
   err = read_error(dir / "lines.jsonl");
-  EXPECT_NE(err.find("lines.jsonl: line 2 (record 2): invalid JSON"), std::string::npos) << err;
+  EXPECT_NE(err.find("lines.jsonl: line 3 (record 2): invalid JSON"), std::string::npos) << err;
   const ReadResult r = read_all(dir / "lines.jsonl", InputLayout::Auto, true);
   EXPECT_EQ(r.records.size(), 2u);
   EXPECT_EQ(r.bad.size(), 1u);
@@ -172,6 +177,45 @@ TEST(ConversationReader, BrokenJsonIsAnErrorWithItsPlace) {
   write_text(dir / "neither.json", R"([{"text": "plain"}])");
   EXPECT_NE(read_error(dir / "neither.json").find("record 1: neither the BELLE layout"), std::string::npos)
       << read_error(dir / "neither.json");
+}
+
+// A record is handed on as soon as it is complete, before the rest of the file exists: the input is
+// streamed, never read whole. A named pipe holds back the second record until the first is seen.
+TEST(ConversationReader, HandsOnRecordsBeforeTheRestOfTheFileIsWritten) {
+  const std::string good = R"({"id": "ok", "conversations": [{"from": "human", "value": "q"}]})";
+  for (bool lines : {false, true}) {
+    ScratchDir dir;
+    const std::string fifo = dir / "pipe";
+    ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+    std::atomic<bool> first_seen{false}, rest_written{false};
+    std::thread writer([&] {
+      std::ofstream out(fifo, std::ios::binary);  // opens once the reader does
+      out << (lines ? "\n" + good + "\n" : "[" + good + ",") << std::flush;
+      for (int i = 0; i < 1000 && !first_seen; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      rest_written = true;
+      out << (lines ? good + "\n" : good + "]") << std::flush;
+    });
+    int records = 0;
+    bool first_before_rest = false;
+    try {
+      ConversationReader reader(fifo, InputLayout::Auto);
+      reader.read([&](Conversation&&) {
+        if (++records == 1) {
+          first_before_rest = !rest_written;
+          first_seen = true;
+        }
+      });
+      EXPECT_EQ(reader.json_lines(), lines);
+      EXPECT_EQ(reader.file_size(), 0u);  // unknown for a pipe
+    } catch (...) {
+      first_seen = true;
+      writer.join();
+      throw;
+    }
+    writer.join();
+    EXPECT_EQ(records, 2) << (lines ? "JSON Lines" : "JSON array");
+    EXPECT_TRUE(first_before_rest) << (lines ? "JSON Lines" : "JSON array") << ": the first record waited for the rest";
+  }
 }
 
 TEST(ConversationReader, LayoutComesFromTheFirstGoodRecord) {

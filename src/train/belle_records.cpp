@@ -224,26 +224,27 @@ ConversationReader::ConversationReader(std::string path, InputLayout layout)
   struct stat st {};
   if (stat(path_.c_str(), &st) != 0) fail(path_, ": cannot open: ", std::strerror(errno));
   if (S_ISDIR(st.st_mode)) fail(path_, ": is a directory, not a JSON file");
-  file_size_ = static_cast<uint64_t>(st.st_size);
+  file_size_ = S_ISREG(st.st_mode) ? static_cast<uint64_t>(st.st_size) : 0;  // 0: a pipe, size unknown
   in_.rdbuf()->pubsetbuf(buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
   in_.open(path_, std::ios::binary);
   if (!in_) fail(path_, ": cannot open: ", std::strerror(errno));
-  // A UTF-8 byte order mark is not JSON; skip it as Python's json.load of a 'utf-8-sig' file would.
-  char bom[3] = {};
-  if (in_.read(bom, 3) && std::memcmp(bom, "\xEF\xBB\xBF", 3) == 0) start_ = 3;
-  in_.clear();
-  in_.seekg(start_);
-  // JSON Lines starts with an object, a JSON array with '['.
-  char c = 0;
-  while (in_.get(c) && (c == ' ' || c == '\t' || c == '\r' || c == '\n')) {
+  // Looks ahead without seeking back, so a pipe works too. A UTF-8 byte order mark is not JSON; skip
+  // it as Python's json.load of a 'utf-8-sig' file would (0xEF cannot start JSON anyway).
+  if (in_.peek() == 0xEF) {
+    char bom[3] = {};
+    if (!in_.read(bom, 3) || std::memcmp(bom, "\xEF\xBB\xBF", 3) != 0) fail(path_, ": not UTF-8 JSON (starts with byte 0xEF)");
   }
-  if (!in_) fail(path_, ": empty file, expected a JSON array of records or JSON Lines");
-  json_lines_ = c == '{';
-  in_.clear();
-  in_.seekg(start_);
+  // JSON Lines starts with an object, a JSON array with '['; leading blank lines still count as lines.
+  for (int c; (c = in_.peek()) == ' ' || c == '\t' || c == '\r' || c == '\n';) {
+    if (c == '\n') ++blank_lines_;
+    in_.get();
+  }
+  if (in_.peek() == std::char_traits<char>::eof()) fail(path_, ": empty file, expected a JSON array of records or JSON Lines");
+  json_lines_ = in_.peek() == '{';
 }
 
 uint64_t ConversationReader::bytes_read() {
+  if (file_size_ == 0) return 0;
   auto pos = in_.tellg();
   return pos < 0 ? file_size_ : static_cast<uint64_t>(pos);
 }
@@ -289,7 +290,7 @@ void ConversationReader::read_array(const std::function<void(Conversation&&)>& o
 void ConversationReader::read_lines(const std::function<void(Conversation&&)>& on_record,
                                     const std::function<void(const BadRecord&)>& on_bad) {
   std::string line;
-  int64_t line_number = 0, number = 0;
+  int64_t line_number = blank_lines_, number = 0;
   while (std::getline(in_, line)) {
     ++line_number;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;

@@ -46,7 +46,7 @@ class ConversationReader {
   InputLayout layout() const { return layout_; }  // Auto until the first good record is seen
   bool json_lines() const { return json_lines_; }
   uint64_t bytes_read();  // how far reading has got, for progress
-  uint64_t file_size() const { return file_size_; }
+  uint64_t file_size() const { return file_size_; }  // 0 when unknown (a pipe)
 
  private:
   void read_array(const std::function<void(Conversation&&)>& on_record,
@@ -63,7 +63,7 @@ class ConversationReader {
   std::ifstream in_;
   std::vector<char> buffer_;
   uint64_t file_size_ = 0;
-  std::streamoff start_ = 0;  // after a byte order mark
+  int64_t blank_lines_ = 0;  // before the first record
   bool json_lines_ = false;
 };
 

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <exception>
+#include <filesystem>
 #include <memory>
 #include <optional>
 
@@ -11,6 +12,7 @@
 #include "train/dataset_file.h"
 #include "train/dataset_json.h"
 #include "train/dataset_sample.h"
+#include "train/mindrecord_format.h"
 
 namespace baichuan::train {
 
@@ -52,6 +54,16 @@ PreprocessSummary preprocess_dataset(const Tokenizer& tokenizer, const Preproces
   if (o.seq_length > (1 << 20)) fail("--seq-length ", o.seq_length, " is more than 1048576");
   if (o.output.empty()) fail("no output file (-o)");
   if (o.format != DatasetFormat::MindRecord && o.mindrecord.shards != 1) fail("--shards is for --format mindrecord");
+  // The output replaces its file only at the end, but it would still replace the input.
+  std::vector<std::string> outputs = {o.output};
+  if (o.format == DatasetFormat::MindRecord) {
+    outputs = mindrecord::shard_paths(o.output, o.mindrecord.shards);
+    for (size_t i = 0, n = outputs.size(); i < n; ++i) outputs.push_back(outputs[i] + ".db");
+  }
+  for (const auto& out : outputs) {
+    std::error_code ec;
+    if (std::filesystem::equivalent(o.input, out, ec)) fail(out, ": is the input file; choose another output name");
+  }
   PreprocessSummary s;
   // MindFormers' belle_preprocess.py builds its rows at seq_length + 1.
   s.row_length = o.seq_length + (o.format == DatasetFormat::MindRecord ? 1 : 0);

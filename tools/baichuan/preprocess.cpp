@@ -36,6 +36,7 @@ struct PreprocessCommand {
     ProgressBar bar("preprocess");
     const auto start = std::chrono::steady_clock::now();
     const auto s = train::preprocess_dataset(*tok, options, &pool, [&](const train::PreprocessProgress& p) {
+      if (p.bytes_total == 0) return;  // a pipe: no size to measure against
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       bar.update(static_cast<long long>(p.bytes_read), static_cast<long long>(p.bytes_total), seconds,
                  strprintf("%lld records", static_cast<long long>(p.records)));
