@@ -39,7 +39,7 @@ struct PreprocessCommand {
       if (p.bytes_total == 0) return;  // a pipe: no size to measure against
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       bar.update(static_cast<long long>(p.bytes_read), static_cast<long long>(p.bytes_total), seconds,
-                 strprintf("%lld records", static_cast<long long>(p.records)));
+                 strprintf("bytes of input, %lld records", static_cast<long long>(p.records)));
     });
     const double label_share = s.tokens ? static_cast<double>(s.label_tokens) / static_cast<double>(s.tokens) : 0;
     const double rate = static_cast<double>(s.records + s.bad_records) / std::max(s.seconds, 1e-9);
