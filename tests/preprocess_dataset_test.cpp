@@ -195,6 +195,23 @@ TEST(TokenDataset, JsonListErrorsNameRecordAndField) {
   EXPECT_NE(error_of("[]").find("no records"), std::string::npos);
 }
 
+// The expected text is Python 3's json.dumps of the same string.
+TEST(JsonDatasetWriter, QuotesStringsAsPythonJsonDumps) {
+  EXPECT_EQ(train::python_json_string(std::string("a\x7f" "b\0\x1f\u2028😀\"\\/\b\f\n\r\t", 20)),
+            R"("a\u007fb\u0000\u001f\u2028\ud83d\ude00\"\\/\b\f\n\r\t")");
+  EXPECT_EQ(train::python_json_string("belle_school_math_dev1K_0"), "\"belle_school_math_dev1K_0\"");
+  EXPECT_EQ(train::python_json_string("中文"), R"("\u4e2d\u6587")");
+  ScratchDir dir;
+  {
+    train::JsonDatasetWriter w(dir / "l.json");
+    w.add("x", std::vector<int32_t>{195, -100}, std::vector<int32_t>{2, -100});
+    w.add("y", std::vector<int32_t>{1}, std::vector<int32_t>{-100});
+    w.commit();
+  }
+  EXPECT_EQ(read_text_file(dir / "l.json"),
+            R"([{"id": "x", "input_ids": [195, -100], "labels": [2, -100]}, {"id": "y", "input_ids": [1], "labels": [-100]}])");
+}
+
 TEST(AtomicFile, SkipLeavesZerosAndWriteAtFillsInAHeader) {
   ScratchDir dir;
   {

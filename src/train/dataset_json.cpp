@@ -49,7 +49,7 @@ std::string python_json_string(const std::string& s) {
         case '\b': out += "\\b"; break;
         case '\f': out += "\\f"; break;
         default:
-          if (c < 0x20)
+          if (c < 0x20 || c == 0x7F)  // Python escapes everything outside ' '..'~'
             append_u16_escape(out, c);
           else
             out += static_cast<char>(c);
@@ -107,9 +107,10 @@ class DatasetSax {
   bool boolean(bool) { return other("a boolean"); }
   bool number_integer(json::number_integer_t n) { return integer(n); }
   bool number_unsigned(json::number_unsigned_t n) {
-    return n > static_cast<json::number_unsigned_t>(std::numeric_limits<int32_t>::max())
-               ? integer(std::numeric_limits<int64_t>::max())
-               : integer(static_cast<int64_t>(n));
+    // Anything past int64 is out of int32 range as well; integer() reports it.
+    return integer(n > static_cast<json::number_unsigned_t>(std::numeric_limits<int64_t>::max())
+                       ? std::numeric_limits<int64_t>::max()
+                       : static_cast<int64_t>(n));
   }
   bool number_float(json::number_float_t, const json::string_t& s) { return other("the number " + s); }
   bool string(json::string_t&) { return other("a string"); }

@@ -1,5 +1,7 @@
 #include "train/dataset_reader.h"
 
+#include <filesystem>
+
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "train/dataset_file.h"
@@ -26,6 +28,7 @@ const char* dataset_format_name(DatasetFormat format) {
 
 DatasetFormat detect_dataset_format(const std::string& path) {
   if (!file_exists(path)) fail(path, ": no such file");
+  if (std::filesystem::is_directory(path)) fail(path, ": is a directory, not a dataset file");
   if (is_token_file(path)) return DatasetFormat::Tokens;
   if (is_mindrecord_file(path)) return DatasetFormat::MindRecord;
   return DatasetFormat::Json;
