@@ -11,6 +11,7 @@
 #include <random>
 #include <stdexcept>
 
+#include "cli_runner.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "preprocess_fixtures.h"
@@ -380,6 +381,33 @@ TEST(MindRecordFile, UncommittedWriterLeavesNothing) {
     EXPECT_THROW(w.commit(), Error);
   }
   EXPECT_TRUE(dir.files().empty());
+}
+
+// The contract command on the official sample: the spec reader finds the golden rows at 513 tokens.
+TEST(MindRecordFile, PreprocessOfTheGoldenSampleReadsBackBySpec) {
+  const std::string name = "belle_chat_format_oasst_zh_multiturn";
+  REQUIRE_SHARED(testing::golden_preprocess_path(name));
+  REQUIRE_SHARED(testing::tokenizer_path());
+  ScratchDir dir;
+  const auto r = testing::baichuan_cli("preprocess --input " + testing::belle_path(name + ".json") + " --tokenizer " +
+                                       testing::tokenizer_path() + " --seq-length 512 --format mindrecord -o " +
+                                       dir / "belle512.mindrecord");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(dir.files(), (std::set<std::string>{"belle512.mindrecord", "belle512.mindrecord.db"}));
+  const SpecShard s = read_by_spec(dir / "belle512.mindrecord");
+  const json golden = json::parse(read_text_file(testing::golden_preprocess_path(name)));
+  ASSERT_EQ(s.rows.size(), golden.size());
+  for (size_t i = 0; i < golden.size(); ++i) {
+    const auto& row = s.rows[i];
+    ASSERT_EQ(row.input_ids.size(), 513u);
+    EXPECT_EQ(json(std::vector<int32_t>(row.input_ids.begin(), row.input_ids.begin() + 512)), golden[i]["input_ids"]) << i;
+    EXPECT_EQ(json(std::vector<int32_t>(row.labels.begin(), row.labels.begin() + 512)), golden[i]["labels"]) << i;
+    if (golden[i]["input_ids"][511] == 0) {  // padded at 512: the 513th value is padding too
+      EXPECT_EQ(row.input_ids[512], 0) << i;
+      EXPECT_EQ(row.labels[512], -100) << i;
+    }
+  }
+  EXPECT_EQ(s.header["compression_size"], s.uncompressed_minus_stored);
 }
 
 // The message of the Error that reading `path` throws ("" if it reads).

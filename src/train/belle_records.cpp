@@ -118,8 +118,6 @@ class ArrayElementSax {
   using Emit = std::function<void(json&&)>;
   ArrayElementSax(const std::string& path, Emit emit) : path_(path), emit_(std::move(emit)) {}
 
-  int64_t elements() const { return elements_; }
-
   bool null() { return value(json()); }
   bool boolean(bool b) { return value(json(b)); }
   bool number_integer(json::number_integer_t n) { return value(json(n)); }
