@@ -113,9 +113,7 @@ TEST(ConversationReader, BadRecordsNameFileRecordAndField) {
       {R"({"id": "x", "conversations": [{"from": null, "value": "v"}]})", "field 'conversations[0].from': expected a string, got null"},
       {R"({"id": "x", "conversations": ["just text"]})", "field 'conversations[0]': expected an object"},
       {R"({"id": "x", "conversations": {"from": "human"}})", "field 'conversations': expected an array of turns, got an object"},
-      {R"({"id": "x", "conversations": []})", "field 'conversations': no turns"},
       {R"({"id": "x", "dialog": []})", "field 'conversations': missing"},
-      {R"({"id": [1], "conversations": [{"from": "human", "value": "v"}]})", "field 'id': expected a string or an integer"},
       {R"("a string")", "record 2: expected an object, got a string \"a string\""},
   };
   for (const auto& c : cases) {
@@ -274,6 +272,11 @@ TEST_F(Labels, HumanTurnsAreMaskedAssistantTurnsAreLearnt) {
   EXPECT_EQ(row.input_ids, std::vector<int32_t>(full_input.begin(), full_input.begin() + 4));
   EXPECT_EQ(row.labels, std::vector<int32_t>(full_labels.begin(), full_labels.begin() + 4));
   EXPECT_TRUE(row.truncated());
+  // No turns at all: the official script still makes a row (EOS only, nothing to learn).
+  train::label_conversation(*tok_, Conversation{"e", {}}, 3, row);
+  EXPECT_EQ(row.input_ids, (std::vector<int32_t>{2, 0, 0}));
+  EXPECT_EQ(row.labels, (std::vector<int32_t>{2, -100, -100}));
+  EXPECT_EQ(row.label_tokens(), 0);
   // Special-token text inside a value becomes the special id, as the HF tokenizer does.
   const Conversation special{"s", {{"human", "</s>"}}};
   train::label_conversation(*tok_, special, 4, row);
