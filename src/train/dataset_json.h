@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/atomic_file.h"
+#include "train/dataset_rows.h"
 
 namespace baichuan::train {
 
@@ -25,14 +26,6 @@ class JsonDatasetWriter {
 
 // A string as Python's json.dumps(ensure_ascii=True) quotes it.
 std::string python_json_string(const std::string& utf8);
-
-// Rows of the same length, one after another: record i is rows[i * row_length, (i + 1) * row_length)
-// of each array.
-struct TokenRows {
-  int64_t row_length = 0;
-  std::vector<int32_t> input_ids, labels;
-  int64_t size() const { return row_length ? static_cast<int64_t>(input_ids.size()) / row_length : 0; }
-};
 
 // Reads a JSON list of {"input_ids": [...], "labels": [...], ...} (other keys ignored) record by record.
 // Throws Error naming the file, the record and the field when a record is missing an array, holds a

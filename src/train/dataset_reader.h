@@ -12,13 +12,13 @@
 #include <span>
 #include <string>
 
+#include "train/dataset_rows.h"
+
 namespace baichuan {
 class MappedFile;
 }
 
 namespace baichuan::train {
-
-struct TokenRows;
 
 enum class DatasetFormat { Tokens, Json, MindRecord };
 DatasetFormat parse_dataset_format(const std::string& name);  // "tokens", "json", "mindrecord"

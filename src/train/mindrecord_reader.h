@@ -4,7 +4,7 @@
 #pragma once
 #include <string>
 
-#include "train/dataset_json.h"
+#include "train/dataset_rows.h"
 
 namespace baichuan::train {
 
