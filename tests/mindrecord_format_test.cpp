@@ -359,6 +359,11 @@ TEST(MindRecordFile, ShardsGetRowsInTurnAndNameEachOther) {
   const auto ours = train::read_mindrecord_dataset(dir / "s.mindrecord2");
   ASSERT_EQ(ours.size(), 10);
   EXPECT_TRUE(std::equal(rows[3].input_ids.begin(), rows[3].input_ids.end(), ours.input_ids.begin() + 7));
+  // TokenDataset opens the set from the prefix given to the writer too.
+  const auto d = train::TokenDataset::open(dir / "s.mindrecord");
+  EXPECT_EQ(d.path(), dir / "s.mindrecord0");
+  ASSERT_EQ(d.size(), 10);
+  EXPECT_EQ(std::vector<int32_t>(d.labels(1).begin(), d.labels(1).end()), rows[3].labels);
   // FileWriter's suffixes are zero-padded to the digits of K - 1.
   ScratchDir wide;
   write_rows(wide / "w.mindrecord", 11, 2, {.shards = 11});

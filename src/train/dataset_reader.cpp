@@ -34,7 +34,20 @@ DatasetFormat detect_dataset_format(const std::string& path) {
   return DatasetFormat::Json;
 }
 
-TokenDataset TokenDataset::open(const std::string& path) {
+namespace {
+
+// preprocess -o OUT --format mindrecord --shards K writes OUT0.. (or OUT00.., OUT000..): OUT names them.
+std::string first_shard_if_prefix(const std::string& path) {
+  if (file_exists(path)) return path;
+  for (const char* suffix : {"0", "00", "000"})
+    if (file_exists(path + suffix) && is_mindrecord_file(path + suffix)) return path + suffix;
+  return path;
+}
+
+}  // namespace
+
+TokenDataset TokenDataset::open(const std::string& given_path) {
+  const std::string path = first_shard_if_prefix(given_path);
   TokenDataset d;
   d.path_ = path;
   d.format_ = detect_dataset_format(path);

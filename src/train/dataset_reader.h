@@ -29,7 +29,8 @@ DatasetFormat detect_dataset_format(const std::string& path);
 class TokenDataset {
  public:
   // Throws Error naming the path and what is wrong (a truncated token file, a record of another
-  // length, a MindRecord without its .db, no records).
+  // length, a MindRecord without its .db, no records). A MindRecord set of several shards opens from
+  // any shard, or from the -o prefix preprocess was given.
   static TokenDataset open(const std::string& path);
 
   DatasetFormat format() const { return format_; }
