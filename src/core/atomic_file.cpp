@@ -39,9 +39,34 @@ void AtomicFile::pad_to(size_t alignment) {
   }
 }
 
+void AtomicFile::skip_to(size_t offset) {
+  if (!file_) fail(path_, ": write after commit");
+  if (offset < written_) fail(path_, ": cannot skip back to byte ", offset, " after writing ", written_);
+  if (fseeko(file_, static_cast<off_t>(offset), SEEK_SET) != 0) fail(path_, ": seek failed: ", std::strerror(errno));
+  written_ = offset;
+}
+
+void AtomicFile::write_at(size_t offset, const void* data, size_t n) {
+  if (!file_) fail(path_, ": write after commit");
+  if (offset + n > written_) fail(path_, ": write at byte ", offset, " past the ", written_, " bytes written");
+  if (std::fflush(file_) != 0) fail(path_, ": write failed: ", std::strerror(errno));
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    ssize_t w = pwrite(fileno(file_), p, n, static_cast<off_t>(offset));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) fail(path_, ": write failed: ", std::strerror(errno));
+    p += w;
+    offset += static_cast<size_t>(w);
+    n -= static_cast<size_t>(w);
+  }
+}
+
 void AtomicFile::commit() {
   if (!file_) fail(path_, ": committed twice");
-  bool ok = std::fflush(file_) == 0 && fsync(fileno(file_)) == 0;
+  bool ok = std::fflush(file_) == 0;
+  // A skip at the very end leaves no byte behind it: extend the file to its full length.
+  ok = ok && ftruncate(fileno(file_), static_cast<off_t>(written_)) == 0;
+  ok = ok && fsync(fileno(file_)) == 0;
   ok = std::fclose(file_) == 0 && ok;
   file_ = nullptr;
   if (!ok || std::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
