@@ -20,7 +20,7 @@
 #include "train/mindrecord_writer.h"
 
 namespace baichuan {
-namespace {
+namespace mindrecord_format_test {  // named, not anonymous: the tests compile as a unity build
 
 using nlohmann::json;
 using nlohmann::ordered_json;

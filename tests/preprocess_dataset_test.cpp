@@ -17,7 +17,7 @@
 #include "train/mindrecord_writer.h"
 
 namespace baichuan {
-namespace {
+namespace preprocess_dataset_test {  // named, not anonymous: the tests compile as a unity build
 
 using testing::ScratchDir;
 using testing::write_text;

@@ -11,7 +11,7 @@
 #include "train/dataset_reader.h"
 
 namespace baichuan {
-namespace {
+namespace preprocess_golden_test {  // named, not anonymous: the tests compile as a unity build
 
 using nlohmann::json;
 using testing::baichuan_cli;

@@ -16,7 +16,7 @@
 #include "train/dataset_sample.h"
 
 namespace baichuan {
-namespace {
+namespace preprocess_input_test {  // named, not anonymous: the tests compile as a unity build
 
 using testing::ScratchDir;
 using testing::write_text;
