@@ -277,6 +277,8 @@ TEST(Gguf, CorruptedFieldsAreNamed) {
                {"tensor 't'", "data [offset 4096, 32 bytes]", "runs past the end of the file"});
   expect_error(with([&](std::string& b) { patch<uint64_t>(b, h.t_offset, uint64_t{1} << 63); }),
                {"tensor 't'", "runs past the end of the file"});
+  expect_error(with([&](std::string& b) { patch<uint64_t>(b, h.t_offset, 0); }),
+               {"the data of tensor 't' overlaps the data of tensor 'u'"});
   expect_error(with([&](std::string& b) { b[h.t_name] = 'u'; }), {"tensor 'u'", "duplicate"});
   expect_error(with([&](std::string& b) { patch<uint32_t>(b, h.t_n_dims, 9); }), {"tensor 't'", "9 dimensions"});
   expect_error(with([&](std::string& b) { patch<uint64_t>(b, h.t_n_dims + 4, uint64_t{1} << 63); }),

@@ -72,6 +72,17 @@ TEST(Safetensors, MalformedHeadersNameTheFault) {
                "too large");
   std::string huge_len(8, '\xff');
   expect_error(huge_len + "{}", "header length");
+  // Two tensors sharing bytes (the hardening issue, point 10); touching ranges are fine.
+  expect_error(file_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                          R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                          std::string(8, '\0')),
+               "the data of tensor 'b' overlaps the data of tensor 'a'");
+  EXPECT_EQ(parse(file_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                             R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]},)"
+                             R"("e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}})",
+                             std::string(8, '\0')))
+                .size(),
+            3u);
 }
 
 }  // namespace

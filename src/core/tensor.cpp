@@ -1,5 +1,6 @@
 #include "core/tensor.h"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -58,6 +59,19 @@ float load_float(DType dtype, const std::byte* data, size_t index) {
     }
     default:
       fail("cannot read ", dtype_name(dtype), " values as float");
+  }
+}
+
+void check_tensor_data_disjoint(const std::vector<Tensor>& tensors, const std::string& file) {
+  std::vector<const Tensor*> by_start;
+  for (const auto& t : tensors)
+    if (t.nbytes > 0) by_start.push_back(&t);
+  std::sort(by_start.begin(), by_start.end(), [](const Tensor* a, const Tensor* b) { return a->data < b->data; });
+  for (size_t i = 1; i < by_start.size(); ++i) {
+    const Tensor &a = *by_start[i - 1], &b = *by_start[i];
+    if (b.data < a.data + a.nbytes)
+      fail(file, ": the data of tensor '", b.name, "' overlaps the data of tensor '", a.name,
+           "' (a corrupted or crafted file)");
   }
 }
 

@@ -32,6 +32,10 @@ int64_t checked_numel(const std::vector<int64_t>& shape, const std::string& what
 // An owned, zero-initialised byte buffer usable as a Tensor owner.
 std::shared_ptr<std::vector<std::byte>> make_buffer(size_t nbytes);
 
+// Throws Error naming `file` and both tensors if two tensors' data share a byte: a crafted file could
+// make two weights alias each other (a write through one, or a quantized view, would change both).
+void check_tensor_data_disjoint(const std::vector<Tensor>& tensors, const std::string& file);
+
 // Reads an element of F32/F16/BF16 data as float.
 float load_float(DType dtype, const std::byte* data, size_t index);
 

@@ -225,6 +225,7 @@ File Parser::parse(const std::shared_ptr<const void>& owner) {
     t.data = base_ + data_start + offset;
     t.owner = owner;
   }
+  check_tensor_data_disjoint(file.tensors, path_);
   return file;
 }
 

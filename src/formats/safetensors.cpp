@@ -84,6 +84,7 @@ std::vector<Tensor> parse_safetensors(const std::byte* data, size_t size, std::s
     t.owner = owner;
     tensors.push_back(std::move(t));
   }
+  check_tensor_data_disjoint(tensors, path);
   return tensors;
 }
 
