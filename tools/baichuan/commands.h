@@ -18,5 +18,6 @@ Run add_bench(CLI::App& app);
 Run add_serve(CLI::App& app);
 Run add_perplexity(CLI::App& app);
 Run add_eval(CLI::App& app);
+Run add_finetune(CLI::App& app);
 
 }  // namespace baichuan::cli

@@ -27,6 +27,8 @@ int main(int argc, char** argv) {
   sub("serve", "OpenAI-compatible HTTP server with a chat page", baichuan::cli::add_serve);
   sub("perplexity", "Sliding-window perplexity of a text file; --kl-base for KL vs a base model", baichuan::cli::add_perplexity);
   sub("eval", "Few-shot C-Eval, MMLU, CMMLU, GAOKAO, AGIEval, BBH; --compare / --plot saved runs", baichuan::cli::add_eval);
+  sub("finetune", "Train on the CPU (first slice: --one-step, one AdamW step checked against the official code)",
+      baichuan::cli::add_finetune);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
