@@ -56,7 +56,7 @@ void check_model_gradient(PositionEncoding position, int64_t hidden, int64_t hea
   s.z_loss_weight = z_loss_weight;
   TrainModel<double> model(s);
   randomize(model, 11, 0.4);
-  ThreadPool pool(2);
+  ThreadPool pool(1);  // hundreds of tiny passes (threads are the next test's subject)
   TrainContext<double> ctx;
   const std::vector<Record> batch = padded_records(3, 7, s.vocab, 12);
   loss_and_grads(model, ctx, batch, pool);
@@ -162,7 +162,7 @@ TEST(TrainModel, OverfitsAFewRecords) {
   const std::vector<std::vector<Record>> batches{padded_records(3, 16, s.vocab, 42)};
   AdamW<float> optimizer(model.params().size());
   TrainContext<float> ctx;
-  ThreadPool pool(2);
+  ThreadPool pool(1);
   AdamWConfig config;
   config.lr = 1e-2;
   config.beta2 = 0.98;

@@ -397,19 +397,25 @@ void cross_entropy_forward_backward(T* logits, double* ce, double* z, const int3
       for (int64_t v = 1; v < V; ++v)
         if (x[v] > x[argmax]) argmax = v;
       const T max = x[argmax];
-      double sum = 0;
-      for (int64_t v = 0; v < V; ++v) sum += std::exp(x[v] - max);
-      const T lse = max + static_cast<T>(std::log(sum));
-      const int32_t target = targets[r];
-      ce[r] = target >= 0 ? static_cast<double>(lse) - static_cast<double>(x[target]) : 0.0;
       z[r] = static_cast<double>(max) * static_cast<double>(max);
-      // The gradient replaces the logits: ce_scale * (softmax - onehot) + z_scale * 2 max at the argmax.
-      const T cs = static_cast<T>(ce_scale);
-      if (target >= 0)
-        for (int64_t v = 0; v < V; ++v) x[v] = cs * std::exp(x[v] - lse);
-      else
+      const int32_t target = targets[r];
+      if (target < 0) {  // a row only in the z-loss
+        ce[r] = 0;
         std::fill(x, x + V, T(0));
-      if (target >= 0) x[target] -= cs;
+      } else {
+        // The gradient replaces the logits: ce_scale * (softmax - onehot), one exp per logit.
+        const T target_logit = x[target];
+        double sum = 0;
+        for (int64_t v = 0; v < V; ++v) {
+          x[v] = std::exp(x[v] - max);
+          sum += x[v];
+        }
+        ce[r] = static_cast<double>(max) + std::log(sum) - static_cast<double>(target_logit);
+        const T scale = static_cast<T>(ce_scale / sum);
+        for (int64_t v = 0; v < V; ++v) x[v] *= scale;
+        x[target] -= static_cast<T>(ce_scale);
+      }
+      // z-loss: d(max^2) = 2 max at the argmax.
       x[argmax] += static_cast<T>(z_scale * 2.0 * static_cast<double>(max));
     }
   });

@@ -14,8 +14,7 @@ namespace baichuan::train {
 // One optimizer step over the micro-batches of `micro_batches` (one for a plain step): zero the
 // gradients, forward_backward each micro-batch with the loss averaged over all of them, AdamW.
 // Returns the step's loss. Throws Error naming the step and the tensor when the loss, a gradient
-// or an updated parameter is not finite; the parameters are then left as they were only if the
-// fault was found before the update.
+// or an updated parameter is not finite (a bad loss or gradient leaves the parameters untouched).
 template <typename T>
 double train_step(TrainModel<T>& model, AdamW<T>& optimizer, TrainContext<T>& ctx,
                   std::span<const std::vector<Record>> micro_batches, const AdamWConfig& config, ThreadPool& pool);
