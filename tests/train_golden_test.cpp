@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -127,6 +128,23 @@ void check_cli(const std::string& name, const std::string& threads) {
   EXPECT_LT(a.loss_rel, 1e-5);
   report(name + " (CLI, -t " + threads + ")", a);
   std::filesystem::remove(dump);
+}
+
+// The same weights through llama.cpp's GGUF (Q/K rows permuted) and MindSpore (W_pack split in three)
+// load to the same float32 parameters, so the golden step holds for them too.
+TEST(TrainGolden, EveryCheckpointFormatLoadsTheSameParameters) {
+  const std::string hf = shared_path("reference/b2-7b-tiny");
+  const std::string gguf = shared_path("reference/b2-7b-tiny-llamacpp/b2-7b-tiny-llamacpp-bf16.gguf");
+  const std::string ms = shared_path("reference/b2-7b-tiny-mindspore/baichuan2_7b_tiny.ckpt");
+  REQUIRE_SHARED(gguf);
+  REQUIRE_SHARED(ms);
+  const TrainModel<float> reference = load_train_model<float>(open_checkpoint(hf));
+  for (const std::string& path : {gguf, ms}) {
+    const TrainModel<float> other = load_train_model<float>(open_checkpoint(path));
+    ASSERT_EQ(other.params().size(), reference.params().size());
+    EXPECT_EQ(0, std::memcmp(other.params().data(), reference.params().data(), reference.params().size() * sizeof(float)))
+        << path;
+  }
 }
 
 TEST(TrainGolden, FinetuneOneStepCliMatchesTheOfficialCode) {

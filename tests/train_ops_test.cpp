@@ -187,14 +187,14 @@ TEST(TrainOps, NormHeadBackwardMatchesFiniteDifferences) {
   ThreadPool pool(2);
   std::mt19937_64 rng(8);
   const int64_t rows = 70, C = 6;  // more rows than one thread chunk
-  Vec w = random_vec(rows * C, rng), r = random_vec(rows * C, rng), out(rows * C), inv(rows);
+  Vec w = random_vec(rows * C, rng), r = random_vec(rows * C, rng), out(rows * C), norm(rows);
   auto loss = [&] {
-    normalize_rows_forward(out.data(), inv.data(), w.data(), rows, C, pool);
+    normalize_rows_forward(out.data(), norm.data(), w.data(), rows, C, pool);
     return dot(out, r);
   };
   loss();
   Vec dw(rows * C, 0.0);
-  normalize_rows_backward(dw.data(), r.data(), out.data(), inv.data(), rows, C, pool);
+  normalize_rows_backward(dw.data(), r.data(), out.data(), norm.data(), rows, C, pool);
   EXPECT_LT(fd_error(w, dw, loss), kTol);
 }
 

@@ -77,7 +77,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   c.bos_token_id = static_cast<int32_t>(get_int(j, "bos_token_id", what, 1));
   c.eos_token_id = static_cast<int32_t>(get_int(j, "eos_token_id", what, 2));
   c.pad_token_id = static_cast<int32_t>(get_int(j, "pad_token_id", what, 0));
-  c.z_loss_weight = static_cast<float>(get_number(j, "z_loss_weight", what, 0.0));
+  c.z_loss_weight = get_number(j, "z_loss_weight", what, 0.0);
   c.validate(what);
   return c;
 }

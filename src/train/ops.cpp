@@ -359,28 +359,26 @@ constexpr double kNormalizeEps = 1e-12;  // F.normalize's default
 }
 
 template <typename T>
-void normalize_rows_forward(T* out, T* inv_norm, const T* w, int64_t rows, int64_t C, ThreadPool& pool) {
+void normalize_rows_forward(T* out, T* norm, const T* w, int64_t rows, int64_t C, ThreadPool& pool) {
   pool.parallel_for(rows, [&](int64_t begin, int64_t end, int) {
     for (int64_t r = begin; r < end; ++r) {
       double sum_sq = 0;
       for (int64_t i = 0; i < C; ++i) sum_sq += static_cast<double>(w[r * C + i]) * w[r * C + i];
-      const T norm = std::max(static_cast<T>(std::sqrt(sum_sq)), static_cast<T>(kNormalizeEps));
-      for (int64_t i = 0; i < C; ++i) out[r * C + i] = w[r * C + i] / norm;
-      inv_norm[r] = T(1) / norm;
+      norm[r] = std::max(static_cast<T>(std::sqrt(sum_sq)), static_cast<T>(kNormalizeEps));
+      for (int64_t i = 0; i < C; ++i) out[r * C + i] = w[r * C + i] / norm[r];
     }
   }, 64);
 }
 
-// Below the clamp (|w| < 1e-12) out = w / eps is linear in w and the projection term vanishes.
+// At the clamp (|w| <= 1e-12) out = w / eps is linear in w and the projection term vanishes.
 template <typename T>
-void normalize_rows_backward(T* dw, const T* dout, const T* out, const T* inv_norm, int64_t rows, int64_t C,
+void normalize_rows_backward(T* dw, const T* dout, const T* out, const T* norm, int64_t rows, int64_t C,
                              ThreadPool& pool) {
   pool.parallel_for(rows, [&](int64_t begin, int64_t end, int) {
     for (int64_t r = begin; r < end; ++r) {
       const T *o = out + r * C, *g = dout + r * C;
-      const bool clamped = inv_norm[r] >= static_cast<T>(1 / kNormalizeEps);
-      const T proj = clamped ? T(0) : dot(o, g, C);
-      for (int64_t i = 0; i < C; ++i) dw[r * C + i] += (g[i] - o[i] * proj) * inv_norm[r];
+      const T proj = norm[r] == static_cast<T>(kNormalizeEps) ? T(0) : dot(o, g, C);
+      for (int64_t i = 0; i < C; ++i) dw[r * C + i] += (g[i] - o[i] * proj) / norm[r];
     }
   }, 64);
 }

@@ -84,12 +84,12 @@ void swiglu_forward(T* out, const T* gate, const T* up, int64_t n, ThreadPool& p
 template <typename T>
 void swiglu_backward(T* dgate, T* dup, const T* dout, const T* gate, const T* up, int64_t n, ThreadPool& pool);
 
-// NormHead: out[r] = w[r] / max(|w[r]|, 1e-12) (F.normalize); inv_norm[r] keeps the divisor's inverse.
+// NormHead: out[r] = w[r] / norm[r] with norm[r] = max(|w[r]|, 1e-12) (F.normalize), kept for the backward.
 template <typename T>
-void normalize_rows_forward(T* out, T* inv_norm, const T* w, int64_t rows, int64_t C, ThreadPool& pool);
-// dw += (dout - out (out . dout)) * inv_norm: the gradient through the row normalisation.
+void normalize_rows_forward(T* out, T* norm, const T* w, int64_t rows, int64_t C, ThreadPool& pool);
+// dw += (dout - out (out . dout)) / norm: the gradient through the row normalisation.
 template <typename T>
-void normalize_rows_backward(T* dw, const T* dout, const T* out, const T* inv_norm, int64_t rows, int64_t C,
+void normalize_rows_backward(T* dw, const T* dout, const T* out, const T* norm, int64_t rows, int64_t C,
                              ThreadPool& pool);
 
 // Cross-entropy and z-loss of `rows` rows of logits, forward and backward together (the logits of a

@@ -247,9 +247,10 @@ void prepare(TrainContext<T>& a, const TrainShape& s, std::span<const Record> ba
   grow(a.lnf, N * H);
   grow(a.rstdf, N);
   for (auto* v : {&a.head, &a.dhead}) grow(*v, V * H);
-  grow(a.head_inv_norm, V);
+  grow(a.head_norm, V);
   grow(a.logits, static_cast<size_t>(kHeadChunkRows) * V);
   for (auto* v : {&a.head_in, &a.dhead_in}) grow(*v, static_cast<size_t>(kHeadChunkRows) * H);
+  grow(a.head_targets, static_cast<size_t>(kHeadChunkRows));
   for (auto* v : {&a.ce, &a.z}) grow(*v, a.head_rows.size());
   for (auto* v : {&a.tmp, &a.dx, &a.dln, &a.datt, &a.dlnf}) grow(*v, N * H);
   grow(a.dqkv, N * 3 * H);
@@ -296,29 +297,28 @@ double forward_backward(TrainModel<T>& model, TrainContext<T>& a, std::span<cons
   rmsnorm_forward(a.lnf.data(), a.rstdf.data(), x(L), w.final_norm, N, H, eps, pool);
 
   // ---- NormHead, loss and their backward, a chunk of rows at a time ----
-  normalize_rows_forward(a.head.data(), a.head_inv_norm.data(), w.lm_head, V, H, pool);
+  normalize_rows_forward(a.head.data(), a.head_norm.data(), w.lm_head, V, H, pool);
   zero(a.dhead, static_cast<size_t>(V * H));
   zero(a.dlnf, static_cast<size_t>(N * H));
   const double ce_scale = 1.0 / static_cast<double>(norm.ce_tokens);
   const double z_scale = norm.z_rows > 0 ? s.z_loss_weight / static_cast<double>(norm.z_rows) : 0.0;
   const auto n_head = static_cast<int64_t>(a.head_rows.size());
-  std::vector<int32_t> targets(static_cast<size_t>(kHeadChunkRows));
   for (int64_t c0 = 0; c0 < n_head; c0 += kHeadChunkRows) {
     const int64_t C = std::min(kHeadChunkRows, n_head - c0);
     for (int64_t r = 0; r < C; ++r) {
       const auto& hr = a.head_rows[static_cast<size_t>(c0 + r)];
       std::copy_n(a.lnf.data() + hr.row * H, H, a.head_in.data() + r * H);
-      targets[static_cast<size_t>(r)] = hr.target;
+      a.head_targets[static_cast<size_t>(r)] = hr.target;
     }
     matmul_forward(a.logits.data(), a.head_in.data(), a.head.data(), C, H, V, pool);
-    cross_entropy_forward_backward(a.logits.data(), a.ce.data() + c0, a.z.data() + c0, targets.data(), C, V, ce_scale,
+    cross_entropy_forward_backward(a.logits.data(), a.ce.data() + c0, a.z.data() + c0, a.head_targets.data(), C, V, ce_scale,
                                    z_scale, pool);
     std::fill_n(a.dhead_in.data(), C * H, T(0));
     matmul_backward(a.dhead_in.data(), a.dhead.data(), a.logits.data(), a.head_in.data(), a.head.data(), C, H, V, pool);
     for (int64_t r = 0; r < C; ++r)
       std::copy_n(a.dhead_in.data() + r * H, H, a.dlnf.data() + a.head_rows[static_cast<size_t>(c0 + r)].row * H);
   }
-  normalize_rows_backward(g.lm_head, a.dhead.data(), a.head.data(), a.head_inv_norm.data(), V, H, pool);
+  normalize_rows_backward(g.lm_head, a.dhead.data(), a.head.data(), a.head_norm.data(), V, H, pool);
   double ce_sum = 0, z_sum = 0;  // in row order, whatever the threads
   for (int64_t r = 0; r < n_head; ++r) {
     ce_sum += a.ce[static_cast<size_t>(r)];

@@ -100,7 +100,7 @@ struct LossNorm {
 LossNorm count_loss_tokens(std::span<const Record> batch);
 
 // The activations of one forward pass that the backward pass reads, and the scratch buffers of both.
-// Grows to the largest batch seen; reused across steps.
+// Serves one model; grows to the largest batch seen and is reused across steps.
 template <typename T>
 struct TrainContext {
   int64_t batch = 0, seq_len = 0;
@@ -116,8 +116,9 @@ struct TrainContext {
   // Per layer (stacked): the residual stream x (num_layers + 1 of them), norms and their 1/rms,
   // W_pack output after RoPE, attention log-sum-exp and output, the stream after attention, MLP.
   std::vector<T> x, ln1, rstd1, qkv, lse, att, x_mid, ln2, rstd2, gate, up, act, lnf, rstdf;
-  // NormHead: normalised rows, their inverse norms and gradient; a chunk of logits and its rows.
-  std::vector<T> head, head_inv_norm, dhead, logits, head_in, dhead_in;
+  // NormHead: normalised rows, their norms and gradient; a chunk of logits, its rows and targets.
+  std::vector<T> head, head_norm, dhead, logits, head_in, dhead_in;
+  std::vector<int32_t> head_targets;
   std::vector<double> ce, z;  // per head row
   // Backward scratch.
   std::vector<T> tmp, dx, dln, datt, dqkv, dact, dgate, dup, dlnf;
