@@ -97,7 +97,9 @@ void write_safetensors(const std::string& path, std::span<const Tensor> tensors)
       fail(path, ": cannot write tensor '", t.name, "' of type ", dtype_name(t.dtype), " to safetensors");
     if (header.contains(t.name)) fail(path, ": tensor '", t.name, "' given twice");
     const size_t nbytes = bytes_for(t.dtype, checked_numel(t.shape, t.name), t.name);
-    header[t.name] = {{"dtype", std::string(dtype_name(t.dtype))}, {"shape", t.shape}, {"data_offsets", {offset, offset + nbytes}}};
+    header[t.name] = {{"dtype", std::string(dtype_name(t.dtype))},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + nbytes}}};
     offset += nbytes;
   }
   std::string text = header.dump();

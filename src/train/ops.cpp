@@ -150,10 +150,12 @@ RopeTable<T> rope_table(int64_t seq_len, int64_t head_dim, float theta) {
   for (int64_t p = 0; p < seq_len; ++p)
     for (int64_t i = 0; i < t.half; ++i) {
       double angle;
-      if constexpr (std::is_same_v<T, float>)  // torch.outer(t, inv_freq) in float32
+      if constexpr (std::is_same_v<T, float>) {  // torch.outer(t, inv_freq) in float32
         angle = static_cast<float>(p) * inv_freq[static_cast<size_t>(i)];
-      else
-        angle = static_cast<double>(p) / std::pow(static_cast<double>(theta), 2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+      } else {
+        const double exponent = 2.0 * static_cast<double>(i) / static_cast<double>(head_dim);
+        angle = static_cast<double>(p) / std::pow(static_cast<double>(theta), exponent);
+      }
       t.cos[static_cast<size_t>(p * t.half + i)] = static_cast<T>(std::cos(angle));
       t.sin[static_cast<size_t>(p * t.half + i)] = static_cast<T>(std::sin(angle));
     }

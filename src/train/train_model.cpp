@@ -311,8 +311,8 @@ double forward_backward(TrainModel<T>& model, TrainContext<T>& a, std::span<cons
       a.head_targets[static_cast<size_t>(r)] = hr.target;
     }
     matmul_forward(a.logits.data(), a.head_in.data(), a.head.data(), C, H, V, pool);
-    cross_entropy_forward_backward(a.logits.data(), a.ce.data() + c0, a.z.data() + c0, a.head_targets.data(), C, V, ce_scale,
-                                   z_scale, pool);
+    cross_entropy_forward_backward(a.logits.data(), a.ce.data() + c0, a.z.data() + c0, a.head_targets.data(), C, V,
+                                   ce_scale, z_scale, pool);
     std::fill_n(a.dhead_in.data(), C * H, T(0));
     matmul_backward(a.dhead_in.data(), a.dhead.data(), a.logits.data(), a.head_in.data(), a.head.data(), C, H, V, pool);
     for (int64_t r = 0; r < C; ++r)
