@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/cpu.h"
 #include "train/ops.h"
 
 namespace baichuan::train {
@@ -79,15 +80,29 @@ TEST(TrainOps, MatmulBackwardMatchesFiniteDifferences) {
   EXPECT_LT(fd_error(w, dw, loss), kTol);
 }
 
-TEST(TrainOps, FloatMatmulUsesTheSameProduct) {
+// Float runs on SIMD kernels (the inference tiles forward, grad_kernels.h backward): it must agree
+// with the float64 loops the finite differences check, on both backends.
+TEST(TrainOps, FloatMatmulAgreesWithDouble) {
   ThreadPool pool(2);
   std::mt19937_64 rng(3);
-  const int64_t N = 7, I = 19, O = 13;
-  Vec in = random_vec(N * I, rng), w = random_vec(O * I, rng), out(N * O);
+  const int64_t N = 7, I = 21, O = 13;  // 21 columns: a 16-wide tile, then one by one
+  Vec in = random_vec(N * I, rng), w = random_vec(O * I, rng), dout = random_vec(N * O, rng), out(N * O);
+  Vec din(N * I, 0.5), dw(O * I, -0.5);
   matmul_forward(out.data(), in.data(), w.data(), N, I, O, pool);
-  std::vector<float> inf(in.begin(), in.end()), wf(w.begin(), w.end()), outf(N * O);
-  matmul_forward(outf.data(), inf.data(), wf.data(), N, I, O, pool);
-  for (size_t i = 0; i < out.size(); ++i) EXPECT_NEAR(outf[i], out[i], 1e-5);
+  matmul_backward(din.data(), dw.data(), dout.data(), in.data(), w.data(), N, I, O, pool);
+  auto f = [](const Vec& v) { return std::vector<float>(v.begin(), v.end()); };
+  const kernels::Backend initial = kernels::active_backend();
+  for (auto backend : {kernels::Backend::Scalar, kernels::Backend::Avx2}) {
+    if (backend == kernels::Backend::Avx2 && !kernels::cpu_features().avx2) continue;
+    kernels::set_backend(backend);
+    std::vector<float> inf = f(in), wf = f(w), doutf = f(dout), outf(N * O), dinf(N * I, 0.5f), dwf(O * I, -0.5f);
+    matmul_forward(outf.data(), inf.data(), wf.data(), N, I, O, pool);
+    matmul_backward(dinf.data(), dwf.data(), doutf.data(), inf.data(), wf.data(), N, I, O, pool);
+    for (size_t i = 0; i < out.size(); ++i) EXPECT_NEAR(outf[i], out[i], 1e-5);
+    for (size_t i = 0; i < din.size(); ++i) EXPECT_NEAR(dinf[i], din[i], 1e-5);
+    for (size_t i = 0; i < dw.size(); ++i) EXPECT_NEAR(dwf[i], dw[i], 1e-5);
+  }
+  kernels::set_backend(initial);
 }
 
 TEST(TrainOps, RopeBackwardMatchesFiniteDifferences) {
