@@ -6,7 +6,6 @@
 #include <type_traits>
 
 #include "core/dtype.h"
-#include "kernels/activations.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "kernels/vec.h"
@@ -133,7 +132,7 @@ void accumulate(T* y, int64_t y_stride, const T* a, int64_t a_row, int64_t a_col
 }  // namespace
 
 // din [N, I] += dout [N, O] . w [O, I] and dw [O, I] += dout^T . in [N, I]; every element sums its
-// terms in order of o (of n). Threads split din by columns, so w is read once per step however few
+// terms in order of o (of n). Threads split din by columns, so w is read once per call however few
 // the rows (the head: 32 rows against 125,696 rows of w), and dw by rows.
 template <typename T>
 void matmul_backward(T* din, T* dw, const T* dout, const T* in, const T* w, int64_t N, int64_t I, int64_t O,
