@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/atomic_file.h"
 #include "core/byte_reader.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
@@ -86,6 +87,30 @@ std::vector<Tensor> parse_safetensors(const std::byte* data, size_t size, std::s
   }
   check_tensor_data_disjoint(tensors, path);
   return tensors;
+}
+
+void write_safetensors(const std::string& path, std::span<const Tensor> tensors) {
+  nlohmann::json header = nlohmann::json::object();
+  header["__metadata__"] = {{"format", "pt"}};
+  size_t offset = 0;
+  for (const Tensor& t : tensors) {
+    if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16)
+      fail(path, ": cannot write tensor '", t.name, "' of type ", dtype_name(t.dtype), " to safetensors");
+    if (header.contains(t.name)) fail(path, ": tensor '", t.name, "' given twice");
+    const size_t nbytes = bytes_for(t.dtype, checked_numel(t.shape, t.name), t.name);
+    header[t.name] = {{"dtype", std::string(dtype_name(t.dtype))},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + nbytes}}};
+    offset += nbytes;
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // data starts 8-byte aligned
+  AtomicFile file(path);
+  const auto header_len = static_cast<uint64_t>(text.size());
+  file.write(&header_len, sizeof header_len);
+  file.write(text);
+  for (const Tensor& t : tensors) file.write(t.data, bytes_for(t.dtype, checked_numel(t.shape, t.name), t.name));
+  file.commit();
 }
 
 }  // namespace baichuan::formats

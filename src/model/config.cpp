@@ -89,6 +89,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
     fail(what, ": hidden_act ", it->dump(), " is not supported (Baichuan 2 uses \"silu\")");
   if (auto it = j.find("tie_word_embeddings"); it != j.end() && *it != false)
     fail(what, ": tie_word_embeddings ", it->dump(), " is not supported (Baichuan 2 has its own lm_head)");
+  c.z_loss_weight = get_number(j, "z_loss_weight", what, 0.0);
   c.validate(what);
   return c;
 }

@@ -33,6 +33,7 @@ struct ModelConfig {
   int32_t bos_token_id = 1;
   int32_t eos_token_id = 2;
   int32_t pad_token_id = 0;
+  double z_loss_weight = 0.0;  // training only: weight of the official z-loss (mean of max logit^2)
 
   int64_t head_dim() const { return hidden_size / num_heads; }
   std::string family() const { return position == PositionEncoding::Rope ? "7B (RoPE)" : "13B (ALiBi)"; }

@@ -19,5 +19,6 @@ Run add_serve(CLI::App& app);
 Run add_perplexity(CLI::App& app);
 Run add_eval(CLI::App& app);
 Run add_preprocess(CLI::App& app);
+Run add_finetune(CLI::App& app);
 
 }  // namespace baichuan::cli

@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
   sub("eval", "Few-shot C-Eval, MMLU, CMMLU, GAOKAO, AGIEval, BBH; --compare / --plot saved runs", baichuan::cli::add_eval);
   sub("preprocess", "Tokenize and label BELLE/Alpaca conversations for fine-tuning (tokens, json, mindrecord)",
       baichuan::cli::add_preprocess);
+  sub("finetune", "Train on the CPU (first slice: --one-step, one AdamW step checked against the official code)",
+      baichuan::cli::add_finetune);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,141 @@
+// Baichuan 2 held for training: every parameter in one flat buffer of float type T, the gradients
+// in a second flat buffer of the same layout (so a data-parallel all-reduce is one call per bucket),
+// and the forward + backward pass over a batch of padded records (forward_backward). The
+// activations the backward pass needs live in a TrainContext each caller owns.
+#pragma once
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "model/checkpoint.h"
+#include "model/config.h"
+#include "train/ops.h"
+
+namespace baichuan::train {
+
+// The architecture, from config.json.
+struct TrainShape {
+  PositionEncoding position = PositionEncoding::Rope;
+  int64_t vocab = 0, hidden = 0, ffn = 0, heads = 0, layers = 0;
+  float rms_norm_eps = 1e-6f, rope_theta = 10000.0f, max_alibi_bias = 8.0f;
+  double z_loss_weight = 0;  // config.json z_loss_weight (0 when absent)
+  int32_t pad_token_id = 0;  // attention mask = input_ids != pad; nn.Embedding's padding_idx
+
+  int64_t head_dim() const { return hidden / heads; }
+  static TrainShape from(const ModelConfig& config);
+};
+
+// One parameter: its official Hugging Face name, shape and place in the flat buffers.
+struct ParamInfo {
+  std::string name;  // "model.layers.0.self_attn.W_pack.weight"
+  std::vector<int64_t> shape;
+  size_t offset = 0, numel = 0;
+};
+
+// The parameters in PyTorch's named_parameters() order (embed_tokens; per layer W_pack, o_proj,
+// gate_proj, down_proj, up_proj, input_layernorm, post_attention_layernorm; norm; lm_head).
+std::vector<ParamInfo> param_layout(const TrainShape& shape);
+
+// Typed pointers into one flat buffer (the parameters or the gradients).
+template <typename T>
+struct Weights {
+  struct Layer {
+    T *attn_norm, *w_pack, *o_proj, *ffn_norm, *gate, *up, *down;
+  };
+  T* embed;  // [vocab, hidden]
+  std::vector<Layer> layers;
+  T* final_norm;  // [hidden]
+  T* lm_head;     // [vocab, hidden], unnormalised rows (NormHead normalises them in the graph)
+};
+
+template <typename T>
+class TrainModel {
+ public:
+  explicit TrainModel(const TrainShape& shape);  // parameters and gradients zero
+
+  const TrainShape& shape() const { return shape_; }
+  const std::vector<ParamInfo>& layout() const { return layout_; }
+  std::span<T> params() { return params_; }
+  std::span<const T> params() const { return params_; }
+  std::span<T> grads() { return grads_; }
+  std::span<const T> grads() const { return grads_; }
+  std::span<T> param(const ParamInfo& p) { return std::span<T>(params_).subspan(p.offset, p.numel); }
+  std::span<T> grad(const ParamInfo& p) { return std::span<T>(grads_).subspan(p.offset, p.numel); }
+  const ParamInfo& info(const std::string& name) const;  // throws Error for an unknown name
+  Weights<T> weights() { return bind(params_.data()); }
+  Weights<T> gradients() { return bind(grads_.data()); }
+  void zero_grads();
+
+ private:
+  Weights<T> bind(T* flat) const;
+
+  TrainShape shape_;
+  std::vector<ParamInfo> layout_;
+  std::vector<T> params_, grads_;
+};
+
+// The weights of a checkpoint (any format open_checkpoint reads, any stored type) converted to T,
+// W_pack fused back from Q, K, V in the official row order (GGUF's permuted Q/K rows undone).
+template <typename T>
+TrainModel<T> load_train_model(const Checkpoint& checkpoint);
+
+// Random weights for tests: matrices ~ N(0, std^2), norm weights ~ 1 + N(0, std^2).
+template <typename T>
+void randomize(TrainModel<T>& model, uint64_t seed, double std);
+
+// One training record, as the official fine-tune preprocessing makes it: input_ids padded with
+// pad_token_id, labels -100 where there is nothing to learn. All records of a batch have one length.
+struct Record {
+  std::vector<int32_t> input_ids, labels;
+};
+
+// What the loss means over: the supervised tokens (labels[t + 1] != -100 for t < T - 1) and the rows
+// of the z-loss (every t < T - 1). Counts of one batch; add them over the micro-batches of an
+// optimizer step when accumulating gradients.
+struct LossNorm {
+  int64_t ce_tokens = 0, z_rows = 0;
+};
+LossNorm count_loss_tokens(std::span<const Record> batch);
+
+// The activations of one forward pass that the backward pass reads, and the scratch buffers of both.
+// Serves one model; grows to the largest batch seen and is reused across steps.
+template <typename T>
+struct TrainContext {
+  int64_t batch = 0, seq_len = 0;
+  std::vector<int32_t> ids;
+  std::vector<uint8_t> key_mask;  // input_ids != pad
+  struct HeadRow {
+    int64_t row;     // b * T + t
+    int32_t target;  // labels[b][t + 1], or -1 (a row only in the z-loss)
+  };
+  std::vector<HeadRow> head_rows;  // the rows whose logits the loss reads
+  RopeTable<T> rope;
+  std::vector<T> alibi_slopes;
+  // Per layer (stacked): the residual stream x (num_layers + 1 of them), norms and their 1/rms,
+  // W_pack output after RoPE, attention log-sum-exp and output, the stream after attention, MLP.
+  std::vector<T> x, ln1, rstd1, qkv, lse, att, x_mid, ln2, rstd2, gate, up, act, lnf, rstdf;
+  // NormHead: normalised rows, their norms and gradient; a chunk of logits, its rows and targets.
+  std::vector<T> head, head_norm, dhead, logits, head_in, dhead_in;
+  std::vector<int32_t> head_targets;
+  std::vector<double> ce, z;  // per head row
+  // Backward scratch.
+  std::vector<T> tmp, dx, dln, datt, dqkv, dact, dgate, dup, dlnf;
+};
+
+// The loss of `batch` and its gradient, added to model.grads(). The loss is the official one:
+//   mean cross-entropy of logits[t] against labels[t + 1] over labels != -100
+//   + z_loss_weight * mean over all rows t < T - 1 of max(logits[t])^2,
+// with the means taken over `norm` (so micro-batches of one step add up to the step's mean).
+// Returns this batch's share of the loss. Throws Error naming the record for invalid input.
+template <typename T>
+double forward_backward(TrainModel<T>& model, TrainContext<T>& ctx, std::span<const Record> batch,
+                        const LossNorm& norm, ThreadPool& pool);
+
+// After a non-finite loss: the first non-finite parameter or activation of the last forward pass,
+// e.g. "parameter model.layers.1.mlp.up_proj.weight[17] = nan"; "" when all are finite.
+template <typename T>
+std::string find_non_finite(TrainModel<T>& model, const TrainContext<T>& ctx);
+
+}  // namespace baichuan::train

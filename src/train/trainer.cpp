@@ -1,0 +1,76 @@
+#include "train/trainer.h"
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace baichuan::train {
+
+namespace {
+
+// Throws naming the first parameter whose `which` values (gradients or parameters) hold a NaN or inf.
+template <typename T>
+void check_finite(TrainModel<T>& model, bool gradients, int64_t step) {
+  for (const ParamInfo& p : model.layout()) {
+    auto v = gradients ? model.grad(p) : model.param(p);
+    for (size_t i = 0; i < v.size(); ++i)
+      if (!std::isfinite(v[i]))
+        fail("step ", step, ": ", gradients ? "the gradient of " : "after the AdamW update, ", p.name, " holds ", v[i],
+             " at element ", i, gradients ? " (the parameters were not updated)" : "");
+  }
+}
+
+}  // namespace
+
+template <typename T>
+double train_step(TrainModel<T>& model, AdamW<T>& optimizer, TrainContext<T>& ctx,
+                  std::span<const std::vector<Record>> micro_batches, const AdamWConfig& config, ThreadPool& pool) {
+  const int64_t step = optimizer.steps() + 1;
+  LossNorm norm;  // the mean runs over every micro-batch of the step
+  for (const auto& batch : micro_batches) {
+    const LossNorm n = count_loss_tokens(batch);
+    norm.ce_tokens += n.ce_tokens;
+    norm.z_rows += n.z_rows;
+  }
+  model.zero_grads();
+  double loss = 0;
+  for (const auto& batch : micro_batches) {
+    const double part = forward_backward(model, ctx, batch, norm, pool);
+    if (!std::isfinite(part)) {
+      const std::string where = find_non_finite(model, ctx);
+      fail("step ", step, ": the loss is ", part, where.empty() ? "" : "; first non-finite value: " + where,
+           " (the parameters were not updated)");
+    }
+    loss += part;
+  }
+  check_finite(model, true, step);
+  optimizer.step(model.params(), model.grads(), config, pool);
+  check_finite(model, false, step);
+  return loss;
+}
+
+template <typename T>
+std::vector<double> train_loop(TrainModel<T>& model, AdamW<T>& optimizer, TrainContext<T>& ctx,
+                               std::span<const std::vector<Record>> batches, int64_t steps, const AdamWConfig& config,
+                               ThreadPool& pool, const std::function<void(int64_t, double)>& on_step) {
+  if (batches.empty()) fail("training: no batches");
+  std::vector<double> losses;
+  for (int64_t s = 0; s < steps; ++s) {
+    const auto& batch = batches[static_cast<size_t>(s) % batches.size()];
+    losses.push_back(train_step(model, optimizer, ctx, std::span<const std::vector<Record>>(&batch, 1), config, pool));
+    if (on_step) on_step(s + 1, losses.back());
+  }
+  return losses;
+}
+
+#define BAICHUAN_TRAINER(T)                                                                                      \
+  template double train_step<T>(TrainModel<T>&, AdamW<T>&, TrainContext<T>&, std::span<const std::vector<Record>>, \
+                                const AdamWConfig&, ThreadPool&);                                                \
+  template std::vector<double> train_loop<T>(TrainModel<T>&, AdamW<T>&, TrainContext<T>&,                        \
+                                             std::span<const std::vector<Record>>, int64_t, const AdamWConfig&,  \
+                                             ThreadPool&, const std::function<void(int64_t, double)>&);
+
+BAICHUAN_TRAINER(float)
+BAICHUAN_TRAINER(double)
+
+}  // namespace baichuan::train

@@ -1,0 +1,29 @@
+// The training step and loop on top of forward_backward and AdamW.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "train/adamw.h"
+#include "train/train_model.h"
+
+namespace baichuan::train {
+
+// One optimizer step over the micro-batches of `micro_batches` (one for a plain step): zero the
+// gradients, forward_backward each micro-batch with the loss averaged over all of them, AdamW.
+// Returns the step's loss. Throws Error naming the step and the tensor when the loss, a gradient
+// or an updated parameter is not finite (a bad loss or gradient leaves the parameters untouched).
+template <typename T>
+double train_step(TrainModel<T>& model, AdamW<T>& optimizer, TrainContext<T>& ctx,
+                  std::span<const std::vector<Record>> micro_batches, const AdamWConfig& config, ThreadPool& pool);
+
+// `steps` optimizer steps, step s on batches[s % batches.size()]; returns every step's loss.
+// `on_step(step, loss)` (step from 1) runs after each step, e.g. to log.
+template <typename T>
+std::vector<double> train_loop(TrainModel<T>& model, AdamW<T>& optimizer, TrainContext<T>& ctx,
+                               std::span<const std::vector<Record>> batches, int64_t steps, const AdamWConfig& config,
+                               ThreadPool& pool, const std::function<void(int64_t, double)>& on_step = {});
+
+}  // namespace baichuan::train
