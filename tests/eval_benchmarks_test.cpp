@@ -102,9 +102,10 @@ TEST(EvalBenchmarks, GaokaoParsesAll) {
                                                            {"2010-2022_History_MCQs", {5, 280}},
                                                            {"2010-2022_Math_I_MCQs", {5, 209}}};
   EXPECT_EQ(counts(subjects), want);
+  ASSERT_EQ(subjects.size(), 3u);
+  ASSERT_EQ(subjects[1].display_name, "高考历史");
   EXPECT_EQ(subjects[1].skipped, 2u);
-  EXPECT_EQ(subjects[1].display_name, "高考历史");
-  const Question& q = subjects[1].shots[0];
+  const Question& q = subjects[1].shots.at(0);
   EXPECT_EQ(q.choices[0], "河南、河北");
   EXPECT_EQ(q.choices[3], "广东、广西");
   EXPECT_EQ(q.answer, 'C');
