@@ -300,6 +300,24 @@ TEST(EvalCli, BbhMaxNewTokensCapsTheGeneration) {
       << prompt;
 }
 
+// GAOKAO data without Obj_Prompt.json: the files are chosen by their answers, and the output says so.
+TEST(EvalCli, GaokaoWithoutObjPromptSaysHowFilesWereChosen) {
+  const std::string model = shared_path("reference/b2-7b-tiny");
+  const std::string sample = shared_path("data/eval/gaokao");
+  REQUIRE_SHARED(model + "/config.json");
+  REQUIRE_SHARED(sample + "/SOURCES.md");
+  const std::string data = temp("gaokao_untyped");
+  fs::create_directories(data + "/Objective_Questions");  // writable, unlike a copy of the read-only sample folder
+  for (const auto& entry : fs::directory_iterator(sample + "/Objective_Questions"))
+    fs::copy_file(entry.path(), data + "/Objective_Questions/" + entry.path().filename().string());
+  CliRun r = baichuan_cli("eval -m " + quote(model) + " -t 2 --task gaokao --limit 1 --data " + quote(data));
+  fs::remove_all(data);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("no Obj_Prompt.json to say which files are single-choice"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("Geography"), std::string::npos) << r.out;  // 2-3 answers per item
+  EXPECT_NE(r.out.find("2010-2022_Biology_MCQs"), std::string::npos) << r.out;
+}
+
 TEST(EvalCli, BadInputIsAClearError) {
   const std::string model = shared_path("reference/b2-7b-tiny");
   REQUIRE_SHARED(model + "/config.json");
