@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "eval/bbh.h"
 #include "eval/benchmarks.h"
 #include "shared_data.h"
@@ -91,23 +92,77 @@ TEST(EvalBenchmarks, CmmluParsesAll) {
 }
 
 // Usable counts: single one-letter answers whose A-D options a Python regex finds in the text
-// (Biology 149 of 150, History 285 of 287, Geography 0 of 34 — all multi-question, Math_I 214).
+// (Biology 149 of 150, History 285 of 287, Math_I 214). Geography is not read at all: Obj_Prompt.json
+// types it multi_question_choice (every item asks 2-3 questions).
 TEST(EvalBenchmarks, GaokaoParsesAll) {
   const std::string dir = shared_path("data/eval/gaokao");
   REQUIRE_SHARED(dir);
   auto subjects = read_gaokao(dir);
   std::map<std::string, std::pair<size_t, size_t>> want = {{"2010-2022_Biology_MCQs", {5, 144}},
-                                                           {"2010-2022_Geography_MCQs", {0, 0}},
                                                            {"2010-2022_History_MCQs", {5, 280}},
                                                            {"2010-2022_Math_I_MCQs", {5, 209}}};
   EXPECT_EQ(counts(subjects), want);
-  EXPECT_EQ(subjects[1].skipped, 34u);
-  EXPECT_EQ(subjects[2].skipped, 2u);
-  EXPECT_EQ(subjects[2].display_name, "高考历史");
-  const Question& q = subjects[2].shots[0];
+  ASSERT_EQ(subjects.size(), 3u);
+  ASSERT_EQ(subjects[1].display_name, "高考历史");
+  EXPECT_EQ(subjects[1].skipped, 2u);
+  const Question& q = subjects[1].shots.at(0);
   EXPECT_EQ(q.choices[0], "河南、河北");
   EXPECT_EQ(q.choices[3], "广东、广西");
   EXPECT_EQ(q.answer, 'C');
+}
+
+// A GAOKAO file with these items: `answers` is each item's answer list, as JSON.
+std::string gaokao_file(const std::vector<std::string>& answers) {
+  std::string examples;
+  for (size_t i = 0; i < answers.size(); ++i)
+    examples += std::string(i ? "," : "") + "{\"question\": \"问" + std::to_string(i) +
+                "（ ）\\nA．甲 B．乙 C．丙 D．丁\", \"answer\": " + answers[i] + ", \"index\": " + std::to_string(i) + "}";
+  return "{\"keywords\": \"x\", \"example\": [" + examples + "]}";
+}
+
+// GAOKAO-Bench's Obj_Prompt.json decides which files are single-choice: a file it types multi_choice
+// is not scored even when every answer happens to be one letter, and one it does not list is not read.
+TEST(EvalBenchmarks, GaokaoTakesOnlyFilesObjPromptTypesSingleChoice) {
+  TempDir tmp;
+  const std::string root = tmp.path.string() + "/g";
+  tmp.write("g/Obj_Prompt.json",
+            "{\"examples\": [{\"type\": \"single_choice\", \"keyword\": \"2010-2022_Biology_MCQs\", \"prefix_prompt\": \"\"},"
+            " {\"type\": \"multi_choice\", \"keyword\": \"2010-2022_Physics_MCQs\", \"prefix_prompt\": \"\"},"
+            " {\"type\": \"single_choice\", \"keyword\": \"2010-2022_Chemistry_MCQs\"}]}");
+  tmp.write("g/Objective_Questions/2010-2022_Biology_MCQs.json", gaokao_file({"[\"A\"]", "[\"B\"]"}));
+  tmp.write("g/Objective_Questions/2010-2022_Physics_MCQs.json", gaokao_file({"[\"C\"]", "[\"D\"]"}));
+  tmp.write("g/Objective_Questions/2010-2022_Other_MCQs.json", gaokao_file({"[\"A\"]"}));  // not listed
+  auto subjects = read_gaokao(root);
+  ASSERT_EQ(subjects.size(), 1u);
+  EXPECT_EQ(subjects[0].name, "2010-2022_Biology_MCQs");
+  EXPECT_EQ(subjects[0].shots.size(), 2u);
+  // Asked for by name, a file of another type is an error that says why.
+  std::string e = error_of([&] { read_gaokao(root, {"2010-2022_Physics_MCQs"}); });
+  EXPECT_NE(e.find("Obj_Prompt.json: types '2010-2022_Physics_MCQs' as multi_choice"), std::string::npos) << e;
+  e = error_of([&] { read_gaokao(root, {"2010-2022_Other_MCQs"}); });
+  EXPECT_NE(e.find("Obj_Prompt.json: does not list '2010-2022_Other_MCQs'"), std::string::npos) << e;
+  tmp.write("g/Obj_Prompt.json", "{\"examples\": [{\"keyword\": \"2010-2022_Biology_MCQs\"}]}");
+  e = error_of([&] { read_gaokao(root); });
+  EXPECT_NE(e.find("Obj_Prompt.json: examples[0]: field 'type' missing"), std::string::npos) << e;
+}
+
+// Without Obj_Prompt.json: the *_MCQs files whose every answer is one letter. On the sample that is
+// Biology, History and Math_I (Geography answers 2-3 letters per item); a multi_choice Physics file
+// with one "AB" answer is left out.
+TEST(EvalBenchmarks, GaokaoWithoutObjPromptTakesFilesWithOneLetterAnswers) {
+  const std::string sample = shared_path("data/eval/gaokao");
+  REQUIRE_SHARED(sample);
+  TempDir tmp;
+  for (const auto& entry : std::filesystem::directory_iterator(sample + "/Objective_Questions"))
+    tmp.write("g/Objective_Questions/" + entry.path().filename().string(), baichuan::read_text_file(entry.path().string()));
+  tmp.write("g/Objective_Questions/2010-2022_Physics_MCQs.json", gaokao_file({"[\"C\"]", "[\"AB\"]"}));
+  const std::string root = tmp.path.string() + "/g";
+  std::map<std::string, std::pair<size_t, size_t>> want = {{"2010-2022_Biology_MCQs", {5, 144}},
+                                                           {"2010-2022_History_MCQs", {5, 280}},
+                                                           {"2010-2022_Math_I_MCQs", {5, 209}}};
+  EXPECT_EQ(counts(read_gaokao(root)), want);
+  std::string e = error_of([&] { read_gaokao(root, {"2010-2022_Physics_MCQs"}); });
+  EXPECT_NE(e.find("2010-2022_Physics_MCQs.json: not every answer is one letter"), std::string::npos) << e;
 }
 
 TEST(EvalBenchmarks, GaokaoOptionSplitting) {
@@ -131,9 +186,43 @@ TEST(EvalBenchmarks, AgievalParsesAll) {
                                                            {"sat-math", {5, 215}}};
   EXPECT_EQ(counts(subjects), want);
   EXPECT_EQ(subjects[3].skipped, 230u);
-  // logiqa-zh line 6 writes its options "A 陈蕊…" without parentheses.
-  EXPECT_EQ(subjects[2].items[0].choices[0], "陈蕊不会说中原官话");
+  // logiqa-zh line 6 writes its options "A 陈蕊…" without parentheses: no "(X)" label, kept verbatim.
+  EXPECT_EQ(subjects[2].items[0].choices[0], "A 陈蕊不会说中原官话");
   EXPECT_EQ(subjects[2].items[0].answer, 'B');
+}
+
+// OpenCompass's AGIEval: passage + question with nothing between; exactly one leading "(X)" removed
+// from each option and nothing else (the space after it, padding, a second label all stay).
+TEST(EvalBenchmarks, AgievalOptionsLoseOneLabelAndStayVerbatim) {
+  TempDir tmp;
+  const std::string row = "\"options\":[\"(A) 甲 \",\"(B)(B)乙\",\"C 丙\",\"  (D)丁\"],\"label\":\"B\"}\n";
+  tmp.write("a/v1/t.jsonl", "{\"passage\":\"段落。\",\"question\":\"问题？\"," + row +
+                                "{\"passage\":null,\"question\":\"问二\"," + row +
+                                "{\"passage\":\"\",\"question\":\"问三\"," + row);
+  const Subject s = read_agieval(tmp.path.string() + "/a").at(0);
+  ASSERT_EQ(s.shots.size(), 3u);
+  EXPECT_EQ(s.shots[0].question, "段落。问题？");
+  EXPECT_EQ(s.shots[1].question, "问二");
+  EXPECT_EQ(s.shots[2].question, "问三");
+  EXPECT_EQ(s.shots[0].choices, (std::array<std::string, 4>{" 甲 ", "(B)乙", "C 丙", "  (D)丁"}));
+  EXPECT_EQ(s.shots[0].answer, 'B');
+}
+
+// The header names the exam in Chinese, as C-Eval's does, for every AGIEval task.
+TEST(EvalBenchmarks, AgievalNamesTheExamInChinese) {
+  const std::map<std::string, std::string> want = {
+      {"gaokao-chinese", "高考语文"}, {"gaokao-english", "高考英语"}, {"gaokao-geography", "高考地理"},
+      {"gaokao-history", "高考历史"}, {"gaokao-biology", "高考生物"}, {"gaokao-chemistry", "高考化学"},
+      {"gaokao-physics", "高考物理"}, {"gaokao-mathqa", "高考数学"},  {"logiqa-zh", "公务员"},
+      {"logiqa-en", "公务员"},        {"lsat-ar", "LSAT"},            {"lsat-lr", "LSAT"},
+      {"lsat-rc", "LSAT"},            {"sat-math", "SAT数学"},        {"sat-en", "SAT英语"},
+      {"sat-en-without-passage", "SAT英语"}, {"aqua-rat", "GRE数学"}};
+  TempDir tmp;
+  for (const auto& [task, zh] : want)
+    tmp.write("a/v1/" + task + ".jsonl", "{\"question\":\"q\",\"options\":[\"(A)1\",\"(B)2\",\"(C)3\",\"(D)4\"],\"label\":\"A\"}\n");
+  std::map<std::string, std::string> got;
+  for (const auto& s : read_agieval(tmp.path.string() + "/a")) got[s.name] = s.display_name;
+  EXPECT_EQ(got, want);
 }
 
 TEST(EvalBenchmarks, BbhParsesAll) {

@@ -86,11 +86,32 @@ TEST(EvalPrompts, AgievalGaokaoHistory) {
             "\nC. 汉武帝时代的盛况\nD. 东汉豪强势力膨胀的情况\n答案：");
 }
 
+// AGIEval as OpenCompass builds it: passage and question joined with nothing between them, options
+// with their "(A)" label removed and otherwise verbatim (line 6 writes "A 陈蕊…" without parentheses:
+// it stays whole), and the exam named in Chinese (logiqa-zh: civil-service exam, 公务员).
+TEST(EvalPrompts, AgievalLogiqaZhPassagePlusQuestion) {
+  const std::string dir = shared_path("data/eval/agieval");
+  REQUIRE_SHARED(dir);
+  Subject s = read_agieval(dir, {"logiqa-zh"}).at(0);
+  EXPECT_EQ(ceval_prompt(s, s.items[0], 1),
+            "以下是中国关于公务员考试的单项选择题，请选出其中的正确答案。\n"
+            "\n某乡镇进行新区规划，决定以市民公园为中心，在东南西北分别建设一个特色社区。这四个社区分别定为，文化区、"
+            "休闲区、商业区和行政服务区。已知行政服务区在文化区的西南方向，文化区在休闲区的东南方向。"
+            "根据以上陈述，可以得出以下哪项？"
+            "\nA. 市民公园在行政服务区的北面\nB. 休闲区在文化区的西南\nC. 文化区在商业区的东北\nD. 商业区在休闲区的东南"
+            "\n答案：A"
+            "\n张明、李英、王佳和陈蕊四人在一个班组工作，他们来自江苏、安徽、福建和山东四个省，每个人只会说原籍的一种方言，"
+            "现已知福建人会说闽南方言，山东人学历最高，且会说中原官话，王佳比福建人学历低，李英会说徽州话并且和来自江苏的"
+            "同学是同事。陈蕊不懂闽南方言。根据以上陈述可以得到下面哪项："
+            "\nA. A 陈蕊不会说中原官话\nB. B 张明会说闽南方言\nC. C 李英是山东人\nD. D 王佳会说徽州话\n答案：");
+}
+
 TEST(EvalPrompts, BbhSportsUnderstanding) {
   const std::string dir = shared_path("data/eval/bbh");
   REQUIRE_SHARED(dir);
   BbhTask t = read_bbh(dir, {"sports_understanding"}).at(0);
   EXPECT_EQ(bbh_prompt(t, t.examples[0].input),
+            "Follow the given examples and answer the question.\n"  // OpenCompass's first line
             "Determine whether an artificially constructed sentence relating to sports is plausible or not.\n\n"
             "Q: Is the following sentence plausible? \"Bam Adebayo scored a reverse layup in the Western Conference "
             "Finals.\"\n"

@@ -83,6 +83,43 @@ TEST(ChoiceScorer, ReusingTheSharedPrefixGivesTheSameLogitsAsAFreshPass) {
   EXPECT_THROW(shared.score({}), Error);
 }
 
+// The prompt of every item round-trips through --json; a file written before prompts were recorded
+// still loads (and writes back unchanged); text that is not UTF-8 does not fail the write.
+TEST(EvalReport, PromptRoundTripsAndOlderFilesWithoutItLoad) {
+  eval::EvalReport r;
+  r.task = "ceval";
+  r.subjects = {{"a", "甲", "STEM", 0, 1, 0}};
+  eval::ItemRecord item;
+  item.subject = "a";
+  item.id = "0";
+  item.target = "A";
+  item.prediction = "B";
+  item.prompt = "以下是中国关于甲考试的单项选择题，请选出其中的正确答案。\n\n问\nA. 1\nB. 2\nC. 3\nD. 4\n答案：";
+  r.items = {item};
+  const json j = json::parse(eval::report_json_text(r));
+  EXPECT_EQ(j["items"][0]["prompt"], item.prompt);
+  EXPECT_EQ(eval::report_from_json(j, "x.json").items.at(0).prompt, item.prompt);
+
+  json old = j;
+  old["items"][0].erase("prompt");
+  const eval::EvalReport back = eval::report_from_json(old, "old.json");
+  EXPECT_EQ(back.items.at(0).prompt, "");
+  EXPECT_EQ(eval::to_json(back), old);
+
+  json wrong = j;
+  wrong["items"][0]["prompt"] = 7;
+  try {
+    eval::report_from_json(wrong, "x.json");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("x.json: items[0]: field 'prompt' has the wrong type"), std::string::npos)
+        << e.what();
+  }
+
+  r.items[0].prompt = "caf\xE9 \xFF";  // Latin-1 bytes from a benchmark file in another encoding
+  EXPECT_EQ(json::parse(eval::report_json_text(r))["items"][0]["prompt"], "caf\uFFFD \uFFFD");
+}
+
 TEST(EvalReport, AveragesAsEachBenchmarkDefinesThem) {
   eval::EvalReport r;
   r.task = "mmlu";
@@ -152,6 +189,13 @@ TEST_P(EvalCli, RunsEndToEndOnTheDataSamples) {
   }
   for (const auto& i : j["items"]) {
     EXPECT_GT(i["prompt_tokens"].get<int64_t>(), 0);
+    ASSERT_TRUE(i.contains("prompt") && i["prompt"].is_string()) << i;
+    const std::string prompt = i["prompt"];
+    const std::string end = task == "bbh"    ? "\nA: Let's think step by step."
+                            : task == "mmlu"  ? "\nAnswer:"
+                            : task == "cmmlu" ? "\n答案是："
+                                              : "\n答案：";
+    EXPECT_TRUE(prompt.ends_with(end)) << prompt;
     if (task != "bbh") {
       EXPECT_EQ(i["shots"], 5) << i;
       const std::string p = i["prediction"];
@@ -202,6 +246,78 @@ TEST(EvalCli, LongPromptsLoseShotsFromTheEnd) {
   fs::remove(out);
 }
 
+// The JSON carries the exact prompt each item was scored on: here the one EvalPrompts.CevalComputerNetwork
+// spells out by hand from the data (1 shot, the first val item).
+TEST(EvalCli, JsonCarriesEachItemsExactPrompt) {
+  const std::string model = shared_path("reference/b2-7b-tiny");
+  const std::string data = shared_path("data/eval/ceval");
+  REQUIRE_SHARED(model + "/config.json");
+  REQUIRE_SHARED(data + "/SOURCES.md");
+  const std::string out = temp("prompt.json");
+  CliRun r = baichuan_cli("eval -m " + quote(model) + " -t 2 --task ceval --subjects computer_network --shots 1 "
+                          "--limit 1 --data " + quote(data) + " --json " + quote(out));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = json::parse(read_text_file(out));
+  ASSERT_EQ(j["items"].size(), 1u);
+  EXPECT_EQ(j["items"][0]["prompt"],
+            "以下是中国关于计算机网络考试的单项选择题，请选出其中的正确答案。\n"
+            "\n下列设备属于资源子网的是____。\nA. 计算机软件\nB. 网桥\nC. 交换机\nD. 路由器\n答案：A"
+            "\n使用位填充方法，以01111110为位首flag，数据为011011111111111111110010，求问传送时要添加几个0____"
+            "\nA. 1\nB. 2\nC. 3\nD. 4\n答案：");
+  fs::remove(out);
+}
+
+// --max-new-tokens caps BBH's generation (greedy, so the shorter output is the start of the longer);
+// the recorded prompt begins with OpenCompass's instruction line and ends with the item's question.
+TEST(EvalCli, BbhMaxNewTokensCapsTheGeneration) {
+  const std::string model = shared_path("reference/b2-7b-tiny");
+  const std::string data = shared_path("data/eval/bbh");
+  REQUIRE_SHARED(model + "/config.json");
+  REQUIRE_SHARED(data + "/SOURCES.md");
+  auto run = [&](int new_tokens) {
+    const std::string out = temp("bbh" + std::to_string(new_tokens) + ".json");
+    CliRun r = baichuan_cli("eval -m " + quote(model) + " -t 2 --task bbh --subjects navigate --limit 1 --data " +
+                            quote(data) + " --max-new-tokens " + std::to_string(new_tokens) + " --json " + quote(out));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("EOS or " + std::to_string(new_tokens) + " tokens"), std::string::npos) << r.out;
+    const json j = json::parse(read_text_file(out));
+    fs::remove(out);
+    return j;
+  };
+  const json four = run(4), twelve = run(12);
+  const std::string a = four["items"].at(0)["output"], b = twelve["items"].at(0)["output"];
+  EXPECT_FALSE(a.empty());
+  EXPECT_LT(a.size(), b.size());
+  EXPECT_TRUE(b.starts_with(a)) << a << " | " << b;
+
+  const json examples = json::parse(read_text_file(data + "/bbh/navigate.json"))["examples"];
+  const std::string prompt = four["items"].at(0)["prompt"];
+  EXPECT_TRUE(prompt.starts_with("Follow the given examples and answer the question.\nGiven a series of navigation "
+                                 "instructions, determine whether one would end up back at the starting point.\n\nQ: "))
+      << prompt;
+  EXPECT_TRUE(prompt.ends_with("\n\nQ: " + examples.at(0)["input"].get<std::string>() +
+                               "\nA: Let's think step by step."))
+      << prompt;
+}
+
+// GAOKAO data without Obj_Prompt.json: the files are chosen by their answers, and the output says so.
+TEST(EvalCli, GaokaoWithoutObjPromptSaysHowFilesWereChosen) {
+  const std::string model = shared_path("reference/b2-7b-tiny");
+  const std::string sample = shared_path("data/eval/gaokao");
+  REQUIRE_SHARED(model + "/config.json");
+  REQUIRE_SHARED(sample + "/SOURCES.md");
+  const std::string data = temp("gaokao_untyped");
+  fs::create_directories(data + "/Objective_Questions");  // writable, unlike a copy of the read-only sample folder
+  for (const auto& entry : fs::directory_iterator(sample + "/Objective_Questions"))
+    fs::copy_file(entry.path(), data + "/Objective_Questions/" + entry.path().filename().string());
+  CliRun r = baichuan_cli("eval -m " + quote(model) + " -t 2 --task gaokao --limit 1 --data " + quote(data));
+  fs::remove_all(data);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("no Obj_Prompt.json to say which files are single-choice"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("Geography"), std::string::npos) << r.out;  // 2-3 answers per item
+  EXPECT_NE(r.out.find("2010-2022_Biology_MCQs"), std::string::npos) << r.out;
+}
+
 TEST(EvalCli, BadInputIsAClearError) {
   const std::string model = shared_path("reference/b2-7b-tiny");
   REQUIRE_SHARED(model + "/config.json");
@@ -214,6 +330,13 @@ TEST(EvalCli, BadInputIsAClearError) {
   r = baichuan_cli("eval -m " + quote(model) + " --task bbh --shots 5 --data " + quote(shared_path("data/eval/bbh")));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("3-shot"), std::string::npos) << r.err;
+  r = baichuan_cli("eval -m " + quote(model) + " --task bbh --max-new-tokens 0 --data " + quote(shared_path("data/eval/bbh")));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--max-new-tokens must be >= 1, not 0"), std::string::npos) << r.err;
+  r = baichuan_cli("eval -m " + quote(model) + " --task ceval --max-new-tokens 8 --data " +
+                   quote(shared_path("data/eval/ceval")));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--max-new-tokens is for bbh"), std::string::npos) << r.err;
   const std::string bad = temp("bad.json");
   std::ofstream(bad) << "{\"task\": \"ceval\"}";
   r = baichuan_cli("eval --compare " + quote(bad));

@@ -43,7 +43,7 @@ std::vector<BbhTask> read_bbh(const std::string& dir, const std::vector<std::str
 }
 
 std::string bbh_prompt(const BbhTask& task, const std::string& input) {
-  return task.cot_prompt + "\n\nQ: " + input + "\nA: Let's think step by step.";
+  return std::string(kBbhInstruction) + "\n" + task.cot_prompt + "\n\nQ: " + input + "\nA: Let's think step by step.";
 }
 
 std::optional<std::string> extract_bbh_answer(std::string_view output) {

@@ -26,11 +26,13 @@ std::vector<BbhTask> read_bbh(const std::string& dir, const std::vector<std::str
 // task description stays, as in the BBH paper's prompts (and lm-evaluation-harness).
 std::string strip_bbh_header(const std::string& file_text);
 
-// cot_prompt + "\n\nQ: " + input + "\nA: Let's think step by step."
+// As OpenCompass builds it: kBbhInstruction + "\n" + cot_prompt + "\n\nQ: " + input +
+// "\nA: Let's think step by step."
+inline constexpr std::string_view kBbhInstruction = "Follow the given examples and answer the question.";
 std::string bbh_prompt(const BbhTask& task, const std::string& input);
 
 // Generation stops at this string (the model starting a next exemplar), at EOS, or after
-// kBbhMaxNewTokens tokens.
+// kBbhMaxNewTokens tokens (the default of --max-new-tokens).
 inline constexpr std::string_view kBbhStop = "\n\nQ:";
 inline constexpr size_t kBbhMaxNewTokens = 512;
 

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstddef>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -43,11 +44,17 @@ std::vector<Subject> read_cmmlu(const std::string& dir, const std::vector<std::s
 // unpublished), so the split here is deterministic: the first kJsonShots usable items of each file are
 // the shots and are not scored; the rest are scored.
 inline constexpr size_t kJsonShots = 5;
-// GAOKAO: Objective_Questions/*_MCQs.json; only items with one single-letter answer whose options
-// A-D can be parsed out of the question text are used.
+// GAOKAO: the Objective_Questions/<stem>.json files that <dir>/Obj_Prompt.json (GAOKAO-Bench's own
+// list) types "single_choice" — not 2010-2022_Physics_MCQs, typed "multi_choice". Without that file:
+// the *_MCQs files whose every answer is one letter. Naming another file in `subjects` is an Error that
+// says why. Within a file, only items with one answer A-D whose options A-D can be parsed out of the
+// question text are used.
+inline constexpr std::string_view kGaokaoObjPrompt = "Obj_Prompt.json";
 std::vector<Subject> read_gaokao(const std::string& dir, const std::vector<std::string>& subjects = {});
-// AGIEval: v1/<task>.jsonl; only items with exactly 4 options and one label. "(A)" prefixes are
-// stripped; a passage, when present, goes before the question on its own line.
+// AGIEval, as OpenCompass builds it: v1/<task>.jsonl; only items with exactly 4 options and one label.
+// The question is passage + question with no separator; each option loses exactly one leading "(X)"
+// label and is otherwise verbatim (no trimming). The display name is the exam in Chinese
+// (logiqa-en: "公务员", sat-math: "SAT数学", ...).
 std::vector<Subject> read_agieval(const std::string& dir, const std::vector<std::string>& subjects = {});
 
 // Splits GAOKAO question text into stem and the options A-D (the last "A．…B．…C．…D．…" run, with

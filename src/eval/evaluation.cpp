@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "eval/bbh.h"
 #include "eval/benchmarks.h"
 #include "eval/choice_scorer.h"
@@ -60,9 +61,16 @@ std::vector<Subject> read_subjects(const EvalOptions& o, std::string& split_note
 // question alone is too long, its last `limit` tokens are kept (the end, where the answer goes).
 struct FittedPrompt {
   std::vector<int32_t> ids;
+  std::string text;  // what the model saw: the prompt, or the text of its kept tokens when truncated
   size_t shots = 0;
   bool truncated = false;
 };
+
+// The last `limit` of `ids`, and `text` becomes their text.
+void keep_last_tokens(std::vector<int32_t>& ids, std::string& text, size_t limit, const Tokenizer& tokenizer) {
+  ids.erase(ids.begin(), ids.end() - static_cast<std::ptrdiff_t>(limit));
+  text = tokenizer.decode(ids);
+}
 
 FittedPrompt fitted_prompt(const std::string& task, const Subject& subject, const Question& item, size_t shots,
                            const Tokenizer& tokenizer, size_t limit) {
@@ -74,10 +82,14 @@ FittedPrompt fitted_prompt(const std::string& task, const Subject& subject, cons
   };
   FittedPrompt p;
   p.shots = std::min(shots, subject.shots.size());
-  p.ids = tokenizer.encode(build(p.shots));
-  while (p.ids.size() > limit && p.shots > 0) p.ids = tokenizer.encode(build(--p.shots));
+  p.text = build(p.shots);
+  p.ids = tokenizer.encode(p.text);
+  while (p.ids.size() > limit && p.shots > 0) {
+    p.text = build(--p.shots);
+    p.ids = tokenizer.encode(p.text);
+  }
   p.truncated = p.ids.size() > limit;
-  if (p.truncated) p.ids.erase(p.ids.begin(), p.ids.end() - static_cast<std::ptrdiff_t>(limit));
+  if (p.truncated) keep_last_tokens(p.ids, p.text, limit, tokenizer);
   return p;
 }
 
@@ -117,6 +129,7 @@ EvalReport run_multiple_choice(Model& model, ThreadPool& pool, const EvalOptions
       r.prompt_tokens = static_cast<int64_t>(prompt.ids.size());
       r.shots = static_cast<int64_t>(prompt.shots);
       r.logits = c.logits;
+      r.prompt = prompt.text;
       tally.add(score, std::move(r));
     }
     report.subjects.push_back(score);
@@ -132,10 +145,18 @@ EvalReport run_multiple_choice(Model& model, ThreadPool& pool, const EvalOptions
     report.notes.push_back(
         "shots are the first dev items in file order: Baichuan's C-Eval script shuffled them without a seed, so "
         "its exact prompts cannot be reproduced");
+  if (o.task == "gaokao" && !file_exists(o.data + "/" + std::string(kGaokaoObjPrompt)))
+    report.notes.push_back("no " + std::string(kGaokaoObjPrompt) +
+                           " to say which files are single-choice: the *_MCQs files whose every answer is one "
+                           "letter are scored");
   if (o.task == "gaokao" || o.task == "agieval")
     report.notes.push_back("the first " + std::to_string(kJsonShots) +
                            " usable items of each file are the shots and are not scored (no official few-shot split)");
   return report;
+}
+
+int64_t bbh_new_tokens(const EvalOptions& o) {
+  return o.max_new_tokens > 0 ? o.max_new_tokens : static_cast<int64_t>(kBbhMaxNewTokens);
 }
 
 EvalReport run_bbh(Model& model, ThreadPool& pool, const EvalOptions& o, EvalReport report,
@@ -150,7 +171,7 @@ EvalReport run_bbh(Model& model, ThreadPool& pool, const EvalOptions& o, EvalRep
     total += static_cast<int64_t>(t.examples.size());
   }
   GenerateOptions generate;
-  generate.max_new_tokens = static_cast<int64_t>(kBbhMaxNewTokens);
+  generate.max_new_tokens = bbh_new_tokens(o);
   generate.sampling.greedy = true;
   generate.stop = {std::string(kBbhStop)};
   CachedSequence sequence(model.new_cache(o.context));  // keeps the shared 3-shot prompt across items
@@ -159,10 +180,11 @@ EvalReport run_bbh(Model& model, ThreadPool& pool, const EvalOptions& o, EvalRep
     SubjectScore score{task.name, task.name, "", 0, 0, 0};
     for (size_t k = 0; k < task.examples.size(); ++k) {
       const BbhExample& e = task.examples[k];
-      std::vector<int32_t> ids = model.tokenizer().encode(bbh_prompt(task, e.input));
+      std::string prompt = bbh_prompt(task, e.input);
+      std::vector<int32_t> ids = model.tokenizer().encode(prompt);
       // Room for the answer: a prompt that leaves none is cut from the front, as for the other tasks.
       const size_t limit = static_cast<size_t>(std::max<int64_t>(1, o.context - generate.max_new_tokens));
-      if (ids.size() > limit) ids.erase(ids.begin(), ids.end() - static_cast<std::ptrdiff_t>(limit));
+      if (ids.size() > limit) keep_last_tokens(ids, prompt, limit, model.tokenizer());
       Decoding decoding(model, sequence, ids, generate);
       while (!decoding.done()) decoding.step(pool, {});
       const auto answer = extract_bbh_answer(decoding.result().text);
@@ -176,12 +198,13 @@ EvalReport run_bbh(Model& model, ThreadPool& pool, const EvalOptions& o, EvalRep
       r.prompt_tokens = static_cast<int64_t>(ids.size());
       r.shots = 3;
       r.output = decoding.result().text;
+      r.prompt = std::move(prompt);
       tally.add(score, std::move(r));
     }
     report.subjects.push_back(score);
   }
   report.seconds = tally.seconds();
-  report.notes.push_back("greedy generation until \"\\n\\nQ:\", EOS or " + std::to_string(kBbhMaxNewTokens) +
+  report.notes.push_back("greedy generation until \"\\n\\nQ:\", EOS or " + std::to_string(generate.max_new_tokens) +
                          " tokens; the answer is the text after the first \"So the answer is\"");
   return report;
 }
@@ -197,11 +220,17 @@ EvalReport run_eval(Model& model, ThreadPool& pool, const EvalOptions& options,
   if (options.shots < -1) fail("--shots must be >= 0, not ", options.shots);
   if (options.context < 2) fail("--ctx must be at least 2, not ", options.context);
   if (!std::filesystem::is_directory(options.data)) fail(options.data, ": not a directory (--data)");
+  if (options.max_new_tokens == 0 || options.max_new_tokens < -1)
+    fail("--max-new-tokens must be >= 1, not ", options.max_new_tokens);
   if (!is_multiple_choice(report.task)) {
-    if (options.context <= static_cast<int64_t>(kBbhMaxNewTokens))
-      fail("bbh: --ctx ", options.context, " leaves no room for the prompt and ", kBbhMaxNewTokens, " new tokens");
+    const int64_t new_tokens = bbh_new_tokens(options);
+    if (options.context <= new_tokens)
+      fail("bbh: --ctx ", options.context, " leaves no room for the prompt and ", new_tokens, " new tokens");
     return run_bbh(model, pool, options, std::move(report), on_item);
   }
+  // Multiple choice generates nothing: a generation limit there is a mistake to report, not to ignore.
+  if (options.max_new_tokens != -1)
+    fail("--max-new-tokens is for bbh (generation); ", options.task, " reads one token's logits");
   return run_multiple_choice(model, pool, options, std::move(report), on_item);
 }
 

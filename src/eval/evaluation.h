@@ -21,6 +21,7 @@ struct EvalOptions {
   std::vector<std::string> subjects;  // empty = all
   std::string split;                  // MMLU: "test" or "val"; empty = test if present, else val
   int64_t context = 4096;             // the longest prompt (plus BBH's generation)
+  int64_t max_new_tokens = -1;        // BBH: tokens generated per item at most; -1: kBbhMaxNewTokens
 };
 
 // Progress after each item.

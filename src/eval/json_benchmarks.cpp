@@ -2,6 +2,7 @@
 // Both are scored C-Eval style, so the display name is a Chinese exam name for the header.
 #include <algorithm>
 #include <cctype>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string_view>
 #include <utility>
@@ -63,28 +64,28 @@ std::string gaokao_display_name(const std::string& stem) {
   return core;
 }
 
+// The exam named in Chinese, as the C-Eval header names its subjects ("以下是中国关于{exam}考试的…").
 std::string agieval_display_name(const std::string& task) {
   static const std::pair<const char*, const char*> kNames[] = {
-      {"gaokao-biology", "高考生物"},   {"gaokao-history", "高考历史"}, {"gaokao-chinese", "高考语文"},
-      {"gaokao-geography", "高考地理"}, {"gaokao-english", "高考英语"}, {"gaokao-chemistry", "高考化学"},
-      {"gaokao-physics", "高考物理"},   {"gaokao-mathqa", "高考数学"},  {"logiqa-zh", "逻辑推理"},
-      {"jec-qa-kd", "司法考试"},        {"jec-qa-ca", "司法考试"}};
+      {"gaokao-chinese", "高考语文"},   {"gaokao-english", "高考英语"},   {"gaokao-geography", "高考地理"},
+      {"gaokao-history", "高考历史"},   {"gaokao-biology", "高考生物"},   {"gaokao-chemistry", "高考化学"},
+      {"gaokao-physics", "高考物理"},   {"gaokao-mathqa", "高考数学"},    {"logiqa-zh", "公务员"},
+      {"logiqa-en", "公务员"},          {"lsat-ar", "LSAT"},              {"lsat-lr", "LSAT"},
+      {"lsat-rc", "LSAT"},              {"sat-math", "SAT数学"},          {"sat-en", "SAT英语"},
+      {"sat-en-without-passage", "SAT英语"}, {"aqua-rat", "GRE数学"},     {"jec-qa-kd", "司法考试"},
+      {"jec-qa-ca", "司法考试"}};
   for (const auto& [key, zh] : kNames)
     if (task == key) return zh;
-  return task;  // the English tasks keep their own name
+  return task;  // a task AGIEval does not have: its own name
 }
 
-// Drops an option's own label: "(A)" (any capital: a few gaokao-history items repeat "(C)"), or
-// "A．" / "A." / "A " with the option's letter (logiqa-zh writes both).
-std::string strip_option_label(const std::string& option, char letter) {
-  std::string s = trim(option);
-  if (s.size() >= 3 && s[0] == '(' && s[1] >= 'A' && s[1] <= 'Z' && s[2] == ')') return trim(s.substr(3));
-  if (!s.empty() && s[0] == letter) {
-    std::string_view rest(s.data() + 1, s.size() - 1);
-    if (rest.starts_with("\xEF\xBC\x8E")) return trim(rest.substr(3));
-    if (rest.starts_with(".") || rest.starts_with(" ")) return trim(rest.substr(1));
-  }
-  return s;
+// Drops exactly one leading "(X)" label (any capital: a few gaokao-history items repeat "(C)") and
+// nothing else, as the option strings reach the prompt in OpenCompass: spaces after the label, options
+// written "A 陈蕊…" without parentheses (logiqa-zh) and padding stay verbatim.
+std::string strip_option_label(const std::string& option) {
+  if (option.size() >= 3 && option[0] == '(' && option[1] >= 'A' && option[1] <= 'Z' && option[2] == ')')
+    return option.substr(3);
+  return option;
 }
 
 // The first kJsonShots usable questions are shots, the rest scored.
@@ -98,6 +99,32 @@ std::string json_string(const nlohmann::json& obj, const char* key, const std::s
   auto it = obj.find(key);
   if (it == obj.end() || !it->is_string()) fail(where, ": field '", key, "' missing or not a string");
   return it->get<std::string>();
+}
+
+// Obj_Prompt.json: {"examples": [{"type": "single_choice", "keyword": "<file stem>", ...}, ...]} -> stem -> type.
+std::map<std::string, std::string> read_gaokao_types(const std::string& path) {
+  const nlohmann::json doc = read_json_file(path);
+  if (!doc.is_object() || !doc.contains("examples") || !doc["examples"].is_array())
+    fail(path, ": expected an object with an 'examples' array");
+  std::map<std::string, std::string> types;
+  for (size_t i = 0; i < doc["examples"].size(); ++i) {
+    const auto& e = doc["examples"][i];
+    const std::string where = cat(path, ": examples[", i, "]");
+    if (!e.is_object()) fail(where, ": not an object");
+    types[json_string(e, "keyword", where)] = json_string(e, "type", where);
+  }
+  return types;
+}
+
+// Without Obj_Prompt.json a file is single-choice when every item has one answer of one letter
+// (multi_choice files have "AB"; multi_question_choice files a letter per sub-question).
+bool every_answer_one_letter(const nlohmann::json& examples) {
+  return std::all_of(examples.begin(), examples.end(), [](const nlohmann::json& e) {
+    if (!e.is_object() || !e.contains("answer") || !e["answer"].is_array() || e["answer"].size() != 1) return false;
+    const auto& a = e["answer"][0];
+    return a.is_string() && a.get<std::string>().size() == 1 && a.get<std::string>()[0] >= 'A' &&
+           a.get<std::string>()[0] <= 'Z';
+  });
 }
 
 }  // namespace
@@ -122,15 +149,37 @@ bool split_gaokao_options(const std::string& text, std::string& stem, std::array
 
 std::vector<Subject> read_gaokao(const std::string& dir, const std::vector<std::string>& subjects) {
   const std::string qdir = dir + "/Objective_Questions";
+  const std::string obj_prompt = dir + "/" + std::string(kGaokaoObjPrompt);
+  const bool typed = file_exists(obj_prompt);
+  const std::vector<std::string> files = list_files(qdir, ".json");
+  std::vector<std::string> present;
+  if (typed) {
+    const std::map<std::string, std::string> types = read_gaokao_types(obj_prompt);
+    for (const auto& stem : files)
+      if (auto it = types.find(stem); it != types.end() && it->second == "single_choice") present.push_back(stem);
+    for (const auto& w : subjects)  // a present file of another type: say why instead of "no subject"
+      if (std::find(files.begin(), files.end(), w) != files.end() &&
+          std::find(present.begin(), present.end(), w) == present.end()) {
+        auto it = types.find(w);
+        if (it == types.end()) fail(obj_prompt, ": does not list '", w, "'; only files it types single_choice are scored");
+        fail(obj_prompt, ": types '", w, "' as ", it->second, "; only single_choice files are scored");
+      }
+  } else {
+    for (const auto& stem : files)
+      if (stem.ends_with("_MCQs")) present.push_back(stem);
+  }
   std::vector<Subject> out;
-  std::vector<std::string> present;  // single-choice files only
-  for (auto& stem : list_files(qdir, ".json"))
-    if (stem.ends_with("_MCQs")) present.push_back(stem);
   for (const auto& name : select_subjects(present, subjects, qdir)) {
     const std::string path = qdir + "/" + name + ".json";
     const nlohmann::json doc = read_json_file(path);
     if (!doc.is_object() || !doc.contains("example") || !doc["example"].is_array())
       fail(path, ": expected an object with an 'example' array");
+    if (!typed && !every_answer_one_letter(doc["example"])) {
+      if (!subjects.empty())
+        fail(path, ": not every answer is one letter, so it is no single-choice file (and there is no ",
+             kGaokaoObjPrompt, " to type it)");
+      continue;  // multi_choice / multi_question_choice
+    }
     Subject s;
     s.name = name;
     s.display_name = gaokao_display_name(s.name);
@@ -190,13 +239,12 @@ std::vector<Subject> read_agieval(const std::string& dir, const std::vector<std:
       }
       Question q;
       q.id = std::to_string(line - 1);
-      if (e.contains("passage") && e["passage"].is_string() && !trim(e["passage"].get<std::string>()).empty())
-        q.question = e["passage"].get<std::string>() + "\n" + question;
-      else
-        q.question = question;
+      // OpenCompass: passage + question, no separator (a null or empty passage adds nothing).
+      q.question = question;
+      if (auto p = e.find("passage"); p != e.end() && p->is_string()) q.question = p->get<std::string>() + question;
       for (size_t c = 0; c < 4; ++c) {
         if (!options[c].is_string()) fail(where, ": options[", c, "] is not a string");
-        q.choices[c] = strip_option_label(options[c].get<std::string>(), static_cast<char>('A' + c));
+        q.choices[c] = strip_option_label(options[c].get<std::string>());
       }
       q.answer = parse_answer_letter(label.get<std::string>(), where + ": label");
       usable.push_back(std::move(q));

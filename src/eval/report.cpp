@@ -114,6 +114,7 @@ nlohmann::json to_json(const EvalReport& r) {
       item["logits"] = i.logits;
     else
       item["output"] = i.output;
+    if (!i.prompt.empty()) item["prompt"] = i.prompt;  // absent from a report read from an older file
     items.push_back(item);
   }
   return {{"task", r.task},     {"model", r.model},       {"data", r.data},   {"shots", r.shots},
@@ -158,9 +159,14 @@ EvalReport report_from_json(const nlohmann::json& j, const std::string& where) {
       item.logits = field<std::array<float, 4>>(i, "logits", at);
     else
       item.output = field<std::string>(i, "output", at);
+    if (i.contains("prompt")) item.prompt = field<std::string>(i, "prompt", at);  // optional: older files lack it
     r.items.push_back(std::move(item));
   }
   return r;
+}
+
+std::string report_json_text(const EvalReport& report) {
+  return to_json(report).dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 EvalReport read_report(const std::string& path) { return report_from_json(read_json_file(path), path); }

@@ -22,6 +22,9 @@ struct ItemRecord {
   int64_t prompt_tokens = 0, shots = 0;
   std::array<float, 4> logits{};  // multiple choice: of the A, B, C, D tokens
   std::string output;             // BBH: the generated continuation
+  // The exact prompt the model was given, so a run can be audited (for a prompt cut to its last
+  // tokens, the text of those tokens). Empty in reports written before it was recorded.
+  std::string prompt;
 };
 
 struct SubjectScore {
@@ -53,6 +56,9 @@ struct EvalReport {
 std::vector<Average> benchmark_averages(const EvalReport& report);
 
 nlohmann::json to_json(const EvalReport& report);
+// to_json as the text of a --json file; bytes that are not UTF-8 (a benchmark file in another
+// encoding) become U+FFFD instead of failing the write at the end of a run.
+std::string report_json_text(const EvalReport& report);
 // Throws Error naming `where` and the field at fault.
 EvalReport report_from_json(const nlohmann::json& j, const std::string& where);
 EvalReport read_report(const std::string& path);

@@ -77,8 +77,8 @@ struct EvalCommand {
                            100.0 * static_cast<double>(report.reused_tokens) /
                                static_cast<double>(std::max<int64_t>(report.prompt_tokens, 1)));
     if (!json_out.empty()) {
-      write_file(json_out, eval::to_json(report).dump(1) + "\n");
-      std::cerr << "wrote " << json_out << " (every item's prediction)\n";
+      write_file(json_out, eval::report_json_text(report));
+      std::cerr << "wrote " << json_out << " (every item's prompt and prediction)\n";
     }
     if (!plot_out.empty()) {
       write_file(plot_out, eval::accuracy_svg({report}, {std::filesystem::path(model.path).filename().string()}));
@@ -107,7 +107,11 @@ Run add_eval(CLI::App& app) {
   app.add_option("-c,--ctx", cmd->ctx, "Longest prompt in tokens (default: max(model_max_length, 4096)); longer "
                                         "prompts lose shots from the end, as MMLU's script does at 2048")
       ->check(at_least(1));
-  app.add_option("--json", cmd->json_out, "Write the run, with every item's prediction, to this JSON file");
+  app.add_option("--max-new-tokens", cmd->options.max_new_tokens,
+                 "bbh: generate at most N tokens per item (default 512; fewer for a quick run, at the cost of "
+                 "answers cut off before \"So the answer is\")");
+  app.add_option("--json", cmd->json_out,
+                 "Write the run to this JSON file: every item's exact prompt, prediction and logits (bbh: output)");
   app.add_option("--compare", cmd->compare, "Print saved runs (--json files) side by side; no model needed")
       ->expected(1, -1);
   app.add_option("--plot", cmd->plot_out,
