@@ -614,9 +614,16 @@ TEST_F(HttpServerTest, SlowHeadersDoNotStallOtherClients) {
     slow.push_back(std::make_unique<RawConnection>(server->port));
     ASSERT_TRUE(slow.back()->send_all("POST /v1/chat/completions HTTP/1.1\r\n"));
   }
-  std::atomic<bool> trickling{true};
-  std::thread trickle([&] {
-    for (int line = 0; line < 30 && trickling; ++line) {
+  struct Trickle {  // one header line per client every 100 ms, for at most 3 s; stopped on any exit
+    std::atomic<bool> on{true};
+    std::thread thread;
+    ~Trickle() {
+      on = false;
+      thread.join();
+    }
+  } trickle;
+  trickle.thread = std::thread([&] {
+    for (int line = 0; line < 30 && trickle.on; ++line) {
       for (auto& c : slow) c->send_all("X-Slow-" + std::to_string(line) + ": 1\r\n");
       std::this_thread::sleep_for(100ms);
     }
@@ -638,22 +645,24 @@ TEST_F(HttpServerTest, SlowHeadersDoNotStallOtherClients) {
     const std::string head = slow_client->read_head(3s);
     EXPECT_EQ(first_line(head), "HTTP/1.1 408 Request Timeout") << head;
   }
-  trickling = false;
-  trickle.join();
   expect_healthy(c);
 }
 
-// A body that does not arrive within the body timeout: 408, connection closed.
-TEST_F(HttpServerTest, SlowBodyIsAnswered408) {
+// A request line or a body that does not arrive in time: 408, connection closed.
+TEST_F(HttpServerTest, SlowRequestsAreAnswered408) {
   ServerOptions o = server_options();
+  o.connections.timeouts.header = 500ms;
   o.connections.timeouts.body = 500ms;
   auto server = start({1, 256, 1, 256}, o);
-  RawConnection raw(server->port);
-  ASSERT_TRUE(raw.send_all("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                           "Content-Length: 100\r\n\r\n{\"prompt\":"));
-  const std::string head = raw.read_head(3s);
-  EXPECT_EQ(first_line(head), "HTTP/1.1 408 Request Timeout") << head;
-  EXPECT_NE(head.find("Connection: close"), std::string::npos) << head;
+  RawConnection line(server->port), body(server->port);
+  ASSERT_TRUE(line.send_all("POST /v1/compl"));
+  ASSERT_TRUE(body.send_all("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                            "Content-Length: 100\r\n\r\n{\"prompt\":"));
+  for (RawConnection* c : {&line, &body}) {
+    const std::string head = c->read_head(3s);
+    EXPECT_EQ(first_line(head), "HTTP/1.1 408 Request Timeout") << head;
+    EXPECT_NE(head.find("Connection: close"), std::string::npos) << head;
+  }
 }
 
 // Caps per client address and in total, checked when a connection is accepted: over a cap, 503

@@ -1,7 +1,8 @@
 // One client's TCP connection as httplib reads and writes it, with deadlines so that a slow or
-// silent client cannot hold its thread: the request head must arrive within `header` of its first
-// byte, the body within `body` of the head, the next request within `idle`, and every write must go
-// out within `write`. A wait for the client also ends at once when the server stops.
+// silent client cannot hold its thread for long: a request's first byte must come within `idle`, its
+// line and headers within `header` of that byte, its body within `body` of the headers, and every
+// write must go out within `write`. httplib's own read timeout is per read, so a client sending a
+// byte now and then never met it. A wait for the client also ends at once when the server stops.
 #pragma once
 #include <httplib.h>
 
@@ -16,7 +17,7 @@ namespace baichuan::server {
 struct ConnectionTimeouts {
   std::chrono::milliseconds header{10'000};  // request line and headers, from their first byte
   std::chrono::milliseconds body{30'000};    // the whole body, from the end of the headers
-  std::chrono::milliseconds idle{5'000};     // keep-alive: from one answer to the next request
+  std::chrono::milliseconds idle{5'000};     // for a request's first byte (after connecting or answering)
   std::chrono::milliseconds write{10'000};   // one write to a client that does not read
 };
 

@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -142,6 +143,8 @@ void HttpListener::accept_one(int listen_fd) {
     const int from_client = mine == open_per_client_.end() ? 0 : mine->second;
     if (open_ >= limits_.max_connections)
       refusal = cat("the server has ", open_, " connections open, its limit");
+    else if (fd >= FD_SETSIZE)  // httplib built without CPPHTTPLIB_USE_POLL (Debian's) answers those 500
+      refusal = "the server has too many files open";
     else if (from_client >= limits_.max_per_client)
       refusal = cat("the client ", client, " has ", from_client, " connections open, the limit per client");
     else if (jobs_.size() + 1 > waiting_workers_)  // a thread for each connection, unless an idle one takes it
