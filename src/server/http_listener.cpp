@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <exception>
 #include <system_error>
 
 #include "core/error.h"
@@ -118,11 +119,6 @@ void HttpListener::stop() {
   svr_sock_ = INVALID_SOCKET;  // httplib ends a streamed answer when it sees this
 }
 
-int HttpListener::open_connections() const {
-  std::lock_guard lock(mutex_);
-  return open_;
-}
-
 void HttpListener::accept_one(int listen_fd) {
   sockaddr_storage addr{};
   socklen_t len = sizeof addr;
@@ -193,10 +189,14 @@ void HttpListener::serve(int fd, const std::string& client) {
     ClientConnection connection(fd, client, limits_.timeouts, stop_fd_);
     ClientConnection::Scope scope(connection);
     for (size_t served = 1; !stopping_ && connection.wait_for_request(); ++served) {
-      bool client_closes = false;
+      bool client_closes = false, ok = false;
       const bool last = served == kMaxRequestsPerConnection;
-      const bool ok = process_request(connection, last, client_closes,
-                                      [&connection](httplib::Request&) { connection.headers_read(); });
+      try {  // handlers' errors are answered inside; this is for httplib's own (out of memory)
+        ok = process_request(connection, last, client_closes,
+                             [&connection](httplib::Request&) { connection.headers_read(); });
+      } catch (const std::exception&) {
+        break;
+      }
       if (!connection.was_answered() && connection.timed_out_in_headers()) answer_header_timeout(connection);
       if (!ok || last || client_closes || connection.close_requested() || connection.timed_out()) break;
     }

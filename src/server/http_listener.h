@@ -46,8 +46,6 @@ class HttpListener : public httplib::Server {
   // streamed answers at their next piece, and makes run() return.
   void stop();
 
-  int open_connections() const;
-
  private:
   struct Job {
     int fd = -1;
@@ -67,7 +65,7 @@ class HttpListener : public httplib::Server {
   std::atomic<bool> stopping_{false};
   LingeringCloser closer_;
 
-  mutable std::mutex mutex_;
+  std::mutex mutex_;
   std::condition_variable work_ready_;
   int open_ = 0;
   std::map<std::string, int> open_per_client_;
