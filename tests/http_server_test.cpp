@@ -791,8 +791,8 @@ TEST_F(HttpServerTest, MegabytePromptsAreRefusedCheaplyAndTheirMemoryReturned) {
   std::printf("[          ] %d one-MB prompts refused in %.2f s; resident memory %+.1f MB\n", kClients,
               std::chrono::duration<double>(took).count(), static_cast<double>(after - before) / 1e6);
 #ifndef BAICHUAN_SANITIZED_BUILD  // AddressSanitizer keeps freed memory in quarantine
-  // 70 threads' stacks stay (the server keeps its connection threads); the prompts' ~60 MB each do not.
-  EXPECT_LT(after - before, 150 << 20);
+  // Tokenized in full they left ~1 GB resident; refused by size, 8-70 MB (threads, arenas) remain.
+  EXPECT_LT(after - before, 256 << 20);
 #endif
 }
 
