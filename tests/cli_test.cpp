@@ -156,6 +156,18 @@ TEST_F(Cli, PromptLongerThanTheContext) {
                "more than the context");
 }
 
+// serve warns when it listens beyond this machine without a key. 192.0.2.1 (TEST-NET-1) is never a
+// local address, so serve stops at the bind, after the warning, with no port opened.
+TEST_F(Cli, ServeWarnsWhenExposedWithoutAKey) {
+  const std::string serve = "serve -m " + model_ + " -t 1 --port 0 --host 192.0.2.1";
+  CliRun r = baichuan_cli(serve);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("warning: --host 192.0.2.1 without --api-key"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("cannot listen on 192.0.2.1"), std::string::npos) << r.err;
+  r = baichuan_cli(serve + " --api-key k");
+  EXPECT_EQ(r.err.find("warning"), std::string::npos) << r.err;
+}
+
 TEST_F(Cli, BadFlagValues) {
   expect_error("generate -m " + model_ + " -p hi --temp -0.5", "--temp");  // 0 is greedy (CliArguments)
   expect_error("generate -m " + model_ + " -p hi --top-p 2", "top_p");

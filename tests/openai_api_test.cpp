@@ -2,9 +2,11 @@
 // 400 whose message names the field.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
 
 #include "server/openai_api.h"
+#include "shared_data.h"
 
 namespace baichuan::server {
 namespace openai_api_test {  // named, not anonymous: the tests compile as a unity build
@@ -18,6 +20,9 @@ CompletionRequest chat(const std::string& body) {
 }
 CompletionRequest completion(const std::string& body) {
   return parse_completion_request(parse_json_body(body), Endpoint::Completions, defaults());
+}
+CompletionRequest chat_request(const json& messages) {
+  return parse_completion_request(json{{"messages", messages}}, Endpoint::ChatCompletions, defaults());
 }
 
 // Expects a 400 whose message mentions `needle` (the field), and returns the error.
@@ -191,6 +196,48 @@ TEST(OpenAiApi, AnswersAndChunks) {
   EXPECT_EQ(sse_event(json{{"a", 1}}), "data: {\"a\":1}\n\n");
   // A lone byte-fallback piece must not make the answer unserializable.
   EXPECT_NO_THROW(dump_json(json{{"text", std::string("\xe4")}}));
+}
+
+// An over-long prompt is refused by its size (bytes against the most bytes one token can stand
+// for) before anything is tokenized: a megabyte took a second and ~60 MB to tokenize in full.
+TEST(OpenAiApi, OverlongPromptsAreRefusedBeforeTokenizing) {
+  const std::string path = testing::shared_path("reference/b2-7b-tiny/tokenizer.model");
+  REQUIRE_SHARED(path);
+  const Tokenizer t = Tokenizer::from_file(path);
+  std::string megabyte;
+  while (megabyte.size() < 1'000'000) megabyte += "The quick brown fox jumps over the lazy dog. ";
+  const ChatTemplateConfig chat;
+  const CompletionRequest text = completion(json{{"prompt", megabyte}}.dump());
+  const CompletionRequest conversation =
+      chat_request({{{"role", "system"}, {"content", "be brief"}}, {{"role", "user"}, {"content", megabyte}}});
+  const auto start = std::chrono::steady_clock::now();
+  auto e = expect_400([&] { plan_generation(text, t, chat, 16, 4096); }, cat(megabyte.size(), " bytes, so at least "));
+  EXPECT_EQ(e.param, "prompt");
+  EXPECT_EQ(e.code, "context_length_exceeded");
+  e = expect_400([&] { plan_generation(conversation, t, chat, 16, 4096); }, " bytes, so at least ");
+  EXPECT_EQ(e.param, "messages[1].content");
+  // Tokenizing a megabyte takes a second or more (more under the sanitizers); refusing it, nothing.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(300));
+}
+
+// Under the size bound but over the context: tokenizing stops at the cap, a few chunks in.
+TEST(OpenAiApi, PromptsOverTheContextAreTokenizedOnlyUpToIt) {
+  const std::string path = testing::shared_path("reference/b2-7b-tiny/tokenizer.model");
+  REQUIRE_SHARED(path);
+  const Tokenizer t = Tokenizer::from_file(path);
+  std::string text;
+  while (text.size() < 20'000) text += "apple banana cherry ";  // ~3000 tokens, within 96 bytes x 255
+  const ChatTemplateConfig chat;
+  auto e = expect_400([&] { plan_generation(completion(json{{"prompt", text}}.dump()), t, chat, 16, 256); },
+                      "more than 255 tokens");
+  EXPECT_EQ(e.code, "context_length_exceeded");
+  e = expect_400([&] { plan_generation(chat_request({{{"role", "user"}, {"content", text}}}), t, chat, 16, 256); },
+                 "more than 255 tokens");
+  EXPECT_EQ(e.param, "messages");
+  // What fits is planned as before.
+  auto plan = plan_generation(completion(R"({"prompt":"apple banana","max_tokens":4})"), t, chat, 16, 256);
+  EXPECT_EQ(plan.prompt, t.encode("apple banana"));
+  EXPECT_EQ(plan.options.max_new_tokens, 4);
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 #include "server/http_server.h"
 
+#include <arpa/inet.h>
 #include <httplib.h>
+#include <malloc.h>
 #include <sys/socket.h>
 
 #include <cctype>
@@ -11,7 +13,6 @@
 #include <functional>
 #include <map>
 #include <random>
-#include <thread>
 
 #include "server/chat_page.h"
 #include "server/openai_api.h"
@@ -22,7 +23,10 @@ using nlohmann::json;
 
 namespace {
 
-constexpr auto kPollInterval = std::chrono::milliseconds(100);  // how often a waiting stream checks its client
+constexpr auto kPollInterval = std::chrono::milliseconds(100);  // how often a waiting answer checks its client
+// After a request with a body this large, freed memory is handed back to the system: glibc keeps
+// what each thread's arena freed, so a burst of megabyte prompts would stay resident for good.
+constexpr size_t kTrimAfterBodyBytes = 64 * 1024;
 
 // One request's events handed from the scheduler's thread to the handler thread waiting for them.
 // Shared by both sides, so it outlives whichever lets go first.
@@ -80,6 +84,19 @@ std::string lower(std::string s) {
   return s;
 }
 
+// The JSON routes take only JSON. A web page may send a text/plain, form or multipart POST to any
+// address without the browser asking first (no CORS preflight), but not an application/json one:
+// requiring it keeps pages the user visits from driving a local server.
+bool is_json(const std::string& content_type) {
+  std::string type = lower(content_type.substr(0, content_type.find(';')));
+  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.pop_back();
+  return type == "application/json";
+}
+
+void record_usage(int64_t prompt_tokens, int64_t completion_tokens) {
+  if (ClientConnection* c = ClientConnection::current()) c->set_usage(prompt_tokens, completion_tokens);
+}
+
 // The methods each route answers, for 405 instead of 404 on a known path.
 const std::map<std::string, std::string>& known_paths() {
   static const std::map<std::string, std::string> paths = {{"/", "GET"},
@@ -94,6 +111,20 @@ const std::map<std::string, std::string>& known_paths() {
 }
 
 }  // namespace
+
+bool is_loopback_host(const std::string& host) {
+  std::string h = lower(host);
+  if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  if (h == "localhost") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, h.c_str(), &v6) == 1) {
+    if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+  }
+  return false;
+}
 
 std::string metrics_text(const SchedulerStats& s) {
   std::string out;
@@ -165,31 +196,52 @@ struct HttpServer::Routes {
   using BodyHandler = void (Routes::*)(const std::string& body, httplib::Response&);
   httplib::Server::HandlerWithContentReader guarded_post(BodyHandler handler) {
     return [this, handler](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
-      answering_errors(res, [&] {
-        const size_t limit = server.options_.max_body_bytes;
-        std::string body;
-        bool too_large = false;
-        const bool read = reader([&](const char* data, size_t n) {
-          if (body.size() + n > limit) {
-            too_large = true;
-            return false;
-          }
-          body.append(data, n);
-          return true;
-        });
-        if (too_large || res.status == 413) {
-          res.set_header("Connection", "close");  // the rest of the body is never read
-          throw ApiError(413, cat("the request body is larger than the limit of ", limit, " bytes"), {},
-                         "payload_too_large");
-        }
-        if (!read) {
-          res.set_header("Connection", "close");
-          throw ApiError(400, "the request body could not be read", {}, "bad_body");
-        }
-        check_key(req);  // after the body, so that a refused client's bytes never look like a next request
-        (this->*handler)(body, res);
-      });
+      size_t body_bytes = 0;
+      answering_errors(res, [&] { read_body_and_answer(req, res, reader, handler, body_bytes); });
+      if (body_bytes >= kTrimAfterBodyBytes) malloc_trim(0);  // the body, its JSON and tokens are freed by now
     };
+  }
+
+  void read_body_and_answer(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader,
+                            BodyHandler handler, size_t& body_bytes) {
+    const std::string content_type = req.get_header_value("Content-Type");
+    if (!is_json(content_type)) {
+      res.set_header("Connection", "close");  // the body is never read
+      throw ApiError(415,
+                     content_type.empty()
+                         ? std::string("the request has no Content-Type: send the JSON body with "
+                                       "'Content-Type: application/json'")
+                         : cat("the Content-Type is '", content_type,
+                               "': send the JSON body with 'Content-Type: application/json'"),
+                     "Content-Type", "unsupported_media_type");
+    }
+    const size_t limit = server.options_.max_body_bytes;
+    std::string body;
+    bool too_large = false;
+    const bool read = reader([&](const char* data, size_t n) {
+      if (body.size() + n > limit) {
+        too_large = true;
+        return false;
+      }
+      body.append(data, n);
+      return true;
+    });
+    if (too_large || res.status == 413) {
+      res.set_header("Connection", "close");  // the rest of the body is never read
+      throw ApiError(413, cat("the request body is larger than the limit of ", limit, " bytes"), {},
+                     "payload_too_large");
+    }
+    if (!read) {
+      res.set_header("Connection", "close");
+      const ClientConnection* c = ClientConnection::current();
+      if (c && c->timed_out())
+        throw ApiError(408, cat("the request body did not arrive within ", c->timeouts().body.count(), " ms"), {},
+                       "request_timeout");
+      throw ApiError(400, "the request body could not be read", {}, "bad_body");
+    }
+    body_bytes = body.size();
+    check_key(req);  // after the body, so that a refused client's bytes never look like a next request
+    (this->*handler)(body, res);
   }
 
   void page(const httplib::Request&, httplib::Response& res) {
@@ -244,6 +296,7 @@ struct HttpServer::Routes {
     PlannedGeneration plan = plan_generation(request, tokenizer(), server.options_.chat,
                                              server.options_.default_max_tokens, scheduler().options().context);
     const auto prompt_tokens = static_cast<int64_t>(plan.prompt.size());
+    record_usage(prompt_tokens, -1);
 
     auto channel = std::make_shared<Channel>();
     uint64_t id = 0;
@@ -272,15 +325,29 @@ struct HttpServer::Routes {
     return ApiError(500, cat("the generation failed: ", r.text), {}, {}, "server_error");
   }
 
+  // Waits for the whole answer. The client may leave meanwhile: its socket is looked at between
+  // waits, and a closed one cancels the generation, so the slot is free by the next step instead of
+  // when the answer would have been written to nobody.
   void answer_whole(httplib::Response& res, Endpoint endpoint, const ResponseMeta& meta, uint64_t id,
                     const std::shared_ptr<Channel>& channel, int64_t prompt_tokens) {
+    const ClientConnection* client = ClientConnection::current();
     GenerateResult result;
-    {
-      std::unique_lock lock(channel->mutex);
-      channel->changed.wait(lock, [&] { return channel->done; });
-      result = channel->result;
+    for (bool done = false; !done;) {
+      {
+        std::unique_lock lock(channel->mutex);
+        done = channel->changed.wait_for(lock, kPollInterval, [&] { return channel->done; });
+        if (done) result = channel->result;
+      }
+      if (!done && client && client->peer_gone()) {
+        channel->abandoned = true;
+        scheduler().cancel(id);
+        server.untrack(id);
+        res.set_header("Connection", "close");
+        throw ApiError(499, "the client closed the connection before the answer", {}, "client_closed");
+      }
     }
     server.untrack(id);
+    record_usage(prompt_tokens, static_cast<int64_t>(result.tokens.size()));
     if (result.finish_reason != "stop" && result.finish_reason != "length") throw failure(result);
     send_json(res, 200,
               completion_json(endpoint, meta, result.text, result.finish_reason, prompt_tokens,
@@ -320,6 +387,7 @@ struct HttpServer::Routes {
       }
       return true;
     }
+    record_usage(prompt_tokens, static_cast<int64_t>(result.tokens.size()));
     std::string tail;
     if (result.finish_reason == "stop" || result.finish_reason == "length") {
       tail = sse_event(chunk_json(endpoint, meta, std::nullopt, std::nullopt, result.finish_reason, include_usage));
@@ -373,7 +441,13 @@ struct HttpServer::Routes {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // ours already
     int status = res.status;
     std::string message, code;
-    if (status == 404) {
+    const ClientConnection* client = ClientConnection::current();
+    if (status != 404) res.set_header("Connection", "close");  // what follows a bad request is not a request
+    if (status == 400 && client && client->timed_out_in_headers()) {
+      status = res.status = 408;
+      message = cat("the request headers did not arrive within ", client->timeouts().header.count(), " ms");
+      code = "request_timeout";
+    } else if (status == 404) {
       auto it = known_paths().find(req.path);
       if (it != known_paths().end()) {
         status = 405;
@@ -396,17 +470,11 @@ struct HttpServer::Routes {
 };
 
 HttpServer::HttpServer(Scheduler& scheduler, ServerOptions options)
-    : scheduler_(scheduler),
-      options_(std::move(options)),
-      http_(std::make_unique<httplib::Server>()),
-      started_(static_cast<int64_t>(std::time(nullptr))) {
+    : scheduler_(scheduler), options_(std::move(options)), started_(static_cast<int64_t>(std::time(nullptr))) {
+  options_.chat.special_tokens_in_messages = options_.allow_special_in_messages;
+  http_ = std::make_unique<HttpListener>(options_.connections, options_.request_log);
   routes_ = std::make_unique<Routes>(Routes{*this});
   Routes* routes = routes_.get();
-  // Each waiting or streaming request holds a connection thread: room for every slot and queue
-  // place, plus a few for /health, /metrics and the page.
-  const int threads =
-      options_.threads > 0 ? options_.threads : scheduler.options().parallel + scheduler.options().max_queue + 16;
-  http_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   http_->set_payload_max_length(options_.max_body_bytes);
   // httplib's default also sets SO_REUSEPORT, which lets a second server bind the same port and
   // silently take half the connections: keep only SO_REUSEADDR (restart without waiting out TIME_WAIT).
@@ -414,7 +482,6 @@ HttpServer::HttpServer(Scheduler& scheduler, ServerOptions options)
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
-  http_->set_tcp_nodelay(true);  // stream each token's chunk now, not when Nagle's algorithm lets it
   http_->Get("/", routes->guarded(&Routes::page));
   http_->Get("/health", routes->guarded(&Routes::health));
   http_->Get("/metrics", routes->guarded(&Routes::metrics));
@@ -441,37 +508,24 @@ HttpServer::HttpServer(Scheduler& scheduler, ServerOptions options)
 HttpServer::~HttpServer() { stop(); }
 
 int HttpServer::bind() {
-  int port = options_.port;
-  if (port == 0)
-    port = http_->bind_to_any_port(options_.host);
-  else if (!http_->bind_to_port(options_.host, port))
-    port = -1;
+  const int port = http_->bind(options_.host, options_.port);
   if (port < 0)
     fail("cannot listen on ", options_.host, ":", options_.port,
          " (is the address valid and the port free? --port 0 picks a free one)");
   return port;
 }
 
-void HttpServer::listen() {
-  listening_ = true;
-  if (!stopping_) http_->listen_after_bind();
-  listen_returned_ = true;
-}
+void HttpServer::listen() { http_->run(); }
 
 void HttpServer::stop() {
-  stopping_ = true;
   std::set<uint64_t> ids;
   {
     std::lock_guard lock(mutex_);
+    stopping_ = true;
     ids = in_flight_;
   }
   for (uint64_t id : ids) scheduler_.cancel(id);
-  // httplib's stop() does nothing before its accept loop runs: wait for that (or for listen() to
-  // have returned) so a stop() racing a starting listen() is not lost.
-  if (listening_ && !http_stopped_.exchange(true)) {
-    while (!http_->is_running() && !listen_returned_) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    http_->stop();
-  }
+  http_->stop();
 }
 
 bool HttpServer::track(uint64_t id) {

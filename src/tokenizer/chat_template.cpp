@@ -35,8 +35,18 @@ std::vector<int32_t> build_chat_input(const Tokenizer& tokenizer, const std::vec
   }
   if (!round.empty()) rounds.push_back(std::move(round));
 
+  EncodeOptions encoding;
+  encoding.special_tokens = config.special_tokens_in_messages;
+  if (config.max_message_tokens > 0) encoding.max_tokens = static_cast<size_t>(config.max_message_tokens);
+  auto encode = [&](const std::string& text, size_t index) {
+    std::vector<int32_t> ids = tokenizer.encode(text, encoding);
+    if (ids.size() > encoding.max_tokens)
+      fail("chat: message ", index, " has more than ", encoding.max_tokens, " tokens, more than the context holds");
+    return ids;
+  };
+
   const int64_t max_input_tokens = config.model_max_length - config.max_new_tokens;
-  std::vector<int32_t> system_tokens = tokenizer.encode(system);
+  std::vector<int32_t> system_tokens = encode(system, 0);
   const int64_t max_history_tokens = max_input_tokens - static_cast<int64_t>(system_tokens.size());
 
   // Newest round first; a round is kept whole or not at all, except that the newest one is always kept.
@@ -45,7 +55,7 @@ std::vector<int32_t> build_chat_input(const Tokenizer& tokenizer, const std::vec
     std::vector<int32_t> round_tokens;
     for (const ChatMessage* m : *r) {
       round_tokens.push_back(m->role == "user" ? config.user_token_id : config.assistant_token_id);
-      std::vector<int32_t> content = tokenizer.encode(m->content);
+      std::vector<int32_t> content = encode(m->content, static_cast<size_t>(m - messages.data()));
       round_tokens.insert(round_tokens.end(), content.begin(), content.end());
     }
     if (history.empty() ||

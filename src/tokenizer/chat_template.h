@@ -22,9 +22,17 @@ struct ChatTemplateConfig {
   int64_t max_new_tokens = 2048;
   int32_t user_token_id = 195;
   int32_t assistant_token_id = 196;
+  // true (the official template): "<reserved_107>", "</s>", ... typed in a message become those
+  // tokens, as the Hugging Face tokenizer makes them. false (serve's default): they stay text, so a
+  // message cannot forge a turn (see EncodeOptions::special_tokens).
+  bool special_tokens_in_messages = true;
+  // > 0: a message (or the system text) of more tokens is an Error, found without tokenizing the
+  // rest of it; 0 (the official template): any length, what does not fit is dropped or cut.
+  int64_t max_message_tokens = 0;
 };
 
-// Throws Error for an empty conversation, an unknown role, or a system message that is not first.
+// Throws Error for an empty conversation, an unknown role, a system message that is not first, or a
+// message over config.max_message_tokens.
 std::vector<int32_t> build_chat_input(const Tokenizer& tokenizer, const std::vector<ChatMessage>& messages,
                                       const ChatTemplateConfig& config);
 

@@ -2,6 +2,10 @@
 
 #include <sentencepiece_processor.h>
 
+#include <algorithm>
+#include <array>
+#include <unordered_set>
+
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "tokenizer/sentencepiece_model_proto.h"
@@ -18,12 +22,141 @@ struct Tokenizer::Impl {
   int32_t control_id = -1;  // any control piece (decode renders <unk> as one), -1 if there is none
   std::string what;
 
+  // The reserved pieces ("<reserved_106>", ...) that EncodeOptions::special_tokens = false keeps as
+  // text: their strings (views into `pieces`), lengths (longest first) and first bytes.
+  std::unordered_set<std::string_view> reserved;
+  std::vector<size_t> reserved_lengths;
+  std::array<bool, 256> reserved_first{};
+  // Bytes c before which the text can be cut into chunks that SentencePiece encodes separately with
+  // the same result: no piece holds another character followed by c, so no merge crosses the cut
+  // (Baichuan 2: space, newline and tab). All false when the normalizer could change the text.
+  std::array<bool, 256> cut_before{};
+  size_t max_bytes_per_token = 0;
+
   const SpmPiece& entry(int32_t id) const {
     if (id < 0 || static_cast<size_t>(id) >= pieces.size())
       fail(what, ": token id ", id, " is out of range [0, ", pieces.size(), ")");
     return pieces[static_cast<size_t>(id)];
   }
+
+  void index_pieces(const SpmNormalizerSpec& normalizer, const SpmTrainerSpec& trainer);
+  void encode_chunk(std::string_view chunk, std::vector<int32_t>& out) const;
+  void encode_text(std::string_view text, std::vector<int32_t>& out, size_t max_tokens) const;
+
+  struct Match {
+    size_t at = std::string_view::npos, length = 0;
+    int32_t id = -1;
+  };
+  Match next_special(std::string_view text, size_t pos, std::vector<size_t>& found) const;
+  Match next_reserved(std::string_view text, size_t pos) const;
 };
+
+namespace {
+
+constexpr std::string_view kSpaceMark = "\xe2\x96\x81";  // U+2581, SentencePiece's escaped space
+constexpr size_t kChunkBytes = 4096;  // text per SentencePiece call when a cap may end encoding early
+
+// Whether `piece` holds `mark` right after something other than `mark`.
+bool joins_before(std::string_view piece, std::string_view mark) {
+  for (size_t at = piece.find(mark, 1); at != std::string_view::npos; at = piece.find(mark, at + 1))
+    if (at < mark.size() || piece.substr(at - mark.size(), mark.size()) != mark) return true;
+  return false;
+}
+
+}  // namespace
+
+void Tokenizer::Impl::index_pieces(const SpmNormalizerSpec& normalizer, const SpmTrainerSpec& trainer) {
+  const bool escapes = normalizer.escape_whitespaces;
+  for (const SpmPiece& p : pieces)
+    if (p.type == static_cast<int32_t>(PieceType::UserDefined) && p.piece.starts_with("<reserved_") &&
+        p.piece.ends_with(">"))
+      reserved.insert(p.piece);
+  for (std::string_view r : reserved) {
+    reserved_first[static_cast<unsigned char>(r[0])] = true;
+    if (std::find(reserved_lengths.begin(), reserved_lengths.end(), r.size()) == reserved_lengths.end())
+      reserved_lengths.push_back(r.size());
+  }
+  std::sort(reserved_lengths.rbegin(), reserved_lengths.rend());
+
+  // Text reaches the model unchanged only with no normalization table and no whitespace folding.
+  const bool verbatim = normalizer.precompiled_charsmap.empty() && !normalizer.remove_extra_whitespaces;
+  if (verbatim && !normalizer.add_dummy_prefix) {  // a dummy prefix would start every chunk
+    for (char c : {' ', '\n', '\t'}) {
+      const std::string mark = c == ' ' && escapes ? std::string(kSpaceMark) : std::string(1, c);
+      bool joins = false;
+      for (const SpmPiece& p : pieces) joins = joins || joins_before(p.piece, mark);
+      cut_before[static_cast<unsigned char>(c)] = !joins;
+    }
+  }
+  // Byte fallback makes every token stand for at least one byte and at most its piece's bytes.
+  if (verbatim && trainer.byte_fallback) {
+    size_t most = 0;
+    for (const SpmPiece& p : pieces) {
+      if (p.type == static_cast<int32_t>(PieceType::Byte)) continue;
+      size_t bytes = p.piece.size();
+      if (escapes)
+        for (size_t at = p.piece.find(kSpaceMark); at != std::string::npos; at = p.piece.find(kSpaceMark, at + 1))
+          bytes -= kSpaceMark.size() - 1;
+      most = std::max(most, bytes);
+    }
+    max_bytes_per_token = std::max<size_t>(most, 1);
+  }
+}
+
+void Tokenizer::Impl::encode_chunk(std::string_view chunk, std::vector<int32_t>& out) const {
+  if (chunk.empty()) return;
+  std::vector<int> ids;
+  auto status = sp.Encode(chunk, &ids);
+  if (!status.ok()) fail(what, ": SentencePiece encode failed: ", status.ToString());
+  out.insert(out.end(), ids.begin(), ids.end());
+}
+
+// SentencePiece over `text` in chunks cut where no merge can cross, stopping once out holds more
+// than max_tokens ids. Without a cap the text goes in one call (the same ids, fewer calls).
+void Tokenizer::Impl::encode_text(std::string_view text, std::vector<int32_t>& out, size_t max_tokens) const {
+  if (max_tokens == std::numeric_limits<size_t>::max()) return encode_chunk(text, out);
+  while (!text.empty() && out.size() <= max_tokens) {
+    size_t end = text.size();
+    for (size_t i = std::min(kChunkBytes, text.size()); i < text.size(); ++i) {
+      const auto c = static_cast<unsigned char>(text[i]);
+      if (cut_before[c] && text[i - 1] != text[i]) {
+        end = i;
+        break;
+      }
+    }
+    encode_chunk(text.substr(0, end), out);
+    text.remove_prefix(end);
+  }
+}
+
+// As the HF slow tokenizer does: the leftmost (then longest) special-token string. `found` keeps
+// each string's next position from earlier calls, so a text full of "</s>" is scanned once per
+// string rather than once per occurrence.
+Tokenizer::Impl::Match Tokenizer::Impl::next_special(std::string_view text, size_t pos,
+                                                     std::vector<size_t>& found) const {
+  if (found.empty())
+    for (const auto& special : special_tokens) found.push_back(text.find(special.first, pos));
+  Match best;
+  for (size_t k = 0; k < special_tokens.size(); ++k) {
+    const auto& [literal, id] = special_tokens[k];
+    if (found[k] != std::string_view::npos && found[k] < pos) found[k] = text.find(literal, pos);
+    const size_t at = found[k];
+    if (at == std::string_view::npos) continue;
+    if (at < best.at || (at == best.at && literal.size() > best.length)) best = {at, literal.size(), id};
+  }
+  return best;
+}
+
+// The leftmost (then longest) reserved piece written in the text.
+Tokenizer::Impl::Match Tokenizer::Impl::next_reserved(std::string_view text, size_t pos) const {
+  if (reserved.empty()) return {};
+  for (size_t at = pos; at < text.size(); ++at) {
+    if (!reserved_first[static_cast<unsigned char>(text[at])]) continue;
+    for (size_t length : reserved_lengths)
+      if (at + length <= text.size() && reserved.contains(text.substr(at, length))) return {at, length, -1};
+  }
+  return {};
+}
 
 Tokenizer::Tokenizer() : impl_(std::make_unique<Impl>()) {}
 Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
@@ -36,7 +169,8 @@ Tokenizer Tokenizer::from_model_bytes(std::string serialized_model_proto, const 
   Tokenizer t;
   Impl& m = *t.impl_;
   m.what = what;
-  m.pieces = parse_model_proto(serialized_model_proto, what).pieces;
+  SpmModel model = parse_model_proto(serialized_model_proto, what);
+  m.pieces = std::move(model.pieces);
   if (m.pieces.empty()) fail(what, ": the SentencePiece model has no pieces");
   auto status = m.sp.LoadFromSerializedProto(serialized_model_proto);
   if (!status.ok()) fail(what, ": not a usable SentencePiece model: ", status.ToString());
@@ -51,6 +185,9 @@ Tokenizer Tokenizer::from_model_bytes(std::string serialized_model_proto, const 
       m.special_tokens.emplace_back(m.pieces[static_cast<size_t>(id)].piece, id);
   for (size_t i = 0; i < m.pieces.size() && m.control_id < 0; ++i)
     if (m.pieces[i].type == static_cast<int32_t>(PieceType::Control)) m.control_id = static_cast<int32_t>(i);
+  m.index_pieces(model.normalizer, model.trainer);
+  for (const auto& [literal, id] : m.special_tokens)
+    if (m.max_bytes_per_token > 0) m.max_bytes_per_token = std::max(m.max_bytes_per_token, literal.size());
   return t;
 }
 
@@ -109,41 +246,35 @@ Tokenizer Tokenizer::from_vocab(const std::vector<std::string>& pieces, const st
   return from_model_bytes(serialize_model_proto(model), what);
 }
 
-std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
+std::vector<int32_t> Tokenizer::encode(std::string_view text) const { return encode(text, EncodeOptions{}); }
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, const EncodeOptions& options) const {
   const Impl& m = *impl_;
+  const size_t max_tokens = options.max_tokens;
   std::vector<int32_t> out;
-  std::vector<int> ids;
-  auto encode_chunk = [&](std::string_view chunk) {
-    if (chunk.empty()) return;
-    ids.clear();
-    auto status = m.sp.Encode(chunk, &ids);
-    if (!status.ok()) fail(m.what, ": SentencePiece encode failed: ", status.ToString());
-    out.insert(out.end(), ids.begin(), ids.end());
-  };
-  // As the HF slow tokenizer does: find the leftmost (then longest) special-token string, encode the
-  // text before it with SentencePiece, emit the special id, continue after it. The special tokens
-  // are AddedToken(lstrip=False, rstrip=False) in BaichuanTokenizer, so no surrounding whitespace is
-  // stripped; `single_word` and `normalized` have no effect in the transformers versions Baichuan 2
-  // supports (<= 4.33), whose slow tokenizer ignores them.
+  std::vector<size_t> found;  // next_special's memory
   size_t pos = 0;
-  while (pos < text.size()) {
-    size_t best = std::string_view::npos, best_len = 0;
-    int32_t best_id = -1;
-    for (const auto& [literal, id] : m.special_tokens) {
-      size_t at = text.find(literal, pos);
-      if (at == std::string_view::npos) continue;
-      if (at < best || (at == best && literal.size() > best_len)) {
-        best = at;
-        best_len = literal.size();
-        best_id = id;
-      }
+  while (pos < text.size() && out.size() <= max_tokens) {
+    if (options.special_tokens) {
+      // The special tokens are AddedToken(lstrip=False, rstrip=False) in BaichuanTokenizer, so no
+      // surrounding whitespace is stripped; `single_word` and `normalized` have no effect in the
+      // transformers versions Baichuan 2 supports (<= 4.33), whose slow tokenizer ignores them. The
+      // user-defined pieces (<reserved_106>, ...) are matched by SentencePiece itself.
+      const Impl::Match s = m.next_special(text, pos, found);
+      if (s.at == std::string_view::npos) break;
+      m.encode_text(text.substr(pos, s.at - pos), out, max_tokens);
+      out.push_back(s.id);
+      pos = s.at + s.length;
+    } else {
+      // A reserved piece's string is cut after its first character: SentencePiece then sees
+      // "<" and "reserved_107>...", neither of which is a piece of its own.
+      const Impl::Match r = m.next_reserved(text, pos);
+      if (r.at == std::string_view::npos) break;
+      m.encode_text(text.substr(pos, r.at + 1 - pos), out, max_tokens);
+      pos = r.at + 1;
     }
-    if (best == std::string_view::npos) break;
-    encode_chunk(text.substr(pos, best - pos));
-    out.push_back(best_id);
-    pos = best + best_len;
   }
-  if (pos < text.size()) encode_chunk(text.substr(pos));
+  if (pos < text.size() && out.size() <= max_tokens) m.encode_text(text.substr(pos), out, max_tokens);
   return out;
 }
 
@@ -167,6 +298,7 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
   return text;
 }
 
+size_t Tokenizer::max_bytes_per_token() const { return impl_->max_bytes_per_token; }
 int32_t Tokenizer::vocab_size() const { return static_cast<int32_t>(impl_->pieces.size()); }
 int32_t Tokenizer::bos_id() const { return impl_->sp.bos_id(); }
 int32_t Tokenizer::eos_id() const { return impl_->sp.eos_id(); }

@@ -3,7 +3,9 @@
 // <reserved_106> match inside text, and the special tokens <unk>, <s>, </s> written literally in the
 // text are split out first and become their ids, as the Hugging Face slow tokenizer does.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -17,6 +19,17 @@ namespace baichuan {
 
 // One vocabulary entry as GGUF stores it (tokenizer.ggml.tokens / scores / token_type).
 enum class PieceType : int32_t { Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 };
+
+struct EncodeOptions {
+  // true (the official tokenizer): "<s>", "</s>", "<unk>" and the reserved pieces ("<reserved_106>",
+  // "<reserved_107>", ...) written in the text become those tokens. false: they stay text, encoded
+  // as their characters, so text from a client cannot forge a role or control token. Other
+  // user-defined pieces ("\n", "。", "<td>") are ordinary text and are matched either way.
+  bool special_tokens = true;
+  // Encoding stops once more than this many ids are out; the result then holds only a prefix (still
+  // longer than the limit). A text far over a context costs a few chunks, not the whole text.
+  size_t max_tokens = std::numeric_limits<size_t>::max();
+};
 
 class Tokenizer {
  public:
@@ -33,6 +46,7 @@ class Tokenizer {
   ~Tokenizer();
 
   std::vector<int32_t> encode(std::string_view text) const;  // no BOS
+  std::vector<int32_t> encode(std::string_view text, const EncodeOptions& options) const;
   std::string decode(const std::vector<int32_t>& ids) const;  // special/control tokens render as ""
 
   int32_t vocab_size() const;
@@ -40,6 +54,10 @@ class Tokenizer {
   int32_t eos_id() const;
   int32_t unk_id() const;
   int32_t pad_id() const;  // 0 (<unk>) for Baichuan 2, as its config says
+  // The most bytes of text one token can stand for (the longest piece, a space counting one byte), so
+  // a text of n bytes has at least n / max_bytes_per_token() tokens. 0 when there is no such bound:
+  // without byte fallback a run of unknown characters is one <unk>, and a normalizer can shrink text.
+  size_t max_bytes_per_token() const;
   const std::string& piece(int32_t id) const;
   float score(int32_t id) const;
   PieceType type(int32_t id) const;

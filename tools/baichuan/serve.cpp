@@ -1,6 +1,7 @@
 // baichuan serve: the OpenAI-compatible HTTP server (src/server/) over one loaded model.
 #include <pthread.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -23,6 +24,10 @@ std::string default_model_name(const std::string& path) {
   std::string name = p.filename().string();
   if (name.empty() || name == "." || name == "..") name = p.parent_path().filename().string();
   return name.empty() ? "baichuan" : name;
+}
+
+std::chrono::milliseconds milliseconds(double seconds) {
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000.0 + 0.5));
 }
 
 std::string url_host(const std::string& host) {
@@ -94,6 +99,9 @@ struct ServeCommand {
   int queue = 16;
   size_t max_body = 1u << 20;
   std::string api_key, name;
+  int max_connections = 128, max_per_client = 64;
+  double header_timeout = 10, body_timeout = 30, idle_timeout = 5;
+  bool allow_special = false, request_log = true;
 
   int run() {
     std::signal(SIGPIPE, SIG_IGN);  // a client gone mid-answer is a failed write, not a dead server
@@ -114,6 +122,22 @@ struct ServeCommand {
     options.model_name = name.empty() ? default_model_name(model.path) : name;
     options.chat = chat_template_config(*m);
     options.default_max_tokens = m->generation().max_new_tokens;
+    options.connections.max_connections = max_connections;
+    options.connections.max_per_client = max_per_client;
+    options.connections.timeouts.header = milliseconds(header_timeout);
+    options.connections.timeouts.body = milliseconds(body_timeout);
+    options.connections.timeouts.idle = milliseconds(idle_timeout);
+    options.allow_special_in_messages = allow_special;
+    std::mutex log_mutex;
+    if (request_log)
+      options.request_log = [&log_mutex](const server::RequestRecord& r) {
+        const std::string line = "baichuan serve: " + server::format_request_record(r) + "\n";
+        std::lock_guard lock(log_mutex);
+        std::cerr << line << std::flush;
+      };
+    if (!server::is_loopback_host(host) && api_key.empty())
+      std::cerr << "baichuan serve: warning: --host " << host
+                << " without --api-key: anyone who can reach this address can use the model\n";
     server::HttpServer http(scheduler, options);
     const int bound = http.bind();
     if (!signals.serve(&http)) return 0;
@@ -150,6 +174,28 @@ Run add_serve(CLI::App& app) {
   app.add_option("--api-key", cmd->api_key,
                  "Require 'Authorization: Bearer KEY' on /v1/*, /tokenize, /detokenize and /metrics");
   app.add_option("--name", cmd->name, "Model id shown in /v1/models (default: the file or folder name)");
+  app.add_option("--max-connections", cmd->max_connections,
+                 "Open connections in total (each has its own thread); more are answered 503")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-connections-per-client", cmd->max_per_client,
+                 "Open connections from one IP address; more are answered 503")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--header-timeout", cmd->header_timeout,
+                 "Seconds for a request's line and headers to arrive, from their first byte; then 408")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--body-timeout", cmd->body_timeout, "Seconds for a request body to arrive; then 408")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--keep-alive-timeout", cmd->idle_timeout, "Seconds an idle connection waits for its next request")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--allow-special-in-messages", cmd->allow_special,
+               "Let <reserved_106>, <reserved_107>, <s>, </s> typed in chat messages become those tokens, as the "
+               "official tokenizer does (default: they stay text, so a client cannot forge a turn)");
+  app.add_flag("!--no-request-log", cmd->request_log, "Do not log a line per request on stderr");
   return [cmd] { return cmd->run(); };
 }
 
