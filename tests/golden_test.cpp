@@ -194,6 +194,8 @@ const std::vector<Case> kCases = {
     Case{"MindSporeCkpt7B", "b2-7b-tiny-mindspore", "b2-7b-tiny-mindspore/baichuan2_7b_tiny.ckpt", ""},
     Case{"Gguf7B_F16", "b2-7b-tiny", "b2-7b-tiny", "f16"},
     Case{"Gguf13B_BF16", "b2-13b-tiny", "b2-13b-tiny", "bf16"},
+    // Made by llama.cpp's own converter: user-defined piece types lost, head raw, Q/K permuted.
+    Case{"LlamaCppGguf7B", "b2-7b-tiny-llamacpp", "b2-7b-tiny-llamacpp/b2-7b-tiny-llamacpp-bf16.gguf", ""},
 #ifndef BAICHUAN_SANITIZED_BUILD
     // The sanitizer build runs every reader and the GGUF writer once per architecture (above); these
     // other GGUF types go through the same code and cost ~8 s each under AddressSanitizer.

@@ -33,6 +33,10 @@ struct Checkpoint {
   GenerationConfig generation;
   std::string generation_json;  // generation_config.json text as found ("" if absent)
   std::shared_ptr<const Tokenizer> tokenizer;
+  // Where the vocabulary came from, for the load line and `inspect`: "tokenizer.model",
+  // "GGUF tokenizer.model bytes", "GGUF vocabulary", "GGUF vocabulary, 1086 user-defined piece types
+  // restored (llama.cpp wrote them as NORMAL)", or "--tokenizer FILE".
+  std::string tokenizer_origin;
   // Canonical names: token_embd.weight, blk.N.attn_{norm,q,k,v,output}.weight,
   // blk.N.ffn_{norm,gate,up,down}.weight, output_norm.weight, output.weight.
   std::map<std::string, Tensor> tensors;

@@ -60,14 +60,26 @@ Checkpoint open_gguf_checkpoint(const std::string& path, const LoadOptions& opti
   c.description = "GGUF v" + std::to_string(f.version);
   c.qk_interleaved = true;
 
-  if (const auto* model = f.find(kGgufTokenizerModelKey)) {
+  if (options.tokenizer_path) {  // the user's tokenizer.model replaces whatever the file carries
+    c.tokenizer = std::make_shared<const Tokenizer>(Tokenizer::from_file(*options.tokenizer_path));
+    c.tokenizer_origin = *options.tokenizer_path + " (--tokenizer)";
+  } else if (const auto* model = f.find(kGgufTokenizerModelKey)) {
     c.tokenizer = std::make_shared<const Tokenizer>(
         Tokenizer::from_model_bytes(model->as_bytes(path + ": " + kGgufTokenizerModelKey), path + ": " + kGgufTokenizerModelKey));
+    c.tokenizer_origin = "the original tokenizer.model carried in the GGUF";
   } else {
     const std::string tk = "tokenizer.ggml.tokens", sk = "tokenizer.ggml.scores", yk = "tokenizer.ggml.token_type";
-    c.tokenizer = std::make_shared<const Tokenizer>(Tokenizer::from_vocab(
-        f.get(tk).as_strings(path + ": " + tk), f.get(sk).as_floats(path + ": " + sk),
-        f.get(yk).as_ints(path + ": " + yk), path + ": " + tk));
+    auto pieces = f.get(tk).as_strings(path + ": " + tk);
+    auto scores = f.get(sk).as_floats(path + ": " + sk);
+    auto types = f.get(yk).as_ints(path + ": " + yk);
+    // Files made by llama.cpp's converter lost SentencePiece's user-defined types (see tokenizer.h).
+    const int32_t restored = restore_user_defined_types(pieces, scores, types);
+    c.tokenizer = std::make_shared<const Tokenizer>(Tokenizer::from_vocab(pieces, scores, types, path + ": " + tk));
+    c.tokenizer_origin = "the GGUF vocabulary";
+    if (restored > 0) {
+      c.tokenizer_origin += ", " + std::to_string(restored) + " user-defined piece types restored (written as NORMAL)";
+      c.description += ", " + std::to_string(restored) + " user-defined tokenizer piece types restored";
+    }
   }
 
   auto& cfg = c.config;
