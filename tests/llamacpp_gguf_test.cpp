@@ -60,6 +60,7 @@ TEST(LlamaCppGguf, TokenizesAsTheOriginalAndSaysSoInTheLoadLine) {
   Checkpoint c = open_checkpoint(llamacpp_file());
   EXPECT_NE(c.description.find("1086 user-defined tokenizer piece types restored"), std::string::npos) << c.description;
   EXPECT_NE(c.tokenizer_origin.find("restored"), std::string::npos) << c.tokenizer_origin;
+  EXPECT_FALSE(c.head_normalized.has_value());  // llama.cpp does not say (its head is raw)
   Tokenizer real = Tokenizer::from_file(shared_path("reference/b2-7b-tiny/tokenizer.model"));
   // The chat tokens stay one id each (llama.cpp's types split them into 12 pieces).
   EXPECT_EQ(c.tokenizer->encode("<reserved_106>你好<reserved_107>"), real.encode("<reserved_106>你好<reserved_107>"));

@@ -43,6 +43,10 @@ struct Checkpoint {
   // GGUF stores Q and K rows permuted for interleaved (GPT-J style) rotary pairs, as llama.cpp does;
   // the other formats keep the official rotate-half layout.
   bool qk_interleaved = false;
+  // Whether output.weight rows are already L2-normalised: false for the official formats (raw, as
+  // released), a GGUF's kGgufHeadNormalizedKey, nullopt when a GGUF does not say (llama.cpp's: raw).
+  // The forward pass normalises either way (idempotent); writers and `inspect` need to know.
+  std::optional<bool> head_normalized = false;
 
   const Tensor& tensor(const std::string& name) const;  // throws Error naming the file if absent
 };
