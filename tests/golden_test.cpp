@@ -198,6 +198,8 @@ const std::vector<Case> kCases = {
     Case{"MindSporeCkpt7B", "b2-7b-tiny-mindspore", "b2-7b-tiny-mindspore/baichuan2_7b_tiny.ckpt", ""},
     Case{"Gguf7B_F16", "b2-7b-tiny", "b2-7b-tiny", "f16", true},
     Case{"Gguf13B_BF16", "b2-13b-tiny", "b2-13b-tiny", "bf16", true},
+    // The official 4-bit Chat layout (bitsandbytes NF4 in pytorch_model.bin), dequantized bit-exactly.
+    Case{"Nf4TorchBin7B", "b2-7b-tiny-4bits", "b2-7b-tiny-4bits", ""},
     // Made by llama.cpp's own converter: user-defined piece types lost, head raw, Q/K permuted.
     Case{"LlamaCppGguf7B", "b2-7b-tiny-llamacpp", "b2-7b-tiny-llamacpp/b2-7b-tiny-llamacpp-bf16.gguf", ""},
 #ifndef BAICHUAN_SANITIZED_BUILD
