@@ -21,7 +21,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } catch (const Error&) {
   }
   try {
-    formats::read_torch_pickle(std::string_view(reinterpret_cast<const char*>(data), size), "fuzz.pkl");
+    std::vector<formats::TorchQuantState> quant_states;  // the bitsandbytes 4-bit layout's lists too
+    formats::read_torch_pickle(std::string_view(reinterpret_cast<const char*>(data), size), "fuzz.pkl", &quant_states);
   } catch (const Error&) {
   }
   return 0;

@@ -2,7 +2,9 @@
 // tokenizer kept byte for byte, and files without our extra keys (as llama.cpp writes them).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <optional>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -93,6 +95,66 @@ TEST_F(GgufCheckpoint, NormalizedHeadHasUnitRowsAndTheSameLogits) {
   KvCache c1 = raw.new_cache(64), c2 = unit.new_cache(64);
   auto a = raw.forward_last(c1, ids, pool), b = unit.forward_last(c2, ids, pool);
   for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5f * (1 + std::abs(a[i])));
+}
+
+// `convert`'s default is a head every engine computes right: rows stored L2-normalised (llama.cpp
+// never applies NormHead), said in the metadata; `--raw-head` keeps them as they are.
+TEST_F(GgufCheckpoint, DefaultConvertStoresANormalisedHeadAndSaysSo) {
+  ConvertOptions defaults;
+  EXPECT_TRUE(defaults.normalize_head);
+  auto golden = nlohmann::json::parse(read_text_file(shared_path("reference/b2-7b-tiny/golden.json")));
+  ThreadPool pool(2);
+  for (DType type : {DType::F16, DType::BF16}) {
+    const std::string tag = std::string(dtype_name(type));
+    ConvertOptions o;
+    o.type = type;
+    const std::string path = temp("default_" + tag + ".gguf");
+    write_gguf_checkpoint(open_checkpoint(shared_path("reference/b2-7b-tiny")), path, o);
+    gguf::File f = gguf::read_file(path);
+    EXPECT_TRUE(f.get(kGgufHeadNormalizedKey).as_bool("k"));
+    Model model(open_checkpoint(path));
+    EXPECT_EQ(model.checkpoint().head_normalized, std::optional<bool>(true));
+    const Tensor& head = model.checkpoint().tensor("output.weight");
+    EXPECT_EQ(head.dtype, DType::F16) << tag;  // a normalised head asked as BF16 is stored as F16
+    for (int64_t r = 0; r < head.shape[0]; r += 997) {
+      double ss = 0;
+      for (int64_t c = 0; c < head.shape[1]; ++c) {
+        double v = load_float(head.dtype, head.data, static_cast<size_t>(r * head.shape[1] + c));
+        ss += v * v;
+      }
+      ASSERT_NEAR(std::sqrt(ss), 1.0, 2e-3) << tag << " row " << r;
+    }
+    // Our engine renormalises (idempotent): the official greedy tokens, logits within F16 rounding.
+    for (const auto& p : golden["prompts"]) {
+      auto ids = p["ids"].get<std::vector<int32_t>>();
+      KvCache cache = model.new_cache(static_cast<int64_t>(ids.size()));
+      auto logits = model.forward_last(cache, ids, pool);
+      auto expected = testing::read_f32_file(shared_path("reference/b2-7b-tiny/" + p["last_logits_file"].get<std::string>()));
+      float max_err = 0, max_ref = 0;
+      for (size_t i = 0; i < logits.size(); ++i) {
+        max_err = std::max(max_err, std::abs(logits[i] - expected[i]));
+        max_ref = std::max(max_ref, std::abs(expected[i]));
+      }
+      EXPECT_LE(max_err / max_ref, 5e-4f) << tag;
+      auto greedy = p["greedy"].get<std::vector<int32_t>>();
+      EXPECT_EQ(testing::greedy_tokens(model, pool, ids, greedy.size()), greedy) << tag;
+    }
+    // Converted again with --raw-head: the raw rows are gone, so the file still says normalised.
+    ConvertOptions raw;
+    raw.type = DType::F32;
+    raw.normalize_head = false;
+    write_gguf_checkpoint(open_checkpoint(path), temp("again_" + tag + ".gguf"), raw);
+    EXPECT_TRUE(gguf::read_file(temp("again_" + tag + ".gguf")).get(kGgufHeadNormalizedKey).as_bool("k"));
+  }
+  ConvertOptions raw;
+  raw.type = DType::BF16;
+  raw.normalize_head = false;
+  write_gguf_checkpoint(open_checkpoint(shared_path("reference/b2-7b-tiny")), temp("raw_bf16.gguf"), raw);
+  Checkpoint c = open_checkpoint(temp("raw_bf16.gguf"));
+  EXPECT_EQ(c.head_normalized, std::optional<bool>(false));
+  EXPECT_EQ(c.tensor("output.weight").dtype, DType::BF16);
+  // Files of other writers do not say (llama.cpp's head is raw); the official formats are raw.
+  EXPECT_EQ(open_checkpoint(shared_path("reference/b2-7b-tiny")).head_normalized, std::optional<bool>(false));
 }
 
 // A file as llama.cpp's converter writes it: no original tokenizer bytes, no generation config.

@@ -47,8 +47,11 @@ HfWeights read_sharded(const std::string& folder, const std::string& index_name,
     if (!file_exists(shard_path)) fail(index_path, ": shard '", shard, "' is missing from ", folder);
     std::set<std::string> found;
     for (auto& t : reader(shard_path)) {
-      if (!names.count(t.name)) continue;  // the index is authoritative about which shard holds what
+      // A 4-bit weight `w` is listed as `w.data` and `w.quant_state`.
+      const bool four_bit = !names.count(t.name) && names.count(t.name + ".data");
+      if (!names.count(t.name) && !four_bit) continue;  // the index is authoritative about which shard holds what
       found.insert(t.name);
+      if (four_bit) found.insert({t.name + ".data", t.name + ".quant_state"});
       out.tensors.push_back(std::move(t));
     }
     for (auto& name : names)

@@ -1,9 +1,11 @@
 #include "formats/torch_bin.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "formats/bnb_nf4.h"
 #include "formats/torch_bin_memory.h"
 #include "formats/torch_pickle.h"
 #include "formats/zip_archive.h"
@@ -47,6 +49,42 @@ std::string dims_str(const std::vector<int64_t>& v) {
 
 }  // namespace
 
+namespace {
+
+// A record of the pickle as a tensor viewing its storage in the archive, after every check.
+Tensor resolve(const ZipArchive& zip, const std::string& prefix, TorchTensorRecord r, const std::shared_ptr<const void>& owner,
+               const std::string& path) {
+  const std::string what = cat(path, ": tensor '", r.name, "'");
+  const std::string storage_name = "data/" + r.storage_key;
+  const int64_t numel = checked_numel(r.size, what);
+  if (!is_contiguous(r.size, r.stride))
+    fail(what, ": size ", dims_str(r.size), " with stride ", dims_str(r.stride),
+         " is not contiguous; save it with .contiguous()");
+  if (r.storage_offset < 0) fail(what, ": negative storage offset ", r.storage_offset);
+  if (numel > std::numeric_limits<int64_t>::max() - r.storage_offset) fail(what, ": storage offset is too large");
+  const int64_t end = r.storage_offset + numel;
+  if (end > r.storage_numel)
+    fail(what, ": storage '", storage_name, "' has ", r.storage_numel, " elements, the tensor needs ", end);
+
+  const ZipEntry* entry = zip.find(prefix + storage_name);
+  if (!entry) fail(what, ": storage '", storage_name, "' is missing from the archive");
+  const std::string_view bytes = zip.stored_bytes(*entry);
+  const size_t needed = bytes_for(r.dtype, end, what);
+  if (needed > bytes.size())
+    fail(what, ": storage '", storage_name, "' holds ", bytes.size(), " bytes, the tensor needs ", needed);
+
+  Tensor t;
+  t.name = std::move(r.name);
+  t.dtype = r.dtype;
+  t.shape = std::move(r.size);
+  t.nbytes = bytes_for(r.dtype, numel, what);
+  t.data = reinterpret_cast<const std::byte*>(bytes.data()) + (needed - t.nbytes);
+  t.owner = owner;
+  return t;
+}
+
+}  // namespace
+
 std::vector<Tensor> read_torch_bin_memory(const std::byte* data, size_t size, std::shared_ptr<const void> owner,
                                           const std::string& path) {
   ZipArchive zip(data, size, path);
@@ -55,35 +93,28 @@ std::vector<Tensor> read_torch_bin_memory(const std::byte* data, size_t size, st
   if (const ZipEntry* order = zip.find(prefix + "byteorder"); order && zip.stored_bytes(*order) != "little")
     fail(path, ": byteorder is '", zip.stored_bytes(*order), "'; only little-endian checkpoints are supported");
 
+  std::vector<TorchQuantState> quant_states;
   std::vector<Tensor> tensors;
-  for (TorchTensorRecord& r : read_torch_pickle(zip.stored_bytes(pickle), path)) {
-    const std::string what = cat(path, ": tensor '", r.name, "'");
-    const std::string storage_name = "data/" + r.storage_key;
-    const int64_t numel = checked_numel(r.size, what);
-    if (!is_contiguous(r.size, r.stride))
-      fail(what, ": size ", dims_str(r.size), " with stride ", dims_str(r.stride),
-           " is not contiguous; save it with .contiguous()");
-    if (r.storage_offset < 0) fail(what, ": negative storage offset ", r.storage_offset);
-    if (numel > std::numeric_limits<int64_t>::max() - r.storage_offset) fail(what, ": storage offset is too large");
-    const int64_t end = r.storage_offset + numel;
-    if (end > r.storage_numel)
-      fail(what, ": storage '", storage_name, "' has ", r.storage_numel, " elements, the tensor needs ", end);
+  for (TorchTensorRecord& r : read_torch_pickle(zip.stored_bytes(pickle), path, &quant_states))
+    tensors.push_back(resolve(zip, prefix, std::move(r), owner, path));
 
-    const ZipEntry* entry = zip.find(prefix + storage_name);
-    if (!entry) fail(what, ": storage '", storage_name, "' is missing from the archive");
-    const std::string_view bytes = zip.stored_bytes(*entry);
-    const size_t needed = bytes_for(r.dtype, end, what);
-    if (needed > bytes.size())
-      fail(what, ": storage '", storage_name, "' holds ", bytes.size(), " bytes, the tensor needs ", needed);
-
-    Tensor t;
-    t.name = std::move(r.name);
-    t.dtype = r.dtype;
-    t.shape = std::move(r.size);
-    t.nbytes = bytes_for(r.dtype, numel, what);
-    t.data = reinterpret_cast<const std::byte*>(bytes.data()) + (needed - t.nbytes);
-    t.owner = owner;
-    tensors.push_back(std::move(t));
+  // bitsandbytes 4-bit weights (the official *-Chat-4bits layout): `<w>.data` + `<w>.quant_state`
+  // become one tensor `<w>`.
+  for (TorchQuantState& q : quant_states) {
+    const std::string weight = q.name.substr(0, q.name.size() - std::string_view(".quant_state").size());
+    auto data_it = std::find_if(tensors.begin(), tensors.end(), [&](const Tensor& t) { return t.name == weight + ".data"; });
+    if (data_it == tensors.end())
+      fail(path, ": 4-bit weight '", weight, "' has a quant_state but no '", weight, ".data' tensor");
+    Bnb4bitParts parts;
+    parts.data = std::move(*data_it);
+    tensors.erase(data_it);
+    parts.absmax = resolve(zip, prefix, q.absmax, owner, path);
+    parts.offset = resolve(zip, prefix, q.offset, owner, path);
+    parts.absmax2 = resolve(zip, prefix, q.absmax2, owner, path);
+    parts.code2 = resolve(zip, prefix, q.code2, owner, path);
+    parts.code = resolve(zip, prefix, q.code, owner, path);
+    parts.state = std::move(q);
+    tensors.push_back(dequantize_bnb_nf4(parts, weight, path));
   }
   return tensors;
 }

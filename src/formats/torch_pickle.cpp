@@ -39,7 +39,9 @@ std::string_view kind_name(Kind k) {
 }
 
 // The globals a state dict may name; every other module.name is refused.
-enum class Callable : uint8_t { OrderedDict, RebuildTensorV2, RebuildParameter, StorageType };
+// Size and DTypeConstant appear in bitsandbytes quant_state lists: torch.Size((out, in)) is a tuple;
+// torch.float16 etc. are values that cannot be called.
+enum class Callable : uint8_t { OrderedDict, RebuildTensorV2, RebuildParameter, StorageType, Size, DTypeConstant };
 
 // Values live in an arena and refer to each other by index: no recursive ownership, so a hostile
 // pickle cannot build reference cycles that leak or nesting that overflows the stack on destruction.
@@ -148,10 +150,22 @@ bool storage_dtype(std::string_view name, DType& out) {
   return false;
 }
 
+bool dtype_constant(std::string_view name, DType& out) {
+  static const std::pair<std::string_view, DType> kTypes[] = {
+      {"float16", DType::F16}, {"bfloat16", DType::BF16}, {"float32", DType::F32}, {"uint8", DType::U8}};
+  for (auto& [n, t] : kTypes)
+    if (n == name) {
+      out = t;
+      return true;
+    }
+  return false;
+}
+
 class PickleMachine {
  public:
-  PickleMachine(std::string_view pickle, const std::string& what)
-      : in_(reinterpret_cast<const std::byte*>(pickle.data()), pickle.size(), what + ": data.pkl"), what_(what) {}
+  PickleMachine(std::string_view pickle, const std::string& what, std::vector<TorchQuantState>* quant_states)
+      : in_(reinterpret_cast<const std::byte*>(pickle.data()), pickle.size(), what + ": data.pkl"), what_(what),
+        quant_states_(quant_states) {}
 
   std::vector<TorchTensorRecord> run() {
     for (;;) {
@@ -166,6 +180,7 @@ class PickleMachine {
  private:
   ByteReader in_;
   const std::string& what_;
+  std::vector<TorchQuantState>* quant_states_;
   size_t op_offset_ = 0;
   uint8_t op_ = 0;
   std::vector<Value> values_;
@@ -270,8 +285,13 @@ class PickleMachine {
       v.callable = Callable::RebuildParameter;
     } else if (module == "torch" && storage_dtype(name, v.dtype)) {
       v.callable = Callable::StorageType;
+    } else if (module == "torch" && name == "Size") {
+      v.callable = Callable::Size;
+    } else if (module == "torch" && dtype_constant(name, v.dtype)) {
+      v.callable = Callable::DTypeConstant;
     } else {
-      error("global '", v.s, "' is not allowed (only OrderedDict, torch tensor rebuilding and torch storage types)");
+      error("global '", v.s, "' is not allowed (only OrderedDict, torch tensor rebuilding, torch storage types, "
+            "torch.Size and torch dtypes)");
     }
     return make(std::move(v));
   }
@@ -325,7 +345,16 @@ class PickleMachine {
         if (args.size() != 3) error("_rebuild_parameter takes 3 arguments, got ", args.size());
         expect(args[0], Kind::Tensor, "the parameter data");
         return args[0];
+      case Callable::Size: {
+        // torch.Size((d0, d1, ...)): the shape, a tuple of ints.
+        if (args.size() != 1) error("torch.Size takes 1 argument, got ", args.size());
+        std::vector<int64_t> dims = int_tuple(args[0], "the torch.Size dimensions");
+        std::vector<uint32_t> items;
+        for (int64_t d : dims) items.push_back(make(Kind::Int, d));
+        return make_tuple(std::move(items));
+      }
       case Callable::StorageType:
+      case Callable::DTypeConstant:
         break;
     }
     error("'", f.s, "' cannot be called");
@@ -469,29 +498,93 @@ class PickleMachine {
       const Value& value = values_[dict.items[k + 1]];
       if (key.kind != Kind::String)
         fail(what_, ": data.pkl: a state dict key is a ", kind_name(key.kind), ", not a str");
+      if (!seen.insert(key.s).second) fail(what_, ": data.pkl: tensor '", key.s, "' appears twice");
+      if (quant_states_ && value.kind == Kind::List && key.s.ends_with(".quant_state")) {
+        quant_states_->push_back(quant_state(key.s, dict.items[k + 1]));
+        continue;
+      }
       if (value.kind != Kind::Tensor)
         fail(what_, ": data.pkl: entry '", key.s, "' is a ", kind_name(value.kind), ", not a tensor");
-      if (!seen.insert(key.s).second) fail(what_, ": data.pkl: tensor '", key.s, "' appears twice");
-      const RebuiltTensor& t = tensors_[static_cast<size_t>(value.i)];
-      const Value& storage = values_[t.storage];
-      TorchTensorRecord r;
-      r.name = key.s;
-      r.dtype = storage.dtype;
-      r.storage_key = values_[storage.items[0]].s;
-      r.storage_numel = storage.i;
-      r.storage_offset = t.offset;
-      r.size = t.size;
-      r.stride = t.stride;
-      out.push_back(std::move(r));
+      out.push_back(record(key.s, value));
     }
     return out;
+  }
+
+  TorchTensorRecord record(const std::string& name, const Value& tensor) const {
+    const RebuiltTensor& t = tensors_[static_cast<size_t>(tensor.i)];
+    const Value& storage = values_[t.storage];
+    TorchTensorRecord r;
+    r.name = name;
+    r.dtype = storage.dtype;
+    r.storage_key = values_[storage.items[0]].s;
+    r.storage_numel = storage.i;
+    r.storage_offset = t.offset;
+    r.size = t.size;
+    r.stride = t.stride;
+    return r;
+  }
+
+  // [absmax, Size, dtype, blocksize, [offset, [absmax2, code2, blocksize2, False, dtype2, None, None]],
+  //  quant_type, code], checked element by element.
+  TorchQuantState quant_state(const std::string& key, uint32_t list) const {
+    auto bad = [&](const std::string& element, std::string_view should, uint32_t v) {
+      fail(what_, ": data.pkl: '", key, "'", element, " must be ", should, ", not a ", kind_name(values_[v].kind),
+           " (expected the bitsandbytes 0.41 quant_state layout [absmax, torch.Size, dtype, blocksize, "
+           "[offset, state2], quant_type, code])");
+    };
+    auto items = [&](uint32_t v, size_t n, const std::string& element) {
+      const Value& l = values_[v];
+      if (l.kind != Kind::List) bad(element, "a list", v);
+      if (l.items.size() != n)
+        fail(what_, ": data.pkl: '", key, "'", element, " has ", l.items.size(), " elements, expected ", n,
+             " (the bitsandbytes 0.41 quant_state layout)");
+      return l.items;
+    };
+    auto tensor = [&](uint32_t v, const std::string& element) {
+      if (values_[v].kind != Kind::Tensor) bad(element, "a tensor", v);
+      return record(key + element, values_[v]);
+    };
+    auto integer = [&](uint32_t v, const std::string& element) {
+      if (values_[v].kind != Kind::Int) bad(element, "an int", v);
+      return values_[v].i;
+    };
+    auto dtype = [&](uint32_t v, const std::string& element) {
+      if (values_[v].kind != Kind::Global || values_[v].callable != Callable::DTypeConstant)
+        bad(element, "a torch dtype", v);
+      return values_[v].dtype;
+    };
+    const auto top = items(list, 7, "");
+    TorchQuantState q;
+    q.name = key;
+    q.absmax = tensor(top[0], "[0]");
+    const Value& shape = values_[top[1]];
+    if (shape.kind != Kind::Tuple) bad("[1]", "a torch.Size", top[1]);
+    for (uint32_t d : shape.items) q.shape.push_back(integer(d, "[1]"));
+    q.dtype = dtype(top[2], "[2]");
+    q.blocksize = integer(top[3], "[3]");
+    const auto nested = items(top[4], 2, "[4]");
+    q.offset = tensor(nested[0], "[4][0]");
+    const auto state2 = items(nested[1], 7, "[4][1]");
+    q.absmax2 = tensor(state2[0], "[4][1][0]");
+    q.code2 = tensor(state2[1], "[4][1][1]");
+    q.blocksize2 = integer(state2[2], "[4][1][2]");
+    if (values_[state2[3]].kind != Kind::Bool || values_[state2[3]].i != 0)
+      bad("[4][1][3]", "False (the scales' scales are not quantized again)", state2[3]);
+    q.dtype2 = dtype(state2[4], "[4][1][4]");
+    for (size_t i : {5u, 6u})
+      if (values_[state2[i]].kind != Kind::None) bad(cat("[4][1][", i, "]"), "None", state2[i]);
+    if (values_[top[5]].kind != Kind::String) bad("[5]", "a str (the quant_type)", top[5]);
+    q.quant_type = values_[top[5]].s;
+    q.code = tensor(top[6], "[6]");
+    return q;
   }
 };
 
 }  // namespace
 
-std::vector<TorchTensorRecord> read_torch_pickle(std::string_view pickle, const std::string& what) {
-  return PickleMachine(pickle, what).run();
+std::vector<TorchTensorRecord> read_torch_pickle(std::string_view pickle, const std::string& what,
+                                                 std::vector<TorchQuantState>* quant_states) {
+  return PickleMachine(pickle, what, quant_states).run();
 }
 
 }  // namespace baichuan::formats

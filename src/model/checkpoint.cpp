@@ -146,6 +146,7 @@ Checkpoint open_hf_or_mindspore(const std::string& path, const LoadOptions& opti
   const std::string& tokenizer_path = side.tokenizer;
   if (!file_exists(tokenizer_path)) fail(path, ": no tokenizer.model found at ", tokenizer_path, " (pass --tokenizer)");
   c.tokenizer = std::make_shared<const Tokenizer>(Tokenizer::from_file(tokenizer_path));
+  c.tokenizer_origin = tokenizer_path;
 
   if (is_ckpt) {
     c.description = "MindSpore checkpoint " + fs::path(path).filename().string();

@@ -33,12 +33,20 @@ struct Checkpoint {
   GenerationConfig generation;
   std::string generation_json;  // generation_config.json text as found ("" if absent)
   std::shared_ptr<const Tokenizer> tokenizer;
+  // Where the vocabulary came from, for the load line and `inspect`: "tokenizer.model",
+  // "GGUF tokenizer.model bytes", "GGUF vocabulary", "GGUF vocabulary, 1086 user-defined piece types
+  // restored (llama.cpp wrote them as NORMAL)", or "--tokenizer FILE".
+  std::string tokenizer_origin;
   // Canonical names: token_embd.weight, blk.N.attn_{norm,q,k,v,output}.weight,
   // blk.N.ffn_{norm,gate,up,down}.weight, output_norm.weight, output.weight.
   std::map<std::string, Tensor> tensors;
   // GGUF stores Q and K rows permuted for interleaved (GPT-J style) rotary pairs, as llama.cpp does;
   // the other formats keep the official rotate-half layout.
   bool qk_interleaved = false;
+  // Whether output.weight rows are already L2-normalised: false for the official formats (raw, as
+  // released), a GGUF's kGgufHeadNormalizedKey, nullopt when a GGUF does not say (llama.cpp's: raw).
+  // The forward pass normalises either way (idempotent); writers and `inspect` need to know.
+  std::optional<bool> head_normalized = false;
 
   const Tensor& tensor(const std::string& name) const;  // throws Error naming the file if absent
 };

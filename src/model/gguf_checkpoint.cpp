@@ -60,14 +60,26 @@ Checkpoint open_gguf_checkpoint(const std::string& path, const LoadOptions& opti
   c.description = "GGUF v" + std::to_string(f.version);
   c.qk_interleaved = true;
 
-  if (const auto* model = f.find(kGgufTokenizerModelKey)) {
+  if (options.tokenizer_path) {  // the user's tokenizer.model replaces whatever the file carries
+    c.tokenizer = std::make_shared<const Tokenizer>(Tokenizer::from_file(*options.tokenizer_path));
+    c.tokenizer_origin = *options.tokenizer_path + " (--tokenizer)";
+  } else if (const auto* model = f.find(kGgufTokenizerModelKey)) {
     c.tokenizer = std::make_shared<const Tokenizer>(
         Tokenizer::from_model_bytes(model->as_bytes(path + ": " + kGgufTokenizerModelKey), path + ": " + kGgufTokenizerModelKey));
+    c.tokenizer_origin = "the original tokenizer.model carried in the GGUF";
   } else {
     const std::string tk = "tokenizer.ggml.tokens", sk = "tokenizer.ggml.scores", yk = "tokenizer.ggml.token_type";
-    c.tokenizer = std::make_shared<const Tokenizer>(Tokenizer::from_vocab(
-        f.get(tk).as_strings(path + ": " + tk), f.get(sk).as_floats(path + ": " + sk),
-        f.get(yk).as_ints(path + ": " + yk), path + ": " + tk));
+    auto pieces = f.get(tk).as_strings(path + ": " + tk);
+    auto scores = f.get(sk).as_floats(path + ": " + sk);
+    auto types = f.get(yk).as_ints(path + ": " + yk);
+    // Files made by llama.cpp's converter lost SentencePiece's user-defined types (see tokenizer.h).
+    const int32_t restored = restore_user_defined_types(pieces, scores, types);
+    c.tokenizer = std::make_shared<const Tokenizer>(Tokenizer::from_vocab(pieces, scores, types, path + ": " + tk));
+    c.tokenizer_origin = "the GGUF vocabulary";
+    if (restored > 0) {
+      c.tokenizer_origin += ", " + std::to_string(restored) + " user-defined piece types restored (written as NORMAL)";
+      c.description += ", " + std::to_string(restored) + " user-defined tokenizer piece types restored";
+    }
   }
 
   auto& cfg = c.config;
@@ -109,12 +121,15 @@ Checkpoint open_gguf_checkpoint(const std::string& path, const LoadOptions& opti
     c.generation_json = gen->as_string(path + ": " + kGgufGenerationConfigKey);
     c.generation = parse_generation_config(c.generation_json, path + ": " + kGgufGenerationConfigKey);
   }
+  c.head_normalized = std::nullopt;
+  if (const auto* normalized = f.find(kGgufHeadNormalizedKey))
+    c.head_normalized = normalized->as_bool(path + ": " + kGgufHeadNormalizedKey);
   for (auto& t : f.tensors) c.tensors[t.name] = t;
   return c;
 }
 
 std::vector<gguf::KeyValue> gguf_metadata(const ModelConfig& cfg, const Tokenizer& tok, const std::string& generation_json,
-                                          const FileType& type, const std::string& name) {
+                                          const FileType& type, const std::string& name, bool head_normalized) {
   using gguf::Value;
   std::vector<gguf::KeyValue> meta = {
       {"general.architecture", Value::str(kArch)},
@@ -156,6 +171,7 @@ std::vector<gguf::KeyValue> gguf_metadata(const ModelConfig& cfg, const Tokenize
   meta.push_back({"tokenizer.ggml.add_space_prefix", Value::boolean(false)});
   meta.push_back({kGgufTokenizerModelKey, Value::bytes(tok.model_bytes())});
   if (!generation_json.empty()) meta.push_back({kGgufGenerationConfigKey, Value::str(generation_json)});
+  meta.push_back({kGgufHeadNormalizedKey, Value::boolean(head_normalized)});
   return meta;
 }
 
@@ -176,8 +192,13 @@ void load_row(const Tensor& t, int64_t row, float* out) {
 void write_gguf_checkpoint(const Checkpoint& c, const std::string& out_path, const ConvertOptions& options) {
   const auto& cfg = c.config;
   const FileType file_type = options.file_type();
-  auto meta = gguf_metadata(cfg, *c.tokenizer, c.generation_json, file_type, options.name);
   auto tensors = canonical_tensors(cfg);
+  // The head as it will be stored, decided before the metadata that describes it.
+  const DType head_type = tensor_type_for(file_type, "output.weight", c.tensor("output.weight").shape, cfg);
+  const bool normalize_head = options.normalize_head || is_quantized(head_type);
+  // A source whose head is normalised already stays so: the raw rows are gone.
+  const bool head_normalized = normalize_head || c.head_normalized.value_or(false);
+  auto meta = gguf_metadata(cfg, *c.tokenizer, c.generation_json, file_type, options.name, head_normalized);
   std::vector<gguf::TensorToWrite> out;
   for (const auto& [name, shape] : tensors) {
     const Tensor& src = c.tensor(name);
@@ -186,8 +207,11 @@ void write_gguf_checkpoint(const Checkpoint& c, const std::string& out_path, con
     t.dtype = tensor_type_for(file_type, name, src.shape, cfg);
     t.shape = src.shape;
     bool permute = !c.qk_interleaved && (name.ends_with(".attn_q.weight") || name.ends_with(".attn_k.weight"));
-    // NormHead is applied in float32 before the head is quantized, as the official code would.
-    bool normalize = (options.normalize_head || is_quantized(t.dtype)) && name == "output.weight";
+    // NormHead is applied in float32 before the head is rounded or quantized, as the official code would.
+    // (A head normalised already is not normalised again: that would only add a rounding.)
+    bool normalize = normalize_head && !c.head_normalized.value_or(false) && name == "output.weight";
+    if (head_normalized && name == "output.weight" && t.dtype == DType::BF16)
+      t.dtype = DType::F16;  // unit rows: F16 keeps 3 more bits than BF16 and has the range
     int64_t head_dim = cfg.head_dim();
     DType type = t.dtype;
     ThreadPool* pool = options.pool;

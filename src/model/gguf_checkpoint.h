@@ -20,6 +20,10 @@ class ThreadPool;
 // Metadata keys of our own (llama.cpp ignores them).
 inline constexpr const char* kGgufTokenizerModelKey = "baichuan_cpp.tokenizer_model";
 inline constexpr const char* kGgufGenerationConfigKey = "baichuan_cpp.generation_config";
+// true: output.weight rows are stored already divided by their L2 norm (NormHead applied), so every
+// engine computes the official logits; false: stored raw (only engines applying NormHead, like this
+// one, compute them right). Absent in files of other writers (llama.cpp's are raw).
+inline constexpr const char* kGgufHeadNormalizedKey = "baichuan_cpp.head_normalized";
 
 Checkpoint open_gguf_checkpoint(const std::string& path, const LoadOptions& options);
 
@@ -34,7 +38,12 @@ struct TensorWritten {
 struct ConvertOptions {
   DType type = DType::F16;         // the matrices' type (F32, F16, BF16, Q8_0, Q4_0, Q4_K, ...); norms stay F32
   QuantMix mix = QuantMix::Pure;   // or a llama.cpp mix (then `type` is its base type; see quant_mix.h)
-  bool normalize_head = false;     // write NormHead rows already divided by their L2 norm (for llama.cpp)
+  // Store NormHead rows already divided by their L2 norm (in float32, before rounding to the file's
+  // type), so that engines that do not apply NormHead (llama.cpp, LM Studio, Ollama) compute the
+  // official logits. A normalised head asked as BF16 is stored as F16 (unit rows fit F16's range and
+  // keep 3 more bits). false (`convert --raw-head`) keeps the rows as they are: lossless round trips,
+  // right only in engines that normalise, like this one. Quantized heads are always normalised.
+  bool normalize_head = true;
   std::string name;                // general.name
   ThreadPool* pool = nullptr;      // rows of each tensor are converted in parallel on it (else serially)
   std::function<void(const TensorWritten&)> on_tensor;  // called after each tensor is produced
@@ -45,7 +54,8 @@ struct ConvertOptions {
 // The GGUF metadata of a Baichuan 2 model whose matrices are stored as `type` (general.file_type is
 // llama.cpp's value for it).
 std::vector<gguf::KeyValue> gguf_metadata(const ModelConfig& config, const Tokenizer& tokenizer,
-                                          const std::string& generation_json, const FileType& type, const std::string& name);
+                                          const std::string& generation_json, const FileType& type, const std::string& name,
+                                          bool head_normalized);
 // Stores n floats as F32, F16, BF16 or a quantized block type (n a whole number of blocks).
 void store_floats(DType type, const float* values, int64_t n, std::byte* out);
 // Reads row `row` of a 2-D tensor (or the whole of a 1-D one, row 0) of any float or block type as floats.

@@ -246,6 +246,26 @@ Tokenizer Tokenizer::from_vocab(const std::vector<std::string>& pieces, const st
   return from_model_bytes(serialize_model_proto(model), what);
 }
 
+int32_t restore_user_defined_types(const std::vector<std::string>& pieces, const std::vector<float>& scores,
+                                   std::vector<int32_t>& types) {
+  const size_t n = std::min({pieces.size(), scores.size(), types.size()});
+  size_t first_byte = n;
+  for (size_t i = 0; i < n && first_byte == n; ++i)
+    if (types[i] == static_cast<int32_t>(PieceType::Byte)) first_byte = i;
+  if (first_byte == n) return 0;
+  // Only when every piece before the bytes is a meta piece (or such a NORMAL one): a vocabulary whose
+  // learned pieces come before its bytes is not laid out by SentencePiece, and is left as it is.
+  for (size_t i = 0; i < first_byte; ++i)
+    if (types[i] == static_cast<int32_t>(PieceType::Normal) && scores[i] != 0.0f) return 0;
+  int32_t restored = 0;
+  for (size_t i = 0; i < first_byte; ++i)
+    if (types[i] == static_cast<int32_t>(PieceType::Normal) && !pieces[i].empty()) {
+      types[i] = static_cast<int32_t>(PieceType::UserDefined);
+      ++restored;
+    }
+  return restored;
+}
+
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const { return encode(text, EncodeOptions{}); }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, const EncodeOptions& options) const {

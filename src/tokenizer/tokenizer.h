@@ -70,6 +70,15 @@ class Tokenizer {
   std::unique_ptr<Impl> impl_;
 };
 
+// llama.cpp's converter (convert_hf_to_gguf.py) writes SentencePiece's USER_DEFINED pieces (type 4) as
+// NORMAL (1): it maps only the unknown, control, unused and byte types. A SentencePiece model lays out
+// its meta pieces (unknown, control, user-defined) first, then the byte pieces, then the learned
+// pieces, and gives user-defined pieces the score 0. So a NORMAL piece of score 0 placed before the
+// first BYTE piece can only be a user-defined piece that lost its type: this sets those back to 4 and
+// returns how many it changed (0 for a vocabulary that kept its types or has no byte pieces).
+int32_t restore_user_defined_types(const std::vector<std::string>& pieces, const std::vector<float>& scores,
+                                   std::vector<int32_t>& types);
+
 // Turns ids into text as they are generated, emitting only complete UTF-8: a character split across
 // byte-fallback pieces is held back until its last byte arrives.
 class StreamDecoder {

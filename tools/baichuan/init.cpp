@@ -248,7 +248,7 @@ Run add_init(CLI::App& app) {
     }
     std::string name = cmd->preset.empty() ? "Baichuan2-random" : "Baichuan2-" + cmd->preset + "-random";
     auto start = std::chrono::steady_clock::now();
-    gguf::write_file(cmd->out, gguf_metadata(cfg, tokenizer, gen, type, name), tensors);
+    gguf::write_file(cmd->out, gguf_metadata(cfg, tokenizer, gen, type, name, /*head_normalized=*/false), tensors);
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::cerr << "wrote " << cmd->out << ": random Baichuan 2 " << cfg.family() << ", " << cfg.num_layers
               << " layers, hidden " << cfg.hidden_size << ", " << file_type_name(type) << " ("

@@ -1,0 +1,201 @@
+// The official 4-bit Chat layout (bitsandbytes NF4 in pytorch_model.bin,
+// ../shared/reference/b2-7b-tiny-4bits): the restricted unpickler takes exactly what the layout
+// needs, dequantization is bit-exact (nf4_check), and broken files are clear errors naming the tensor.
+// (Logits, greedy tokens, chats: the golden suite's Nf4TorchBin7B case.)
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "core/mapped_file.h"
+#include "formats/torch_bin.h"
+#include "formats/torch_bin_memory.h"
+#include "formats/zip_archive.h"
+#include "model/checkpoint.h"
+#include "shared_data.h"
+
+namespace baichuan {
+namespace bnb_nf4_test {  // named, not anonymous: the tests compile as a unity build
+
+namespace fs = std::filesystem;
+using namespace std::string_literals;
+using testing::shared_path;
+
+std::string four_bit_dir() { return shared_path("reference/b2-7b-tiny-4bits"); }
+std::string four_bit_file() { return four_bit_dir() + "/pytorch_model.bin"; }
+
+std::string sha256_of(const std::string& bytes) {
+  const std::string path = (fs::path(::testing::TempDir()) / "bnb_nf4_sha_input").string();
+  {
+    std::ofstream out(path, std::ios::binary);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
+  std::string cmd = "sha256sum '" + path + "'", out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return "";
+  char buf[128];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  pclose(p);
+  return out.substr(0, 64);
+}
+
+const Tensor* find(const std::vector<Tensor>& tensors, const std::string& name) {
+  for (const Tensor& t : tensors)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+TEST(BnbNf4, DequantizationIsBitExact) {
+  REQUIRE_SHARED(four_bit_file());
+  auto check = nlohmann::json::parse(read_text_file(four_bit_dir() + "/nf4_check.json"));
+  std::vector<Tensor> tensors = formats::read_torch_bin(four_bit_file());
+  ASSERT_EQ(check["tensors"].size(), 10u);
+  for (const auto& c : check["tensors"]) {
+    const std::string name = c["name"].get<std::string>();
+    SCOPED_TRACE(name);
+    const Tensor* t = find(tensors, name);
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(find(tensors, name + ".data"), nullptr);
+    ASSERT_EQ(t->dtype, DType::F16);
+    ASSERT_EQ(t->shape, c["shape"].get<std::vector<int64_t>>());
+    auto first64 = testing::read_f32_file(four_bit_dir() + "/" + c["first64_file"].get<std::string>());
+    ASSERT_EQ(first64.size(), 64u);
+    for (size_t i = 0; i < 64; ++i) {
+      float ours = load_float(t->dtype, t->data, i), theirs = first64[i];
+      ASSERT_EQ(std::memcmp(&ours, &theirs, 4), 0) << "element " << i << ": " << ours << " vs " << theirs;
+    }
+    const std::string f16(reinterpret_cast<const char*>(t->data), t->nbytes);
+    EXPECT_EQ(sha256_of(f16), c["sha256_dequant_f16_le"].get<std::string>());
+    std::string f32(static_cast<size_t>(t->numel()) * 4, '\0');
+    for (int64_t i = 0; i < t->numel(); ++i) {
+      float v = load_float(t->dtype, t->data, static_cast<size_t>(i));
+      std::memcpy(f32.data() + 4 * i, &v, 4);
+    }
+    EXPECT_EQ(sha256_of(f32), c["sha256_dequant_f32_le"].get<std::string>());
+  }
+  // The float tensors are read as stored (float16 Parameters).
+  const Tensor* embed = find(tensors, "model.embed_tokens.weight");
+  ASSERT_NE(embed, nullptr);
+  EXPECT_EQ(embed->dtype, DType::F16);
+  EXPECT_EQ(tensors.size(), 17u);  // 27 keys: 10 weights are two keys each, seven float tensors
+}
+
+TEST(BnbNf4, FolderOpensAsAHuggingFaceCheckpoint) {
+  REQUIRE_SHARED(four_bit_file());
+  Checkpoint c = open_checkpoint(four_bit_dir());
+  EXPECT_EQ(c.config.hidden_size, 32);
+  EXPECT_EQ(c.tensor("blk.1.ffn_down.weight").shape, (std::vector<int64_t>{32, 88}));
+}
+
+// ---- broken files: the real archive with one thing changed --------------------------------------
+
+std::string le(uint64_t v, int bytes) {
+  std::string s;
+  for (int i = 0; i < bytes; ++i) s += static_cast<char>((v >> (8 * i)) & 0xff);
+  return s;
+}
+
+// The archive's entries (name -> bytes) and a stored zip of them (no CRCs: the reader ignores them).
+std::vector<std::pair<std::string, std::string>> entries_of(const std::string& bytes) {
+  formats::ZipArchive zip(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size(), "x");
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& e : zip.entries()) out.emplace_back(e.name, std::string(zip.stored_bytes(e)));
+  return out;
+}
+
+std::string zip_of(const std::vector<std::pair<std::string, std::string>>& files) {
+  std::string out, cd;
+  for (const auto& [name, data] : files) {
+    const uint64_t offset = out.size();
+    out += le(0x04034b50, 4) + le(20, 2) + le(0, 2) + le(0, 2) + le(0, 4) + le(0, 4) + le(data.size(), 4) +
+           le(data.size(), 4) + le(name.size(), 2) + le(0, 2) + name + data;
+    cd += le(0x02014b50, 4) + le(20, 2) + le(20, 2) + le(0, 2) + le(0, 2) + le(0, 4) + le(0, 4) + le(data.size(), 4) +
+          le(data.size(), 4) + le(name.size(), 2) + le(0, 2) + le(0, 2) + le(0, 2) + le(0, 2) + le(0, 4) +
+          le(offset, 4) + name;
+  }
+  const uint64_t cd_offset = out.size();
+  out += cd + le(0x06054b50, 4) + le(0, 2) + le(0, 2) + le(files.size(), 2) + le(files.size(), 2) + le(cd.size(), 4) +
+         le(cd_offset, 4) + le(0, 2);
+  return out;
+}
+
+// The load error of the real file after `edit` changed its entries ("" if it loads).
+template <typename Edit>
+std::string error_after(Edit edit) {
+  auto files = entries_of(read_text_file(four_bit_file()));
+  edit(files);
+  const std::string bytes = zip_of(files);
+  try {
+    formats::read_torch_bin_memory(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size(), nullptr, "4bit.bin");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Replaces the first `from` at or after the first `after` in the pickle.
+auto pickle_edit(std::string after, std::string from, std::string to) {
+  return [=](std::vector<std::pair<std::string, std::string>>& files) {
+    for (auto& [name, data] : files)
+      if (name.ends_with("/data.pkl")) {
+        size_t start = data.find(after);
+        ASSERT_NE(start, std::string::npos) << after;
+        size_t at = data.find(from, start);
+        ASSERT_NE(at, std::string::npos);
+        data.replace(at, from.size(), to);
+      }
+  };
+}
+
+TEST(BnbNf4, UnchangedArchiveRebuiltLoads) {
+  REQUIRE_SHARED(four_bit_file());
+  EXPECT_EQ(error_after([](auto&) {}), "");
+}
+
+TEST(BnbNf4, BrokenFilesAreClearErrorsNamingTheTensor) {
+  REQUIRE_SHARED(four_bit_file());
+  const std::string w = "model.layers.0.self_attn.W_pack.weight";
+  const std::string state_key = std::string("X") + le(w.size() + 12, 4) + w + ".quant_state";
+  // A truncated storage (the packed codes of a weight).
+  auto msg = error_after([](auto& files) {
+    for (auto& [name, data] : files)
+      if (name.ends_with("/data/2")) data.resize(data.size() / 2);
+  });
+  EXPECT_NE(msg.find("holds"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("tensor '"), std::string::npos) << msg;
+  // blocksize 32 instead of 64.
+  msg = error_after(pickle_edit(state_key, "K@", "K "));
+  EXPECT_NE(msg.find("'" + w + "'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("blocksize is 32"), std::string::npos) << msg;
+  // blocksize None: a wrong element type.
+  msg = error_after(pickle_edit(state_key, "K@", "N"));
+  EXPECT_NE(msg.find(w + ".quant_state'[3] must be an int, not a None"), std::string::npos) << msg;
+  // quant_type dropped: a list of the wrong length.
+  msg = error_after(pickle_edit(state_key, "X\x03\x00\x00\x00nf4"s, ""));
+  EXPECT_NE(msg.find(w + ".quant_state' has 6 elements, expected 7"), std::string::npos) << msg;
+  // fp4 is refused.
+  msg = error_after(pickle_edit(state_key, "X\x03\x00\x00\x00nf4"s, "X\x03\x00\x00\x00" "fp4"s));
+  EXPECT_NE(msg.find("quant_type is 'fp4'"), std::string::npos) << msg;
+  // 47 block scale codes where the shape needs 48.
+  msg = error_after(pickle_edit(state_key, "QK\x00K0\x85"s, "QK\x00K/\x85"s));
+  EXPECT_NE(msg.find("'" + w + "'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("has 47 elements, expected 48"), std::string::npos) << msg;
+  // A shape that the packed codes do not match.
+  msg = error_after(pickle_edit("torch\nSize\n", "K`K \x86"s, "K`K@\x86"s));
+  EXPECT_NE(msg.find("the packed codes"), std::string::npos) << msg;
+  // Any other global.
+  msg = error_after(pickle_edit("", "torch\nSize\n"s, "os\nsystem\n"s));
+  EXPECT_NE(msg.find("global 'os.system' is not allowed"), std::string::npos) << msg;
+  msg = error_after(pickle_edit("", "torch\nfloat16\n"s, "torch\nload\n"s));
+  EXPECT_NE(msg.find("global 'torch.load' is not allowed"), std::string::npos) << msg;
+}
+
+}  // namespace bnb_nf4_test
+}  // namespace baichuan
