@@ -240,7 +240,12 @@ RunResult run_full_finetune(TrainModel<float>& model, AdamW<float>& optimizer, c
                   static_cast<long long>(step), static_cast<long long>(schedule.total_steps), r.loss, config.lr,
                   r.grad_norm, result.tokens_per_second, format_duration(eta).c_str());
     out.log(line);
-    if ((s.save_every > 0 && step % s.save_every == 0) || step == schedule.total_steps) save();
+    const bool stop = out.stop_after > 0 && step == out.stop_after;
+    if ((s.save_every > 0 && step % s.save_every == 0) || step == schedule.total_steps || stop) save();
+    if (stop) {
+      out.log("stopped after step " + std::to_string(step) + " (--stop-after); continue with --resume");
+      break;
+    }
   }
   result.steps = state.step;
   if (first_step > schedule.total_steps) out.log("nothing to do: the checkpoint is at the last step already");

@@ -54,6 +54,7 @@ struct RunOutputs {
   std::string command_line;
   HfFolderSources sources;  // config, generation config and tokenizer for checkpoints
   std::function<void(const std::string&)> log;  // progress lines (stderr)
+  int64_t stop_after = 0;  // > 0: checkpoint and stop after this step, the schedule unchanged (an interruption)
 };
 
 struct RunResult {

@@ -45,7 +45,7 @@ struct FinetuneCommand {
   int threads = 0;
   // Full fine-tuning.
   std::string data, eval_data, out_dir, resume, schedule = "cosine", betas = "0.9,0.999", gguf, memory_limit;
-  int64_t epochs = 1, max_steps = 0, batch = 1, grad_accum = 1, warmup = 0, eval_every = 0, save_every = 0;
+  int64_t stop_after = 0, epochs = 1, max_steps = 0, batch = 1, grad_accum = 1, warmup = 0, eval_every = 0, save_every = 0;
   double lr = 1e-4, min_lr = 0, weight_decay = 0, eps = 1e-8, clip = 1.0, eval_split = 0;
   uint64_t seed = 42;
 };
@@ -190,6 +190,7 @@ int run_full_finetune_command(CLI::App& app, const FinetuneCommand& cmd, const L
   outputs.out_dir = cmd.out_dir;
   outputs.command_line = finetune_command_line();
   outputs.sources = {cfg, checkpoint.generation_json, checkpoint.tokenizer ? checkpoint.tokenizer->model_bytes() : ""};
+  outputs.stop_after = cmd.stop_after;
   outputs.log = [](const std::string& line) { std::cerr << line << "\n" << std::flush; };
   ThreadPool pool(threads);
   const train::RunResult result = train::run_full_finetune(model, optimizer, settings, resumed, outputs, pool);
@@ -254,6 +255,8 @@ Run add_finetune(CLI::App& app) {
   app.add_option("--save-every", cmd->save_every, "Write a checkpoint every N steps (and always at the end)");
   app.add_option("--resume", cmd->resume, "Continue from a checkpoint folder (or the newest one in an OUTDIR)");
   app.add_option("--gguf", cmd->gguf, "Also write OUTDIR/model-TYPE.gguf (f16, q8_0, q4_0, ...; head normalised)");
+  app.add_option("--stop-after", cmd->stop_after,
+                 "Checkpoint and stop after step N, as an interruption would (the schedule still ends at the last step)");
   app.add_option("--memory-limit", cmd->memory_limit,
                  "Refuse a memory plan above this size (default: the machine's RAM), e.g. 8G");
   CLI::App* self = &app;
