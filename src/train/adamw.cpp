@@ -7,6 +7,16 @@
 namespace baichuan::train {
 
 template <typename T>
+void AdamW<T>::load_state(std::span<const T> m, std::span<const T> v, int64_t steps) {
+  if (m.size() != m_.size() || v.size() != v_.size() || steps < 0)
+    fail("AdamW state: ", m.size(), " m and ", v.size(), " v values at step ", steps, " for ", m_.size(),
+         " parameters");
+  m_.assign(m.begin(), m.end());
+  v_.assign(v.begin(), v.end());
+  t_ = steps;
+}
+
+template <typename T>
 void AdamW<T>::step(std::span<T> params, std::span<const T> grads, const AdamWConfig& c, ThreadPool& pool) {
   if (params.size() != m_.size() || grads.size() != m_.size())
     fail("AdamW: ", params.size(), " parameters and ", grads.size(), " gradients for a state of ", m_.size());

@@ -31,6 +31,8 @@ class AdamW {
   int64_t steps() const { return t_; }
   std::span<const T> m() const { return m_; }
   std::span<const T> v() const { return v_; }
+  // Restores a saved state (resuming a run); throws Error when the sizes do not match.
+  void load_state(std::span<const T> m, std::span<const T> v, int64_t steps);
 
  private:
   std::vector<T> m_, v_;

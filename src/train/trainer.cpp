@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -23,8 +24,32 @@ void check_finite(TrainModel<T>& model, bool gradients, int64_t step) {
 }  // namespace
 
 template <typename T>
+double clip_grad_norm(TrainModel<T>& model, double max_norm) {
+  double sum_of_squares = 0;
+  for (const ParamInfo& p : model.layout()) {
+    double tensor_sq = 0;
+    for (T g : model.grad(p)) tensor_sq += static_cast<double>(g) * static_cast<double>(g);
+    sum_of_squares += tensor_sq;
+  }
+  const double norm = std::sqrt(sum_of_squares);
+  if (max_norm > 0 && std::isfinite(norm)) {
+    const T coef = static_cast<T>(std::min(1.0, max_norm / (norm + 1e-6)));
+    if (coef != T(1))
+      for (T& g : model.grads()) g *= coef;
+  }
+  return norm;
+}
+
+template <typename T>
 double train_step(TrainModel<T>& model, AdamW<T>& optimizer, TrainContext<T>& ctx,
                   std::span<const std::vector<Record>> micro_batches, const AdamWConfig& config, ThreadPool& pool) {
+  return train_step_clipped(model, optimizer, ctx, micro_batches, config, 0.0, pool).loss;
+}
+
+template <typename T>
+StepResult train_step_clipped(TrainModel<T>& model, AdamW<T>& optimizer, TrainContext<T>& ctx,
+                              std::span<const std::vector<Record>> micro_batches, const AdamWConfig& config,
+                              double max_grad_norm, ThreadPool& pool) {
   const int64_t step = optimizer.steps() + 1;
   LossNorm norm;  // the mean runs over every micro-batch of the step
   for (const auto& batch : micro_batches) {
@@ -44,9 +69,10 @@ double train_step(TrainModel<T>& model, AdamW<T>& optimizer, TrainContext<T>& ct
     loss += part;
   }
   check_finite(model, true, step);
+  const double grad_norm = clip_grad_norm(model, max_grad_norm);
   optimizer.step(model.params(), model.grads(), config, pool);
   check_finite(model, false, step);
-  return loss;
+  return {loss, grad_norm};
 }
 
 template <typename T>
@@ -66,6 +92,10 @@ std::vector<double> train_loop(TrainModel<T>& model, AdamW<T>& optimizer, TrainC
 #define BAICHUAN_TRAINER(T)                                                                                      \
   template double train_step<T>(TrainModel<T>&, AdamW<T>&, TrainContext<T>&, std::span<const std::vector<Record>>, \
                                 const AdamWConfig&, ThreadPool&);                                                \
+  template double clip_grad_norm<T>(TrainModel<T>&, double);                                                     \
+  template StepResult train_step_clipped<T>(TrainModel<T>&, AdamW<T>&, TrainContext<T>&,                         \
+                                            std::span<const std::vector<Record>>, const AdamWConfig&, double,   \
+                                            ThreadPool&);                                                        \
   template std::vector<double> train_loop<T>(TrainModel<T>&, AdamW<T>&, TrainContext<T>&,                        \
                                              std::span<const std::vector<Record>>, int64_t, const AdamWConfig&,  \
                                              ThreadPool&, const std::function<void(int64_t, double)>&);

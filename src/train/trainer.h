@@ -19,6 +19,25 @@ template <typename T>
 double train_step(TrainModel<T>& model, AdamW<T>& optimizer, TrainContext<T>& ctx,
                   std::span<const std::vector<Record>> micro_batches, const AdamWConfig& config, ThreadPool& pool);
 
+// torch.nn.utils.clip_grad_norm_(parameters, max_norm): the global L2 norm of the gradients (the norm
+// of the per-tensor norms; summed in double, tensor after tensor, so it is the same for any thread
+// count) and, when max_norm > 0, every gradient times min(1, max_norm / (norm + 1e-6)). Returns the
+// norm before clipping.
+template <typename T>
+double clip_grad_norm(TrainModel<T>& model, double max_norm);
+
+struct StepResult {
+  double loss = 0;
+  double grad_norm = 0;  // before clipping
+};
+
+// train_step with the gradients clipped to a global norm of `max_grad_norm` (0: no clipping) before
+// AdamW, as a torch loop calls clip_grad_norm_ between backward() and optimizer.step().
+template <typename T>
+StepResult train_step_clipped(TrainModel<T>& model, AdamW<T>& optimizer, TrainContext<T>& ctx,
+                              std::span<const std::vector<Record>> micro_batches, const AdamWConfig& config,
+                              double max_grad_norm, ThreadPool& pool);
+
 // `steps` optimizer steps, step s on batches[s % batches.size()]; returns every step's loss.
 // `on_step(step, loss)` (step from 1) runs after each step, e.g. to log.
 template <typename T>

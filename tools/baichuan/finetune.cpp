@@ -1,65 +1,277 @@
-// baichuan finetune: training on the CPU. This first slice runs exactly one AdamW step on the batch
-// of a step file (--one-step), for checking against the official code's golden step.
+// baichuan finetune: training on the CPU.
+//   --data DATASET -o OUTDIR   full fine-tuning (train/training_run.h): checkpoints, resume, a Hugging
+//                              Face folder (and --gguf TYPE) at the end
+//   --one-step STEP.json       exactly one AdamW step on a step file, for the official golden step
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "core/error.h"
+#include "core/json_file.h"
+#include "core/system_memory.h"
 #include "model/checkpoint.h"
+#include "model/gguf_checkpoint.h"
+#include "model/quant_mix.h"
+#include "train/checkpoint_dir.h"
+#include "train/hf_export.h"
+#include "train/memory_plan.h"
 #include "train/step_file.h"
 #include "train/trainer.h"
+#include "train/training_run.h"
 
 namespace baichuan::cli {
 
+namespace {
+
+// The command line as the shell saw it (for the checkpoint manifest), from /proc/self/cmdline.
+std::string finetune_command_line() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()), out, arg;
+  std::istringstream parts(all);
+  while (std::getline(parts, arg, '\0')) {
+    if (!out.empty()) out += ' ';
+    out += arg.find_first_of(" '\"\\$") == std::string::npos ? arg : "'" + arg + "'";
+  }
+  return out;
+}
+
+struct FinetuneCommand {
+  std::string model, config, tokenizer, position, one_step, dump;
+  int threads = 0;
+  // Full fine-tuning.
+  std::string data, eval_data, out_dir, resume, schedule = "cosine", betas = "0.9,0.999", gguf, memory_limit;
+  int64_t stop_after = 0, epochs = 1, max_steps = 0, batch = 1, grad_accum = 1, warmup = 0, eval_every = 0, save_every = 0;
+  double lr = 1e-4, min_lr = 0, weight_decay = 0, eps = 1e-8, clip = 1.0, eval_split = 0;
+  uint64_t seed = 42;
+};
+
+int finetune_one_step(const FinetuneCommand& cmd, const LoadOptions& options, int threads) {
+  const train::StepFile step = train::read_step_file(cmd.one_step);  // before loading: a typo costs nothing
+  const Checkpoint checkpoint = open_checkpoint(cmd.model, options);
+  auto model = train::load_train_model<float>(checkpoint);
+  const auto& s = model.shape();
+  std::cerr << "loaded " << cmd.model << " (" << checkpoint.description << ") as float32 for training: Baichuan 2 "
+            << checkpoint.config.family() << ", " << model.params().size() << " parameters, z_loss_weight "
+            << s.z_loss_weight << ", " << threads << " threads\n";
+  ThreadPool pool(threads);
+  train::AdamW<float> optimizer(model.params().size());
+  train::TrainContext<float> ctx;
+  const auto start = std::chrono::steady_clock::now();
+  const double loss = train::train_step(model, optimizer, ctx, {&step.batch, 1}, step.adamw, pool);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const size_t tokens = step.batch.size() * step.batch[0].input_ids.size();
+  std::cerr << "step 1: loss " << loss << ", " << step.batch.size() << " records x " << step.batch[0].input_ids.size()
+            << " tokens in " << secs << " s (" << static_cast<double>(tokens) / secs << " tokens/s)\n";
+  if (!cmd.dump.empty()) {
+    train::write_step_dump(cmd.dump, model);
+    std::cerr << "wrote gradients and updated weights of " << model.layout().size() << " parameters to " << cmd.dump
+              << "\n";
+  }
+  std::cout << nlohmann::json{{"loss", loss}}.dump() << "\n";
+  return 0;
+}
+
+// Writes OUTDIR/model (a Hugging Face folder) atomically: into a temporary folder, then renamed.
+std::string export_finetuned_model(const std::string& out_dir, const train::TrainModel<float>& model,
+                                   const train::HfFolderSources& sources) {
+  namespace fs = std::filesystem;
+  const fs::path final_dir = fs::path(out_dir) / "model", tmp = fs::path(out_dir) / ".model.tmp",
+                 old = fs::path(out_dir) / ".model.old";
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  train::write_hf_folder(tmp.string(), model, sources);
+  fs::remove_all(old);
+  if (fs::exists(final_dir)) fs::rename(final_dir, old);
+  fs::rename(tmp, final_dir);
+  fs::remove_all(old);
+  return final_dir.string();
+}
+
+int run_full_finetune_command(CLI::App& app, const FinetuneCommand& cmd, const LoadOptions& options, int threads) {
+  if (cmd.out_dir.empty()) fail("--data needs -o OUTDIR (checkpoints, the log and the fine-tuned model go there)");
+  if (cmd.model.empty() && cmd.resume.empty()) fail("give -m CHECKPOINT (or --resume DIR)");
+  train::TrainSettings settings;
+  std::optional<std::string> resume_dir;
+  nlohmann::json given;  // the settings given on this command line
+  {
+    train::TrainSettings from_cmd;
+    from_cmd.data = cmd.data;
+    from_cmd.eval_data = cmd.eval_data;
+    from_cmd.epochs = cmd.epochs;
+    from_cmd.max_steps = cmd.max_steps;
+    from_cmd.batch = cmd.batch;
+    from_cmd.grad_accum = cmd.grad_accum;
+    from_cmd.schedule = train::parse_schedule_kind(cmd.schedule);
+    from_cmd.lr = cmd.lr;
+    from_cmd.min_lr = cmd.min_lr;
+    from_cmd.warmup = cmd.warmup;
+    const auto comma = cmd.betas.find(',');
+    try {
+      if (comma == std::string::npos) throw std::invalid_argument("no comma");
+      from_cmd.adamw.beta1 = std::stod(cmd.betas.substr(0, comma));
+      from_cmd.adamw.beta2 = std::stod(cmd.betas.substr(comma + 1));
+    } catch (const std::exception&) {
+      fail("--betas '", cmd.betas, "': expected two numbers, e.g. 0.9,0.999");
+    }
+    from_cmd.adamw.eps = cmd.eps;
+    from_cmd.adamw.weight_decay = cmd.weight_decay;
+    from_cmd.clip = cmd.clip;
+    from_cmd.seed = cmd.seed;
+    from_cmd.eval_split = cmd.eval_split;
+    from_cmd.eval_every = cmd.eval_every;
+    from_cmd.save_every = cmd.save_every;
+    const nlohmann::ordered_json all = from_cmd.to_json();
+    for (const auto& [key, value] : all.items()) {
+      std::string option = "--" + key;
+      for (char& c : option) c = c == '_' ? '-' : c;
+      if (key == "weight_decay") option = "--weight-decay";
+      if (app.get_option_no_throw(option) && app.get_option(option)->count() > 0) given[key] = value;
+    }
+    settings = from_cmd;
+  }
+  std::string weights_path = cmd.model;
+  std::optional<train::LoadedCheckpoint> resumed;
+  nlohmann::json resume_settings;
+  if (!cmd.resume.empty()) {
+    resume_dir = train::find_training_checkpoint(cmd.resume);
+    resume_settings = read_json_file((std::filesystem::path(*resume_dir) / train::kCheckpointManifest).string()).at("settings");
+    // The run continues with its own settings; options given now replace them (and the curve then
+    // differs from an uninterrupted run, except for the length of the run and how often it logs).
+    settings = train::TrainSettings::from_json(resume_settings, train::TrainSettings{}, *resume_dir);
+    settings = train::TrainSettings::from_json(given, settings, "the command line");
+    for (const auto& [key, value] : given.items())
+      if (resume_settings.contains(key) && resume_settings[key] != value && key != "max_steps" && key != "epochs" &&
+          key != "eval_every" && key != "save_every")
+        std::cerr << "warning: --" << key << " " << value.dump() << " replaces the checkpoint's " << resume_settings[key].dump()
+                  << ": the run will not match an uninterrupted one\n";
+    weights_path = *resume_dir;
+  }
+  settings.validate();
+  const train::TokenDataset probe = train::TokenDataset::open(settings.data);  // before loading the weights
+
+  const Checkpoint checkpoint = open_checkpoint(weights_path, resume_dir ? LoadOptions{} : options);
+  const auto& cfg = checkpoint.config;
+  check_dataset_fits(probe, train::TrainShape::from(cfg), cfg.model_max_length);
+  if (!settings.eval_data.empty())
+    check_dataset_fits(train::TokenDataset::open(settings.eval_data), train::TrainShape::from(cfg), cfg.model_max_length);
+
+  const train::TrainShape shape = train::TrainShape::from(cfg);
+  const int64_t seq_len = probe.row_length();
+  const train::MemoryPlan plan = train::full_finetune_memory_plan(shape, settings.batch, seq_len);
+  const uint64_t limit =
+      cmd.memory_limit.empty() ? physical_memory_bytes() : train::parse_byte_size(cmd.memory_limit, "--memory-limit");
+  std::cerr << "memory plan (full fine-tuning, float32, micro-batch " << settings.batch << " x " << seq_len
+            << " tokens):\n"
+            << plan.describe() << "  available                     "
+            << (limit ? gibibytes(static_cast<double>(limit)) : std::string("unknown")) << "\n";
+  if (limit && plan.total() > limit)
+    fail("the memory plan needs ", gibibytes(static_cast<double>(plan.total())), " but ",
+         cmd.memory_limit.empty() ? "this machine has " : "--memory-limit is ", gibibytes(static_cast<double>(limit)),
+         ":\n", plan.describe(), "use a smaller --batch (with --grad-accum for the same step), shorter rows, or a smaller model");
+
+  auto model = train::load_train_model<float>(checkpoint);
+  train::AdamW<float> optimizer(model.params().size());
+  if (resume_dir) {
+    resumed = train::read_training_checkpoint(*resume_dir, model, optimizer);
+    std::cerr << "resuming " << *resume_dir << " at step " << resumed->state.step << " (epoch "
+              << resumed->state.epoch << ", record " << resumed->state.index << " of its order)\n";
+  }
+  std::cerr << "loaded " << weights_path << " (" << checkpoint.description << ") as float32: Baichuan 2 "
+            << cfg.family() << ", " << model.params().size() << " parameters; data " << settings.data << " ("
+            << probe.size() << " records of " << probe.row_length() << ", " << train::dataset_format_name(probe.format())
+            << "); " << threads << " threads\n";
+
+  train::RunOutputs outputs;
+  outputs.out_dir = cmd.out_dir;
+  outputs.command_line = finetune_command_line();
+  outputs.sources = {cfg, checkpoint.generation_json, checkpoint.tokenizer ? checkpoint.tokenizer->model_bytes() : ""};
+  outputs.stop_after = cmd.stop_after;
+  outputs.log = [](const std::string& line) { std::cerr << line << "\n" << std::flush; };
+  ThreadPool pool(threads);
+  const train::RunResult result = train::run_full_finetune(model, optimizer, settings, resumed, outputs, pool);
+
+  const std::string hf = export_finetuned_model(cmd.out_dir, model, outputs.sources);
+  std::cerr << "wrote the fine-tuned model to " << hf << " (Hugging Face folder, F32)\n";
+  nlohmann::ordered_json summary{{"steps", result.steps},
+                                 {"loss", result.last_loss},
+                                 {"tokens_per_second", result.tokens_per_second},
+                                 {"model", hf}};
+  if (result.last_eval_loss >= 0) summary["eval_loss"] = result.last_eval_loss;
+  if (!cmd.gguf.empty()) {
+    ConvertOptions convert;
+    const FileType type = parse_file_type(cmd.gguf);
+    convert.type = type.base;
+    convert.mix = type.mix;
+    convert.normalize_head = true;  // llama.cpp has no NormHead: store the rows normalised
+    convert.name = "Baichuan2-finetuned";
+    convert.pool = &pool;
+    const std::string gguf_path = (std::filesystem::path(cmd.out_dir) / ("model-" + cmd.gguf + ".gguf")).string();
+    write_gguf_checkpoint(open_checkpoint(hf), gguf_path, convert);
+    std::cerr << "wrote " << gguf_path << "\n";
+    summary["gguf"] = gguf_path;
+  }
+  std::cout << summary.dump() << "\n";
+  return 0;
+}
+
+}  // namespace
+
 Run add_finetune(CLI::App& app) {
-  struct Command {
-    std::string model, config, tokenizer, position, one_step, dump;
-    int threads = 0;
-  };
-  auto cmd = std::make_shared<Command>();
-  app.add_option("-m,--model", cmd->model, "Checkpoint: Hugging Face folder, MindSpore .ckpt, or .gguf")->required();
+  auto cmd = std::make_shared<FinetuneCommand>();
+  app.add_option("-m,--model", cmd->model, "Checkpoint: Hugging Face folder, MindSpore .ckpt, or .gguf");
   app.add_option("--config", cmd->config, "config.json to use (e.g. for a .ckpt)");
   app.add_option("--tokenizer", cmd->tokenizer, "tokenizer.model to use (e.g. for a .ckpt)");
   app.add_option("--position", cmd->position, "Force the position scheme: rope (7B family) or alibi (13B family)")
       ->check(CLI::IsMember({"rope", "alibi"}));
   app.add_option("-t,--threads", cmd->threads, "Threads (default: all hardware threads)")->check(CLI::NonNegativeNumber);
-  app.add_option("--one-step", cmd->one_step,
-                 "Step file (JSON: batch of {input_ids, labels}, adamw {lr, betas, eps, weight_decay}): run one "
-                 "AdamW step on it")
-      ->required();
-  app.add_option("--dump", cmd->dump, "Write grad.<name> and after_step.<name> of every parameter (F32 safetensors)");
-  return [cmd] {
+  auto* one_step = app.add_option("--one-step", cmd->one_step,
+                                  "Step file (JSON: batch of {input_ids, labels}, adamw {lr, betas, eps, "
+                                  "weight_decay}): run one AdamW step on it");
+  app.add_option("--dump", cmd->dump, "With --one-step: write grad.<name> and after_step.<name> (F32 safetensors)");
+  auto* data = app.add_option("--data", cmd->data, "Dataset from `baichuan preprocess` (tokens, json or MindRecord)");
+  data->excludes(one_step);
+  app.add_option("-o,--output", cmd->out_dir, "Output folder: checkpoints, train_log.csv, model/ at the end");
+  auto* epochs = app.add_option("--epochs", cmd->epochs, "Passes over the training records (default 1)");
+  app.add_option("--max-steps", cmd->max_steps, "Optimizer steps (instead of --epochs)")->excludes(epochs);
+  app.add_option("--batch", cmd->batch, "Rows per micro-batch (default 1)");
+  app.add_option("--grad-accum", cmd->grad_accum, "Micro-batches per optimizer step (default 1)");
+  app.add_option("--lr", cmd->lr, "Peak learning rate (default 1e-4)");
+  app.add_option("--min-lr", cmd->min_lr, "Floor the schedule decays to (default 0)");
+  app.add_option("--schedule", cmd->schedule, "constant, linear or cosine (default), after --warmup");
+  app.add_option("--warmup", cmd->warmup, "Steps of linear warm-up from 0 (default 0)");
+  app.add_option("--weight-decay", cmd->weight_decay, "AdamW decoupled weight decay (default 0, as fine-tune.py)");
+  app.add_option("--betas", cmd->betas, "AdamW betas (default 0.9,0.999)");
+  app.add_option("--eps", cmd->eps, "AdamW eps (default 1e-8)");
+  app.add_option("--clip", cmd->clip, "Clip gradients to this global L2 norm; 0 = off (default 1.0)");
+  app.add_option("--seed", cmd->seed, "Seed of the shuffles and of the held-out split (default 42)");
+  app.add_option("--eval-split", cmd->eval_split, "Hold out this fraction of the records for evaluation");
+  app.add_option("--eval-data", cmd->eval_data, "Evaluate on this dataset instead");
+  app.add_option("--eval-every", cmd->eval_every, "Evaluate every N steps (and at the end)");
+  app.add_option("--save-every", cmd->save_every, "Write a checkpoint every N steps (and always at the end)");
+  app.add_option("--resume", cmd->resume, "Continue from a checkpoint folder (or the newest one in an OUTDIR)");
+  app.add_option("--gguf", cmd->gguf, "Also write OUTDIR/model-TYPE.gguf (f16, q8_0, q4_0, ...; head normalised)");
+  app.add_option("--stop-after", cmd->stop_after,
+                 "Checkpoint and stop after step N, as an interruption would (the schedule still ends at the last step)");
+  app.add_option("--memory-limit", cmd->memory_limit,
+                 "Refuse a memory plan above this size (default: the machine's RAM), e.g. 8G");
+  CLI::App* self = &app;
+  return [cmd, self] {
     LoadOptions options;
     if (!cmd->config.empty()) options.config_path = cmd->config;
     if (!cmd->tokenizer.empty()) options.tokenizer_path = cmd->tokenizer;
     if (!cmd->position.empty()) options.position = parse_position_encoding(cmd->position);
-    const train::StepFile step = train::read_step_file(cmd->one_step);  // before loading: a typo costs nothing
-    const Checkpoint checkpoint = open_checkpoint(cmd->model, options);
-    auto model = train::load_train_model<float>(checkpoint);
-    const auto& s = model.shape();
     const int threads = cmd->threads > 0 ? cmd->threads : ThreadPool::default_threads();
-    std::cerr << "loaded " << cmd->model << " (" << checkpoint.description << ") as float32 for training: Baichuan 2 "
-              << checkpoint.config.family() << ", " << model.params().size() << " parameters, z_loss_weight "
-              << s.z_loss_weight << ", " << threads << " threads\n";
-
-    ThreadPool pool(threads);
-    train::AdamW<float> optimizer(model.params().size());
-    train::TrainContext<float> ctx;
-    const auto start = std::chrono::steady_clock::now();
-    const double loss = train::train_step(model, optimizer, ctx, {&step.batch, 1}, step.adamw, pool);
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const size_t tokens = step.batch.size() * step.batch[0].input_ids.size();
-    std::cerr << "step 1: loss " << loss << ", " << step.batch.size() << " records x " << step.batch[0].input_ids.size()
-              << " tokens in " << secs << " s (" << static_cast<double>(tokens) / secs << " tokens/s)\n";
-    if (!cmd->dump.empty()) {
-      train::write_step_dump(cmd->dump, model);
-      std::cerr << "wrote gradients and updated weights of " << model.layout().size() << " parameters to "
-                << cmd->dump << "\n";
+    if (!cmd->one_step.empty()) {
+      if (cmd->model.empty()) fail("--one-step needs -m CHECKPOINT");
+      return finetune_one_step(*cmd, options, threads);
     }
-    std::cout << nlohmann::json{{"loss", loss}}.dump() << "\n";
-    return 0;
+    if (cmd->data.empty() && cmd->resume.empty()) fail("give --data DATASET -o OUTDIR (or --one-step STEP.json)");
+    return run_full_finetune_command(*self, *cmd, options, threads);
   };
 }
 

@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
   sub("eval", "Few-shot C-Eval, MMLU, CMMLU, GAOKAO, AGIEval, BBH; --compare / --plot saved runs", baichuan::cli::add_eval);
   sub("preprocess", "Tokenize and label BELLE/Alpaca conversations for fine-tuning (tokens, json, mindrecord)",
       baichuan::cli::add_preprocess);
-  sub("finetune", "Train on the CPU (first slice: --one-step, one AdamW step checked against the official code)",
+  sub("finetune", "Full fine-tuning on the CPU from a dataset (--data), with checkpoints and --resume; or --one-step",
       baichuan::cli::add_finetune);
   try {
     app.parse(argc, argv);

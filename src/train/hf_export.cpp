@@ -1,0 +1,67 @@
+#include "train/hf_export.h"
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "formats/safetensors.h"
+
+namespace baichuan::train {
+
+std::string hf_config_json(const ModelConfig& c) {
+  nlohmann::ordered_json j;
+  j["architectures"] = {"BaichuanForCausalLM"};
+  j["model_type"] = "baichuan";
+  j["tokenizer_class"] = "BaichuanTokenizer";
+  j["bos_token_id"] = c.bos_token_id;
+  j["eos_token_id"] = c.eos_token_id;
+  j["pad_token_id"] = c.pad_token_id;
+  j["hidden_act"] = "silu";
+  j["hidden_size"] = c.hidden_size;
+  j["intermediate_size"] = c.intermediate_size;
+  j["num_attention_heads"] = c.num_heads;
+  j["num_hidden_layers"] = c.num_layers;
+  j["rms_norm_eps"] = c.rms_norm_eps;
+  j["vocab_size"] = c.vocab_size;
+  j["model_max_length"] = c.model_max_length;
+  j["initializer_range"] = 0.02;
+  j["tie_word_embeddings"] = false;
+  j["torch_dtype"] = "float32";
+  j["use_cache"] = true;
+  j["z_loss_weight"] = c.z_loss_weight;
+  if (c.position == PositionEncoding::Rope) j["max_position_embeddings"] = c.model_max_length;
+  return j.dump(2) + "\n";
+}
+
+void write_hf_folder(const std::string& dir, const TrainModel<float>& model, const HfFolderSources& sources) {
+  namespace fs = std::filesystem;
+  auto write_text = [&](const char* name, const std::string& text) {
+    AtomicFile f((fs::path(dir) / name).string());
+    f.write(text);
+    f.commit();
+  };
+  write_text("config.json", hf_config_json(sources.config));
+  std::string generation = sources.generation_json;
+  if (generation.empty())
+    generation = nlohmann::json{{"bos_token_id", sources.config.bos_token_id},
+                                {"eos_token_id", sources.config.eos_token_id},
+                                {"pad_token_id", sources.config.pad_token_id}}
+                     .dump(2) +
+                 "\n";
+  write_text("generation_config.json", generation);
+  if (!sources.tokenizer_model.empty()) write_text("tokenizer.model", sources.tokenizer_model);
+  std::vector<Tensor> tensors;
+  for (const ParamInfo& p : model.layout()) {
+    Tensor t;
+    t.name = p.name;
+    t.dtype = DType::F32;
+    t.shape = p.shape;
+    t.data = reinterpret_cast<const std::byte*>(model.params().data() + p.offset);
+    t.nbytes = p.numel * sizeof(float);
+    tensors.push_back(std::move(t));
+  }
+  formats::write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors);
+}
+
+}  // namespace baichuan::train

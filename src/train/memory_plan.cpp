@@ -1,0 +1,83 @@
+#include "train/memory_plan.h"
+
+#include <cmath>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/system_memory.h"
+
+namespace baichuan::train {
+
+namespace {
+
+constexpr uint64_t kHeadChunkRowsPlanned = 32;  // kHeadChunkRows of train_model.cpp
+
+std::string plan_size(uint64_t bytes) {
+  std::ostringstream out;
+  out.precision(1);
+  out << std::fixed;
+  if (bytes >= (uint64_t{1} << 30)) return gibibytes(static_cast<double>(bytes));
+  out << static_cast<double>(bytes) / (1 << 20) << " MiB";
+  return out.str();
+}
+
+}  // namespace
+
+ContextBytes train_context_bytes(const TrainShape& s, int64_t batch_rows, int64_t seq_len) {
+  const auto N = static_cast<uint64_t>(batch_rows * seq_len), H = static_cast<uint64_t>(s.hidden),
+             F = static_cast<uint64_t>(s.ffn), L = static_cast<uint64_t>(s.layers),
+             V = static_cast<uint64_t>(s.vocab), nh = static_cast<uint64_t>(s.heads);
+  const uint64_t head_rows = static_cast<uint64_t>(batch_rows * std::max<int64_t>(seq_len - 1, 0));
+  const uint64_t floats = (L + 1) * N * H + 4 * L * N * H + 2 * L * N + 3 * L * N * H + L * nh * N + 3 * L * N * F +
+                          N * H + N +  // forward activations
+                          5 * N * H + 3 * N * H + 3 * N * F;  // backward scratch
+  ContextBytes bytes;
+  bytes.activations = floats * sizeof(float) + N * (sizeof(int32_t) + 1) + head_rows * (16 + 2 * sizeof(double));
+  bytes.head = (2 * V * H + V + kHeadChunkRowsPlanned * V + 2 * kHeadChunkRowsPlanned * H) * sizeof(float) +
+               kHeadChunkRowsPlanned * sizeof(int32_t);
+  return bytes;
+}
+
+MemoryPlan full_finetune_memory_plan(const TrainShape& shape, int64_t batch_rows, int64_t seq_len) {
+  uint64_t n = 0;
+  for (const ParamInfo& p : param_layout(shape)) n += p.numel;
+  MemoryPlan plan;
+  plan.weights = n * sizeof(float);
+  plan.gradients = n * sizeof(float);
+  plan.optimizer = 2 * n * sizeof(float);
+  const ContextBytes ctx = train_context_bytes(shape, batch_rows, seq_len);
+  plan.activations = ctx.activations;
+  plan.head = ctx.head;
+  return plan;
+}
+
+std::string MemoryPlan::describe() const {
+  std::ostringstream out;
+  out << "  weights (float32)             " << plan_size(weights) << "\n"
+      << "  gradients                     " << plan_size(gradients) << "\n"
+      << "  optimizer state (AdamW m, v)  " << plan_size(optimizer) << "\n"
+      << "  activations (one micro-batch) " << plan_size(activations) << "\n"
+      << "  NormHead + logits chunk       " << plan_size(head) << "\n"
+      << "  total                         " << plan_size(total()) << "\n";
+  return out.str();
+}
+
+uint64_t parse_byte_size(const std::string& text, const std::string& what) {
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    fail(what, " '", text, "': expected a size such as 512M or 8G");
+  }
+  std::string unit = text.substr(used);
+  double scale = 1;
+  if (unit == "K" || unit == "k") scale = 1024.0;
+  else if (unit == "M" || unit == "m") scale = 1024.0 * 1024;
+  else if (unit == "G" || unit == "g") scale = 1024.0 * 1024 * 1024;
+  else if (!unit.empty()) fail(what, " '", text, "': unknown unit '", unit, "' (K, M or G)");
+  if (!std::isfinite(value) || value <= 0) fail(what, " '", text, "': must be a positive size");
+  return static_cast<uint64_t>(value * scale);
+}
+
+}  // namespace baichuan::train

@@ -1,0 +1,255 @@
+#include "train/training_run.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "train/data_order.h"
+#include "train/trainer.h"
+
+namespace baichuan::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kCsvHeader = "step,loss,lr,grad_norm,tokens,seconds,eval_loss,eval_perplexity\n";
+
+Record record_of(const TokenDataset& data, int64_t row) {
+  const auto ids = data.input_ids(row), labels = data.labels(row);
+  return {{ids.begin(), ids.end()}, {labels.begin(), labels.end()}};
+}
+
+std::string format_duration(double seconds) {
+  const auto s = static_cast<long long>(std::max(0.0, seconds));
+  char text[32];
+  std::snprintf(text, sizeof text, "%lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
+  return text;
+}
+
+// The held-out rows and the training rows of a run.
+struct RunData {
+  TokenDataset train;
+  std::optional<TokenDataset> eval_file;
+  RowSplit split;
+  const TokenDataset& eval() const { return eval_file ? *eval_file : train; }
+};
+
+RunData open_run_data(const TrainSettings& s) {
+  RunData d{TokenDataset::open(s.data), std::nullopt, {}};
+  if (!s.eval_data.empty()) {
+    d.eval_file = TokenDataset::open(s.eval_data);
+    d.split = split_rows(d.train.size(), 0, s.seed);
+    for (int64_t i = 0; i < d.eval_file->size(); ++i) d.split.eval.push_back(i);
+  } else {
+    d.split = split_rows(d.train.size(), s.eval_split, s.seed);
+  }
+  return d;
+}
+
+}  // namespace
+
+nlohmann::ordered_json TrainSettings::to_json() const {
+  nlohmann::ordered_json j;
+  j["data"] = data;
+  j["eval_data"] = eval_data;
+  j["epochs"] = epochs;
+  j["max_steps"] = max_steps;
+  j["batch"] = batch;
+  j["grad_accum"] = grad_accum;
+  j["schedule"] = schedule_kind_name(schedule);
+  j["lr"] = lr;
+  j["min_lr"] = min_lr;
+  j["warmup"] = warmup;
+  j["betas"] = {adamw.beta1, adamw.beta2};
+  j["eps"] = adamw.eps;
+  j["weight_decay"] = adamw.weight_decay;
+  j["clip"] = clip;
+  j["seed"] = seed;
+  j["eval_split"] = eval_split;
+  j["eval_every"] = eval_every;
+  j["save_every"] = save_every;
+  return j;
+}
+
+TrainSettings TrainSettings::from_json(const nlohmann::json& j, const TrainSettings& base, const std::string& what) {
+  TrainSettings s = base;
+  try {
+    auto get = [&](const char* key, auto& value) {
+      if (j.contains(key)) value = j.at(key).get<std::decay_t<decltype(value)>>();
+    };
+    get("data", s.data);
+    get("eval_data", s.eval_data);
+    get("epochs", s.epochs);
+    get("max_steps", s.max_steps);
+    get("batch", s.batch);
+    get("grad_accum", s.grad_accum);
+    if (j.contains("schedule")) s.schedule = parse_schedule_kind(j.at("schedule").get<std::string>());
+    get("lr", s.lr);
+    get("min_lr", s.min_lr);
+    get("warmup", s.warmup);
+    if (j.contains("betas")) {
+      s.adamw.beta1 = j.at("betas").at(0).get<double>();
+      s.adamw.beta2 = j.at("betas").at(1).get<double>();
+    }
+    get("eps", s.adamw.eps);
+    get("weight_decay", s.adamw.weight_decay);
+    get("clip", s.clip);
+    get("seed", s.seed);
+    get("eval_split", s.eval_split);
+    get("eval_every", s.eval_every);
+    get("save_every", s.save_every);
+  } catch (const nlohmann::json::exception& e) {
+    fail(what, ": settings: ", e.what());
+  }
+  return s;
+}
+
+void TrainSettings::validate() const {
+  LrSchedule{schedule, lr, min_lr, warmup, 1}.validate();
+  if (batch < 1) fail("--batch ", batch, ": must be at least 1");
+  if (grad_accum < 1) fail("--grad-accum ", grad_accum, ": must be at least 1");
+  if (max_steps < 0) fail("--max-steps ", max_steps, ": must not be negative");
+  if (max_steps == 0 && epochs < 1) fail("--epochs ", epochs, ": must be at least 1");
+  if (!(adamw.beta1 >= 0 && adamw.beta1 < 1) || !(adamw.beta2 >= 0 && adamw.beta2 < 1))
+    fail("--betas ", adamw.beta1, ",", adamw.beta2, ": each must be in [0, 1)");
+  if (!std::isfinite(adamw.eps) || adamw.eps <= 0) fail("--eps ", adamw.eps, ": must be a positive finite number");
+  if (!std::isfinite(adamw.weight_decay) || adamw.weight_decay < 0)
+    fail("--weight-decay ", adamw.weight_decay, ": must be a finite number >= 0");
+  if (!std::isfinite(clip) || clip < 0) fail("--clip ", clip, ": must be a finite number >= 0 (0: no clipping)");
+  if (eval_every < 0 || save_every < 0) fail("--eval-every and --save-every must not be negative");
+  if (eval_split > 0 && !eval_data.empty()) fail("give --eval-split or --eval-data, not both");
+}
+
+void check_dataset_fits(const TokenDataset& data, const TrainShape& shape, int64_t context) {
+  const int64_t positions = data.row_length() - (data.format() == DatasetFormat::MindRecord ? 1 : 0);
+  if (positions > context)
+    fail(data.path(), ": rows of ", positions, " tokens", data.format() == DatasetFormat::MindRecord ? " (seq_length)" : "",
+         " are longer than the model's context of ", context, " (model_max_length); preprocess with --seq-length ",
+         context, " or less");
+  for (int64_t r = 0; r < data.size(); ++r) {
+    const auto ids = data.input_ids(r), labels = data.labels(r);
+    for (size_t t = 0; t < ids.size(); ++t) {
+      if (ids[t] < 0 || ids[t] >= shape.vocab)
+        fail(data.path(), ": record ", r, ": input_ids[", t, "] = ", ids[t], " is not a token id below the model's vocab_size ",
+             shape.vocab, " (was the dataset made with another tokenizer?)");
+      if (labels[t] != -100 && (labels[t] < 0 || labels[t] >= shape.vocab))
+        fail(data.path(), ": record ", r, ": labels[", t, "] = ", labels[t], " is neither -100 nor a token id below the model's vocab_size ",
+             shape.vocab, " (was the dataset made with another tokenizer?)");
+    }
+  }
+}
+
+double evaluate_loss(TrainModel<float>& model, TrainContext<float>& ctx, const TokenDataset& data,
+                     const std::vector<int64_t>& rows, int64_t batch, ThreadPool& pool) {
+  std::vector<Record> all;
+  for (int64_t r : rows) all.push_back(record_of(data, r));
+  const LossNorm norm = count_loss_tokens(all);
+  double loss = 0;
+  for (size_t i = 0; i < all.size(); i += static_cast<size_t>(batch)) {
+    const size_t n = std::min(all.size() - i, static_cast<size_t>(batch));
+    loss += forward_backward(model, ctx, std::span<const Record>(all.data() + i, n), norm, pool);
+  }
+  return loss;
+}
+
+int64_t total_steps(const TrainSettings& s, int64_t train_rows) {
+  if (s.max_steps > 0) return s.max_steps;
+  const int64_t rows_per_step = s.batch * s.grad_accum;
+  return (s.epochs * train_rows + rows_per_step - 1) / rows_per_step;
+}
+
+RunResult run_full_finetune(TrainModel<float>& model, AdamW<float>& optimizer, const TrainSettings& s,
+                            const std::optional<LoadedCheckpoint>& resume, const RunOutputs& out, ThreadPool& pool) {
+  const RunData data = open_run_data(s);
+  const LrSchedule schedule{s.schedule, s.lr, s.min_lr, s.warmup, total_steps(s, static_cast<int64_t>(data.split.train.size()))};
+  schedule.validate();
+  CheckpointState state;
+  state.seed = s.seed;
+  state.settings = s.to_json();
+  state.command_line = out.command_line;
+  std::string csv = kCsvHeader;
+  if (resume) {
+    state.step = resume->state.step;
+    state.epoch = resume->state.epoch;
+    state.index = resume->state.index;
+    state.tokens = resume->state.tokens;
+    state.seconds = resume->state.seconds;
+    csv = resume->csv_log;
+  }
+  DataCursor cursor(data.split.train, s.seed, state.epoch, state.index);
+  fs::create_directories(out.out_dir);
+  const std::string csv_path = (fs::path(out.out_dir) / "train_log.csv").string();
+  std::ofstream csv_file(csv_path, std::ios::trunc);
+  csv_file << csv << std::flush;
+  if (!csv_file) fail(csv_path, ": cannot write");
+
+  TrainContext<float> ctx;
+  RunResult result;
+  const auto start = std::chrono::steady_clock::now();
+  const double seconds_before = state.seconds;
+  const int64_t first_step = state.step + 1;
+  int64_t session_tokens = 0;
+  auto save = [&] {
+    result.last_checkpoint = write_training_checkpoint(out.out_dir, state, model, optimizer, out.sources, csv);
+    out.log("saved " + result.last_checkpoint);
+  };
+  for (int64_t step = first_step; step <= schedule.total_steps; ++step) {
+    std::vector<std::vector<Record>> micro(static_cast<size_t>(s.grad_accum));
+    int64_t step_tokens = 0;
+    for (auto& batch : micro)
+      for (int64_t b = 0; b < s.batch; ++b) {
+        batch.push_back(record_of(data.train, cursor.next()));
+        step_tokens += static_cast<int64_t>(batch.back().input_ids.size());
+      }
+    AdamWConfig config = s.adamw;
+    config.lr = schedule.at(step);
+    const StepResult r = train_step_clipped(model, optimizer, ctx, micro, config, s.clip, pool);
+    state.step = step;
+    state.epoch = cursor.epoch();
+    state.index = cursor.index();
+    state.tokens += step_tokens;
+    session_tokens += step_tokens;
+    const double session_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    state.seconds = seconds_before + session_seconds;
+    result.last_loss = r.loss;
+    result.tokens_per_second = static_cast<double>(session_tokens) / session_seconds;
+
+    std::string eval_cells = ",";
+    char line[512];
+    if (!data.split.eval.empty() && ((s.eval_every > 0 && step % s.eval_every == 0) || step == schedule.total_steps)) {
+      const double eval = evaluate_loss(model, ctx, data.eval(), data.split.eval, s.batch, pool);
+      result.last_eval_loss = eval;
+      std::snprintf(line, sizeof line, "%.17g,%.17g", eval, std::exp(eval));
+      eval_cells = line;
+      std::snprintf(line, sizeof line, "step %lld: held-out loss %.4f, perplexity %.3f (%zu records)",
+                    static_cast<long long>(step), eval, std::exp(eval), data.split.eval.size());
+      out.log(line);
+    }
+    std::snprintf(line, sizeof line, "%lld,%.17g,%.17g,%.17g,%lld,%.3f,", static_cast<long long>(step), r.loss,
+                  config.lr, r.grad_norm, static_cast<long long>(state.tokens), state.seconds);
+    const std::string row = line + eval_cells + "\n";
+    csv += row;
+    csv_file << row << std::flush;
+    const double eta = session_seconds / static_cast<double>(step - first_step + 1) *
+                       static_cast<double>(schedule.total_steps - step);
+    std::snprintf(line, sizeof line, "step %lld/%lld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tokens/s | ETA %s",
+                  static_cast<long long>(step), static_cast<long long>(schedule.total_steps), r.loss, config.lr,
+                  r.grad_norm, result.tokens_per_second, format_duration(eta).c_str());
+    out.log(line);
+    const bool stop = out.stop_after > 0 && step == out.stop_after;
+    if ((s.save_every > 0 && step % s.save_every == 0) || step == schedule.total_steps || stop) save();
+    if (stop) {
+      out.log("stopped after step " + std::to_string(step) + " (--stop-after); continue with --resume");
+      break;
+    }
+  }
+  result.steps = state.step;
+  if (first_step > schedule.total_steps) out.log("nothing to do: the checkpoint is at the last step already");
+  return result;
+}
+
+}  // namespace baichuan::train

@@ -1,0 +1,195 @@
+// `baichuan finetune --data` end to end on b2-7b-tiny: overfitting 8 BELLE records, resume bit for bit
+// (also across -t 1 / -t 2), SIGKILL inside a checkpoint write, an injected full disk, the memory plan
+// refusal, bad input, and the exported Hugging Face folder read back.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "cli_runner.h"
+#include "core/mapped_file.h"
+#include "model/checkpoint.h"
+#include "preprocess_fixtures.h"
+#include "train/train_model.h"
+
+namespace baichuan {
+namespace finetune_cli_test {  // named, not anonymous: the tests compile as a unity build
+
+namespace fs = std::filesystem;
+using testing::baichuan_cli;
+using testing::CliRun;
+using testing::ScratchDir;
+
+std::string tiny_model() { return testing::shared_path("reference/b2-7b-tiny"); }
+
+// 8 BELLE records (school math) preprocessed at seq-length 64 into `dir`/b8.tokens.
+std::string belle8(const ScratchDir& dir) {
+  const std::string src = read_text_file(testing::belle_path("belle_chat_format_school_math.json"));
+  const auto all = nlohmann::json::parse(src);
+  nlohmann::json eight = nlohmann::json::array();
+  for (size_t i = 0; i < 8; ++i) eight.push_back(all.at(i));
+  testing::write_text(dir / "b8.json", eight.dump());
+  const CliRun r = baichuan_cli("preprocess --input " + dir / "b8.json" + " --tokenizer " + testing::tokenizer_path() +
+                                " --seq-length 64 -o " + dir / "b8.tokens");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return dir / "b8.tokens";
+}
+
+// The CSV log without the seconds column (the only one that may differ between runs).
+std::string csv_without_seconds(const std::string& path) {
+  std::istringstream in(read_text_file(path));
+  std::string line, out;
+  while (std::getline(in, line)) {
+    std::vector<std::string> cells;
+    std::string cell;
+    std::istringstream row(line);
+    while (std::getline(row, cell, ',')) cells.push_back(cell);
+    for (size_t i = 0; i < cells.size(); ++i)
+      if (i != 5) out += cells[i] + ",";
+    out += "\n";
+  }
+  return out;
+}
+
+class FinetuneCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    REQUIRE_SHARED(tiny_model());
+    REQUIRE_SHARED(testing::tokenizer_path());
+  }
+  std::string train_args(const std::string& data, const std::string& out, const std::string& rest) const {
+    return "finetune -m " + tiny_model() + " --data " + data + " -o " + out + " " + rest;
+  }
+};
+
+TEST_F(FinetuneCli, TinyModelOverfitsEightBelleRecords) {
+  ScratchDir dir;
+  const std::string data = belle8(dir);
+  const CliRun r = baichuan_cli(train_args(data, dir / "out", "--batch 8 --lr 6e-2 --schedule constant --clip 0 "
+                                                               "--max-steps 50 -t 2"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto summary = nlohmann::json::parse(r.out);
+  EXPECT_LT(summary.at("loss").get<double>(), 0.1) << r.err;
+  EXPECT_NE(r.err.find("memory plan"), std::string::npos);
+  EXPECT_NE(r.err.find("tokens/s"), std::string::npos);
+  EXPECT_NE(r.err.find("ETA"), std::string::npos);
+  // The exported folder is a model this project reads: the same weights, bit for bit, as the last
+  // checkpoint (which holds the in-memory weights of the last step), and generate runs on it.
+  const auto exported = train::load_train_model<float>(open_checkpoint(dir / "out/model"));
+  const auto saved = train::load_train_model<float>(open_checkpoint(dir / "out/checkpoint-000050"));
+  ASSERT_EQ(exported.params().size(), saved.params().size());
+  EXPECT_EQ(0, std::memcmp(exported.params().data(), saved.params().data(), saved.params().size() * sizeof(float)));
+  const CliRun gen = baichuan_cli("generate -m " + dir / "out/model" + " -p hello -n 4 --temperature 0");
+  EXPECT_EQ(gen.exit_code, 0) << gen.err;
+}
+
+TEST_F(FinetuneCli, ResumeIsBitIdenticalAcrossThreadCounts) {
+  ScratchDir dir;
+  const std::string data = belle8(dir);
+  const std::string common = "--batch 2 --grad-accum 2 --lr 1e-2 --warmup 1 --schedule cosine --min-lr 1e-3 "
+                             "--eval-split 0.25 --eval-every 2 --save-every 2 ";
+  ASSERT_EQ(baichuan_cli(train_args(data, dir / "full", common + "--max-steps 4 -t 2")).exit_code, 0);
+  ASSERT_EQ(baichuan_cli(train_args(data, dir / "part", common + "--max-steps 4 --stop-after 2 -t 1")).exit_code, 0);
+  EXPECT_FALSE(fs::exists(dir / "part/checkpoint-000004"));
+  const CliRun resumed = baichuan_cli("finetune --resume " + dir / "part" + " -o " + dir / "part --max-steps 4 -t 2");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(csv_without_seconds(dir / "full/train_log.csv"), csv_without_seconds(dir / "part/train_log.csv"));
+  EXPECT_EQ(read_text_file(dir / "full/model/model.safetensors"), read_text_file(dir / "part/model/model.safetensors"));
+  EXPECT_EQ(read_text_file(dir / "full/checkpoint-000004/optimizer.safetensors"),
+            read_text_file(dir / "part/checkpoint-000004/optimizer.safetensors"));
+}
+
+TEST_F(FinetuneCli, KillInsideACheckpointWriteLeavesThePreviousOneResumable) {
+  ScratchDir dir;
+  const std::string data = belle8(dir);
+  const std::string common = "--batch 2 --lr 1e-2 --save-every 2 --max-steps 4 -t 1 ";
+  ASSERT_EQ(baichuan_cli(train_args(data, dir / "full", common)).exit_code, 0);
+  // Start a run that pauses inside the write of checkpoint 4, then SIGKILL it there.
+  const std::string err = dir / "err.txt";
+  const std::string cmd = "BAICHUAN_CHECKPOINT_FAULT=pause:4 " + std::string(BAICHUAN_CLI_PATH) + " " +
+                          train_args(data, dir / "killed", common) + " >/dev/null 2>" + err + " & echo $!";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  long pid = 0;
+  ASSERT_EQ(fscanf(p, "%ld", &pid), 1);
+  pclose(p);
+  for (int i = 0; i < 600 && read_text_file(err).find("paused inside") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_NE(read_text_file(err).find("paused inside"), std::string::npos) << read_text_file(err);
+  ASSERT_EQ(kill(static_cast<pid_t>(pid), SIGKILL), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_TRUE(fs::exists(dir / "killed/checkpoint-000002/training_state.json"));
+  EXPECT_TRUE(fs::exists(dir / "killed/.checkpoint-000004.tmp/model.safetensors"));  // the half-written one
+  EXPECT_FALSE(fs::exists(dir / "killed/checkpoint-000004"));
+  const CliRun resumed = baichuan_cli("finetune --resume " + dir / "killed" + " -o " + dir / "killed -t 1");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("at step 2"), std::string::npos) << resumed.err;
+  EXPECT_FALSE(fs::exists(dir / "killed/.checkpoint-000004.tmp"));
+  EXPECT_EQ(csv_without_seconds(dir / "full/train_log.csv"), csv_without_seconds(dir / "killed/train_log.csv"));
+  EXPECT_EQ(read_text_file(dir / "full/model/model.safetensors"), read_text_file(dir / "killed/model/model.safetensors"));
+}
+
+TEST_F(FinetuneCli, FullDiskWhileCheckpointingLosesNothing) {
+  ScratchDir dir;
+  const std::string data = belle8(dir);
+  const int status = std::system(("BAICHUAN_CHECKPOINT_FAULT=fail:4 " + std::string(BAICHUAN_CLI_PATH) + " " +
+                                  train_args(data, dir / "out2", "--batch 2 --save-every 2 --max-steps 4 -t 1") +
+                                  " >/dev/null 2>" + dir / "err2.txt")
+                                     .c_str());
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  const std::string err = read_text_file(dir / "err2.txt");
+  EXPECT_NE(err.find("checkpoint at step 4 not written"), std::string::npos) << err;
+  EXPECT_NE(err.find("No space left on device"), std::string::npos) << err;
+  EXPECT_TRUE(fs::exists(dir / "out2/checkpoint-000002/training_state.json"));
+  EXPECT_FALSE(fs::exists(dir / "out2/.checkpoint-000004.tmp"));
+  const CliRun resumed = baichuan_cli("finetune --resume " + dir / "out2" + " -o " + dir / "out2 -t 1");
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.err;
+}
+
+TEST_F(FinetuneCli, MemoryPlanAboveTheLimitIsRefusedWithThePlan) {
+  ScratchDir dir;
+  const std::string data = belle8(dir);
+  const CliRun r = baichuan_cli(train_args(data, dir / "out", "--memory-limit 100M --max-steps 1"));
+  EXPECT_EQ(r.exit_code, 1);
+  for (const char* word : {"memory plan needs", "--memory-limit is 0.1 GiB", "optimizer state", "activations", "total"})
+    EXPECT_NE(r.err.find(word), std::string::npos) << word << "\n" << r.err;
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+TEST_F(FinetuneCli, BadInputGivesClearErrors) {
+  ScratchDir dir;
+  const std::string data = belle8(dir);
+  auto expect_error = [&](const std::string& args, std::initializer_list<std::string> words) {
+    const CliRun r = baichuan_cli(args);
+    EXPECT_EQ(r.exit_code, 1) << args;
+    for (const auto& w : words) EXPECT_NE(r.err.find(w), std::string::npos) << "'" << w << "' not in:\n" << r.err;
+  };
+  expect_error(train_args(data, dir / "o", "--lr nan"), {"--lr nan", "positive finite"});
+  expect_error(train_args(data, dir / "o", "--lr -1"), {"--lr -1", "positive finite"});
+  expect_error(train_args(data, dir / "o", "--batch 0"), {"--batch 0"});
+  // Token ids of another tokenizer (beyond the vocabulary).
+  std::vector<int> ids(64, 0), labels(64, -100);
+  ids[0] = 195;
+  ids[1] = 200000;
+  labels[2] = 5;
+  testing::write_text(dir / "big.json",
+                      nlohmann::json::array({{{"id", "x"}, {"input_ids", ids}, {"labels", labels}}}).dump());
+  expect_error(train_args(dir / "big.json", dir / "o", ""), {"big.json", "record 0", "input_ids[1] = 200000",
+                                                              "vocab_size 125696", "another tokenizer"});
+  // Rows longer than the context: b2-13b-tiny has model_max_length 64.
+  ASSERT_EQ(baichuan_cli("preprocess --input " + dir / "b8.json" + " --tokenizer " + testing::tokenizer_path() +
+                         " --seq-length 96 -o " + dir / "b96.tokens")
+                .exit_code,
+            0);
+  expect_error("finetune -m " + testing::shared_path("reference/b2-13b-tiny") + " --data " + dir / "b96.tokens" +
+                   " -o " + dir / "o",
+               {"b96.tokens", "rows of 96 tokens", "context of 64"});
+  EXPECT_FALSE(fs::exists(dir / "o"));
+}
+
+}  // namespace finetune_cli_test
+}  // namespace baichuan
