@@ -25,7 +25,10 @@ class ScratchDir {
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }
-  ~ScratchDir() { std::filesystem::remove_all(path_); }
+  ~ScratchDir() {
+    std::error_code ec;  // never throw from a destructor: a leftover folder is not worth aborting the tests
+    std::filesystem::remove_all(path_, ec);
+  }
   std::string operator/(const std::string& name) const { return (path_ / name).string(); }
   const std::filesystem::path& path() const { return path_; }
   // The names of the files in the folder (temporary files included: there should be none left).
