@@ -243,6 +243,9 @@ class ModelHandle {
 
   std::vector<float> logits(const std::vector<int32_t>& ids) {
     if (ids.empty()) raise(PyExc_ValueError, "logits() needs at least one token");
+    if (static_cast<int64_t>(ids.size()) > context_)
+      raise(PyExc_ValueError, cat("the prompt has ", ids.size(), " tokens, more than the context of ", context_,
+                                  " (Model(..., context=N))"));
     py::gil_scoped_release nogil;
     std::lock_guard lock(mutex_);
     // A cache of its own: the generation cache stays as it is.

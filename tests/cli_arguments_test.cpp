@@ -74,6 +74,20 @@ TEST(CliArguments, TemperatureZeroIsGreedyAndSeedMinusOneIsPrinted) {
   }
 }
 
+// A full disk under the results is an error, not exit 0 (issue 11, point 12).
+TEST(CliArguments, OutputToAFullDiskIsAnError) {
+  REQUIRE_SHARED(tiny());
+  if (!file_exists("/dev/full")) GTEST_SKIP() << "no /dev/full here";
+  const std::string err = testing::temp_path("cliargs", "full.err");
+  const int status = std::system((std::string(BAICHUAN_CLI_PATH) + " generate -m " + quote(tiny()) +
+                                  " -p hi -n 20 --greedy --json >/dev/full 2>" + err)
+                                     .c_str());
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  EXPECT_NE(read_text_file(err).find("error: writing the output to stdout failed: No space left on device"),
+            std::string::npos)
+      << read_text_file(err);
+}
+
 // Runs `baichuan chat` with a pipe for stdin; returns what it printed, after `script` has written
 // its lines and signals.
 struct ChatProcess {

@@ -133,6 +133,8 @@ def test_errors(model, tiny_path, tmp_path):
     small = baichuan_cpp.Model(tiny_path, threads=1, context=4)
     with pytest.raises(ValueError, match="context"):
         small.generate("The quick brown fox jumps over the lazy dog.")
+    with pytest.raises(ValueError, match="more than the context of 4"):
+        small.logits("The quick brown fox jumps over the lazy dog.")
     # The cache is shared, so a new generation ends an unfinished stream.
     stream = model.generate("hello", stream=True, do_sample=False, max_new_tokens=20, ignore_eos=True)
     next(stream)

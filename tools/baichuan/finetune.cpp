@@ -228,7 +228,7 @@ Run add_finetune(CLI::App& app) {
   app.add_option("--tokenizer", cmd->tokenizer, "tokenizer.model to use (e.g. for a .ckpt)");
   app.add_option("--position", cmd->position, "Force the position scheme: rope (7B family) or alibi (13B family)")
       ->check(CLI::IsMember({"rope", "alibi"}));
-  app.add_option("-t,--threads", cmd->threads, "Threads (default: all hardware threads)")->check(CLI::NonNegativeNumber);
+  app.add_option("-t,--threads", cmd->threads, "Threads (default: all hardware threads)")->check(thread_count_check());
   auto* one_step = app.add_option("--one-step", cmd->one_step,
                                   "Step file (JSON: batch of {input_ids, labels}, adamw {lr, betas, eps, "
                                   "weight_decay}): run one AdamW step on it");
@@ -265,7 +265,7 @@ Run add_finetune(CLI::App& app) {
     if (!cmd->config.empty()) options.config_path = cmd->config;
     if (!cmd->tokenizer.empty()) options.tokenizer_path = cmd->tokenizer;
     if (!cmd->position.empty()) options.position = parse_position_encoding(cmd->position);
-    const int threads = cmd->threads > 0 ? cmd->threads : ThreadPool::default_threads();
+    const int threads = ThreadPool::threads_for_request(cmd->threads);
     if (!cmd->one_step.empty()) {
       if (cmd->model.empty()) fail("--one-step needs -m CHECKPOINT");
       return finetune_one_step(*cmd, options, threads);

@@ -1,4 +1,6 @@
 // baichuan: run, convert and inspect Baichuan 2 models on the CPU.
+#include <cerrno>
+#include <cstring>
 #include <iostream>
 #include <map>
 
@@ -49,7 +51,14 @@ int main(int argc, char** argv) {
   for (auto& [cmd, run] : runs) {
     if (!cmd->parsed()) continue;
     try {
-      return run();
+      const int code = run();
+      // Results go to stdout: a write that failed (a full disk, a closed pipe) must not exit 0.
+      std::cout.flush();
+      if (!std::cout) {
+        std::cerr << "error: writing the output to stdout failed: " << std::strerror(errno) << "\n";
+        return 1;
+      }
+      return code;
     } catch (const baichuan::Error& e) {
       std::cerr << "error: " << e.what() << "\n";
       return 1;
