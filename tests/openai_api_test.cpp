@@ -145,6 +145,27 @@ TEST(OpenAiApi, MalformedBodiesAre400sNamingTheField) {
   EXPECT_EQ(e.type, "invalid_request_error");
 }
 
+// Fields the server does not implement are refused by name when they ask for something (they used to
+// be accepted and silently ignored), and accepted when off (issue 11, point 11).
+TEST(OpenAiApi, UnsupportedFieldsAreRefusedByNameUnlessOff) {
+  const std::string m = R"("messages":[{"role":"user","content":"hi"}])";
+  for (const char* on : {R"("logprobs":true)", R"("top_logprobs":3)", R"("echo":true)", R"("logit_bias":{"5":-100})",
+                         R"("suffix":"end")", R"("tools":[{"type":"function"}])", R"("tool_choice":"auto")",
+                         R"("functions":[{"name":"f"}])", R"("best_of":2)"}) {
+    const std::string body = "{" + m + "," + on + "}";
+    const std::string name = std::string(on).substr(1, std::string(on).find('"', 1) - 1);
+    auto e = expect_400([&] { chat(body); }, "is not supported");
+    EXPECT_EQ(e.param, name) << body;
+  }
+  auto e = expect_400([&] { chat("{" + m + R"(,"response_format":{"type":"json_object"}})"); }, "response_format");
+  EXPECT_EQ(e.param, "response_format");
+  for (const char* off : {R"("logprobs":false)", R"("top_logprobs":0)", R"("echo":false)", R"("logit_bias":{})",
+                          R"("suffix":"")", R"("tools":[])", R"("logprobs":null)", R"("best_of":1)",
+                          R"("response_format":{"type":"text"})"})
+    EXPECT_NO_THROW(chat("{" + m + "," + off + "}")) << off;
+  expect_400([] { completion(R"({"prompt":"a","echo":true})"); }, "echo");
+}
+
 TEST(OpenAiApi, TokenizeAndDetokenizeBodies) {
   EXPECT_EQ(parse_tokenize_request(json{{"content", "abc"}}), "abc");
   expect_400([] { parse_tokenize_request(json::object()); }, "content");

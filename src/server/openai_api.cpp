@@ -173,6 +173,30 @@ std::vector<std::string> parse_stop(const json& j) {
 
 }  // namespace
 
+// OpenAI fields this server does not implement: refused by name when they ask for something (a
+// client must not get a 200 that silently ignored them), accepted when they are off or empty.
+void refuse_unsupported_fields(const json& body) {
+  auto asks = [](const json& j) {
+    if (j.is_null()) return false;
+    if (j.is_boolean()) return j.get<bool>();
+    if (j.is_number()) return j.get<double>() != 0;
+    if (j.is_string()) return !j.get_ref<const std::string&>().empty();
+    if (j.is_array() || j.is_object()) return !j.empty();
+    return true;
+  };
+  for (const char* name : {"logprobs", "top_logprobs", "echo", "logit_bias", "suffix", "tools", "tool_choice",
+                           "functions", "function_call", "best_of"}) {
+    const json* j = field(body, name);
+    if (!j || !asks(*j)) continue;
+    if (std::string_view(name) == "best_of" && j->is_number_integer() && j->get<int64_t>() == 1) continue;
+    bad_field(name, "is not supported by this server");
+  }
+  if (const json* j = field(body, "response_format")) {
+    const json* type = j->is_object() ? field(*j, "type") : nullptr;
+    if (!type || *type != "text") bad_field("response_format", "is not supported by this server (only {\"type\": \"text\"})");
+  }
+}
+
 CompletionRequest parse_completion_request(const json& body, Endpoint endpoint, const GenerationConfig& defaults) {
   if (!body.is_object())
     throw ApiError(400, cat("the request body must be a JSON object, got a JSON ", body.type_name()));
@@ -237,6 +261,7 @@ CompletionRequest parse_completion_request(const json& body, Endpoint endpoint, 
         bad_field(name, "is not supported (only 0); use repetition_penalty, the penalty Baichuan 2 was tuned with");
     }
   }
+  refuse_unsupported_fields(body);
   if (const json* j = field(body, "seed")) {
     if (j->is_number_unsigned())
       s.seed = j->get<uint64_t>();
