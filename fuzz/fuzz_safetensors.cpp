@@ -14,7 +14,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                                         reinterpret_cast<const std::byte*>(data) + size);
   try {
     auto tensors = baichuan::formats::parse_safetensors(image->data(), image->size(), image, "fuzz.safetensors");
-    fuzz_support::check_tensors_inside(tensors, image->data(), image->size());
+    fuzz_support::check_tensors_inside(tensors, image->data(), image->size(), image);
   } catch (const baichuan::Error&) {
   }
   return 0;
