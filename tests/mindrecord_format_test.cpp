@@ -465,8 +465,8 @@ TEST(MindRecordReader, RefusesRenamedMissingIndexAndDamagedRecords) {
 }
 
 // Numbers that wrap around uint64/int64 when the reader adds them up must be refused, not read before
-// the file's first byte (found by fuzz/fuzz_mindrecord.cpp: header_size 2^64 - 4 read 4 bytes before
-// the map).
+// the file's first byte (seen while writing fuzz/fuzz_mindrecord.cpp, which reproduced it: header_size
+// 2^64 - 4 read 4 bytes before the map).
 TEST(MindRecordReader, RefusesHeaderSizesAndOffsetsThatOverflow) {
   ScratchDir dir;
   write_rows(dir / "a.mindrecord", 5, 6, {});

@@ -148,7 +148,7 @@ void read_shard(const std::string& path, const json& expect_schema, const json& 
       fail(what, ": page ", r.page_id_blob, " is not the BLOB_DATA page of row group ", r.row_group_id);
     const auto used = page.value("page_size", uint64_t{0});
     // The offsets, header_size and page_size are the files' numbers: every sum is checked, so none
-    // wraps around to a position inside the file (found by fuzz/fuzz_mindrecord.cpp).
+    // wraps around to a position inside the file (seen while writing fuzz/fuzz_mindrecord.cpp).
     if (r.page_offset_blob < 0 || r.page_offset_blob_end < 8 || r.page_offset_blob > r.page_offset_blob_end - 8 ||
         static_cast<uint64_t>(r.page_offset_blob_end) > used)
       fail(what, ": blob record [", r.page_offset_blob, ", ", r.page_offset_blob_end, ") is outside the ", used,
