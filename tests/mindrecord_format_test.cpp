@@ -464,5 +464,37 @@ TEST(MindRecordReader, RefusesRenamedMissingIndexAndDamagedRecords) {
   EXPECT_NE(read_error(dir / "a.mindrecord").find("row 0"), std::string::npos) << read_error(dir / "a.mindrecord");
 }
 
+// Numbers that wrap around uint64/int64 when the reader adds them up must be refused, not read before
+// the file's first byte (seen while writing fuzz/fuzz_mindrecord.cpp, which reproduced it: header_size
+// 2^64 - 4 read 4 bytes before the map).
+TEST(MindRecordReader, RefusesHeaderSizesAndOffsetsThatOverflow) {
+  ScratchDir dir;
+  write_rows(dir / "a.mindrecord", 5, 6, {});
+  const std::string pristine = read_text_file(dir / "a.mindrecord");
+  fs::copy(dir / "a.mindrecord.db", dir / "pristine.db");
+  // The header rewritten in place with another header_size (pages stay where they are).
+  auto with_header_size = [&](uint64_t header_size) {
+    uint64_t n = 0;
+    std::memcpy(&n, pristine.data(), 8);
+    auto header = nlohmann::json::parse(pristine.substr(8, n));
+    header["header_size"] = header_size;
+    const std::string text = header.dump();
+    const uint64_t m = text.size();
+    std::string b = pristine;
+    b.replace(0, 8, reinterpret_cast<const char*>(&m), 8);
+    b.replace(8, m, text);
+    testing::write_text(dir / "a.mindrecord", b);
+  };
+  with_header_size(~uint64_t{0} - 3);
+  EXPECT_NE(read_error(dir / "a.mindrecord").find("past the end of the file"), std::string::npos) << read_error(dir / "a.mindrecord");
+  with_header_size(~uint64_t{0} - (uint64_t{1} << 20));
+  EXPECT_NE(read_error(dir / "a.mindrecord").find("past the end of the file"), std::string::npos) << read_error(dir / "a.mindrecord");
+  testing::write_text(dir / "a.mindrecord", pristine);
+  EXPECT_EQ(read_error(dir / "a.mindrecord"), "");
+  // A blob offset near INT64_MAX (offset + 8 overflowed int64).
+  run_sql(dir / "a.mindrecord.db", "UPDATE INDEXES SET PAGE_OFFSET_BLOB = 9223372036854775800 WHERE ROW_ID = 0;");
+  EXPECT_NE(read_error(dir / "a.mindrecord").find("row 0"), std::string::npos) << read_error(dir / "a.mindrecord");
+}
+
 }  // namespace
 }  // namespace baichuan

@@ -447,4 +447,22 @@ TEST(StreamDecoder, ConcatenationEqualsDecode) {
   }
 }
 
+// A model with an empty piece, or a piece holding a NUL byte, is refused with an Error (SentencePiece
+// threw from inside its trie builder and terminated the program; found by fuzz/fuzz_tokenizer_model).
+TEST(Tokenizer, RefusesAModelWithAnEmptyOrNulPiece) {
+  for (const std::string& bad : {std::string(), std::string("\0x", 2), std::string("x\0y", 3)}) {
+    SpmModel model;
+    for (const std::string& piece : {std::string("<unk>"), std::string("<s>"), std::string("</s>"), std::string("a"), bad})
+      model.pieces.push_back({piece, -1.0f, 1});
+    model.pieces[0].type = 2;
+    model.pieces[1].type = model.pieces[2].type = 3;
+    try {
+      Tokenizer::from_model_bytes(serialize_model_proto(model), "bad.model");
+      ADD_FAILURE() << "piece of " << bad.size() << " bytes accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("piece 4 of the SentencePiece model"), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace tokenizer_test

@@ -189,6 +189,9 @@ std::string_view ZipArchive::stored_bytes(const ZipEntry& e) const {
   if (e.size != e.uncompressed_size)
     fail(path_, ": zip entry '", e.name, "' is stored but its sizes differ (", e.size, " vs ",
          e.uncompressed_size, ")");
+  // The constructor checked its own entries; this guards an entry that came from elsewhere.
+  if (e.data_offset > size_ || e.size > size_ - e.data_offset)
+    fail(path_, ": zip entry '", e.name, "' lies outside the archive's ", size_, " bytes");
   return {reinterpret_cast<const char*>(data_ + e.data_offset), static_cast<size_t>(e.size)};
 }
 

@@ -172,6 +172,14 @@ Tokenizer Tokenizer::from_model_bytes(std::string serialized_model_proto, const 
   SpmModel model = parse_model_proto(serialized_model_proto, what);
   m.pieces = std::move(model.pieces);
   if (m.pieces.empty()) fail(what, ": the SentencePiece model has no pieces");
+  // SentencePiece (Debian's 0.1.x) keys its trie by C string: a piece that is empty or starts with a
+  // NUL byte throws from inside the library (terminating the program), one with a NUL further on is
+  // cut short there. Refuse both here (found by fuzz/fuzz_tokenizer_model).
+  for (size_t i = 0; i < m.pieces.size(); ++i) {
+    if (m.pieces[i].piece.empty()) fail(what, ": piece ", i, " of the SentencePiece model is empty");
+    if (m.pieces[i].piece.find('\0') != std::string::npos)
+      fail(what, ": piece ", i, " of the SentencePiece model holds a NUL byte");
+  }
   auto status = m.sp.LoadFromSerializedProto(serialized_model_proto);
   if (!status.ok()) fail(what, ": not a usable SentencePiece model: ", status.ToString());
   if (static_cast<size_t>(m.sp.GetPieceSize()) != m.pieces.size())

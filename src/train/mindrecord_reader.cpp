@@ -147,13 +147,20 @@ void read_shard(const std::string& path, const json& expect_schema, const json& 
         page.value("page_type_id", int64_t{-1}) != r.row_group_id)
       fail(what, ": page ", r.page_id_blob, " is not the BLOB_DATA page of row group ", r.row_group_id);
     const auto used = page.value("page_size", uint64_t{0});
-    if (r.page_offset_blob < 0 || r.page_offset_blob_end < r.page_offset_blob + 8 ||
+    // The offsets, header_size and page_size are the files' numbers: every sum is checked, so none
+    // wraps around to a position inside the file (seen while writing fuzz/fuzz_mindrecord.cpp).
+    if (r.page_offset_blob < 0 || r.page_offset_blob_end < 8 || r.page_offset_blob > r.page_offset_blob_end - 8 ||
         static_cast<uint64_t>(r.page_offset_blob_end) > used)
       fail(what, ": blob record [", r.page_offset_blob, ", ", r.page_offset_blob_end, ") is outside the ", used,
            " bytes of page ", r.page_id_blob);
-    const uint64_t start = h.header_size + static_cast<uint64_t>(r.page_id_blob) * h.page_size + static_cast<uint64_t>(r.page_offset_blob);
-    const uint64_t end = start + static_cast<uint64_t>(r.page_offset_blob_end - r.page_offset_blob);
-    if (end > file->size()) fail(what, ": blob record ends at byte ", end, ", past the end of the file (", file->size(), ")");
+    uint64_t start = 0, end = 0;
+    if (__builtin_mul_overflow(static_cast<uint64_t>(r.page_id_blob), h.page_size, &start) ||
+        __builtin_add_overflow(start, h.header_size, &start) ||
+        __builtin_add_overflow(start, static_cast<uint64_t>(r.page_offset_blob), &start) ||
+        __builtin_add_overflow(start, static_cast<uint64_t>(r.page_offset_blob_end - r.page_offset_blob), &end) ||
+        end > file->size())
+      fail(what, ": blob record at offset ", r.page_offset_blob, " of page ", r.page_id_blob, " (header_size ",
+           h.header_size, ", page_size ", h.page_size, ") lies past the end of the file (", file->size(), " bytes)");
     const uint64_t len = mr::read_le64(bytes + start);
     if (len != end - start - 8) fail(what, ": blob length ", len, " disagrees with the index (", end - start - 8, ")");
     decode_blob(bytes + start + 8, len, h, wanted, columns, what);

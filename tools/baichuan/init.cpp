@@ -225,7 +225,7 @@ Run add_init(CLI::App& app) {
       bool is_matrix = shape.size() == 2;
       uint64_t seed = cmd->seed ^ hash_name(name);
       float stddev = cmd->stddev;
-      t.produce = [shape, is_matrix, seed, stddev, &pool, dtype = t.dtype, name](std::byte* out, size_t) {
+      t.produce = [shape = shape, is_matrix, seed, stddev, &pool, dtype = t.dtype, name = name](std::byte* out, size_t) {
         int64_t rows = is_matrix ? shape[0] : 1, cols = shape.back();
         size_t row_bytes = bytes_for(dtype, cols, name);
         std::optional<RandomBlocks> blocks;

@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Writes the hand-made seeds of the fuzz targets that have no file fixtures of their own into
+fuzz/corpus/<target>/seed_*: small valid inputs (and a few near misses) from which libFuzzer mutates.
+The MindRecord seeds are built from a set `baichuan preprocess --format mindrecord` wrote: pass its
+data file as the first argument (the .db is read beside it). Run scripts/fuzz.sh afterwards to grow
+the corpora, and minimise them with -merge=1 (scripts/fuzz.sh --merge)."""
+import json
+import os
+import sqlite3
+import struct
+import sys
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared")
+
+
+def put(target, name, data):
+    d = os.path.join(ROOT, target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, "seed_" + name), "wb") as f:
+        f.write(data)
+
+
+# --- protobuf wire format, for tokenizer.model ---
+def varint(v):
+    v &= (1 << 64) - 1
+    out = b""
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def field_varint(n, v):
+    return varint(n << 3) + varint(v)
+
+
+def field_bytes(n, b):
+    if isinstance(b, str):
+        b = b.encode()
+    return varint((n << 3) | 2) + varint(len(b)) + b
+
+
+def field_float(n, f):
+    return varint((n << 3) | 5) + struct.pack("<f", f)
+
+
+def model_proto(pieces, model_type=1, byte_fallback=False):
+    out = b""
+    for piece, score, typ in pieces:
+        out += field_bytes(1, field_bytes(1, piece) + field_float(2, score) + field_varint(3, typ))
+    trainer = (field_varint(3, model_type) + field_varint(4, len(pieces)) + field_varint(35, int(byte_fallback)) +
+               field_varint(40, 0) + field_varint(41, 1) + field_varint(42, 2) + field_varint(43, 0xFFFFFFFFFFFFFFFF))
+    normalizer = field_bytes(1, "identity") + field_varint(3, 1) + field_varint(4, 0) + field_varint(5, 1)
+    return out + field_bytes(2, trainer) + field_bytes(3, normalizer)
+
+
+def tokenizer_seeds():
+    base = [("<unk>", 0.0, 2), ("<s>", 0.0, 3), ("</s>", 0.0, 3)]
+    words = ["\u2581", "a", "b", "c", "\u2581hello", "\u2581world", "lo", "he", "\u4f60", "\u597d", "1", "2"]
+    normal = [(w, -float(i + 1), 1) for i, w in enumerate(words)]
+    put("fuzz_tokenizer_model", "unigram.model", model_proto(base + normal))
+    put("fuzz_tokenizer_model", "bpe.model", model_proto(base + normal, model_type=2))
+    byte_pieces = [("<0x%02X>" % b, 0.0, 6) for b in range(256)]
+    put("fuzz_tokenizer_model", "byte_fallback.model", model_proto(base + byte_pieces + normal, byte_fallback=True))
+    put("fuzz_tokenizer_model", "user_defined.model", model_proto(base + [("<reserved_106>", 0.0, 4)] + normal))
+
+
+def config_seeds():
+    tiny7 = {"architectures": ["BaichuanForCausalLM"], "hidden_act": "silu", "hidden_size": 64, "intermediate_size": 172,
+             "max_position_embeddings": 512, "model_max_length": 512, "num_attention_heads": 4,
+             "num_hidden_layers": 2, "rms_norm_eps": 1e-6, "vocab_size": 1000, "bos_token_id": 1,
+             "eos_token_id": 2, "pad_token_id": 0, "tie_word_embeddings": False, "torch_dtype": "bfloat16"}
+    put("fuzz_model_config", "7b_tiny.json", json.dumps(tiny7, indent=2))
+    tiny13 = dict(tiny7)
+    del tiny13["max_position_embeddings"]
+    put("fuzz_model_config", "13b_tiny.json", json.dumps(tiny13))
+    for d in ("Baichuan2-13B-Chat", "Baichuan2-7B-Chat-debug-tiny"):
+        for f in ("config.json", "generation_config.json"):
+            p = os.path.join(SHARED, "assets", "baichuan2", "configs", d, f)
+            if os.path.exists(p):
+                put("fuzz_model_config", d + "_" + f, open(p, "rb").read())
+    put("fuzz_model_config", "generation.json", json.dumps(
+        {"max_new_tokens": 2048, "temperature": 0.3, "top_k": 5, "top_p": 0.85, "repetition_penalty": 1.05,
+         "do_sample": True, "user_token_id": 195, "assistant_token_id": 196, "eos_token_id": 2}))
+
+
+def shard_index_seeds():
+    one, two = "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"
+    put("fuzz_shard_index", "good.json", json.dumps({"metadata": {"total_size": 12},
+                                                     "weight_map": {"a": one, "b": one, "c": two}}))
+    put("fuzz_shard_index", "subset.json", json.dumps({"weight_map": {"b": one}}))
+    put("fuzz_shard_index", "missing_tensor.json", json.dumps({"weight_map": {"a": two}}))
+    put("fuzz_shard_index", "outside.json", json.dumps({"weight_map": {"a": "../" + one}}))
+    put("fuzz_shard_index", "missing_shard.json", json.dumps({"weight_map": {"a": "model-00003-of-00003.safetensors"}}))
+
+
+def http_seeds():
+    chat, completions = b"\x00", b"\x01"
+    seeds = {
+        "chat": (chat, {"model": "baichuan", "messages": [{"role": "system", "content": "Be brief."},
+                                                         {"role": "user", "content": "Hello \u4f60\u597d"}],
+                        "max_tokens": 16, "temperature": 0.7, "top_p": 0.9, "top_k": 5, "seed": 42,
+                        "stop": ["\n", "END"], "stream": True, "stream_options": {"include_usage": True}}),
+        "chat_multi": (chat, {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                                           {"role": "user", "content": [{"type": "text", "text": "c"}]}],
+                              "temperature": 0, "repetition_penalty": 1.1, "n": 1, "frequency_penalty": 0,
+                              "presence_penalty": 0, "ignore_eos": True, "max_completion_tokens": 8}),
+        "completion": (completions, {"prompt": "Once upon a time", "max_tokens": 8, "stop": "\n", "temperature": None}),
+        "completion_ids": (completions, {"prompt": [1, 2, 3, 1000], "max_tokens": 300}),
+        "tokenize": (chat, {"content": "Hello world <s>"}),
+        "detokenize": (completions, {"tokens": [1, 2, 100, 5000]}),
+    }
+    for name, (endpoint, body) in seeds.items():
+        put("fuzz_http_request", name + ".json", endpoint + json.dumps(body, ensure_ascii=False).encode())
+    put("fuzz_http_request", "not_json", chat + b"{\"messages\": [")
+
+
+def belle_seeds():
+    belle = [{"id": "x0", "conversations": [{"from": "human", "value": "1+1=?"}, {"from": "gpt", "value": "2"}]},
+             {"id": "x1", "conversations": [{"from": "human", "value": "\u4f60\u597d"},
+                                            {"from": "assistant", "value": "\u4f60\u597d\uff01"},
+                                            {"from": "human", "value": "?"}, {"from": "gpt", "value": "!"}]}]
+    alpaca = [{"instruction": "Add.", "input": "1 1", "output": "2"},
+              {"instruction": "Say hi", "input": "", "output": "hi", "history": [["q", "a"]]}]
+    auto, as_belle, as_alpaca = b"\x00", b"\x01", b"\x02"
+    put("fuzz_belle_records", "belle_array.json", auto + json.dumps(belle, ensure_ascii=False, indent=1).encode())
+    put("fuzz_belle_records", "belle_lines.jsonl",
+        as_belle + "\n".join(json.dumps(r, ensure_ascii=False) for r in belle).encode() + b"\n")
+    put("fuzz_belle_records", "alpaca_array.json", as_alpaca + json.dumps(alpaca).encode())
+    put("fuzz_belle_records", "alpaca_lines.jsonl", auto + "\n".join(json.dumps(r) for r in alpaca).encode())
+    put("fuzz_belle_records", "bad_record.jsonl", auto + b'{"id": 1, "conversations": [{"from": 3}]}\n' +
+        json.dumps(belle[0]).encode() + b"\nnot json\n")
+
+
+def token_dataset_seeds():
+    row_length, rows = 8, [([195, 10, 11, 196, 12, 2, 0, 0], [2, -100, -100, -100, 12, 2, -100, -100]),
+                           ([195, 5, 196, 6, 7, 2, 0, 0], [2, -100, -100, 6, 7, 2, -100, -100])]
+    header = b"BCTOKENS" + struct.pack("<IIQQQQiiQ", 1, row_length, len(rows), 11, 5, 0, 0, -100, 64)
+    body = b"".join(struct.pack("<%di" % row_length, *i) + struct.pack("<%di" % row_length, *l) for i, l in rows)
+    put("fuzz_token_dataset", "two_rows.tokens", header + body)
+    put("fuzz_token_dataset", "rows.json", json.dumps([{"id": "0", "input_ids": i, "labels": l} for i, l in rows]))
+
+
+def mindrecord_seeds(data_path):
+    """The set preprocess wrote, compacted to fit -max_len: header_size and page_size shrunk to what
+    the header and the pages use (the reader only needs the offsets to agree), pages moved to match."""
+    db = sqlite3.connect(data_path + ".db")
+    cols = "PAGE_ID_RAW, PAGE_OFFSET_RAW, PAGE_OFFSET_RAW_END, ROW_GROUP_ID, PAGE_ID_BLOB, PAGE_OFFSET_BLOB, PAGE_OFFSET_BLOB_END"
+    rows = db.execute("SELECT " + cols + " FROM INDEXES ORDER BY ROW_ID").fetchall()[:8]
+    data = open(data_path, "rb").read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    old_header_size, old_page_size = header["header_size"], header["page_size"]
+    pages = [data[old_header_size + p["page_id"] * old_page_size:][:p["page_size"]] for p in header["page"]]
+    header["shard_addresses"] = ["data.mindrecord"]
+    header["page_size"] = max(len(p) for p in pages)
+    header["header_size"] = 0
+    text = json.dumps(header, separators=(",", ":")).encode()
+    header["header_size"] = 8 + len(text) + 16  # room for the longer number
+    text = json.dumps(header, separators=(",", ":")).encode()
+    out = struct.pack("<Q", len(text)) + text
+    out += b"\0" * (header["header_size"] - len(out))
+    for p in pages:
+        out += p + b"\0" * (header["page_size"] - len(p))
+    index = bytes([len(rows)]) + b"".join(struct.pack("<7q", *r) for r in rows)
+    put("fuzz_mindrecord", "preprocess.bin", index + out)
+
+
+if __name__ == "__main__":
+    tokenizer_seeds()
+    config_seeds()
+    shard_index_seeds()
+    http_seeds()
+    belle_seeds()
+    token_dataset_seeds()
+    if len(sys.argv) > 1:
+        mindrecord_seeds(sys.argv[1])
