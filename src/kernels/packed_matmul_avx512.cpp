@@ -8,7 +8,8 @@
 // Bits: per (row, token) the integer sum of a block is exact, so it equals the AVX2 kernel's, and
 // the float instructions after it are the AVX2 kernel's, in the same order over the blocks. So every
 // result is bit-identical to the AVX2 path for any T and any thread split. A thread's range with an
-// odd number of groups leaves one group, which the AVX2 kernel computes (same bits by the same argument).
+// odd number of groups leaves one group, which the AVX2 kernel computes (same bits by the same argument),
+// and so does a single token (decoding is bound by memory, where the 16-row tile lost).
 // GCC 12's AVX-512 intrinsics start from `_mm512_undefined_*()`, a self-initialised variable that
 // -Wmaybe-uninitialized reports wherever they are inlined (GCC bug 105593); the warning is silenced
 // for the header only.
@@ -160,6 +161,10 @@ template <template <int, bool> class Tile>
 void run_tiles(const WeightMatrix& w, const std::byte* activations, int64_t n_tokens, float* y, int64_t y_stride,
                int64_t group_begin, int64_t group_end) {
   static_assert(kTileGroups % 2 == 0);
+  // One token streams every weight from memory once: the 16-row tile reads two groups, two streams
+  // 8 rows apart, and measured slower than the AVX2 tile's one stream (32768 x 4096 Q4_0: 14.7 vs
+  // 17.8 GB/s, bench/RESULTS.md entry 10), so single tokens run the AVX2 tile (the same bits).
+  if (n_tokens == 1) return avx2::packed_matmul(w, activations, n_tokens, y, y_stride, group_begin, group_end);
   const int64_t nb = activation_blocks(w.dtype, w.cols);
   const auto* act = reinterpret_cast<const ActBlock32*>(activations);
   const bool stream = n_tokens <= kTileTokens;
