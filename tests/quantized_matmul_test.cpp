@@ -160,7 +160,8 @@ std::vector<float> extreme_floats(size_t n, uint32_t seed) {
 // AVX-512 tiles (16 rows x up to 4 tokens, VNNI) give the same bits as the AVX2 tiles, which the
 // test above holds to the reference: exact integer block sums, the same float steps in the same
 // order. Shapes cover odd numbers of groups (a thread's last group runs on AVX2), one and several
-// token tiles, and 1..3 threads.
+// token tiles, and 1..3 threads (with several threads, small matrices are cut into chunks of single
+// groups that run on AVX2: the 1-thread runs are the ones exercising the AVX-512 tiles here).
 TEST(PackedMatmulAvx512, SameBitsAsAvx2ForEveryTileWidthAndThreadSplit) {
   if (!backend_supported(Backend::Avx512))
     GTEST_SKIP() << "this CPU lacks AVX-512 F/BW/VL/DQ/VNNI: the avx512 kernels are not run here";
@@ -199,16 +200,18 @@ TEST(PackedMatmulAvx512, ExtremeCodesMatchReference) {
     GTEST_SKIP() << "this CPU lacks AVX-512 F/BW/VL/DQ/VNNI: the avx512 kernels are not run here";
   const Backend saved = active_backend();
   set_backend(Backend::Avx512);
-  ThreadPool two(2);
+  // One thread: the pool cuts work into up to 4 chunks per thread, so 5 groups over 2 threads are
+  // single groups, which all run the AVX2 tile; one thread runs pairs (0, 1), (2, 3) on AVX-512.
+  ThreadPool one(1);
   for (DType type : {DType::Q4_0, DType::Q8_0}) {
     const int64_t rows = 40, cols = 512, tokens = 6;
     auto q = random_codes(type, rows, cols, 11);
     auto x = extreme_floats(static_cast<size_t>(tokens * cols), 12);
     std::vector<double> magnitude;
     auto ref = reference(q.matrix, x, tokens, magnitude);
-    PackedMatrix packed(q.matrix, two);
+    PackedMatrix packed(q.matrix, one);
     std::vector<float> y(ref.size());
-    matmul(packed.view(), x.data(), tokens, y.data(), rows, two);
+    matmul(packed.view(), x.data(), tokens, y.data(), rows, one);
     for (size_t i = 0; i < ref.size(); ++i)
       EXPECT_NEAR(y[i], ref[i], 2e-6 * (magnitude[i] + 1e-6)) << dtype_name(type) << " @" << i;
   }
