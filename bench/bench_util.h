@@ -35,9 +35,9 @@ inline std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1
 class BackendScope {
  public:
   BackendScope(benchmark::State& state, kernels::Backend backend) : saved_(kernels::active_backend()) {
-    const auto& f = kernels::cpu_features();
-    if (backend == kernels::Backend::Avx2 && !(f.avx2 && f.fma && f.f16c)) {
-      state.SkipWithError("this CPU lacks AVX2/FMA/F16C");
+    if (!kernels::backend_supported(backend)) {
+      state.SkipWithError(backend == kernels::Backend::Avx512 ? "this CPU lacks AVX-512 F/BW/VL/DQ/VNNI"
+                                                              : "this CPU lacks AVX2/FMA/F16C");
       ok_ = false;
       return;
     }

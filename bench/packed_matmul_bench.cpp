@@ -58,8 +58,9 @@ void run_matmul(benchmark::State& state, const kernels::WeightMatrix& w, size_t 
   set_flops(state, 2.0 * static_cast<double>(rows * kCols * tokens));
 }
 
-void BM_packed_matmul(benchmark::State& state, DType dtype) {
-  BackendScope scope(state, kernels::Backend::Avx2);
+// `backend`: Avx2, or Avx512 (its own 16-row VNNI tiles for Q4_0 / Q8_0, the AVX2 tiles otherwise).
+void BM_packed_matmul(benchmark::State& state, DType dtype, kernels::Backend backend) {
+  BackendScope scope(state, backend);
   if (!scope.ok()) return;
   const auto& p = packed(dtype, state.range(0));
   run_matmul(state, p.packed->view(), p.packed->bytes());
@@ -104,7 +105,7 @@ void args(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "tokens", "threads"});
   for (int64_t rows : {4096, 32768})
     for (int64_t threads : {1, 2}) b->Args({rows, 1, threads});
-  b->Args({4096, 32, 1})->Args({4096, 32, 2})->Args({32768, 32, 2});
+  b->Args({4096, 4, 1})->Args({4096, 32, 1})->Args({4096, 32, 2})->Args({32768, 32, 2});
   b->UseRealTime()->MinTime(min_time())->Unit(benchmark::kMillisecond);
 }
 
@@ -115,10 +116,12 @@ void read_args(benchmark::internal::Benchmark* b) {
   b->UseRealTime()->MinTime(min_time())->Unit(benchmark::kMillisecond);
 }
 
-BENCHMARK_CAPTURE(BM_packed_matmul, q4_0, DType::Q4_0)->Apply(args);
-BENCHMARK_CAPTURE(BM_packed_matmul, q8_0, DType::Q8_0)->Apply(args);
-BENCHMARK_CAPTURE(BM_packed_matmul, q4_K, DType::Q4_K)->Apply(args);
-BENCHMARK_CAPTURE(BM_packed_matmul, q6_K, DType::Q6_K)->Apply(args);
+BENCHMARK_CAPTURE(BM_packed_matmul, q4_0_avx2, DType::Q4_0, kernels::Backend::Avx2)->Apply(args);
+BENCHMARK_CAPTURE(BM_packed_matmul, q4_0_avx512, DType::Q4_0, kernels::Backend::Avx512)->Apply(args);
+BENCHMARK_CAPTURE(BM_packed_matmul, q8_0_avx2, DType::Q8_0, kernels::Backend::Avx2)->Apply(args);
+BENCHMARK_CAPTURE(BM_packed_matmul, q8_0_avx512, DType::Q8_0, kernels::Backend::Avx512)->Apply(args);
+BENCHMARK_CAPTURE(BM_packed_matmul, q4_K_avx2, DType::Q4_K, kernels::Backend::Avx2)->Apply(args);
+BENCHMARK_CAPTURE(BM_packed_matmul, q6_K_avx2, DType::Q6_K, kernels::Backend::Avx2)->Apply(args);
 BENCHMARK_CAPTURE(BM_file_matmul, q4_K, DType::Q4_K)->Apply(args);
 BENCHMARK_CAPTURE(BM_file_matmul, q6_K, DType::Q6_K)->Apply(args);
 BENCHMARK_CAPTURE(BM_read_bytes, q4_0, DType::Q4_0)->Apply(read_args);

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <random>
 
+#include "cli_runner.h"
 #include "core/half.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu.h"
@@ -133,6 +134,35 @@ TEST_P(MatmulTest, MatchesReferenceForAwkwardShapesAndThreadCounts) {
 INSTANTIATE_TEST_SUITE_P(Types, MatmulTest,
                          ::testing::Combine(::testing::Values(DType::F32, DType::F16, DType::BF16),
                                             ::testing::Values(Backend::Scalar, Backend::Avx2)));
+
+// `baichuan --version` with BAICHUAN_CPU set in its environment.
+baichuan::testing::CliRun version_with_cpu(const std::string& name) {
+  setenv("BAICHUAN_CPU", name.c_str(), 1);
+  auto run = baichuan::testing::baichuan_cli("--version");
+  unsetenv("BAICHUAN_CPU");
+  return run;
+}
+
+// BAICHUAN_CPU forces a lower path; one the CPU lacks, or an unknown name, is refused with a message.
+TEST(KernelBackend, EnvironmentForcesAPathTheCpuCanRun) {
+  EXPECT_LE(best_backend(), Backend::Avx512);
+  EXPECT_TRUE(backend_supported(Backend::Scalar));
+  for (Backend b : {Backend::Scalar, Backend::Avx2, Backend::Avx512}) {
+    const auto run = version_with_cpu(backend_name(b));
+    if (backend_supported(b)) {
+      EXPECT_EQ(run.exit_code, 0) << run.err;
+      EXPECT_NE(run.out.find("-> " + backend_name(b) + " kernels"), std::string::npos) << run.out;
+      EXPECT_EQ(run.out.find("forced") != std::string::npos, b != best_backend()) << run.out;
+    } else {
+      EXPECT_EQ(run.exit_code, 1);
+      EXPECT_NE(run.err.find("BAICHUAN_CPU=" + backend_name(b) + ": this CPU lacks"), std::string::npos) << run.err;
+    }
+  }
+  const auto unknown = version_with_cpu("sse9");
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.err.find("BAICHUAN_CPU=sse9: unknown kernel path (use scalar, avx2 or avx512)"), std::string::npos)
+      << unknown.err;
+}
 
 TEST(Kernels, RmsNormMatchesReference) {
   for (int64_t n : kSizes) {

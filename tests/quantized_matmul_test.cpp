@@ -91,7 +91,7 @@ class QuantizedMatmulTest : public ::testing::TestWithParam<std::tuple<DType, Ba
 
 TEST_P(QuantizedMatmulTest, MatchesReferenceInBothLayoutsAndAnyThreadCount) {
   auto [type, backend] = GetParam();
-  if (backend == Backend::Avx2 && !cpu_features().avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  if (!backend_supported(backend)) GTEST_SKIP() << "this CPU cannot run the " << backend_name(backend) << " kernels";
   Backend saved = active_backend();
   set_backend(backend);
   ThreadPool one(1), three(3);
@@ -134,11 +134,89 @@ TEST_P(QuantizedMatmulTest, MatchesReferenceInBothLayoutsAndAnyThreadCount) {
 INSTANTIATE_TEST_SUITE_P(Types, QuantizedMatmulTest,
                          ::testing::Combine(::testing::Values(DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0,
                                                               DType::Q5_1, DType::Q4_K, DType::Q6_K),
-                                            ::testing::Values(Backend::Scalar, Backend::Avx2)),
+                                            ::testing::Values(Backend::Scalar, Backend::Avx2, Backend::Avx512)),
                          [](const auto& info) {
-                           return std::string(dtype_name(std::get<0>(info.param))) +
-                                  (std::get<1>(info.param) == Backend::Avx2 ? "_avx2" : "_scalar");
+                           return std::string(dtype_name(std::get<0>(info.param))) + "_" + backend_name(std::get<1>(info.param));
                          });
+
+// The quants of every block replaced by random bytes (scales kept): Q8_0 codes over all of
+// -128..127, Q4_0 every nibble; and activations with some blocks at full scale (codes +-127).
+Quantized random_codes(DType type, int64_t rows, int64_t cols, uint32_t seed) {
+  Quantized q = quantize_matrix(type, rows, cols, seed);
+  std::mt19937 rng(seed);
+  const size_t block = dtype_info(type).block_bytes;
+  for (int64_t r = 0; r < rows; ++r)
+    for (size_t b = 0; b < q.matrix.row_bytes / block; ++b)
+      for (size_t i = 2; i < block; ++i) const_cast<std::byte*>(q.matrix.row(r))[b * block + i] = static_cast<std::byte>(rng());
+  return q;
+}
+
+std::vector<float> extreme_floats(size_t n, uint32_t seed) {
+  auto x = random_floats(n, seed);
+  for (size_t i = 0; i < n; i += 7) x[i] = (i / 7) % 2 ? 100.0f : -100.0f;  // many codes at +-127
+  return x;
+}
+
+// AVX-512 tiles (16 rows x up to 4 tokens, VNNI) give the same bits as the AVX2 tiles, which the
+// test above holds to the reference: exact integer block sums, the same float steps in the same
+// order. Shapes cover odd numbers of groups (a thread's last group runs on AVX2), one and several
+// token tiles, and 1..3 threads (with several threads, small matrices are cut into chunks of single
+// groups that run on AVX2: the 1-thread runs are the ones exercising the AVX-512 tiles here).
+TEST(PackedMatmulAvx512, SameBitsAsAvx2ForEveryTileWidthAndThreadSplit) {
+  if (!backend_supported(Backend::Avx512))
+    GTEST_SKIP() << "this CPU lacks AVX-512 F/BW/VL/DQ/VNNI: the avx512 kernels are not run here";
+  const Backend saved = active_backend();
+  ThreadPool one(1), two(2), three(3);
+  for (DType type : {DType::Q4_0, DType::Q8_0})
+    for (bool extreme : {false, true})
+      for (auto [rows, cols, tokens] : {std::tuple{8, 32, 1}, {16, 64, 1}, {24, 96, 2}, {40, 256, 3}, {136, 128, 4},
+                                        {56, 512, 5}, {128, 1024, 8}, {264, 256, 9}, {72, 4096, 1}, {48, 64, 17}}) {
+        const auto seed = static_cast<uint32_t>(rows * 7 + cols + tokens);
+        auto q = extreme ? random_codes(type, rows, cols, seed) : quantize_matrix(type, rows, cols, seed);
+        auto x = extreme ? extreme_floats(static_cast<size_t>(tokens * cols), seed + 1)
+                         : random_floats(static_cast<size_t>(tokens * cols), seed + 1);
+        set_backend(Backend::Avx2);
+        PackedMatrix packed(q.matrix, two);
+        const WeightMatrix w = packed.view();
+        std::vector<float> expected(static_cast<size_t>(tokens * rows)), y(expected.size());
+        matmul(w, x.data(), tokens, expected.data(), rows, one);
+        set_backend(Backend::Avx512);
+        for (ThreadPool* pool : {&one, &two, &three}) {
+          std::fill(y.begin(), y.end(), 0.0f);
+          matmul(w, x.data(), tokens, y.data(), rows, *pool);
+          for (size_t i = 0; i < y.size(); ++i)
+            ASSERT_EQ(std::memcmp(&y[i], &expected[i], sizeof(float)), 0)
+                << dtype_name(type) << (extreme ? " extreme codes " : " ") << rows << "x" << cols << " t" << tokens << " threads "
+                << pool->size() << " @" << i << ": " << y[i] << " vs " << expected[i];
+        }
+      }
+  set_backend(saved);
+}
+
+// Against the reference with every Q8_0 code and full-scale activations (the test above shows the
+// same bits as AVX2; this one does not lean on the AVX2 path).
+TEST(PackedMatmulAvx512, ExtremeCodesMatchReference) {
+  if (!backend_supported(Backend::Avx512))
+    GTEST_SKIP() << "this CPU lacks AVX-512 F/BW/VL/DQ/VNNI: the avx512 kernels are not run here";
+  const Backend saved = active_backend();
+  set_backend(Backend::Avx512);
+  // One thread: the pool cuts work into up to 4 chunks per thread, so 5 groups over 2 threads are
+  // single groups, which all run the AVX2 tile; one thread runs pairs (0, 1), (2, 3) on AVX-512.
+  ThreadPool one(1);
+  for (DType type : {DType::Q4_0, DType::Q8_0}) {
+    const int64_t rows = 40, cols = 512, tokens = 6;
+    auto q = random_codes(type, rows, cols, 11);
+    auto x = extreme_floats(static_cast<size_t>(tokens * cols), 12);
+    std::vector<double> magnitude;
+    auto ref = reference(q.matrix, x, tokens, magnitude);
+    PackedMatrix packed(q.matrix, one);
+    std::vector<float> y(ref.size());
+    matmul(packed.view(), x.data(), tokens, y.data(), rows, one);
+    for (size_t i = 0; i < ref.size(); ++i)
+      EXPECT_NEAR(y[i], ref[i], 2e-6 * (magnitude[i] + 1e-6)) << dtype_name(type) << " @" << i;
+  }
+  set_backend(saved);
+}
 
 TEST(PackedMatrix, KeepsTheFileBytesOnlyReordered) {
   if (!cpu_features().avx2) GTEST_SKIP() << "no AVX2 on this CPU";

@@ -1,6 +1,7 @@
 #include "kernels/cpu.h"
 
 #include <atomic>
+#include <cstdlib>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -18,15 +19,25 @@ const CpuFeatures& cpu_features() {
     unsigned a = 0, b = 0, c = 0, d = 0;
     if (__get_cpuid(1, &a, &b, &c, &d)) {
       bool osxsave = c & (1u << 27);
-      bool ymm_enabled = false;
+      bool ymm_enabled = false, zmm_enabled = false;
       if (osxsave) {
         unsigned lo, hi;
         __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-        ymm_enabled = (lo & 6u) == 6u;  // the OS saves XMM and YMM state
+        ymm_enabled = (lo & 6u) == 6u;         // the OS saves XMM and YMM state
+        zmm_enabled = (lo & 0xE6u) == 0xE6u;   // ... and the opmask and all 32 ZMM registers
       }
       f.fma = ymm_enabled && (c & (1u << 12));
       f.f16c = ymm_enabled && (c & (1u << 29));
-      if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) f.avx2 = ymm_enabled && (b & (1u << 5));
+      if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+        f.avx2 = ymm_enabled && (b & (1u << 5));
+        f.avx512f = zmm_enabled && (b & (1u << 16));
+        f.avx512dq = zmm_enabled && (b & (1u << 17));
+        f.avx512bw = zmm_enabled && (b & (1u << 30));
+        f.avx512vl = zmm_enabled && (b & (1u << 31));
+        f.avx512vnni = zmm_enabled && (c & (1u << 11));
+        const unsigned max_subleaf = a;
+        if (max_subleaf >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) f.avx512bf16 = zmm_enabled && (a & (1u << 5));
+      }
     }
 #endif
     return f;
@@ -34,28 +45,87 @@ const CpuFeatures& cpu_features() {
   return features;
 }
 
+bool backend_supported(Backend backend) {
+  const auto& f = cpu_features();
+  const bool avx2 = f.avx2 && f.fma && f.f16c;
+  switch (backend) {
+    case Backend::Scalar: return true;
+    case Backend::Avx2: return avx2;
+    case Backend::Avx512: return avx2 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni;
+  }
+  return false;
+}
+
+Backend best_backend() {
+  if (backend_supported(Backend::Avx512)) return Backend::Avx512;
+  return backend_supported(Backend::Avx2) ? Backend::Avx2 : Backend::Scalar;
+}
+
 namespace {
 
-bool avx2_usable() {
-  const auto& f = cpu_features();
-  return f.avx2 && f.fma && f.f16c;
+const char* missing_features(Backend backend) {
+  return backend == Backend::Avx512 ? "AVX-512 F/BW/VL/DQ/VNNI (with AVX2/FMA/F16C)" : "AVX2/FMA/F16C";
+}
+
+// BAICHUAN_CPU as read once: the backend it asks for and, when it cannot be honoured, why.
+struct BackendRequest {
+  Backend backend = Backend::Scalar;
+  std::string error;
+};
+
+const BackendRequest& backend_request() {
+  static const BackendRequest request = [] {
+    BackendRequest r{best_backend(), {}};
+    const char* env = std::getenv("BAICHUAN_CPU");
+    if (env == nullptr || *env == '\0') return r;
+    const std::string name = env;
+    Backend wanted;
+    if (name == "scalar") wanted = Backend::Scalar;
+    else if (name == "avx2") wanted = Backend::Avx2;
+    else if (name == "avx512") wanted = Backend::Avx512;
+    else {
+      r.error = "BAICHUAN_CPU=" + name + ": unknown kernel path (use scalar, avx2 or avx512)";
+      return r;
+    }
+    if (!backend_supported(wanted)) {
+      r.error = "BAICHUAN_CPU=" + name + ": this CPU lacks " + missing_features(wanted) + "; it can run up to " +
+                backend_name(best_backend());
+      return r;
+    }
+    r.backend = wanted;
+    return r;
+  }();
+  return request;
 }
 
 std::atomic<Backend>& backend_slot() {
-  static std::atomic<Backend> backend{avx2_usable() ? Backend::Avx2 : Backend::Scalar};
+  static std::atomic<Backend> backend{backend_request().backend};
   return backend;
 }
 
 }  // namespace
 
+Backend startup_backend() { return backend_request().backend; }
+
+void check_backend_request() {
+  if (!backend_request().error.empty()) fail(backend_request().error);
+}
+
 Backend active_backend() { return backend_slot().load(std::memory_order_relaxed); }
 
 void set_backend(Backend backend) {
-  if (backend == Backend::Avx2 && !avx2_usable()) fail("this CPU lacks AVX2/FMA/F16C");
+  if (!backend_supported(backend)) fail("this CPU lacks ", missing_features(backend));
   backend_slot().store(backend);
 }
 
-std::string backend_name(Backend backend) { return backend == Backend::Avx2 ? "avx2" : "scalar"; }
+std::string backend_name(Backend backend) {
+  switch (backend) {
+    case Backend::Scalar: return "scalar";
+    case Backend::Avx2: return "avx2";
+    case Backend::Avx512: return "avx512";
+  }
+  return "unknown";
+}
 
 std::string describe_cpu() {
   const auto& f = cpu_features();
@@ -63,8 +133,18 @@ std::string describe_cpu() {
   if (f.avx2) s += "AVX2 ";
   if (f.fma) s += "FMA ";
   if (f.f16c) s += "F16C ";
+  if (f.avx512f) s += "AVX512F ";
+  if (f.avx512bw) s += "AVX512BW ";
+  if (f.avx512vl) s += "AVX512VL ";
+  if (f.avx512dq) s += "AVX512DQ ";
+  if (f.avx512vnni) s += "AVX512_VNNI ";
+  if (f.avx512bf16) s += "AVX512_BF16 ";
   if (s.empty()) s = "no SIMD extensions used ";
-  return s + "-> " + backend_name(active_backend()) + " kernels";
+  const Backend active = active_backend();
+  std::string kernels = "-> " + backend_name(active) + " kernels";
+  if (active == Backend::Avx512) kernels += " (packed Q4_0/Q8_0 tiles; avx2 elsewhere)";
+  if (active != best_backend()) kernels += " (forced; best is " + backend_name(best_backend()) + ")";
+  return s + kernels;
 }
 
 }  // namespace baichuan::kernels

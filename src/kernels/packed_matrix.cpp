@@ -119,7 +119,7 @@ void pack_group(const WeightMatrix& w, int64_t group, std::byte* out) {
 
 bool can_pack(const WeightMatrix& w) {
   return w.layout == Layout::Rows && (w.dtype == DType::Q4_0 || w.dtype == DType::Q8_0 || w.dtype == DType::Q4_K || w.dtype == DType::Q6_K) && w.rows % kPackRows == 0 &&
-         w.rows > 0 && active_backend() == Backend::Avx2;
+         w.rows > 0 && avx2_kernels();
 }
 
 PackedMatrix::PackedMatrix(const WeightMatrix& w, ThreadPool& pool) : source_(w) {
@@ -145,8 +145,11 @@ WeightMatrix PackedMatrix::view() const {
 
 void packed_matmul(const WeightMatrix& w, const std::byte* activations, int64_t n_tokens, float* y, int64_t y_stride,
                    int64_t group_begin, int64_t group_end) {
-  if (w.layout != Layout::Interleaved8 || active_backend() != Backend::Avx2)
+  if (w.layout != Layout::Interleaved8 || !avx2_kernels())
     fail("packed_matmul: the matrix is not packed for the active backend");
+  // The layout is the same for both: a matrix packed under one SIMD backend runs under the other.
+  if (active_backend() == Backend::Avx512 && avx512::has_packed_matmul(w.dtype))
+    return avx512::packed_matmul(w, activations, n_tokens, y, y_stride, group_begin, group_end);
   avx2::packed_matmul(w, activations, n_tokens, y, y_stride, group_begin, group_end);
 }
 

@@ -48,7 +48,7 @@ struct PackedQ6K {
 };
 
 // True when `w` can be packed: Q4_0, Q8_0, Q4_K or Q6_K rows, a multiple of 8 rows, and AVX2
-// kernels active (the scalar backend computes from the file layout).
+// kernels active (AVX2 or AVX-512; the scalar backend computes from the file layout).
 bool can_pack(const WeightMatrix& w);
 
 // Owns a packed copy of a matrix; view() describes it to matmul.
@@ -74,5 +74,12 @@ namespace avx2 {
 void packed_matmul(const WeightMatrix& w, const std::byte* activations, int64_t n_tokens, float* y, int64_t y_stride,
                    int64_t group_begin, int64_t group_end);
 }  // namespace avx2
+
+// Q4_0 / Q8_0 only (has_packed_matmul); other packed types run the AVX2 kernel under the Avx512 backend.
+namespace avx512 {
+bool has_packed_matmul(DType dtype);
+void packed_matmul(const WeightMatrix& w, const std::byte* activations, int64_t n_tokens, float* y, int64_t y_stride,
+                   int64_t group_begin, int64_t group_end);
+}  // namespace avx512
 
 }  // namespace baichuan::kernels

@@ -238,14 +238,14 @@ float dot_quantized(DType weight_type, const std::byte* row, const void* act, in
 }  // namespace scalar
 
 void quantize_activations(DType weight_type, const float* x, int64_t n, void* out) {
-  if (active_backend() == Backend::Avx2)
+  if (avx2_kernels())
     avx2::quantize_activations(weight_type, x, n, out);
   else
     scalar::quantize_activations(weight_type, x, n, out);
 }
 
 float dot_quantized(DType weight_type, const std::byte* row, const void* act, int64_t n) {
-  return active_backend() == Backend::Avx2 ? avx2::dot_quantized(weight_type, row, act, n)
+  return avx2_kernels() ? avx2::dot_quantized(weight_type, row, act, n)
                                            : scalar::dot_quantized(weight_type, row, act, n);
 }
 

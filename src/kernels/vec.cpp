@@ -38,29 +38,29 @@ void dot_tile(const float* w, int nr, const float* x, int nt, int64_t n, float* 
 }  // namespace scalar
 
 float dot_f32(const float* a, const float* b, int64_t n) {
-  return active_backend() == Backend::Avx2 ? avx2::dot_f32(a, b, n) : scalar::dot_f32(a, b, n);
+  return avx2_kernels() ? avx2::dot_f32(a, b, n) : scalar::dot_f32(a, b, n);
 }
 
 float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n) {
-  return active_backend() == Backend::Avx2 ? avx2::dot_row(dtype, row, x, n) : scalar::dot_row(dtype, row, x, n);
+  return avx2_kernels() ? avx2::dot_row(dtype, row, x, n) : scalar::dot_row(dtype, row, x, n);
 }
 
 void dot_tile(const float* w, int nr, const float* x, int nt, int64_t n, float* out, int64_t out_stride) {
-  if (active_backend() == Backend::Avx2)
+  if (avx2_kernels())
     avx2::dot_tile(w, nr, x, nt, n, out, out_stride);
   else
     scalar::dot_tile(w, nr, x, nt, n, out, out_stride);
 }
 
 void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n) {
-  if (active_backend() == Backend::Avx2)
+  if (avx2_kernels())
     avx2::row_to_f32(dtype, row, out, n);
   else
     scalar::row_to_f32(dtype, row, out, n);
 }
 
 void axpy_row(DType dtype, const std::byte* row, float a, float* y, int64_t n) {
-  if (active_backend() == Backend::Avx2)
+  if (avx2_kernels())
     avx2::axpy_row(dtype, row, a, y, n);
   else
     scalar::axpy_row(dtype, row, a, y, n);

@@ -19,7 +19,7 @@ void accumulate_products(float* y, int64_t y_stride, const float* a, int64_t a_r
 
 void accumulate_products(float* y, int64_t y_stride, const float* a, int64_t a_row, int64_t a_col, int64_t rows,
                          const float* b, int64_t b_stride, int64_t K, int64_t cols) {
-  if (kernels::active_backend() == kernels::Backend::Avx2)
+  if (kernels::avx2_kernels())
     avx2::accumulate_products(y, y_stride, a, a_row, a_col, rows, b, b_stride, K, cols);
   else
     scalar::accumulate_products(y, y_stride, a, a_row, a_col, rows, b, b_stride, K, cols);

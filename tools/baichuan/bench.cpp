@@ -239,7 +239,8 @@ struct BenchCommand {
     }
 
     ModelSummary summary = summarize(*m);
-    std::string backend = kernels::active_backend() == kernels::Backend::Avx2 ? "CPU AVX2" : "CPU";
+    const kernels::Backend active = kernels::active_backend();
+    std::string backend = active == kernels::Backend::Avx512 ? "CPU AVX512" : active == kernels::Backend::Avx2 ? "CPU AVX2" : "CPU";
     std::string cpu_features = kernels::describe_cpu();
     if (json) print_json(results, summary, backend, cpu_features, m->kv_type());
     else print_table(results, summary, backend, cpu_features);

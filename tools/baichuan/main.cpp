@@ -44,6 +44,12 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << message << " (see --help)\n";
     return 1;
   }
+  try {
+    baichuan::kernels::check_backend_request();  // BAICHUAN_CPU names a path this CPU can run
+  } catch (const baichuan::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
   if (version) {
     std::cout << "baichuan.cpp 0.1.0; " << baichuan::kernels::describe_cpu() << "\n";
     return 0;
