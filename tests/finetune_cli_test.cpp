@@ -121,9 +121,16 @@ TEST_F(FinetuneCli, KillInsideACheckpointWriteLeavesThePreviousOneResumable) {
   long pid = 0;
   ASSERT_EQ(fscanf(p, "%ld", &pid), 1);
   pclose(p);
-  for (int i = 0; i < 600 && read_text_file(err).find("paused inside") == std::string::npos; ++i)
+  // Whatever happens below, the paused run must not outlive the test.
+  struct KillAtExit {
+    long pid;
+    ~KillAtExit() { kill(static_cast<pid_t>(pid), SIGKILL); }
+  } kill_at_exit{pid};
+  // The shell creates err.txt when it starts the run, which may be after popen returned.
+  auto err_text = [&] { return fs::exists(err) ? read_text_file(err) : std::string(); };
+  for (int i = 0; i < 600 && err_text().find("paused inside") == std::string::npos; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  ASSERT_NE(read_text_file(err).find("paused inside"), std::string::npos) << read_text_file(err);
+  ASSERT_NE(err_text().find("paused inside"), std::string::npos) << err_text();
   ASSERT_EQ(kill(static_cast<pid_t>(pid), SIGKILL), 0);
   // Wait until it is gone (or a zombie: it is not our child, so we cannot reap it).
   const std::string stat = "/proc/" + std::to_string(pid) + "/stat";
