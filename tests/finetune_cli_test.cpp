@@ -92,6 +92,10 @@ TEST_F(FinetuneCli, TinyModelOverfitsEightBelleRecords) {
 }
 
 TEST_F(FinetuneCli, ResumeIsBitIdenticalAcrossThreadCounts) {
+#ifdef BAICHUAN_SANITIZED_BUILD
+  // 42 s under AddressSanitizer; the resume path runs there in KillInsideACheckpointWrite...
+  GTEST_SKIP() << "skipped in the sanitizer build: runs in the Release build";
+#endif
   ScratchDir dir;
   const std::string data = belle8(dir);
   const std::string common = "--batch 2 --grad-accum 2 --lr 1e-2 --warmup 1 --schedule cosine --min-lr 1e-3 "

@@ -217,6 +217,10 @@ TEST_F(GgufCheckpoint, MissingTensorsAndUncomputableTypesAreNamed) {
 // Sizes and parameters from the metadata are checked before they size anything: a crafted
 // block_count used to run for 10-18 s and reach 4.5 GB before "out of memory".
 TEST_F(GgufCheckpoint, CraftedMetadataIsRefusedNamingTheKey) {
+#ifdef BAICHUAN_SANITIZED_BUILD
+  // 8 rewrites of a 32 MB file: 42 s under AddressSanitizer; the checks themselves run there in Config.*.
+  GTEST_SKIP() << "skipped in the sanitizer build: runs in the Release build";
+#endif
   std::string source = convert("b2-7b-tiny", DType::F32, false, "meta_source.gguf");
   auto error_with = [&](const std::string& key, gguf::Value value) {
     gguf::File f = gguf::read_file(source);
