@@ -57,17 +57,8 @@ void checkpoint_fault_hook(int64_t step, const fs::path& tmp) {
 
 std::vector<Tensor> optimizer_tensors(const TrainModel<float>& model, const AdamW<float>& optimizer) {
   std::vector<Tensor> tensors;
-  for (const char* kind : {"adamw_m.", "adamw_v."})
-    for (const ParamInfo& p : model.layout()) {
-      Tensor t;
-      t.name = kind + p.name;
-      t.dtype = DType::F32;
-      t.shape = p.shape;
-      const float* base = kind[6] == 'm' ? optimizer.m().data() : optimizer.v().data();
-      t.data = reinterpret_cast<const std::byte*>(base + p.offset);
-      t.nbytes = p.numel * sizeof(float);
-      tensors.push_back(std::move(t));
-    }
+  append_flat_views(tensors, model.layout(), "adamw_m.", optimizer.m().data());
+  append_flat_views(tensors, model.layout(), "adamw_v.", optimizer.v().data());
   return tensors;
 }
 

@@ -4,17 +4,11 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/splitmix64.h"
 
 namespace baichuan::train {
 
 namespace {
-
-uint64_t order_splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 constexpr uint64_t kEvalSplitStream = 0xe7a15b117ULL;  // a stream no epoch uses
 
@@ -22,10 +16,10 @@ constexpr uint64_t kEvalSplitStream = 0xe7a15b117ULL;  // a stream no epoch uses
 
 std::vector<int64_t> shuffled(std::vector<int64_t> rows, uint64_t seed, uint64_t stream) {
   uint64_t state = seed ^ (stream * 0xd1b54a32d192ed03ULL);
-  order_splitmix64(state);
+  splitmix64(state);
   for (size_t i = rows.size(); i > 1; --i) {
     // Lemire's multiply-shift: an index in [0, i) from 64 random bits (bias below 2^-40 here).
-    const auto j = static_cast<size_t>((static_cast<unsigned __int128>(order_splitmix64(state)) * i) >> 64);
+    const auto j = static_cast<size_t>((static_cast<unsigned __int128>(splitmix64(state)) * i) >> 64);
     std::swap(rows[i - 1], rows[j]);
   }
   return rows;

@@ -52,15 +52,7 @@ void write_hf_folder(const std::string& dir, const TrainModel<float>& model, con
   write_text("generation_config.json", generation);
   if (!sources.tokenizer_model.empty()) write_text("tokenizer.model", sources.tokenizer_model);
   std::vector<Tensor> tensors;
-  for (const ParamInfo& p : model.layout()) {
-    Tensor t;
-    t.name = p.name;
-    t.dtype = DType::F32;
-    t.shape = p.shape;
-    t.data = reinterpret_cast<const std::byte*>(model.params().data() + p.offset);
-    t.nbytes = p.numel * sizeof(float);
-    tensors.push_back(std::move(t));
-  }
+  append_flat_views(tensors, model.layout(), "", model.params().data());
   formats::write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors);
 }
 

@@ -58,17 +58,8 @@ StepFile read_step_file(const std::string& path) {
 
 void write_step_dump(const std::string& path, TrainModel<float>& model) {
   std::vector<Tensor> tensors;
-  for (const char* kind : {"grad.", "after_step."})
-    for (const ParamInfo& p : model.layout()) {
-      Tensor t;
-      t.name = kind + p.name;
-      t.dtype = DType::F32;
-      t.shape = p.shape;
-      const float* data = kind[0] == 'g' ? model.grad(p).data() : model.param(p).data();
-      t.data = reinterpret_cast<const std::byte*>(data);
-      t.nbytes = p.numel * sizeof(float);
-      tensors.push_back(std::move(t));
-    }
+  append_flat_views(tensors, model.layout(), "grad.", model.grads().data());
+  append_flat_views(tensors, model.layout(), "after_step.", model.params().data());
   formats::write_safetensors(path, tensors);
 }
 

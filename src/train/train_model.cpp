@@ -39,6 +39,19 @@ void add(T* out, const T* a, const T* b, int64_t n, ThreadPool& pool) {
 
 }  // namespace
 
+void append_flat_views(std::vector<Tensor>& out, const std::vector<ParamInfo>& layout, const std::string& prefix,
+                       const float* base) {
+  for (const ParamInfo& p : layout) {
+    Tensor t;
+    t.name = prefix + p.name;
+    t.dtype = DType::F32;
+    t.shape = p.shape;
+    t.data = reinterpret_cast<const std::byte*>(base + p.offset);
+    t.nbytes = p.numel * sizeof(float);
+    out.push_back(std::move(t));
+  }
+}
+
 TrainShape TrainShape::from(const ModelConfig& c) {
   TrainShape s;
   s.position = c.position;

@@ -38,6 +38,11 @@ struct ParamInfo {
 // gate_proj, down_proj, up_proj, input_layernorm, post_attention_layernorm; norm; lm_head).
 std::vector<ParamInfo> param_layout(const TrainShape& shape);
 
+// F32 views, named `prefix` + the official name, of one flat buffer laid out as `layout` (the
+// parameters, the gradients or an optimizer moment), appended to `out` for write_safetensors.
+void append_flat_views(std::vector<Tensor>& out, const std::vector<ParamInfo>& layout, const std::string& prefix,
+                       const float* base);
+
 // Typed pointers into one flat buffer (the parameters or the gradients).
 template <typename T>
 struct Weights {
