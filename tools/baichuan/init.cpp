@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/mapped_file.h"
+#include "core/splitmix64.h"
 #include "model/gguf_checkpoint.h"
 #include "quant/blocks.h"
 
@@ -26,13 +27,6 @@
 namespace baichuan::cli {
 
 namespace {
-
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 // An approximately normal N(0, 1) value: the sum of four 16-bit uniforms, centred and scaled
 // (Irwin-Hall); plenty for random test weights and much faster than exact methods.
