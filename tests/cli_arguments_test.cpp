@@ -40,7 +40,9 @@ TEST(CliArguments, BadNumbersAreOneLineErrorsWithExitOne) {
   expect_argument_error("logits" + m + " -o x.f32 --ctx 0", "--ctx: must be at least 1");
   expect_argument_error("generate" + m + " -n -2", "must be at least -1, got -2");
   expect_argument_error("generate" + m + " --seed -7", "--seed: must be at least -1, got -7");
-  expect_argument_error("generate" + m + " --temp -1", "--temp");
+  expect_argument_error("generate" + m + " --temp -1", "--temp: must be at least 0, got -1");
+  expect_argument_error("serve -m " + quote(tiny()) + " --header-timeout 0", "--header-timeout: must be more than 0, got 0");
+  expect_argument_error("serve -m " + quote(tiny()) + " --parallel 0", "--parallel: must be at least 1, got 0");
   expect_argument_error("generate" + m + " -n " + std::string(300, '9'), "must be an integer");
   expect_argument_error("generate" + m + " --no-such-flag", "--no-such-flag");
   expect_argument_error("chat -m " + quote(tiny()) + " --ctx 0", "--ctx: must be at least 1");

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -35,6 +36,21 @@ CLI::Validator at_least(int64_t min) {
         return "";
       },
       ">= " + std::to_string(min));
+}
+
+CLI::Validator number_above(double floor, bool or_equal) {
+  return CLI::Validator(
+      [floor, or_equal](std::string& value) -> std::string {
+        double x = 0;
+        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), x);
+        if (ec != std::errc() || end != value.data() + value.size() || !std::isfinite(x))
+          return "must be a number, got '" + value.substr(0, 40) + (value.size() > 40 ? "...'" : "'");
+        if (x < floor || (x == floor && !or_equal))
+          return std::string("must be ") + (or_equal ? "at least " : "more than ") + strprintf("%g", floor) + ", got " +
+                 value;
+        return "";
+      },
+      (or_equal ? ">= " : "> ") + strprintf("%g", floor));
 }
 
 CLI::Validator thread_count_check() {
@@ -130,7 +146,7 @@ int64_t max_new_tokens(const std::optional<int64_t>& n, const GenerationConfig& 
 void SamplingOptions::add(CLI::App& app) {
   app.add_flag("--greedy", greedy, "Greedy decoding (arg-max; no repetition penalty unless --repeat-penalty)");
   app.add_option("--temp,--temperature", temperature, "Sampling temperature (0 = greedy)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(number_above(0, true));
   app.add_option("--top-k", top_k, "Keep the k most likely tokens (0 = off)");
   app.add_option("--top-p", top_p, "Nucleus sampling threshold (1 = off)");
   app.add_option("--repeat-penalty,--repetition-penalty", repetition_penalty, "Repetition penalty (1 = off)");

@@ -17,6 +17,9 @@ namespace baichuan::cli {
 
 // Checks an integer option at parse time: at least `min` ("--ctx: must be at least 1, got 0").
 CLI::Validator at_least(int64_t min);
+// The same for a real number: above `floor`, or equal to it when `or_equal` ("--temp: must be at least 0,
+// got -1"; CLI11's own range checks print the whole of DBL_MAX).
+CLI::Validator number_above(double floor, bool or_equal);
 // Checks a -t value at parse time (ThreadPool::threads_for_request: 0 = all, at most the hardware's).
 CLI::Validator thread_count_check();
 

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "common.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "model/checkpoint.h"
@@ -32,7 +33,7 @@ struct PreprocessCommand {
     options.format = train::parse_dataset_format(format);
     options.layout = train::parse_input_layout(layout);
     const auto tok = load_tokenizer();
-    ThreadPool pool(threads > 0 ? threads : ThreadPool::default_threads());
+    ThreadPool pool(ThreadPool::threads_for_request(threads));
     ProgressBar bar("preprocess");
     const auto start = std::chrono::steady_clock::now();
     const auto s = train::preprocess_dataset(*tok, options, &pool, [&](const train::PreprocessProgress& p) {
@@ -116,7 +117,7 @@ Run add_preprocess(CLI::App& app) {
       ->check(CLI::Range(1, 1000));
   app.add_flag("--skip-bad", o.skip_bad, "Skip records that are not valid conversations, and list them in the summary");
   app.add_option("-t,--threads", cmd->threads, "Tokenizer threads (default: all hardware threads)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(thread_count_check());
   app.add_flag("--json", cmd->json, "Print the summary as one JSON object");
   return [cmd] { return cmd->run(); };
 }

@@ -162,36 +162,36 @@ Run add_serve(CLI::App& app) {
       ->check(CLI::Range(0, 65535));
   app.add_option("--parallel", cmd->parallel, "Requests decoded together, each in its own slot")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   app.add_option("-c,--ctx", cmd->ctx, "Context per slot in tokens: prompt + answer")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(at_least(1));
   app.add_option("--queue", cmd->queue, "Requests that may wait for a slot; more get 503")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
   app.add_option("--max-body", cmd->max_body, "Largest request body in bytes; larger ones get 413")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   app.add_option("--api-key", cmd->api_key,
                  "Require 'Authorization: Bearer KEY' on /v1/*, /tokenize, /detokenize and /metrics");
   app.add_option("--name", cmd->name, "Model id shown in /v1/models (default: the file or folder name)");
   app.add_option("--max-connections", cmd->max_connections,
                  "Open connections in total (each has its own thread); more are answered 503")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   app.add_option("--max-connections-per-client", cmd->max_per_client,
                  "Open connections from one IP address; more are answered 503")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   app.add_option("--header-timeout", cmd->header_timeout,
                  "Seconds for a request's line and headers to arrive, from their first byte; then 408")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(number_above(0, false));
   app.add_option("--body-timeout", cmd->body_timeout, "Seconds for a request body to arrive; then 408")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(number_above(0, false));
   app.add_option("--keep-alive-timeout", cmd->idle_timeout, "Seconds an idle connection waits for its next request")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(number_above(0, false));
   app.add_flag("--allow-special-in-messages", cmd->allow_special,
                "Let <reserved_106>, <reserved_107>, <s>, </s> typed in chat messages become those tokens, as the "
                "official tokenizer does (default: they stay text, so a client cannot forge a turn)");
