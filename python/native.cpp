@@ -1,7 +1,7 @@
 // baichuan_cpp._native: the Model class of the Python package (pipeline() is Python, in
-// baichuan_cpp/__init__.py). Every model computation runs with the GIL released; a Model runs one
-// computation at a time (its mutex), and the mutex is only ever waited for without the GIL, so two
-// Python threads sharing a Model cannot deadlock.
+// baichuan_cpp/__init__.py). Every model computation runs with the GIL released. The loaded model
+// is read-only and shared; each call runs in a session of its own (scratch, threads, KV cache), so
+// calls from several Python threads compute at the same time without a lock around the model.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -60,8 +61,40 @@ py::dict result_dict(const GenerateResult& r) {
   return d;
 }
 
-// A loaded model, its thread pool and the KV cache that generate() and chat() share, so that a
-// prompt continuing the previous one (the next chat turn) computes only its new tokens.
+// One caller's share of a Model: forward scratch, threads, and a KV cache with the ids it holds. A
+// call (generate, chat, logits; a stream for its whole life) has a session to itself, so calls from
+// several Python threads compute at the same time on the one read-only Model. A ThreadPool runs one
+// job at a time, hence one pool per session.
+struct Session {
+  Session(const Model& model, int64_t context, DType kv_type, int threads)
+      : pool(threads), sequence(KvCache(model.config(), context, kv_type)) {}
+  ModelContext context;
+  ThreadPool pool;
+  CachedSequence sequence;
+  uint64_t epoch = 0;  // the handle's epoch its cache belongs to (reset() and kv_type changes bump it)
+};
+
+class ModelHandle;
+
+// A session taken from a handle; gives it back when destroyed.
+class SessionLease {
+ public:
+  SessionLease(ModelHandle& handle, std::unique_ptr<Session> session) : handle_(&handle), session_(std::move(session)) {}
+  SessionLease(SessionLease&&) = default;
+  SessionLease& operator=(SessionLease&&) = delete;
+  ~SessionLease();
+  Session& operator*() const { return *session_; }
+  Session* operator->() const { return session_.get(); }
+
+ private:
+  ModelHandle* handle_;
+  std::unique_ptr<Session> session_;
+};
+
+// A loaded model and the sessions its calls have used. Idle sessions are kept for reuse: a call
+// takes the one whose cache shares the longest prefix with its prompt, so the next turn of a
+// conversation computes only its new tokens. The mutex guards that list and a few fields, never a
+// computation, and nothing waits for the GIL while holding it.
 class ModelHandle {
  public:
   ModelHandle(const std::string& path, std::optional<int> threads, std::optional<int64_t> context,
@@ -69,14 +102,13 @@ class ModelHandle {
               std::optional<std::string> tokenizer_path, std::optional<std::string> position) {
     // Arguments first: a typo should not cost a model load.
     if (threads && *threads <= 0) raise(PyExc_ValueError, cat("threads must be > 0, got ", *threads));
-    int n_threads = 0;
     try {
-      n_threads = ThreadPool::threads_for_request(threads.value_or(0));
+      threads_ = ThreadPool::threads_for_request(threads.value_or(0));
     } catch (const Error& e) {
       raise(PyExc_ValueError, e.what());
     }
     if (context && *context <= 0) raise(PyExc_ValueError, cat("context must be > 0, got ", *context));
-    const DType kv = parse_kv_type(kv_type);
+    kv_type_ = parse_kv_type(kv_type);
     LoadOptions options;
     options.config_path = config_path;
     options.tokenizer_path = tokenizer_path;
@@ -87,21 +119,20 @@ class ModelHandle {
     if (!std::filesystem::exists(path)) raise(PyExc_FileNotFoundError, cat(path, ": no such file or directory"));
     try {
       py::gil_scoped_release nogil;
-      model_ = load_model(path, options);
+      ThreadPool pool(threads_);  // prepares the weights (head norms, packing)
+      model_ = load_model(path, options, &pool);
     } catch (const Error& e) {
       raise(PyExc_OSError, e.what());  // the checkpoint cannot be used as it is
     }
-    model_->set_kv_type(kv);
-    pool_ = std::make_unique<ThreadPool>(n_threads);
     path_ = path;
     context_ = context ? *context : std::max<int64_t>(model_->config().model_max_length, 4096);  // as the CLI
-    sequence_ = std::make_unique<CachedSequence>(model_->new_cache(context_));
+    idle_.push_back(new_session(kv_type_));  // checks the KV type against the model
   }
 
   const Model& model() const { return *model_; }
   const std::string& path() const { return path_; }
   int64_t context() const { return context_; }
-  int threads() const { return pool_->size(); }
+  int threads() const { return threads_; }
   py::object last_result() {
     std::optional<GenerateResult> last;
     {
@@ -111,29 +142,61 @@ class ModelHandle {
     }
     return last ? py::object(result_dict(*last)) : py::none();
   }
+  void set_last_result(const GenerateResult& r) {
+    std::lock_guard lock(mutex_);
+    last_ = r;
+  }
 
   std::string kv_type() {
     py::gil_scoped_release nogil;
-    std::lock_guard lock(mutex_);  // set_kv_type may be running in another thread
-    return std::string(dtype_name(model_->kv_type()));
+    std::lock_guard lock(mutex_);
+    return std::string(dtype_name(kv_type_));
   }
   void set_kv_type(const std::string& name) {
     const DType type = parse_kv_type(name);
     py::gil_scoped_release nogil;
+    KvCache probe(model_->config(), 1, type);  // a type this model cannot use leaves everything as it was
     std::lock_guard lock(mutex_);
-    // The new cache first: a type this model cannot use must leave everything as it was.
-    auto sequence = std::make_unique<CachedSequence>(KvCache(model_->config(), context_, type));
-    model_->set_kv_type(type);
-    sequence_ = std::move(sequence);
-    ++generation_;
+    kv_type_ = type;
+    ++epoch_;
+    idle_.clear();  // sessions in use are dropped when they come back
   }
 
   void reset() {
     py::gil_scoped_release nogil;
     std::lock_guard lock(mutex_);
-    sequence_->cache.clear();
-    sequence_->ids.clear();
-    ++generation_;
+    ++epoch_;  // sessions in use forget their cache when they come back
+    for (auto& s : idle_) forget(*s);
+  }
+
+  // The idle session whose cache shares the longest prefix with `prompt`, or a new one.
+  SessionLease take_session(std::span<const int32_t> prompt) {
+    py::gil_scoped_release nogil;
+    DType kv_type;
+    {
+      std::lock_guard lock(mutex_);
+      auto best = idle_.end();
+      size_t best_shared = 0;
+      for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+        const size_t shared = (*it)->sequence.shared_prefix(prompt);
+        if (best == idle_.end() || shared > best_shared) best = it, best_shared = shared;
+      }
+      if (best != idle_.end()) {
+        auto session = std::move(*best);
+        idle_.erase(best);
+        return SessionLease(*this, std::move(session));
+      }
+      kv_type = kv_type_;
+    }
+    return SessionLease(*this, new_session(kv_type));
+  }
+  void give_back(std::unique_ptr<Session> session) {
+    std::lock_guard lock(mutex_);
+    if (session->epoch != epoch_) {
+      if (session->sequence.cache.type() != kv_type_) return;  // the KV type changed meanwhile
+      forget(*session);
+    }
+    idle_.push_back(std::move(session));
   }
 
   std::vector<int32_t> ids_of(py::handle prompt) const {
@@ -197,39 +260,13 @@ class ModelHandle {
     return o;
   }
 
-  // A generation that the caller steps (a stream) or runs to the end (run()). Starting one ends the
-  // previous stream: they share the KV cache.
-  std::unique_ptr<Decoding> start(const std::vector<int32_t>& prompt, const GenerateOptions& options,
-                                  uint64_t& generation) {
-    py::gil_scoped_release nogil;
-    std::lock_guard lock(mutex_);
-    auto decoding = std::make_unique<Decoding>(*model_, *sequence_, prompt, options);
-    generation = ++generation_;
-    return decoding;
-  }
-
-  // One forward step of a stream; false once it is over. `text` gets what the step completed.
-  bool step(Decoding& decoding, uint64_t generation, std::string& text) {
-    py::gil_scoped_release nogil;
-    std::lock_guard lock(mutex_);
-    if (decoding.done()) return false;
-    if (generation != generation_)
-      throw std::runtime_error(  // RuntimeError
-          "this stream was interrupted: another generation (or reset/kv_type change) ran on the same Model");
-    forward_one(decoding, text);
-    if (decoding.done()) last_ = decoding.result();
-    return true;
-  }
-
   GenerateResult run(const std::vector<int32_t>& prompt, const GenerateOptions& options) {
+    SessionLease session = take_session(prompt);
     py::gil_scoped_release nogil;
-    std::lock_guard lock(mutex_);
-    Decoding decoding(*model_, *sequence_, prompt, options);
-    ++generation_;
+    Decoding decoding(*model_, session->sequence, prompt, options);
     auto checked = std::chrono::steady_clock::now();
-    std::string ignored;
     while (!decoding.done()) {
-      forward_one(decoding, ignored);
+      decoding.step(session->context, session->pool, {});
       // Let Ctrl-C through now and then: the whole generation runs without the GIL.
       if (std::chrono::steady_clock::now() - checked > std::chrono::milliseconds(100)) {
         checked = std::chrono::steady_clock::now();
@@ -237,7 +274,7 @@ class ModelHandle {
         if (PyErr_CheckSignals() != 0) throw py::error_already_set();
       }
     }
-    last_ = decoding.result();
+    set_last_result(decoding.result());
     return decoding.result();
   }
 
@@ -246,51 +283,94 @@ class ModelHandle {
     if (static_cast<int64_t>(ids.size()) > context_)
       raise(PyExc_ValueError, cat("the prompt has ", ids.size(), " tokens, more than the context of ", context_,
                                   " (Model(..., context=N))"));
+    SessionLease session = take_session({});
     py::gil_scoped_release nogil;
-    std::lock_guard lock(mutex_);
-    // A cache of its own: the generation cache stays as it is.
-    KvCache cache = model_->new_cache(static_cast<int64_t>(ids.size()));
-    return model_->forward_last(cache, ids, *pool_);
+    // A cache of its own: the session's cache stays as it is.
+    KvCache cache(model_->config(), static_cast<int64_t>(ids.size()), session->sequence.cache.type());
+    return model_->forward_last(session->context, cache, ids, session->pool);
   }
 
  private:
-  void forward_one(Decoding& decoding, std::string& text) {
-    decoding.step(*pool_, [&text](int32_t, std::string_view piece) {
-      text += piece;
-      return true;
-    });
+  std::unique_ptr<Session> new_session(DType kv_type) const {
+    auto session = std::make_unique<Session>(*model_, context_, kv_type, threads_);
+    std::lock_guard lock(mutex_);
+    session->epoch = epoch_;
+    return session;
+  }
+  void forget(Session& s) const {
+    s.sequence.cache.clear();
+    s.sequence.ids.clear();
+    s.epoch = epoch_;
   }
 
-  std::unique_ptr<Model> model_;
-  std::unique_ptr<ThreadPool> pool_;
-  std::unique_ptr<CachedSequence> sequence_;
+  std::unique_ptr<const Model> model_;
   std::string path_;
   int64_t context_ = 0;
-  std::mutex mutex_;
-  uint64_t generation_ = 0;  // which generation owns the cache; a stream checks it before each step
+  int threads_ = 1;
+  mutable std::mutex mutex_;  // guards what follows
+  DType kv_type_ = DType::F16;
+  uint64_t epoch_ = 0;
+  std::vector<std::unique_ptr<Session>> idle_;
   std::optional<GenerateResult> last_;
 };
 
+SessionLease::~SessionLease() {
+  if (session_) handle_->give_back(std::move(session_));
+}
+
 // The iterator that generate(stream=True) and chat(stream=True) return: one forward step per
-// __next__ until the step yields text.
+// __next__ until the step yields text. It keeps its session until the generation ends, so other
+// calls meanwhile run on other sessions and do not disturb it.
 class TextStream {
  public:
   TextStream(std::shared_ptr<ModelHandle> model, const std::vector<int32_t>& prompt, const GenerateOptions& options)
-      : model_(std::move(model)), decoding_(model_->start(prompt, options, generation_)) {}
+      : model_(std::move(model)), session_(model_->take_session(prompt)) {
+    decoding_ = std::make_unique<Decoding>(model_->model(), (*session_)->sequence, prompt, options);
+    if (decoding_->done()) finish();
+  }
 
   py::str next() {
-    for (;;) {
-      std::string text;
-      if (!model_->step(*decoding_, generation_, text)) throw py::stop_iteration();
-      if (!text.empty()) return to_str(text);
+    std::string text;
+    bool over = false;
+    {
+      py::gil_scoped_release nogil;
+      std::lock_guard lock(*mutex_);  // one step at a time if several threads iterate one stream
+      while (decoding_ && text.empty()) {
+        decoding_->step((*session_)->context, (*session_)->pool, [&text](int32_t, std::string_view piece) {
+          text += piece;
+          return true;
+        });
+        if (decoding_->done()) finish();
+      }
+      over = text.empty();
     }
+    if (over) throw py::stop_iteration();
+    return to_str(text);
   }
-  py::object result() const { return decoding_->done() ? py::object(result_dict(decoding_->result())) : py::none(); }
+  py::object result() const {
+    std::optional<GenerateResult> r;
+    {
+      py::gil_scoped_release nogil;
+      std::lock_guard lock(*mutex_);
+      r = result_;
+    }
+    return r ? py::object(result_dict(*r)) : py::none();
+  }
 
  private:
+  // The generation is over: keep its result and give the session back for other calls.
+  void finish() {
+    result_ = decoding_->result();
+    model_->set_last_result(*result_);
+    decoding_.reset();
+    session_.reset();
+  }
+
   std::shared_ptr<ModelHandle> model_;  // keeps the model alive as long as the stream
-  uint64_t generation_ = 0;
-  std::unique_ptr<Decoding> decoding_;
+  std::optional<SessionLease> session_;
+  std::unique_ptr<Decoding> decoding_;  // reads session_'s cache: declared after it
+  std::optional<GenerateResult> result_;
+  std::unique_ptr<std::mutex> mutex_ = std::make_unique<std::mutex>();  // a TextStream is moved into Python
 };
 
 py::object generate_or_stream(const std::shared_ptr<ModelHandle>& self, const std::vector<int32_t>& ids, bool stream,

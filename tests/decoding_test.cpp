@@ -27,7 +27,7 @@ class DecodingTest : public ::testing::Test {
     CachedSequence sequence(model_->new_cache(256));
     Decoding d(*model_, sequence, prompt_, o, chunk);
     while (!d.done())
-      d.step(pool_, [&](int32_t, std::string_view text) {
+      d.step(context_, pool_, [&](int32_t, std::string_view text) {
         streamed += text;
         return true;
       });
@@ -36,6 +36,7 @@ class DecodingTest : public ::testing::Test {
 
   std::unique_ptr<Model> model_;
   std::vector<int32_t> prompt_;
+  ModelContext context_;
   ThreadPool pool_{2};
 };
 

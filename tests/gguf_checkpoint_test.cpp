@@ -93,7 +93,8 @@ TEST_F(GgufCheckpoint, NormalizedHeadHasUnitRowsAndTheSameLogits) {
   ThreadPool pool(2);
   auto ids = golden["prompts"][1]["ids"].get<std::vector<int32_t>>();
   KvCache c1 = raw.new_cache(64), c2 = unit.new_cache(64);
-  auto a = raw.forward_last(c1, ids, pool), b = unit.forward_last(c2, ids, pool);
+  ModelContext context;
+  auto a = raw.forward_last(context, c1, ids, pool), b = unit.forward_last(context, c2, ids, pool);
   for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5f * (1 + std::abs(a[i])));
 }
 
@@ -128,7 +129,8 @@ TEST_F(GgufCheckpoint, DefaultConvertStoresANormalisedHeadAndSaysSo) {
     for (const auto& p : golden["prompts"]) {
       auto ids = p["ids"].get<std::vector<int32_t>>();
       KvCache cache = model.new_cache(static_cast<int64_t>(ids.size()));
-      auto logits = model.forward_last(cache, ids, pool);
+      ModelContext context;
+      auto logits = model.forward_last(context, cache, ids, pool);
       auto expected = testing::read_f32_file(shared_path("reference/b2-7b-tiny/" + p["last_logits_file"].get<std::string>()));
       float max_err = 0, max_ref = 0;
       for (size_t i = 0; i < logits.size(); ++i) {

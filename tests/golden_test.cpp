@@ -70,6 +70,7 @@ class Golden : public ::testing::TestWithParam<Case> {
   std::string dir_;
   json golden_;
   std::unique_ptr<Model> model_;
+  ModelContext context_;
   ThreadPool pool_{2};
 };
 
@@ -80,7 +81,7 @@ TEST_P(Golden, PromptIdsLogitsAndGreedyTokens) {
     ASSERT_EQ(ids, p["ids"].get<std::vector<int32_t>>());
 
     KvCache cache = model_->new_cache(static_cast<int64_t>(ids.size()));
-    auto logits = model_->forward_last(cache, ids, pool_);
+    auto logits = model_->forward_last(context_, cache, ids, pool_);
     auto expected = testing::read_f32_file(dir_ + "/" + p["last_logits_file"].get<std::string>());
     ASSERT_EQ(logits.size(), expected.size());
     float max_err = 0, max_ref = 0;
@@ -103,7 +104,7 @@ TEST_P(Golden, DefaultF16CacheStaysClose) {
   for (const auto& p : golden_["prompts"]) {
     auto ids = p["ids"].get<std::vector<int32_t>>();
     KvCache cache = model_->new_cache(static_cast<int64_t>(ids.size()));
-    auto logits = model_->forward_last(cache, ids, pool_);
+    auto logits = model_->forward_last(context_, cache, ids, pool_);
     auto expected = testing::read_f32_file(dir_ + "/" + p["last_logits_file"].get<std::string>());
     float max_err = 0, max_ref = 0;
     for (size_t i = 0; i < logits.size(); ++i) {
@@ -125,7 +126,7 @@ TEST_P(Golden, TopLogitsAtEveryPosition) {
     KvCache cache = model_->new_cache(static_cast<int64_t>(ids.size()));
     std::vector<float> logits;
     SequenceStep step{&cache, ids, true, &logits};
-    model_->forward(std::span<SequenceStep>(&step, 1), pool_);
+    model_->forward(context_, std::span<SequenceStep>(&step, 1), pool_);
     const int64_t V = model_->config().vocab_size;
     const auto& top = p["top8_per_position"];
     ASSERT_EQ(top.size(), ids.size());
@@ -144,7 +145,7 @@ TEST_P(Golden, SamplingDistributions) {
   for (const auto& p : golden_["prompts"]) {
     auto ids = p["ids"].get<std::vector<int32_t>>();
     KvCache cache = model_->new_cache(static_cast<int64_t>(ids.size()));
-    auto logits = model_->forward_last(cache, ids, pool_);
+    auto logits = model_->forward_last(context_, cache, ids, pool_);
     for (const auto& s : p["sampling"]) {
       SamplingParams params;
       params.repetition_penalty = s["repetition_penalty"].get<float>();
@@ -184,9 +185,9 @@ TEST_P(Golden, BatchedSequencesMatchSingleOnes) {
   KvCache ca = model_->new_cache(64), cb = model_->new_cache(64);
   std::vector<float> la, lb;
   std::vector<SequenceStep> steps = {{&ca, a, false, &la}, {&cb, b, false, &lb}};
-  model_->forward(steps, pool_);
+  model_->forward(context_, steps, pool_);
   KvCache c1 = model_->new_cache(64);
-  auto alone = model_->forward_last(c1, b, pool_);
+  auto alone = model_->forward_last(context_, c1, b, pool_);
   for (size_t i = 0; i < alone.size(); i += 97) EXPECT_NEAR(lb[i], alone[i], 1e-5f);
 }
 

@@ -16,7 +16,7 @@ inline GenerateOptions greedy_options(int64_t n) {
   return o;
 }
 
-inline std::vector<int32_t> greedy_tokens(Model& model, ThreadPool& pool, const std::vector<int32_t>& prompt,
+inline std::vector<int32_t> greedy_tokens(const Model& model, ThreadPool& pool, const std::vector<int32_t>& prompt,
                                           size_t n) {
   Generator gen(model, pool, static_cast<int64_t>(prompt.size() + n));
   return gen.generate(prompt, greedy_options(static_cast<int64_t>(n))).tokens;

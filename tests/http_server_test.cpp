@@ -36,7 +36,7 @@ using namespace std::chrono_literals;
 
 // A server on its own thread for the length of a test.
 struct RunningServer {
-  RunningServer(Model& model, ThreadPool& pool, SchedulerOptions so, ServerOptions options)
+  RunningServer(const Model& model, ThreadPool& pool, SchedulerOptions so, ServerOptions options)
       : scheduler(model, pool, so), http(scheduler, std::move(options)) {
     port = http.bind();
     thread = std::thread([this] { http.listen(); });

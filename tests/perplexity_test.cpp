@@ -86,18 +86,19 @@ TEST(Perplexity, UniformLogitsGiveTheVocabularySize) {
 }
 
 // Hugging Face's loop written out plainly, one forward_last per token with a fresh cache per window.
-double reference_nll_sum(Model& model, const std::vector<int32_t>& ids, int64_t ctx, int64_t stride, ThreadPool& pool,
+double reference_nll_sum(const Model& model, const std::vector<int32_t>& ids, int64_t ctx, int64_t stride, ThreadPool& pool,
                          int64_t* scored) {
   const auto n = static_cast<int64_t>(ids.size());
   double sum = 0;
   *scored = 0;
   int64_t prev_end = 0;
+  ModelContext context;
   for (int64_t begin = 0; begin < n; begin += stride) {
     int64_t end = std::min(begin + ctx, n);
     int64_t target_len = end - prev_end;  // labels before end - target_len are masked (-100)
     KvCache cache = model.new_cache(ctx);
     for (int64_t i = begin; i + 1 < end; ++i) {
-      auto logits = model.forward_last(cache, std::span<const int32_t>(&ids[i], 1), pool);
+      auto logits = model.forward_last(context, cache, std::span<const int32_t>(&ids[i], 1), pool);
       if (i + 1 < end - target_len) continue;
       double max = *std::max_element(logits.begin(), logits.end()), z = 0;
       for (float x : logits) z += std::exp(x - max);

@@ -33,13 +33,14 @@ struct Agreement {
   double top1 = 0;  // fraction of prompts whose arg-max agrees
 };
 
-Agreement compare(Model& reference, Model& quantized, const nlohmann::json& prompts, ThreadPool& pool) {
+Agreement compare(const Model& reference, const Model& quantized, const nlohmann::json& prompts, ThreadPool& pool) {
   Agreement a;
+  ModelContext context;
   for (const auto& p : prompts) {
     auto ids = p["ids"].get<std::vector<int32_t>>();
     KvCache c1 = reference.new_cache(static_cast<int64_t>(ids.size()));
     KvCache c2 = quantized.new_cache(static_cast<int64_t>(ids.size()));
-    auto l1 = reference.forward_last(c1, ids, pool), l2 = quantized.forward_last(c2, ids, pool);
+    auto l1 = reference.forward_last(context, c1, ids, pool), l2 = quantized.forward_last(context, c2, ids, pool);
     auto p1 = softmax(l1), p2 = softmax(l2);
     double kl = 0;
     for (size_t i = 0; i < p1.size(); ++i)
@@ -109,12 +110,13 @@ TEST(QuantizedModelThreads, OneAndTwoThreadsGiveIdenticalLogits) {
     std::vector<std::vector<float>> runs;
     for (int threads : {1, 2}) {
       ThreadPool pool(threads);
+      ModelContext context;
       KvCache cache = model.new_cache(static_cast<int64_t>(ids.size()) + 4);
-      auto last = model.forward_last(cache, ids, pool);  // the prompt: multi-token tiles
+      auto last = model.forward_last(context, cache, ids, pool);  // the prompt: multi-token tiles
       std::vector<float> logits = last;
       for (int step = 0; step < 4; ++step) {  // then one token at a time
         int32_t next = static_cast<int32_t>(std::max_element(last.begin(), last.end()) - last.begin());
-        last = model.forward_last(cache, std::vector<int32_t>{next}, pool);
+        last = model.forward_last(context, cache, std::vector<int32_t>{next}, pool);
         logits.insert(logits.end(), last.begin(), last.end());
       }
       runs.push_back(std::move(logits));

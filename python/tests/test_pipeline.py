@@ -1,4 +1,6 @@
 """baichuan_cpp.pipeline: the openMind / transformers text-generation pipeline contract."""
+import threading
+
 import pytest
 
 import baichuan_cpp
@@ -61,3 +63,26 @@ def test_errors(model):
         pipe("hello", max_new_tokens=-5)
     with pytest.raises(TypeError):
         pipe(42)
+
+
+def test_concurrent_calls_equal_sequential_ones(pipe, golden):
+    """Two threads calling one pipeline at the same time get what the same calls give one after the other."""
+    jobs = [(p["text"], dict(do_sample=False, max_new_tokens=16, ignore_eos=True)) for p in golden["prompts"][:2]]
+    jobs.append((golden["chats"][0]["messages"], dict(do_sample=True, seed=11, top_k=40, max_new_tokens=16)))
+    sequential = [pipe(prompt, **kw) for prompt, kw in jobs]
+    results = [[None] * len(jobs) for _ in range(2)]
+    barrier = threading.Barrier(2)
+
+    def worker(w):
+        barrier.wait()
+        order = list(range(len(jobs)))[:: 1 if w == 0 else -1]  # different prompts at once
+        for _ in range(2):
+            for i in order:
+                results[w][i] = pipe(jobs[i][0], **jobs[i][1])
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results[0] == sequential and results[1] == sequential

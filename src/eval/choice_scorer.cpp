@@ -7,7 +7,7 @@
 
 namespace baichuan::eval {
 
-ChoiceScorer::ChoiceScorer(Model& model, ThreadPool& pool, int64_t context)
+ChoiceScorer::ChoiceScorer(const Model& model, ThreadPool& pool, int64_t context)
     : model_(model), pool_(pool), sequence_(model.new_cache(context)), choice_ids_(choice_token_ids(model.tokenizer())) {}
 
 Choice ChoiceScorer::score(std::span<const int32_t> prompt) {
@@ -21,7 +21,7 @@ Choice ChoiceScorer::score(std::span<const int32_t> prompt) {
   for (size_t fed = reused; fed < prompt.size();) {
     const size_t n = std::min(prompt.size() - fed, static_cast<size_t>(kChunk));
     SequenceStep step{&sequence_.cache, prompt.subspan(fed, n), false, &logits_};
-    model_.forward({&step, 1}, pool_);
+    model_.forward(context_, {&step, 1}, pool_);
     sequence_.ids.insert(sequence_.ids.end(), prompt.begin() + static_cast<std::ptrdiff_t>(fed),
                          prompt.begin() + static_cast<std::ptrdiff_t>(fed + n));
     fed += n;

@@ -11,6 +11,7 @@
 #include "core/thread_pool.h"
 #include "generate/decoding.h"
 #include "model/model.h"
+#include "model/model_context.h"
 
 namespace baichuan::eval {
 
@@ -23,7 +24,7 @@ struct Choice {
 class ChoiceScorer {
  public:
   // `context`: the longest prompt this scorer takes (its KV cache's capacity).
-  ChoiceScorer(Model& model, ThreadPool& pool, int64_t context);
+  ChoiceScorer(const Model& model, ThreadPool& pool, int64_t context);
 
   int64_t context() const { return sequence_.cache.capacity(); }
   const std::array<int32_t, 4>& choice_ids() const { return choice_ids_; }
@@ -33,8 +34,9 @@ class ChoiceScorer {
  private:
   static constexpr int64_t kChunk = 512;  // prompt tokens per forward step: bounds the activations
 
-  Model& model_;
+  const Model& model_;
   ThreadPool& pool_;
+  ModelContext context_;
   CachedSequence sequence_;
   std::array<int32_t, 4> choice_ids_;
   std::vector<float> logits_;

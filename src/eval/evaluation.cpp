@@ -93,7 +93,7 @@ FittedPrompt fitted_prompt(const std::string& task, const Subject& subject, cons
   return p;
 }
 
-EvalReport run_multiple_choice(Model& model, ThreadPool& pool, const EvalOptions& o, EvalReport report,
+EvalReport run_multiple_choice(const Model& model, ThreadPool& pool, const EvalOptions& o, EvalReport report,
                                const std::function<void(const ItemDone&)>& on_item) {
   std::string split_note;
   std::vector<Subject> subjects = read_subjects(o, split_note);
@@ -159,7 +159,7 @@ int64_t bbh_new_tokens(const EvalOptions& o) {
   return o.max_new_tokens > 0 ? o.max_new_tokens : static_cast<int64_t>(kBbhMaxNewTokens);
 }
 
-EvalReport run_bbh(Model& model, ThreadPool& pool, const EvalOptions& o, EvalReport report,
+EvalReport run_bbh(const Model& model, ThreadPool& pool, const EvalOptions& o, EvalReport report,
                    const std::function<void(const ItemDone&)>& on_item) {
   if (o.shots >= 0 && o.shots != 3)
     fail("bbh: the official chain-of-thought prompts are 3-shot; --shots must be 3 (or left out), not ", o.shots);
@@ -175,6 +175,7 @@ EvalReport run_bbh(Model& model, ThreadPool& pool, const EvalOptions& o, EvalRep
   generate.sampling.greedy = true;
   generate.stop = {std::string(kBbhStop)};
   CachedSequence sequence(model.new_cache(o.context));  // keeps the shared 3-shot prompt across items
+  ModelContext context;
   Tally tally(report, total, on_item);
   for (const BbhTask& task : tasks) {
     SubjectScore score{task.name, task.name, "", 0, 0, 0};
@@ -186,7 +187,7 @@ EvalReport run_bbh(Model& model, ThreadPool& pool, const EvalOptions& o, EvalRep
       const size_t limit = static_cast<size_t>(std::max<int64_t>(1, o.context - generate.max_new_tokens));
       if (ids.size() > limit) keep_last_tokens(ids, prompt, limit, model.tokenizer());
       Decoding decoding(model, sequence, ids, generate);
-      while (!decoding.done()) decoding.step(pool, {});
+      while (!decoding.done()) decoding.step(context, pool, {});
       const auto answer = extract_bbh_answer(decoding.result().text);
       report.reused_tokens += decoding.result().reused_prompt_tokens;
       ItemRecord r;
@@ -211,7 +212,7 @@ EvalReport run_bbh(Model& model, ThreadPool& pool, const EvalOptions& o, EvalRep
 
 }  // namespace
 
-EvalReport run_eval(Model& model, ThreadPool& pool, const EvalOptions& options,
+EvalReport run_eval(const Model& model, ThreadPool& pool, const EvalOptions& options,
                     const std::function<void(const ItemDone&)>& on_item) {
   EvalReport report;
   report.task = parse_task(options.task);

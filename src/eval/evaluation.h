@@ -32,7 +32,7 @@ struct ItemDone {
 };
 
 // Throws Error for bad options or data (naming the file or value) before any item is scored.
-EvalReport run_eval(Model& model, ThreadPool& pool, const EvalOptions& options,
+EvalReport run_eval(const Model& model, ThreadPool& pool, const EvalOptions& options,
                     const std::function<void(const ItemDone&)>& on_item = {});
 
 }  // namespace baichuan::eval

@@ -39,7 +39,7 @@ double log_sum_exp(std::span<const float> logits) {
   return max + std::log(sum);
 }
 
-PerplexityResult perplexity(Model& model, std::span<const int32_t> ids, const PerplexityOptions& options,
+PerplexityResult perplexity(const Model& model, std::span<const int32_t> ids, const PerplexityOptions& options,
                             ThreadPool& pool, const std::function<void(const WindowDone&)>& on_window,
                             const std::function<void(const ScoredToken&)>& on_token) {
   const auto start = std::chrono::steady_clock::now();
@@ -50,6 +50,7 @@ PerplexityResult perplexity(Model& model, std::span<const int32_t> ids, const Pe
   const int64_t vocab = model.config().vocab_size;
 
   KvCache cache = model.new_cache(std::min(options.ctx, n));
+  ModelContext context;
   std::vector<float> logits;
   std::vector<double> lse, nll;
   PerplexityResult result;
@@ -62,12 +63,12 @@ PerplexityResult perplexity(Model& model, std::span<const int32_t> ids, const Pe
     const int64_t first_row = w.first_scored - 1;
     for (int64_t b = w.begin; b < first_row; b += options.chunk) {
       SequenceStep step{&cache, ids.subspan(b, std::min(options.chunk, first_row - b)), false, &logits};
-      model.forward({&step, 1}, pool);
+      model.forward(context, {&step, 1}, pool);
     }
     for (int64_t b = first_row; b < w.end - 1; b += options.chunk) {
       const int64_t rows = std::min(options.chunk, w.end - 1 - b);
       SequenceStep step{&cache, ids.subspan(b, rows), true, &logits};
-      model.forward({&step, 1}, pool);
+      model.forward(context, {&step, 1}, pool);
       lse.assign(rows, 0);
       nll.assign(rows, 0);
       pool.parallel_for(rows, [&](int64_t r0, int64_t r1, int) {

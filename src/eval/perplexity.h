@@ -51,7 +51,7 @@ struct PerplexityResult {
   int64_t tokens = 0, windows = 0;  // tokens scored
 };
 
-PerplexityResult perplexity(Model& model, std::span<const int32_t> ids, const PerplexityOptions& options,
+PerplexityResult perplexity(const Model& model, std::span<const int32_t> ids, const PerplexityOptions& options,
                             ThreadPool& pool, const std::function<void(const WindowDone&)>& on_window = {},
                             const std::function<void(const ScoredToken&)>& on_token = {});
 

@@ -46,7 +46,7 @@ size_t CachedSequence::shared_prefix(std::span<const int32_t> prompt) const {
   return n;
 }
 
-Decoding::Decoding(Model& model, CachedSequence& sequence, std::span<const int32_t> prompt, GenerateOptions options,
+Decoding::Decoding(const Model& model, CachedSequence& sequence, std::span<const int32_t> prompt, GenerateOptions options,
                    int64_t prompt_chunk)
     : model_(model),
       sequence_(sequence),
@@ -120,9 +120,9 @@ void Decoding::accept(const TokenCallback& on_token) {
     finish("length", true, on_token);
 }
 
-void Decoding::step(ThreadPool& pool, const TokenCallback& on_token) {
+void Decoding::step(ModelContext& context, ThreadPool& pool, const TokenCallback& on_token) {
   SequenceStep s = next_step();
-  model_.forward(std::span<SequenceStep>(&s, 1), pool);
+  model_.forward(context, std::span<SequenceStep>(&s, 1), pool);
   accept(on_token);
 }
 

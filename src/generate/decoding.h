@@ -2,9 +2,9 @@
 // batched forward pass (the server's scheduler) or just one (Generator, the Python iterator):
 //
 //   Decoding d(model, sequence, prompt, options);
-//   while (!d.done()) { SequenceStep s = d.next_step(); model.forward({&s, 1}, pool); d.accept(cb); }
+//   while (!d.done()) { SequenceStep s = d.next_step(); model.forward(context, {&s, 1}, pool); d.accept(cb); }
 //
-// (for one generation alone, `d.step(pool, cb)` is that loop's body).
+// (for one generation alone, `d.step(context, pool, cb)` is that loop's body).
 //
 // The prompt is fed first (reusing the KV cache of the longest prefix it shares with what the
 // sequence already holds, and in chunks if asked), then one sampled token per step. Text is streamed
@@ -64,7 +64,7 @@ class Decoding {
  public:
   // Throws what check_generation() throws (the context is the cache's capacity). `prompt_chunk` > 0
   // feeds at most that many prompt tokens per step.
-  Decoding(Model& model, CachedSequence& sequence, std::span<const int32_t> prompt, GenerateOptions options,
+  Decoding(const Model& model, CachedSequence& sequence, std::span<const int32_t> prompt, GenerateOptions options,
            int64_t prompt_chunk = 0);
 
   bool done() const { return done_; }
@@ -75,7 +75,7 @@ class Decoding {
   // the stop rules and calls `on_token` (may be empty).
   void accept(const TokenCallback& on_token);
   // One forward step of this generation alone: next_step(), the model, accept().
-  void step(ThreadPool& pool, const TokenCallback& on_token);
+  void step(ModelContext& context, ThreadPool& pool, const TokenCallback& on_token);
   // Ends the generation now with finish reason "cancelled" (no further callbacks).
   void cancel();
 
@@ -86,7 +86,7 @@ class Decoding {
   // Sends the part of the text that can no longer turn into a stop string.
   bool stream_safe_text(int32_t id, const TokenCallback& on_token);
 
-  Model& model_;
+  const Model& model_;
   CachedSequence& sequence_;
   GenerateOptions options_;
   int64_t prompt_chunk_;

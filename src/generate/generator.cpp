@@ -2,13 +2,13 @@
 
 namespace baichuan {
 
-Generator::Generator(Model& model, ThreadPool& pool, int64_t context)
+Generator::Generator(const Model& model, ThreadPool& pool, int64_t context)
     : model_(model), pool_(pool), sequence_(model.new_cache(context)) {}
 
 GenerateResult Generator::generate(std::span<const int32_t> prompt, const GenerateOptions& options,
                                    const TokenCallback& on_token) {
   Decoding decoding(model_, sequence_, prompt, options);
-  while (!decoding.done()) decoding.step(pool_, on_token);
+  while (!decoding.done()) decoding.step(context_, pool_, on_token);
   return decoding.result();
 }
 

@@ -1,6 +1,7 @@
 // One sequence generated with the whole machine: the decode loop of `generate` and `chat`. The KV
 // cache persists across calls, so a prompt that continues the previous one (a chat turn) computes
-// only its new tokens.
+// only its new tokens. A Generator is one caller: it owns its forward scratch (ModelContext) and
+// uses its own pool; several Generators may share one Model from different threads.
 #pragma once
 #include <cstdint>
 #include <span>
@@ -9,12 +10,13 @@
 #include "core/thread_pool.h"
 #include "generate/decoding.h"
 #include "model/model.h"
+#include "model/model_context.h"
 
 namespace baichuan {
 
 class Generator {
  public:
-  Generator(Model& model, ThreadPool& pool, int64_t context);
+  Generator(const Model& model, ThreadPool& pool, int64_t context);
 
   GenerateResult generate(std::span<const int32_t> prompt, const GenerateOptions& options,
                           const TokenCallback& on_token = {});
@@ -23,8 +25,9 @@ class Generator {
   const std::vector<int32_t>& cached_ids() const { return sequence_.ids; }
 
  private:
-  Model& model_;
+  const Model& model_;
   ThreadPool& pool_;
+  ModelContext context_;
   CachedSequence sequence_;
 };
 

@@ -1,6 +1,8 @@
 #include "model/model.h"
 
+#include <chrono>
 #include <cmath>
+#include <optional>
 
 #include "core/error.h"
 #include "kernels/ops.h"
@@ -41,7 +43,7 @@ T* grow(std::vector<T>& v, size_t n) {
 
 }  // namespace
 
-Model::Model(Checkpoint checkpoint) : checkpoint_(std::move(checkpoint)) {
+Model::Model(Checkpoint checkpoint, ThreadPool* pool) : checkpoint_(std::move(checkpoint)) {
   validate_tensors(checkpoint_);
   const auto& cfg = checkpoint_.config;
   embed_ = checkpoint_.tensor("token_embd.weight");
@@ -57,6 +59,9 @@ Model::Model(Checkpoint checkpoint) : checkpoint_(std::move(checkpoint)) {
     rope_inv_freq_ = kernels::rope_inv_freq(cfg.head_dim(), cfg.rope_theta);
   else
     alibi_slopes_ = kernels::alibi_slopes(cfg.num_heads, cfg.max_alibi_bias);
+  std::optional<ThreadPool> own_pool;
+  if (!pool) pool = &own_pool.emplace(ThreadPool::default_threads());
+  prepare(*pool);
 }
 
 void Model::set_kv_type(DType type) {
@@ -65,9 +70,11 @@ void Model::set_kv_type(DType type) {
 }
 
 void Model::prepare(ThreadPool& pool) {
+  const auto start = std::chrono::steady_clock::now();
   compute_head_norms(pool);  // before packing: it reads the head's rows in the file layout
   pack_matrices(pool);
-  prepared_ = true;
+  preparation_.threads = pool.size();
+  preparation_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 // Packs every matrix the SIMD kernels regroup (see can_pack); packing lets go of the file's copy,
@@ -81,12 +88,14 @@ void Model::pack_matrices(ThreadPool& pool) {
     if (!kernels::can_pack(*w)) continue;
     packed_.emplace_back(*w, pool);
     *w = packed_.back().view();
+    preparation_.packed_bytes += packed_.back().bytes();
   }
+  preparation_.packed_matrices = static_cast<int64_t>(packed_.size());
 }
 
 // NormHead: logits use each lm_head row divided by its L2 norm (idempotent, so files whose head is
 // already normalised are fine). Folding 1/norm into the logits keeps the weights memory-mapped.
-// Computed on the first forward pass, with its thread pool.
+// Computed at load, with the constructor's thread pool.
 void Model::compute_head_norms(ThreadPool& pool) {
   lm_head_inv_norm_.resize(static_cast<size_t>(lm_head_.rows));
   pool.parallel_for(lm_head_.rows, [&](int64_t begin, int64_t end, int) {
@@ -100,7 +109,7 @@ void Model::compute_head_norms(ThreadPool& pool) {
   });
 }
 
-void Model::forward(std::span<SequenceStep> steps, ThreadPool& pool) {
+void Model::forward(ModelContext& ctx, std::span<SequenceStep> steps, ThreadPool& pool) const {
   const auto& cfg = config();
   const int64_t H = cfg.hidden_size, F = cfg.intermediate_size, V = cfg.vocab_size;
   int64_t n_rows = 0, n_logit_rows = 0;
@@ -114,20 +123,19 @@ void Model::forward(std::span<SequenceStep> steps, ThreadPool& pool) {
     n_rows += static_cast<int64_t>(s.tokens.size());
     n_logit_rows += s.all_logits ? static_cast<int64_t>(s.tokens.size()) : 1;
   }
-  if (!prepared_) prepare(pool);
   // Each row's cache and position, for RoPE and attention.
-  ws_.rows.clear();
+  ctx.rows.clear();
   for (auto& s : steps)
-    for (size_t t = 0; t < s.tokens.size(); ++t) ws_.rows.push_back({s.cache, s.cache->size() + static_cast<int64_t>(t)});
+    for (size_t t = 0; t < s.tokens.size(); ++t) ctx.rows.push_back({s.cache, s.cache->size() + static_cast<int64_t>(t)});
   auto rows = static_cast<size_t>(n_rows);
-  float* x = grow(ws_.x, rows * H);
-  float* xn = grow(ws_.xn, rows * H);
-  float* q = grow(ws_.q, rows * H);
-  float* k = grow(ws_.k, rows * H);
-  float* v = grow(ws_.v, rows * H);
-  float* att = grow(ws_.att, rows * H);
-  float* gate = grow(ws_.gate, rows * F);
-  float* up = grow(ws_.up, rows * F);
+  float* x = grow(ctx.x, rows * H);
+  float* xn = grow(ctx.xn, rows * H);
+  float* q = grow(ctx.q, rows * H);
+  float* k = grow(ctx.k, rows * H);
+  float* v = grow(ctx.v, rows * H);
+  float* att = grow(ctx.att, rows * H);
+  float* gate = grow(ctx.gate, rows * F);
+  float* up = grow(ctx.up, rows * F);
 
   int64_t g = 0;
   for (auto& s : steps)
@@ -136,14 +144,14 @@ void Model::forward(std::span<SequenceStep> steps, ThreadPool& pool) {
       ++g;
     }
 
-  kernels::Activations& input = ws_.input;
+  kernels::Activations& input = ctx.input;
   for (int64_t l = 0; l < cfg.num_layers; ++l) {
     const Layer& L = layers_[static_cast<size_t>(l)];
     rms_norm_rows(x, L.attn_norm, cfg.rms_norm_eps, xn, n_rows, H, pool);
     input.reset(xn, n_rows, H);
     const kernels::MatmulOutput qkv[] = {{L.wq, q, H}, {L.wk, k, H}, {L.wv, v, H}};
     kernels::matmul(qkv, input, pool);
-    attention(l, n_rows, pool);
+    attention(ctx, l, n_rows, pool);
     input.reset(att, n_rows, H);
     kernels::matmul(L.wo, input, xn, H, pool);
     add_rows(x, xn, n_rows, H, pool);
@@ -159,7 +167,7 @@ void Model::forward(std::span<SequenceStep> steps, ThreadPool& pool) {
   }
 
   // Final norm and NormHead, only for the rows whose logits are wanted.
-  float* head_in = grow(ws_.head_in, static_cast<size_t>(n_logit_rows * H));
+  float* head_in = grow(ctx.head_in, static_cast<size_t>(n_logit_rows * H));
   int64_t row = 0, out_row = 0;
   for (auto& s : steps) {
     auto n = static_cast<int64_t>(s.tokens.size());
@@ -168,7 +176,7 @@ void Model::forward(std::span<SequenceStep> steps, ThreadPool& pool) {
     row += n;
   }
   // One pass over the head for every row of every sequence, then each sequence's share.
-  float* logits = grow(ws_.logits, static_cast<size_t>(n_logit_rows * V));
+  float* logits = grow(ctx.logits, static_cast<size_t>(n_logit_rows * V));
   input.reset(head_in, n_logit_rows, H);
   kernels::matmul(lm_head_, input, logits, V, pool);
   out_row = 0;
@@ -182,15 +190,15 @@ void Model::forward(std::span<SequenceStep> steps, ThreadPool& pool) {
   }
 }
 
-void Model::attention(int64_t layer, int64_t n_rows, ThreadPool& pool) {
+void Model::attention(ModelContext& ctx, int64_t layer, int64_t n_rows, ThreadPool& pool) const {
   const auto& cfg = config();
   const int64_t H = cfg.hidden_size, n_heads = cfg.num_heads, d = cfg.head_dim();
   const bool rope = cfg.position == PositionEncoding::Rope;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  float *q = ws_.q.data(), *k = ws_.k.data(), *v = ws_.v.data(), *att = ws_.att.data();
+  float *q = ctx.q.data(), *k = ctx.k.data(), *v = ctx.v.data(), *att = ctx.att.data();
 
   // Rotate Q and K at each row's position and append K, V to the row's cache.
-  const auto& info = ws_.rows;
+  const auto& info = ctx.rows;
   pool.parallel_for(n_rows, [&](int64_t begin, int64_t end, int) {  // rows write distinct positions
     for (int64_t r = begin; r < end; ++r) {
       auto [cache, pos] = info[static_cast<size_t>(r)];
@@ -209,7 +217,7 @@ void Model::attention(int64_t layer, int64_t n_rows, ThreadPool& pool) {
   // value row is read once per tile and used by every query row of the tile. F16/F32 rows are
   // converted inside the dot and axpy kernels; Q8_0 rows are expanded to float first.
   constexpr int64_t kQueryTile = 4;
-  auto& tiles = ws_.query_tiles;  // first row of each tile
+  auto& tiles = ctx.query_tiles;  // first row of each tile
   tiles.clear();
   for (int64_t r = 0; r < n_rows; ++r) {
     const bool continues = !tiles.empty() && r - tiles.back() < kQueryTile &&
@@ -257,15 +265,16 @@ void Model::attention(int64_t layer, int64_t n_rows, ThreadPool& pool) {
   });
 }
 
-std::vector<float> Model::forward_last(KvCache& cache, std::span<const int32_t> tokens, ThreadPool& pool) {
+std::vector<float> Model::forward_last(ModelContext& ctx, KvCache& cache, std::span<const int32_t> tokens,
+                                       ThreadPool& pool) const {
   std::vector<float> logits;
   SequenceStep step{&cache, tokens, false, &logits};
-  forward(std::span<SequenceStep>(&step, 1), pool);
+  forward(ctx, std::span<SequenceStep>(&step, 1), pool);
   return logits;
 }
 
-std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options) {
-  return std::make_unique<Model>(open_checkpoint(path, options));
+std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options, ThreadPool* pool) {
+  return std::make_unique<Model>(open_checkpoint(path, options), pool);
 }
 
 }  // namespace baichuan

@@ -3,6 +3,10 @@
 //   x += o_proj(attention(rope_or_alibi(W_pack(rms_norm(x)))))
 //   x += down(silu(gate(rms_norm(x))) * up(rms_norm(x)))
 // then rms_norm and the NormHead (each lm_head row divided by its L2 norm).
+//
+// A Model is read-only once constructed: the work done once (NormHead row norms, packing matrices
+// for the SIMD kernels) happens in the constructor, so one Model is shared by any number of threads
+// (server slots, Python threads), each forwarding with its own ModelContext and ThreadPool.
 #pragma once
 #include <memory>
 #include <span>
@@ -14,6 +18,7 @@
 #include "kernels/packed_matrix.h"
 #include "model/checkpoint.h"
 #include "model/kv_cache.h"
+#include "model/model_context.h"
 
 namespace baichuan {
 
@@ -25,45 +30,49 @@ struct SequenceStep {
   std::vector<float>* logits;  // out: rows x vocab_size floats
 };
 
+// What the constructor did to the weights, for the load line.
+struct ModelPreparation {
+  int64_t packed_matrices = 0;
+  size_t packed_bytes = 0;
+  int threads = 0;
+  double seconds = 0;  // head norms and packing
+};
+
 class Model {
  public:
-  explicit Model(Checkpoint checkpoint);
+  // Binds the checkpoint and prepares the weights with `pool`'s threads (nullptr: a pool of every
+  // hardware thread for the duration).
+  explicit Model(Checkpoint checkpoint, ThreadPool* pool = nullptr);
 
   const ModelConfig& config() const { return checkpoint_.config; }
   const GenerationConfig& generation() const { return checkpoint_.generation; }
   const Tokenizer& tokenizer() const { return *checkpoint_.tokenizer; }
   const Checkpoint& checkpoint() const { return checkpoint_; }
+  const ModelPreparation& preparation() const { return preparation_; }
 
   // A cache of the model's KV type (F16 unless set_kv_type says otherwise).
   KvCache new_cache(int64_t capacity) const { return KvCache(config(), capacity, kv_type_); }
+  // A load-time setting, like the weights: call it before the model is shared between threads.
   void set_kv_type(DType type);
   DType kv_type() const { return kv_type_; }
 
   // Runs every step together: the weights are read once for all sequences. Throws Error if a
-  // sequence would overflow its cache or a token id is outside the vocabulary.
-  void forward(std::span<SequenceStep> steps, ThreadPool& pool);
+  // sequence would overflow its cache or a token id is outside the vocabulary. Concurrent calls are
+  // safe when each has its own context, pool and caches.
+  void forward(ModelContext& context, std::span<SequenceStep> steps, ThreadPool& pool) const;
   // Convenience for one sequence: returns the logits of the last token.
-  std::vector<float> forward_last(KvCache& cache, std::span<const int32_t> tokens, ThreadPool& pool);
+  std::vector<float> forward_last(ModelContext& context, KvCache& cache, std::span<const int32_t> tokens,
+                                  ThreadPool& pool) const;
 
  private:
   struct Layer {
     Tensor attn_norm, ffn_norm;
     kernels::WeightMatrix wq, wk, wv, wo, gate, up, down;
   };
-  struct RowPosition {
-    KvCache* cache;
-    int64_t pos;
-  };
-  struct Workspace {  // grows to the largest batch seen; reused across steps
-    std::vector<float> x, xn, q, k, v, att, gate, up, head_in, logits;
-    std::vector<RowPosition> rows;
-    std::vector<int64_t> query_tiles;  // attention: first row of each tile of one sequence's rows
-    kernels::Activations input;  // the current input of the matrix products, quantized once
-  };
 
-  void attention(int64_t layer, int64_t n_rows, ThreadPool& pool);
-  // Work done once, with the first forward pass's threads: NormHead row norms, then packing the
-  // matrices the SIMD kernels want regrouped.
+  void attention(ModelContext& ctx, int64_t layer, int64_t n_rows, ThreadPool& pool) const;
+  // Work done once, in the constructor: NormHead row norms, then packing the matrices the SIMD
+  // kernels want regrouped.
   void prepare(ThreadPool& pool);
   void compute_head_norms(ThreadPool& pool);
   void pack_matrices(ThreadPool& pool);
@@ -72,15 +81,14 @@ class Model {
   Tensor embed_, final_norm_;
   kernels::WeightMatrix lm_head_;
   std::vector<float> lm_head_inv_norm_;
-  bool prepared_ = false;
+  ModelPreparation preparation_;
   std::vector<kernels::PackedMatrix> packed_;  // owners of the packed matrices the layers point at
   DType kv_type_ = DType::F16;
   std::vector<Layer> layers_;
   std::vector<float> rope_inv_freq_, alibi_slopes_;
-  Workspace ws_;
 };
 
-// Loads a checkpoint (see open_checkpoint) and binds it.
-std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options = {});
+// Loads a checkpoint (see open_checkpoint), binds it and prepares it with `pool` (see Model).
+std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options = {}, ThreadPool* pool = nullptr);
 
 }  // namespace baichuan

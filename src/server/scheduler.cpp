@@ -15,7 +15,7 @@ constexpr double kRateWindowSeconds = 5.0;  // tokens/s in /metrics: over the la
 
 }  // namespace
 
-Scheduler::Scheduler(Model& model, ThreadPool& pool, SchedulerOptions options)
+Scheduler::Scheduler(const Model& model, ThreadPool& pool, SchedulerOptions options)
     : model_(model), pool_(pool), options_(options) {
   if (options_.parallel < 1) fail("--parallel must be at least 1, got ", options_.parallel);
   if (options_.context < 1) fail("--ctx must be at least 1, got ", options_.context);
@@ -179,7 +179,7 @@ void Scheduler::step() {
   if (steps.empty()) return;
 
   try {
-    model_.forward(steps, pool_);
+    model_.forward(context_, steps, pool_);
   } catch (const Error& e) {  // e.g. a cache overflow: end these requests, keep serving the others
     for (Slot* slot : stepping) {
       GenerateResult failed = slot->decoding->result();

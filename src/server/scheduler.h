@@ -2,7 +2,9 @@
 // step (the weights are read once for all of them), each in its own slot with its own KV cache. A
 // finished or cancelled generation frees its slot at once and a waiting request takes it at the next
 // step. A request goes to the free slot whose cache shares the longest prefix with its prompt, so a
-// conversation that continues reuses the keys and values it already computed.
+// conversation that continues reuses the keys and values it already computed. The scheduler's
+// thread is one caller of the shared, read-only Model: it owns its ModelContext, and the pool is
+// its alone while it runs (a ThreadPool runs one job at a time).
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -50,7 +52,7 @@ struct SchedulerStats {
 
 class Scheduler {
  public:
-  Scheduler(Model& model, ThreadPool& pool, SchedulerOptions options);
+  Scheduler(const Model& model, ThreadPool& pool, SchedulerOptions options);
   ~Scheduler();  // stops the loop; unfinished requests end with "cancelled"
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -90,8 +92,9 @@ class Scheduler {
   void finish(Slot& slot);
   void record_tokens(int64_t generated);
 
-  Model& model_;
+  const Model& model_;
   ThreadPool& pool_;
+  ModelContext context_;  // used by the scheduler's thread only
   SchedulerOptions options_;
   std::vector<std::unique_ptr<Slot>> slots_;
 

@@ -181,6 +181,7 @@ struct BenchCommand {
     std::vector<float> logits;
 
     std::vector<TestResult> results;
+    ModelContext context;
     for (int n_threads : thread_counts) {
       ThreadPool pool(n_threads);
       auto time_reps = [&](TestResult& r, std::vector<KvCache>& caches, const std::function<void()>& body) {
@@ -206,7 +207,7 @@ struct BenchCommand {
         for (auto& id : ids) id = random_id(rng);
         auto body = [&] {
           SequenceStep step{&caches[0], ids, false, &logits};
-          m->forward(std::span<SequenceStep>(&step, 1), pool);
+          m->forward(context, std::span<SequenceStep>(&step, 1), pool);
         };
         body();  // warm-up
         time_reps(r, caches, body);
@@ -228,7 +229,7 @@ struct BenchCommand {
               steps.push_back({&caches[static_cast<size_t>(s)],
                                std::span<const int32_t>(ids).subspan(static_cast<size_t>(s * n + i), 1), false,
                                &stream_logits[static_cast<size_t>(s)]});
-            m->forward(steps, pool);
+            m->forward(context, steps, pool);
           };
           decode_step(0);  // warm-up: one token
           time_reps(r, caches, [&] {

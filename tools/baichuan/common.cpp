@@ -89,14 +89,24 @@ LoadOptions ModelOptions::load_options() const {
 std::unique_ptr<Model> ModelOptions::load() const {
   auto start = std::chrono::steady_clock::now();
   const DType kv = parse_kv_type(kv_type);  // before loading: a typo should not cost a model load
-  auto model = load_model(path, load_options());
+  std::unique_ptr<Model> model;
+  {
+    ThreadPool pool(thread_count());  // prepares the weights (head norms, packing); the command makes its own
+    model = load_model(path, load_options(), &pool);
+  }
   model->set_kv_type(kv);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const auto& c = model->config();
+  const ModelPreparation& prep = model->preparation();
+  std::string packed;
+  if (prep.packed_matrices > 0)
+    packed = strprintf(" (packing %lld matrices for the SIMD kernels, %.0f MiB: %.2f s)",
+                       static_cast<long long>(prep.packed_matrices), static_cast<double>(prep.packed_bytes) / (1 << 20),
+                       prep.seconds);
   std::cerr << "loaded " << path << " (" << model->checkpoint().description << "): Baichuan 2 " << c.family() << ", "
             << c.num_layers << " layers, hidden " << c.hidden_size << ", " << c.num_heads << " heads, vocab "
-            << c.vocab_size << " in " << strprintf("%.2f", secs) << " s; " << kernels::describe_cpu() << ", " << thread_count()
-            << " threads, " << dtype_name(kv) << " KV cache\n";
+            << c.vocab_size << " in " << strprintf("%.2f", secs) << " s" << packed << "; " << kernels::describe_cpu()
+            << ", " << thread_count() << " threads, " << dtype_name(kv) << " KV cache\n";
   return model;
 }
 

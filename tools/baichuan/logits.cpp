@@ -27,7 +27,8 @@ Run add_logits(CLI::App& app) {
     checked_context(*m, cmd->ctx, ids.size());
     ThreadPool pool(cmd->model.thread_count());
     KvCache cache = m->new_cache(static_cast<int64_t>(ids.size()));
-    auto logits = m->forward_last(cache, ids, pool);
+    ModelContext context;
+    auto logits = m->forward_last(context, cache, ids, pool);
     AtomicFile file(cmd->out);
     file.write(logits.data(), logits.size() * sizeof(float));
     file.commit();
