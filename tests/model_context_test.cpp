@@ -71,7 +71,9 @@ TEST_P(SharedModel, TwoThreadsGiveTheLogitsOfSequentialRuns) {
   const auto model = load_model(path, {}, &load_pool);
   if (!c.type.empty()) {
     EXPECT_NE(model->checkpoint().tensor("blk.0.attn_q.weight").dtype, DType::F32) << "nothing was quantized";
-    if (kernels::avx2_kernels()) EXPECT_GT(model->preparation().packed_matrices, 0) << "nothing was packed";
+    if (kernels::avx2_kernels()) {
+      EXPECT_GT(model->preparation().packed_matrices, 0) << "nothing was packed";
+    }
   }
   // Two different prompts of different lengths.
   const auto a = golden["prompts"][0]["ids"].get<std::vector<int32_t>>();
