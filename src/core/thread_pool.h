@@ -1,8 +1,12 @@
-// The one thread pool of the process. parallel_for splits [0, n) into chunks that threads claim
+// The thread pool of every computation. parallel_for splits [0, n) into chunks that threads claim
 // one at a time (the caller's thread works too), so a thread slowed by another process on the
 // machine takes fewer chunks and all threads finish together. Between jobs, workers spin briefly
 // before sleeping: decoding issues hundreds of small jobs per token, and waking a sleeping thread
 // costs tens of microseconds each time.
+//
+// A pool runs one parallel_for at a time (its job slot is not shared): threads that compute at the
+// same time on one shared Model (the server's scheduler, each Python call) each own a pool. Pools
+// share no state, and the kernels' per-thread scratch is thread_local, so pools run side by side.
 #pragma once
 #include <atomic>
 #include <condition_variable>

@@ -73,7 +73,6 @@ void Model::prepare(ThreadPool& pool) {
   const auto start = std::chrono::steady_clock::now();
   compute_head_norms(pool);  // before packing: it reads the head's rows in the file layout
   pack_matrices(pool);
-  preparation_.threads = pool.size();
   preparation_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 

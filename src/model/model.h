@@ -34,7 +34,6 @@ struct SequenceStep {
 struct ModelPreparation {
   int64_t packed_matrices = 0;
   size_t packed_bytes = 0;
-  int threads = 0;
   double seconds = 0;  // head norms and packing
 };
 
