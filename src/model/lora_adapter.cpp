@@ -528,6 +528,14 @@ LoraAdapter read_lora_adapter(const std::string& path, const ModelConfig& config
   return adapter;
 }
 
+std::vector<std::string> lora_adapter_files(const std::string& path) {
+  std::error_code ec;
+  if (lora_ends_with(path, ".gguf") && !fs::is_directory(path, ec)) return {path};
+  const std::string dir = fs::is_directory(path, ec) ? path : fs::path(path).parent_path().string();
+  const std::string folder = dir.empty() ? "." : dir;
+  return {path, folder + "/" + kPeftConfigName, folder + "/" + kPeftSafetensorsName, folder + "/" + kPeftBinName};
+}
+
 void validate_lora_adapter(const LoraAdapter& adapter, const ModelConfig& config) {
   const std::string what = adapter.source.empty() ? std::string("LoRA adapter") : adapter.source;
   if (adapter.modules.empty()) fail(what, ": the adapter has no modules");

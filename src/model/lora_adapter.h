@@ -77,6 +77,9 @@ std::optional<std::string> lora_pattern_key(const std::vector<std::string>& keys
 // fan_in_fan_out, embedding or lm_head adapters, unknown targets, shapes, missing A or B).
 LoraAdapter read_lora_adapter(const std::string& path, const ModelConfig& config);
 
+// Every file read_lora_adapter(path) reads or may read (for refusing an output that would replace one).
+std::vector<std::string> lora_adapter_files(const std::string& path);
+
 // The same over in-memory images of the files (the fuzz entry points); `path` names them in errors.
 LoraAdapter parse_peft_adapter(const std::string& config_json, const std::byte* safetensors, size_t size,
                                const std::string& path, const ModelConfig& config);
