@@ -289,6 +289,22 @@ TEST_F(LoraAdapterTest, PeftFolderRoundTripsExactly) {
   expect_same_modules(read_lora_adapter(dir + "/adapter_model.safetensors", c), a, 0);
 }
 
+TEST_F(LoraAdapterTest, AdaptersOnSomeLayersRoundTripThroughModulePaths) {
+  const ModelConfig c = config_of(tiny("b2-7b-tiny"));
+  LoraAdapter a = random_adapter(c, {LoraTarget::WPack, LoraTarget::UpProj}, 2, 4, 15);
+  a.num_layers = c.num_layers;
+  std::erase_if(a.modules, [](const LoraModule& m) { return m.layer == 0 && m.target == LoraTarget::UpProj; });
+  const std::string dir = temp("partial");
+  write_peft_adapter(dir, a);
+  const auto j = nlohmann::json::parse(read_text_file(dir + "/adapter_config.json"));
+  EXPECT_EQ(j["target_modules"], nlohmann::json({"W_pack", "model.layers.1.mlp.up_proj"}));
+  expect_same_modules(read_lora_adapter(dir, c), a, 0);
+  // Only the last layer adapted, the model's layer count known: W_pack is named by its path too.
+  std::erase_if(a.modules, [](const LoraModule& m) { return m.layer == 0; });
+  write_peft_adapter(dir, a);
+  expect_same_modules(read_lora_adapter(dir, c), a, 0);
+}
+
 TEST_F(LoraAdapterTest, PeftFilesAreWrittenAsPeftWritesThem) {
   const ModelConfig c = config_of(tiny("b2-7b-tiny"));
   const std::string dir = temp("peft_layout");
