@@ -22,6 +22,8 @@
 
 namespace baichuan {
 
+class LoraDeltas;
+
 // One sequence's share of a forward step: feed `tokens` at the cache's next positions.
 struct SequenceStep {
   KvCache* cache = nullptr;
@@ -54,6 +56,8 @@ class Model {
   // A load-time setting, like the weights: call it before the model is shared between threads.
   void set_kv_type(DType type);
   DType kv_type() const { return kv_type_; }
+  // LoRA adapters applied unmerged (nullptr: none); see lora_apply.h. A load-time setting too.
+  void attach_lora(std::shared_ptr<const LoraDeltas> lora) { lora_ = std::move(lora); }
 
   // Runs every step together: the weights are read once for all sequences. Throws Error if a
   // sequence would overflow its cache or a token id is outside the vocabulary. Concurrent calls are
@@ -85,6 +89,7 @@ class Model {
   DType kv_type_ = DType::F16;
   std::vector<Layer> layers_;
   std::vector<float> rope_inv_freq_, alibi_slopes_;
+  std::shared_ptr<const LoraDeltas> lora_;
 };
 
 // Loads a checkpoint (see open_checkpoint), binds it and prepares it with `pool` (see Model).
