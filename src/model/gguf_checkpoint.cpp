@@ -39,14 +39,12 @@ void store_float(DType type, float value, std::byte* out, size_t index) {
   }
 }
 
-// Row r of the permuted (interleaved) layout holds row `source_row(r)` of the rotate-half layout:
-// within each head of dimension d, rows (i, i + d/2) become rows (2i, 2i + 1).
+}  // namespace
+
 int64_t rotate_half_row(int64_t r, int64_t head_dim) {
   int64_t head = r / head_dim, within = r % head_dim;
   return head * head_dim + (within % 2) * (head_dim / 2) + within / 2;
 }
-
-}  // namespace
 
 Checkpoint open_gguf_checkpoint(const std::string& path, const LoadOptions& options) {
   gguf::File f = gguf::read_file(path);
@@ -215,8 +213,9 @@ void write_gguf_checkpoint(const Checkpoint& c, const std::string& out_path, con
     int64_t head_dim = cfg.head_dim();
     DType type = t.dtype;
     ThreadPool* pool = options.pool;
-    t.produce = [&src, permute, normalize, head_dim, type, pool](std::byte* dst, size_t nbytes) {
-      if (src.dtype == type && !permute && !normalize && src.nbytes == nbytes) {
+    auto edit = options.row_edit ? options.row_edit(name) : nullptr;
+    t.produce = [&src, permute, normalize, head_dim, type, pool, edit](std::byte* dst, size_t nbytes) {
+      if (src.dtype == type && !permute && !normalize && !edit && src.nbytes == nbytes) {
         std::memcpy(dst, src.data, nbytes);  // already in the requested type
         return;
       }
@@ -226,7 +225,9 @@ void write_gguf_checkpoint(const Checkpoint& c, const std::string& out_path, con
       auto convert_rows = [&](int64_t begin, int64_t end, int) {
         std::vector<float> row(static_cast<size_t>(cols));
         for (int64_t r = begin; r < end; ++r) {
-          load_row(src, permute ? rotate_half_row(r, head_dim) : r, row.data());
+          const int64_t source_row = permute ? rotate_half_row(r, head_dim) : r;
+          load_row(src, source_row, row.data());
+          if (edit) edit(source_row, row.data());
           if (normalize) {  // NormHead in float32, as the official code does before inference
             double sum = 0;
             for (float v : row) sum += static_cast<double>(v) * v;

@@ -47,6 +47,10 @@ struct ConvertOptions {
   std::string name;                // general.name
   ThreadPool* pool = nullptr;      // rows of each tensor are converted in parallel on it (else serially)
   std::function<void(const TensorWritten&)> on_tensor;  // called after each tensor is produced
+  // Changes rows on their way out (merge-lora adds LoRA deltas): given a tensor's name, a function
+  // called with each row's index in the source's own row order and its values as float32 (from
+  // several threads at once); an empty function leaves the tensor as it is.
+  std::function<std::function<void(int64_t row, float* values)>(const std::string& name)> row_edit;
 
   FileType file_type() const { return {type, mix}; }
 };
@@ -56,6 +60,9 @@ struct ConvertOptions {
 std::vector<gguf::KeyValue> gguf_metadata(const ModelConfig& config, const Tokenizer& tokenizer,
                                           const std::string& generation_json, const FileType& type, const std::string& name,
                                           bool head_normalized);
+// Row r of the GGUF (interleaved-pair) Q/K layout holds row rotate_half_row(r) of the official
+// rotate-half layout: within each head of dimension d, rows (i, i + d/2) become rows (2i, 2i + 1).
+int64_t rotate_half_row(int64_t r, int64_t head_dim);
 // Stores n floats as F32, F16, BF16 or a quantized block type (n a whole number of blocks).
 void store_floats(DType type, const float* values, int64_t n, std::byte* out);
 // Reads row `row` of a 2-D tensor (or the whole of a 1-D one, row 0) of any float or block type as floats.

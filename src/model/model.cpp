@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "kernels/ops.h"
 #include "kernels/vec.h"
+#include "model/lora_apply.h"
 
 namespace baichuan {
 
@@ -143,18 +144,25 @@ void Model::forward(std::span<SequenceStep> steps, ThreadPool& pool) {
     input.reset(xn, n_rows, H);
     const kernels::MatmulOutput qkv[] = {{L.wq, q, H}, {L.wk, k, H}, {L.wv, v, H}};
     kernels::matmul(qkv, input, pool);
+    add_lora_deltas(lora_.get(), l, LoraProjection::Q, xn, n_rows, q, pool);
+    add_lora_deltas(lora_.get(), l, LoraProjection::K, xn, n_rows, k, pool);
+    add_lora_deltas(lora_.get(), l, LoraProjection::V, xn, n_rows, v, pool);
     attention(l, n_rows, pool);
     input.reset(att, n_rows, H);
     kernels::matmul(L.wo, input, xn, H, pool);
+    add_lora_deltas(lora_.get(), l, LoraProjection::Output, att, n_rows, xn, pool);
     add_rows(x, xn, n_rows, H, pool);
 
     rms_norm_rows(x, L.ffn_norm, cfg.rms_norm_eps, xn, n_rows, H, pool);
     input.reset(xn, n_rows, H);
     const kernels::MatmulOutput gate_up[] = {{L.gate, gate, F}, {L.up, up, F}};
     kernels::matmul(gate_up, input, pool);
+    add_lora_deltas(lora_.get(), l, LoraProjection::Gate, xn, n_rows, gate, pool);
+    add_lora_deltas(lora_.get(), l, LoraProjection::Up, xn, n_rows, up, pool);
     silu_mul_rows(gate, up, n_rows, F, pool);
     input.reset(gate, n_rows, F);
     kernels::matmul(L.down, input, xn, H, pool);
+    add_lora_deltas(lora_.get(), l, LoraProjection::Down, gate, n_rows, xn, pool);
     add_rows(x, xn, n_rows, H, pool);
   }
 

@@ -17,6 +17,8 @@
 
 namespace baichuan {
 
+class LoraDeltas;
+
 // One sequence's share of a forward step: feed `tokens` at the cache's next positions.
 struct SequenceStep {
   KvCache* cache = nullptr;
@@ -38,6 +40,8 @@ class Model {
   KvCache new_cache(int64_t capacity) const { return KvCache(config(), capacity, kv_type_); }
   void set_kv_type(DType type);
   DType kv_type() const { return kv_type_; }
+  // LoRA adapters applied unmerged from the next forward pass on (nullptr: none); see lora_apply.h.
+  void attach_lora(std::shared_ptr<const LoraDeltas> lora) { lora_ = std::move(lora); }
 
   // Runs every step together: the weights are read once for all sequences. Throws Error if a
   // sequence would overflow its cache or a token id is outside the vocabulary.
@@ -78,6 +82,7 @@ class Model {
   std::vector<Layer> layers_;
   std::vector<float> rope_inv_freq_, alibi_slopes_;
   Workspace ws_;
+  std::shared_ptr<const LoraDeltas> lora_;
 };
 
 // Loads a checkpoint (see open_checkpoint) and binds it.

@@ -112,6 +112,7 @@ struct ChatCommand {
 Run add_chat(CLI::App& app) {
   auto cmd = std::make_shared<ChatCommand>();
   cmd->model.add(app);
+  cmd->model.add_lora(app);
   cmd->sampling.add(app);
   app.add_option("-s,--system", cmd->system, "System prompt");
   add_max_new_tokens_option(app, cmd->n_predict, "Longest answer");

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <limits>
 #include <random>
+#include <set>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
@@ -78,6 +79,35 @@ void ModelOptions::add(CLI::App& app, bool required) {
   app.add_option("--kv-type", kv_type, "KV cache type: f16 (default), f32 (exact) or q8_0");
 }
 
+void ModelOptions::add_lora(CLI::App& app) {
+  app.add_option("--lora", loras,
+                 "LoRA adapter to apply unmerged: a PEFT folder (adapter_config.json + adapter_model.safetensors/.bin) "
+                 "or a llama.cpp GGUF LoRA adapter, optionally :SCALE (multiplies the adapter's own scale; default 1). "
+                 "Repeatable");
+}
+
+LoraOption parse_lora_option(const std::string& text) {
+  LoraOption o{text, 1.0f};
+  const size_t colon = text.rfind(':');
+  if (colon == std::string::npos) return o;
+  const std::string tail = text.substr(colon + 1);
+  double scale = 0;
+  auto [end, ec] = std::from_chars(tail.data(), tail.data() + tail.size(), scale);
+  if (tail.empty() || ec != std::errc() || end != tail.data() + tail.size()) return o;  // a ':' inside the path
+  if (!std::isfinite(scale)) fail("--lora ", text, ": the scale must be a finite number");
+  if (colon == 0) fail("--lora ", text, ": no adapter path before the scale");
+  return {text.substr(0, colon), static_cast<float>(scale)};
+}
+
+std::vector<ScaledLoraAdapter> read_lora_options(const std::vector<std::string>& options, const ModelConfig& config) {
+  std::vector<ScaledLoraAdapter> adapters;
+  for (const auto& text : options) {
+    LoraOption o = parse_lora_option(text);
+    adapters.push_back({read_lora_adapter(o.path, config), o.scale});
+  }
+  return adapters;
+}
+
 LoadOptions ModelOptions::load_options() const {
   LoadOptions o;
   if (!config.empty()) o.config_path = config;
@@ -91,12 +121,23 @@ std::unique_ptr<Model> ModelOptions::load() const {
   const DType kv = parse_kv_type(kv_type);  // before loading: a typo should not cost a model load
   auto model = load_model(path, load_options());
   model->set_kv_type(kv);
+  auto adapters = read_lora_options(loras, model->config());
+  if (!adapters.empty())
+    model->attach_lora(std::make_shared<const LoraDeltas>(adapters, model->config(), model->checkpoint().qk_interleaved));
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const auto& c = model->config();
   std::cerr << "loaded " << path << " (" << model->checkpoint().description << "): Baichuan 2 " << c.family() << ", "
             << c.num_layers << " layers, hidden " << c.hidden_size << ", " << c.num_heads << " heads, vocab "
             << c.vocab_size << " in " << strprintf("%.2f", secs) << " s; " << kernels::describe_cpu() << ", " << thread_count()
             << " threads, " << dtype_name(kv) << " KV cache\n";
+  for (const auto& [adapter, scale] : adapters) {
+    std::set<std::string> targets;
+    for (const auto& m : adapter.modules) targets.insert(lora_target_name(m.target));
+    std::string names;
+    for (const auto& t : targets) names += (names.empty() ? "" : ",") + t;
+    std::cerr << "applying LoRA adapter " << adapter.source << " unmerged: " << adapter.modules.size() << " modules ("
+              << names << "), r " << adapter.config.r << ", scale " << adapter.modules.front().scale << " x " << scale << "\n";
+  }
   return model;
 }
 

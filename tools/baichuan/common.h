@@ -10,6 +10,7 @@
 #include "generate/chat_prompt.h"
 #include "generate/sampling.h"
 #include "model/gguf_checkpoint.h"
+#include "model/lora_apply.h"
 #include "model/model.h"
 #include "tokenizer/chat_template.h"
 
@@ -23,13 +24,25 @@ CLI::Validator number_above(double floor, bool or_equal);
 // Checks a -t value at parse time (ThreadPool::threads_for_request: 0 = all, at most the hardware's).
 CLI::Validator thread_count_check();
 
+// --lora ADAPTER[:SCALE]: a PEFT folder or GGUF LoRA adapter, and a multiplier of its own scale
+// (default 1). The text after the last ':' is the scale when it is a number, else part of the path.
+struct LoraOption {
+  std::string path;
+  float scale = 1.0f;
+};
+LoraOption parse_lora_option(const std::string& text);
+// Reads every --lora adapter, checked against `config` (Error naming the adapter at fault).
+std::vector<ScaledLoraAdapter> read_lora_options(const std::vector<std::string>& options, const ModelConfig& config);
+
 // -m and the options that say how to read it.
 struct ModelOptions {
   std::string path;
   std::string config, tokenizer, position;
   int threads = 0;
   std::string kv_type = "f16";
+  std::vector<std::string> loras;  // --lora ADAPTER[:SCALE], applied unmerged by load()
   void add(CLI::App& app, bool required = true);  // -m optional for commands that can run without a model
+  void add_lora(CLI::App& app);                   // --lora, for the commands that run the model
   LoadOptions load_options() const;
   std::unique_ptr<Model> load() const;  // logs what was loaded to stderr
   int thread_count() const { return ThreadPool::threads_for_request(threads); }

@@ -97,6 +97,7 @@ Run add_eval(CLI::App& app) {
       "forward pass per item, the answer is the letter A-D whose token has the highest logit at the last position; "
       "the KV cache of the shots is shared by a subject's items. bbh: greedy 3-shot chain-of-thought generation.");
   cmd->model.add(app, false);
+  cmd->model.add_lora(app);
   app.add_option("--task", cmd->options.task, "ceval | mmlu | cmmlu | gaokao | agieval | bbh");
   app.add_option("--data", cmd->options.data, "The benchmark's folder, in its official layout");
   app.add_option("--shots", cmd->options.shots, "Few-shot examples per prompt (default 5; bbh: 3, fixed)");

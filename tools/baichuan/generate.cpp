@@ -61,6 +61,7 @@ struct GenerateCommand {
 Run add_generate(CLI::App& app) {
   auto cmd = std::make_shared<GenerateCommand>();
   cmd->model.add(app);
+  cmd->model.add_lora(app);
   cmd->prompt.add(app);
   cmd->sampling.add(app);
   add_max_new_tokens_option(app, cmd->n_predict, "Tokens to generate");

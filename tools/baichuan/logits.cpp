@@ -16,6 +16,7 @@ Run add_logits(CLI::App& app) {
   };
   auto cmd = std::make_shared<Command>();
   cmd->model.add(app);
+  cmd->model.add_lora(app);
   cmd->prompt.add(app);
   app.add_option("-o,--output", cmd->out, "Output file (float32 little-endian, vocab_size values)")->required();
   app.add_option("-c,--ctx", cmd->ctx, "Context size in tokens (default: max(model_max_length, 4096))")

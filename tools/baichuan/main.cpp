@@ -33,6 +33,8 @@ int main(int argc, char** argv) {
       baichuan::cli::add_preprocess);
   sub("finetune", "Full fine-tuning on the CPU from a dataset (--data), with checkpoints and --resume; or --one-step",
       baichuan::cli::add_finetune);
+  sub("merge-lora", "Merge LoRA adapters (PEFT or GGUF) into a checkpoint, written as convert writes",
+      baichuan::cli::add_merge_lora);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -113,6 +113,7 @@ Run add_perplexity(CLI::App& app) {
       "it: windows of --ctx tokens start every --stride tokens; each scores only the tokens after the previous "
       "window's end (the first window all but its first token); PPL = exp(mean NLL). No BOS is added.");
   cmd->model.add(app);
+  cmd->model.add_lora(app);
   app.add_option("-f,--file", cmd->file, "Text file to score")->required();
   app.add_option("-c,--ctx", cmd->options.ctx, "Window length in tokens")->capture_default_str();
   app.add_option("--stride", cmd->options.stride, "Tokens between window starts (1..ctx)")->capture_default_str();

@@ -155,6 +155,7 @@ struct ServeCommand {
 Run add_serve(CLI::App& app) {
   auto cmd = std::make_shared<ServeCommand>();
   cmd->model.add(app);
+  cmd->model.add_lora(app);
   app.add_option("--host", cmd->host, "Address to listen on (0.0.0.0: every interface)")
       ->capture_default_str();
   app.add_option("--port", cmd->port, "Port (0 = any free port; the chosen one is printed)")
