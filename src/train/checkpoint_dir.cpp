@@ -17,6 +17,7 @@
 #include "core/json_file.h"
 #include "core/mapped_file.h"
 #include "formats/safetensors.h"
+#include "train/lora_export.h"
 
 namespace baichuan::train {
 
@@ -155,9 +156,9 @@ std::string write_training_checkpoint(const std::string& out_dir, const Checkpoi
   const CheckpointKind kind{kLoraCheckpointFormat, lora.params().size(), lora.layout(),
                             {{"adapter", kLoraCheckpointWeights}, {"optimizer", "optimizer.safetensors"}, {"log", "train_log.csv"}},
                             [&](const fs::path& dir) {
-                              std::vector<Tensor> tensors;
-                              append_flat_views(tensors, lora.layout(), "", lora.params().data());
-                              formats::write_safetensors((dir / kLoraCheckpointWeights).string(), tensors);
+                              // A PEFT folder: the checkpoint is also an adapter generate --lora reads.
+                              write_peft_adapter(dir.string(),
+                                                 to_lora_adapter(lora, state.settings.value("base_model", "")));
                             }};
   return write_checkpoint_folder(out_dir, state, kind, optimizer, csv_log);
 }

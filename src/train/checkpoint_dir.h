@@ -6,9 +6,10 @@
 //     optimizer.safetensors  AdamW's m and v: adamw_m.<name>, adamw_v.<name> (F32); its step count
 //                            is the manifest's step
 //     train_log.csv          the CSV log up to this step (a resumed run continues it)
-// A LoRA checkpoint (format kLoraCheckpointFormat) holds the adapter instead of the model files:
-//     adapter_model.safetensors   every lora_A / lora_B (F32, PEFT's names); the base model is not
-//                                 copied: the settings name it (base_model) and the spec (lora)
+// A LoRA checkpoint (format kLoraCheckpointFormat) holds the adapter instead of the model files, as a
+// PEFT folder (lora_export.h), so it is also an adapter the engine applies:
+//     adapter_config.json, adapter_model.safetensors   every lora_A / lora_B (F32, PEFT's names); the
+//                                 base model is not copied: the settings name it (base_model)
 //     optimizer.safetensors, train_log.csv, training_state.json as above
 // Written atomically as a whole: every file into OUTDIR/.checkpoint-000020.tmp/ (each fsync'd), the
 // folder fsync'd, renamed to its name, OUTDIR fsync'd; only then are older checkpoints removed. A run

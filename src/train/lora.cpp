@@ -12,12 +12,8 @@ namespace baichuan::train {
 
 namespace {
 
-constexpr LoraTarget kAllLoraTargets[] = {LoraTarget::WPack, LoraTarget::OProj, LoraTarget::GateProj,
-                                          LoraTarget::UpProj, LoraTarget::DownProj};
-
-LoraTarget parse_lora_target(const std::string& name) {
-  for (LoraTarget t : kAllLoraTargets)
-    if (name == lora_target_name(t)) return t;
+LoraTarget lora_spec_target(const std::string& name) {
+  if (const auto t = parse_lora_target(name)) return *t;
   fail("--lora: unknown target '", name, "' (targets: W_pack, o_proj, gate_proj, up_proj, down_proj)");
 }
 
@@ -37,28 +33,6 @@ double parse_lora_number(const std::string& key, const std::string& value) {
 double unit_interval(uint64_t bits) { return static_cast<double>(bits >> 11) * 0x1.0p-53; }
 
 }  // namespace
-
-const char* lora_target_name(LoraTarget t) {
-  switch (t) {
-    case LoraTarget::WPack: return "W_pack";
-    case LoraTarget::OProj: return "o_proj";
-    case LoraTarget::GateProj: return "gate_proj";
-    case LoraTarget::UpProj: return "up_proj";
-    case LoraTarget::DownProj: return "down_proj";
-  }
-  return "?";
-}
-
-const char* lora_target_module(LoraTarget t) {
-  switch (t) {
-    case LoraTarget::WPack: return "self_attn.W_pack";
-    case LoraTarget::OProj: return "self_attn.o_proj";
-    case LoraTarget::GateProj: return "mlp.gate_proj";
-    case LoraTarget::UpProj: return "mlp.up_proj";
-    case LoraTarget::DownProj: return "mlp.down_proj";
-  }
-  return "?";
-}
 
 double LoraSpec::scale() const {
   return rslora ? alpha / std::sqrt(static_cast<double>(rank)) : alpha / static_cast<double>(rank);
@@ -80,7 +54,7 @@ LoraSpec LoraSpec::parse(const std::string& text) {
       if (!in_targets)
         fail("--lora: '", item, "' is not key=value (keys: r, alpha, dropout, targets, rslora; e.g. r=8,alpha=16)");
       if (item.empty()) fail("--lora: empty target name in '", text, "'");
-      const LoraTarget t = parse_lora_target(item);
+      const LoraTarget t = lora_spec_target(item);
       if (spec.targets_module(t)) fail("--lora: target '", item, "' is given twice");
       spec.targets.push_back(t);
       continue;
@@ -106,7 +80,7 @@ LoraSpec LoraSpec::parse(const std::string& text) {
       targets_given = in_targets = true;
       spec.targets.clear();
       if (value.empty()) fail("--lora: targets= needs at least one of W_pack, o_proj, gate_proj, up_proj, down_proj");
-      spec.targets.push_back(parse_lora_target(value));
+      spec.targets.push_back(lora_spec_target(value));
     } else {
       fail("--lora: unknown key '", key, "' (keys: r, alpha, dropout, targets, rslora)");
     }
@@ -133,7 +107,7 @@ LoraSpec LoraSpec::from_json(const nlohmann::json& j, const std::string& what) {
     s.dropout = j.at("dropout").get<double>();
     s.rslora = j.at("rslora").get<bool>();
     s.targets.clear();
-    for (const auto& t : j.at("targets")) s.targets.push_back(parse_lora_target(t.get<std::string>()));
+    for (const auto& t : j.at("targets")) s.targets.push_back(lora_spec_target(t.get<std::string>()));
   } catch (const nlohmann::json::exception& e) {
     fail(what, ": lora: ", e.what());
   }
@@ -160,7 +134,7 @@ LoraModel<T>::LoraModel(TrainModel<T>& base, const LoraSpec& spec, uint64_t seed
   const int64_t r = spec.rank;
   size_t offset = 0;
   for (int64_t l = 0; l < s.layers; ++l)
-    for (LoraTarget t : kAllLoraTargets) {
+    for (LoraTarget t : kLoraTargets) {
       if (!spec.targets_module(t)) continue;
       LoraSlot slot;
       slot.layer = l;
@@ -169,7 +143,7 @@ LoraModel<T>::LoraModel(TrainModel<T>& base, const LoraSpec& spec, uint64_t seed
       slot.out = t == LoraTarget::WPack ? 3 * s.hidden
                  : (t == LoraTarget::GateProj || t == LoraTarget::UpProj) ? s.ffn
                                                                            : s.hidden;
-      const std::string prefix = cat("base_model.model.model.layers.", l, ".", lora_target_module(t));
+      const std::string prefix = "base_model.model." + lora_module_path(l, t);
       slot.a = offset;
       layout_.push_back({prefix + ".lora_A.weight", {r, slot.in}, offset, static_cast<size_t>(r * slot.in)});
       offset += layout_.back().numel;
@@ -232,7 +206,7 @@ void LoraModel<T>::set_dropout_pass(int64_t step, int64_t micro_batch) {
 
 template <typename T>
 bool LoraModel<T>::dropout_keeps(const LoraSlot& slot, uint64_t i) const {
-  uint64_t state = dropout_key_ ^ (static_cast<uint64_t>(slot.layer * kLoraTargets + static_cast<int>(slot.target)) << 44) ^ i;
+  uint64_t state = dropout_key_ ^ (static_cast<uint64_t>(slot.layer * 8 + static_cast<int>(slot.target)) << 44) ^ i;
   return unit_interval(splitmix64(state)) >= spec_.dropout;
 }
 

@@ -15,15 +15,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/lora_adapter.h"
 #include "train/train_model.h"
 
 namespace baichuan::train {
 
-// The linear layers of a decoder layer LoRA can adapt, in the order of the flat buffer.
-enum class LoraTarget : int { WPack = 0, OProj, GateProj, UpProj, DownProj };
-inline constexpr int kLoraTargets = 5;
-const char* lora_target_name(LoraTarget t);    // "W_pack", "o_proj", ... (PEFT's target_modules)
-const char* lora_target_module(LoraTarget t);  // "self_attn.W_pack", "mlp.gate_proj", ...
+// The targets (LoraTarget, lora_target_name, lora_module_path) are the adapter module's
+// (model/lora_adapter.h); the flat buffer holds them in kLoraTargets order within each layer.
 
 struct LoraSpec {
   // The official fine-tune.py's LoraConfig.

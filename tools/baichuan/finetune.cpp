@@ -21,6 +21,7 @@
 #include "model/quant_mix.h"
 #include "train/checkpoint_dir.h"
 #include "train/hf_export.h"
+#include "train/lora_export.h"
 #include "train/memory_plan.h"
 #include "train/step_file.h"
 #include "train/trainer.h"
@@ -130,10 +131,14 @@ int run_lora_finetune_command(const FinetuneCommand& cmd, const train::TrainSett
   const train::RunOutputs outputs = finetune_run_outputs(cmd, checkpoint);
   ThreadPool pool(threads);
   const train::RunResult result = train::run_finetune(lora, optimizer, settings, resumed, outputs, pool);
+  const train::LoraOutputPaths written = train::write_lora_outputs(cmd.out_dir, lora, checkpoint.config, settings.base_model);
+  std::cerr << "wrote the adapter to " << written.peft_dir << " (PEFT) and " << written.gguf << " (llama.cpp GGUF LoRA)\n";
   nlohmann::ordered_json summary{{"steps", result.steps},
                                  {"loss", result.last_loss},
                                  {"tokens_per_second", result.tokens_per_second},
-                                 {"trainable_parameters", lora.params().size()}};
+                                 {"trainable_parameters", lora.params().size()},
+                                 {"adapter", written.peft_dir},
+                                 {"adapter_gguf", written.gguf}};
   if (result.last_eval_loss >= 0) summary["eval_loss"] = result.last_eval_loss;
   std::cout << summary.dump() << "\n";
   return 0;
