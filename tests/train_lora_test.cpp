@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "train/lora.h"
+#include "train/memory_plan.h"
 #include "train/trainer.h"
 
 namespace baichuan::train {
@@ -248,6 +249,36 @@ TEST(TrainLora, OverfitsEightRecords) {
   std::cout << " ... " << losses.back() << "\n";
   EXPECT_GT(losses.front(), 3.0);  // ln 40 = 3.7 for a uniform guess
   EXPECT_LT(losses.back(), 0.1 * losses.front());
+}
+
+TEST(TrainLora, MemoryPlanCoversWhatTheContextAllocates) {
+  const TrainShape s = lora_test_shape(PositionEncoding::Alibi, 300, 16, 2, 40);
+  TrainModel<float> base(s, false);
+  randomize(base, 111, 0.02);
+  const LoraSpec spec = LoraSpec::parse("r=3,dropout=0.1,targets=W_pack,gate_proj,down_proj");
+  LoraModel<float> lora(base, spec, 112);
+  lora.init();
+  TrainContext<float> ctx;
+  ThreadPool pool(1);
+  const std::vector<Record> batch = lora_records(3, 12, s.vocab, 113);
+  lora.set_dropout_pass(1, 0);
+  forward_backward(lora, ctx, std::span<const Record>(batch), count_loss_tokens(batch), pool);
+  uint64_t floats = 0;
+  for (const auto* v : {&ctx.x, &ctx.ln1, &ctx.rstd1, &ctx.qkv, &ctx.lse, &ctx.att, &ctx.x_mid, &ctx.ln2, &ctx.rstd2,
+                        &ctx.gate, &ctx.up, &ctx.act, &ctx.lnf, &ctx.rstdf, &ctx.head, &ctx.head_norm, &ctx.dhead,
+                        &ctx.logits, &ctx.head_in, &ctx.dhead_in, &ctx.tmp, &ctx.dx, &ctx.dln, &ctx.datt, &ctx.dqkv,
+                        &ctx.dact, &ctx.dgate, &ctx.dup, &ctx.dlnf, &ctx.lora_input, &ctx.lora_mid, &ctx.lora_scratch,
+                        &ctx.lora_dmid, &ctx.lora_dinput})
+    floats += v->size();
+  EXPECT_TRUE(ctx.dhead.empty());  // the frozen NormHead needs no gradient
+  const MemoryPlan plan = lora_memory_plan(s, spec, 3, 12);
+  const uint64_t context = plan.activations + plan.head;
+  EXPECT_GE(context, floats * sizeof(float));
+  EXPECT_LE(context, floats * sizeof(float) * 11 / 10 + 4096);
+  EXPECT_EQ(plan.trainable_parameters, lora.params().size());
+  EXPECT_EQ(plan.weights, (base.params().size() + lora.params().size()) * sizeof(float));
+  EXPECT_EQ(plan.gradients, lora.params().size() * sizeof(float));
+  EXPECT_EQ(plan.optimizer, 2 * plan.gradients);
 }
 
 TEST(TrainLora, SpecParsesFineTunePyDefaultsAndEveryKey) {
