@@ -329,7 +329,11 @@ double model_pass(TrainModel<T>& model, LoraModel<T>* lora, TrainContext<T>& a, 
   rmsnorm_forward(a.lnf.data(), a.rstdf.data(), x(L), w.final_norm, N, H, eps, pool);
 
   // ---- NormHead, loss and their backward, a chunk of rows at a time ----
-  normalize_rows_forward(a.head.data(), a.head_norm.data(), w.lm_head, V, H, pool);
+  // A frozen head is normalised once per context (V x H values, 2 GB for 7B: more than the layers
+  // of a short batch cost to read); a trained one changes every step.
+  if (!frozen || a.normalized_head != w.lm_head)
+    normalize_rows_forward(a.head.data(), a.head_norm.data(), w.lm_head, V, H, pool);
+  a.normalized_head = frozen ? w.lm_head : nullptr;
   if (!frozen) zero(a.dhead, static_cast<size_t>(V * H));
   zero(a.dlnf, static_cast<size_t>(N * H));
   const double ce_scale = 1.0 / static_cast<double>(norm.ce_tokens);

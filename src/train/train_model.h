@@ -127,6 +127,7 @@ struct TrainContext {
   std::vector<T> x, ln1, rstd1, qkv, lse, att, x_mid, ln2, rstd2, gate, up, act, lnf, rstdf;
   // NormHead: normalised rows, their norms and gradient; a chunk of logits, its rows and targets.
   std::vector<T> head, head_norm, dhead, logits, head_in, dhead_in;
+  const T* normalized_head = nullptr;  // the frozen lm_head whose rows `head` holds normalised (LoRA)
   std::vector<int32_t> head_targets;
   std::vector<double> ce, z;  // per head row
   // Backward scratch.

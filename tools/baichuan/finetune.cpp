@@ -209,6 +209,7 @@ int run_full_finetune_command(CLI::App& app, const FinetuneCommand& cmd, const L
     weights_path = settings.lora ? settings.base_model : *resume_dir;  // a LoRA checkpoint holds only the adapter
   }
   settings.validate();
+  if (settings.lora && settings.base_model.empty()) fail("--lora needs -m BASE (the model whose adapters to train)");
   if (cmd.lora && !cmd.gguf.empty()) fail("--gguf writes a full model; with --lora the adapter goes to OUTDIR/adapter.gguf");
   const train::TokenDataset probe = train::TokenDataset::open(settings.data);  // before loading the weights
 
