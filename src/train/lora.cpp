@@ -34,6 +34,13 @@ double unit_interval(uint64_t bits) { return static_cast<double>(bits >> 11) * 0
 
 }  // namespace
 
+int64_t lora_target_in(const TrainShape& s, LoraTarget t) { return t == LoraTarget::DownProj ? s.ffn : s.hidden; }
+
+int64_t lora_target_out(const TrainShape& s, LoraTarget t) {
+  if (t == LoraTarget::WPack) return 3 * s.hidden;
+  return t == LoraTarget::GateProj || t == LoraTarget::UpProj ? s.ffn : s.hidden;
+}
+
 double LoraSpec::scale() const {
   return rslora ? alpha / std::sqrt(static_cast<double>(rank)) : alpha / static_cast<double>(rank);
 }
@@ -139,10 +146,8 @@ LoraModel<T>::LoraModel(TrainModel<T>& base, const LoraSpec& spec, uint64_t seed
       LoraSlot slot;
       slot.layer = l;
       slot.target = t;
-      slot.in = t == LoraTarget::DownProj ? s.ffn : s.hidden;
-      slot.out = t == LoraTarget::WPack ? 3 * s.hidden
-                 : (t == LoraTarget::GateProj || t == LoraTarget::UpProj) ? s.ffn
-                                                                           : s.hidden;
+      slot.in = lora_target_in(s, t);
+      slot.out = lora_target_out(s, t);
       const std::string prefix = "base_model.model." + lora_module_path(l, t);
       slot.a = offset;
       layout_.push_back({prefix + ".lora_A.weight", {r, slot.in}, offset, static_cast<size_t>(r * slot.in)});

@@ -22,6 +22,9 @@ namespace baichuan::train {
 
 // The targets (LoraTarget, lora_target_name, lora_module_path) are the adapter module's
 // (model/lora_adapter.h); the flat buffer holds them in kLoraTargets order within each layer.
+// The shape [out, in] of target `t`'s weight (W_pack: [3 * hidden, hidden]).
+int64_t lora_target_in(const TrainShape& shape, LoraTarget t);
+int64_t lora_target_out(const TrainShape& shape, LoraTarget t);
 
 struct LoraSpec {
   // The official fine-tune.py's LoraConfig.

@@ -57,13 +57,11 @@ MemoryPlan lora_memory_plan(const TrainShape& shape, const LoraSpec& spec, int64
   uint64_t base = 0;
   for (const ParamInfo& p : param_layout(shape)) base += p.numel;
   // The adapters of one layer (LoraModel's layout): r (in + out) per target.
-  const auto H = static_cast<uint64_t>(shape.hidden), F = static_cast<uint64_t>(shape.ffn),
-             r = static_cast<uint64_t>(spec.rank), L = static_cast<uint64_t>(shape.layers),
-             N = static_cast<uint64_t>(batch_rows * seq_len);
+  const auto H = static_cast<uint64_t>(shape.hidden), r = static_cast<uint64_t>(spec.rank),
+             L = static_cast<uint64_t>(shape.layers), N = static_cast<uint64_t>(batch_rows * seq_len);
   uint64_t adapter = 0, inputs = 0, max_in = 0, max_out = 0;
   for (LoraTarget t : spec.targets) {
-    const uint64_t in = t == LoraTarget::DownProj ? F : H;
-    const uint64_t out = t == LoraTarget::WPack ? 3 * H : (t == LoraTarget::GateProj || t == LoraTarget::UpProj) ? F : H;
+    const auto in = static_cast<uint64_t>(lora_target_in(shape, t)), out = static_cast<uint64_t>(lora_target_out(shape, t));
     adapter += L * r * (in + out);
     inputs += L * in;
     max_in = std::max(max_in, in);

@@ -329,6 +329,7 @@ Run add_finetune(CLI::App& app) {
     cmd->lora = self->get_option("--lora")->count() > 0;
     if (!cmd->one_step.empty()) {
       if (cmd->model.empty()) fail("--one-step needs -m CHECKPOINT");
+      if (cmd->lora) fail("--one-step runs a full fine-tuning step (the golden check); --lora does not apply to it");
       return finetune_one_step(*cmd, options, threads);
     }
     if (cmd->data.empty() && cmd->resume.empty()) fail("give --data DATASET -o OUTDIR (or --one-step STEP.json)");
