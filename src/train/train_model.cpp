@@ -293,14 +293,16 @@ double model_pass(TrainModel<T>& model, LoraModel<T>* lora, TrainContext<T>& a, 
   if (frozen) lora_prepare(*lora, a, N);
   // A linear layer (module t of layer l): out [N, O] = in [N, I] . W^T, plus its adapter.
   auto linear_forward = [&](T* out, const T* in, const T* W, int64_t I, int64_t O, int64_t l, LoraTarget t) {
+    if (!frozen) return matmul_forward(out, in, W, N, I, O, pool);
     frozen_linear_forward(out, in, FrozenLinear<T>{W, I, O}, N, pool);
-    if (const LoraSlot* slot = lora ? lora->slot(l, t) : nullptr) lora_forward(*lora, *slot, out, in, a, N, pool);
+    if (const LoraSlot* slot = lora->slot(l, t)) lora_forward(*lora, *slot, out, in, a, N, pool);
   };
-  // Its backward: din += dout . W (and dW += dout^T . in when training the base).
+  // Its backward: din += dout . W (and dW += dout^T . in when training the base). With the base
+  // frozen, the gradient below layer 0's W_pack reaches only the frozen embedding: not computed.
   auto linear_backward = [&](T* din, T* dW, const T* dout, const T* in, const T* W, int64_t I, int64_t O, int64_t l,
                              LoraTarget t) {
     if (!frozen) return matmul_backward(din, dW, dout, in, W, N, I, O, pool);
-    frozen_linear_backward(din, dout, FrozenLinear<T>{W, I, O}, N, pool);
+    if (l > 0 || t != LoraTarget::WPack) frozen_linear_backward(din, dout, FrozenLinear<T>{W, I, O}, N, pool);
     if (const LoraSlot* slot = lora->slot(l, t)) lora_backward(*lora, *slot, din, dout, in, a, N, pool);
   };
   // Per-layer slices of the stacked activations.
@@ -386,7 +388,8 @@ double model_pass(TrainModel<T>& model, LoraModel<T>* lora, TrainContext<T>& a, 
     if (rope) rope_backward(a.dqkv.data(), a.rope, qs, pool);
     zero(a.dln, static_cast<size_t>(N * H));
     linear_backward(a.dln.data(), lg.w_pack, a.dqkv.data(), ln1, lw.w_pack, H, 3 * H, l, LoraTarget::WPack);
-    rmsnorm_backward(a.dx.data(), lg.attn_norm, a.dln.data(), x(l), lw.attn_norm, at(a.rstd1, l, 1), N, H, pool);
+    if (l > 0 || !frozen)
+      rmsnorm_backward(a.dx.data(), lg.attn_norm, a.dln.data(), x(l), lw.attn_norm, at(a.rstd1, l, 1), N, H, pool);
   }
   if (!frozen) embedding_backward(g.embed, a.dx.data(), a.ids.data(), N, H, s.pad_token_id);
   return ce_sum * ce_scale + z_sum * z_scale;
