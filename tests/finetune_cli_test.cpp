@@ -289,6 +289,20 @@ TEST_F(FinetuneCli, LoraResumeIsBitIdenticalAcrossThreadCounts) {
     EXPECT_EQ(read_text_file(dir / ("full/" + std::string(file))), read_text_file(dir / ("part/" + std::string(file)))) << file;
 }
 
+TEST_F(FinetuneCli, LoraWithoutASpecIsFineTunePysConfig) {
+  ScratchDir dir;
+  const std::string data = belle8(dir);
+  const CliRun r = baichuan_cli(train_args(data, dir / "out", "--max-steps 1 -t 1 --lora"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out).at("trainable_parameters"), 2 * (32 + 96));  // r 1 on W_pack of 2 layers
+  const auto c = nlohmann::json::parse(read_text_file(dir / "out/adapter/adapter_config.json"));
+  EXPECT_EQ(c.at("r"), 1);
+  EXPECT_EQ(c.at("lora_alpha"), 32);
+  EXPECT_EQ(c.at("lora_dropout"), 0.1);
+  EXPECT_EQ(c.at("target_modules"), nlohmann::json::array({"W_pack"}));
+  EXPECT_EQ(c.at("base_model_name_or_path"), fs::absolute(tiny_model()).string());
+}
+
 TEST_F(FinetuneCli, BadLoraInputGivesClearErrors) {
   ScratchDir dir;
   const std::string data = belle8(dir);
