@@ -172,6 +172,76 @@ def mindrecord_seeds(data_path):
     put("fuzz_mindrecord", "preprocess.bin", index + out)
 
 
+# --- LoRA adapters (fuzz_lora_adapter): the model of the target has hidden 8, intermediate 12, 2 heads, 2 layers ---
+def lora_safetensors(tensors):
+    header, data = {"__metadata__": {"format": "pt"}}, b""
+    for name, shape, dtype in tensors:
+        n = 1
+        for d in shape:
+            n *= d
+        size = {"F32": 4, "F16": 2, "BF16": 2}[dtype]
+        blob = bytes((7 * i + len(name)) % 61 for i in range(n * size)) if dtype != "F32" else \
+            b"".join(struct.pack("<f", ((i * 37 + len(name)) % 19 - 9) / 16.0) for i in range(n))
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(blob)]}
+        data += blob
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def lora_gguf(tensors, alpha=16.0, kind="adapter"):
+    def string(s):
+        s = s.encode()
+        return struct.pack("<Q", len(s)) + s
+    kv = [("general.architecture", 8, string("baichuan")), ("general.type", 8, string(kind)),
+          ("adapter.type", 8, string("lora")), ("adapter.lora.alpha", 6, struct.pack("<f", alpha))]
+    out = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kv))
+    for key, typ, value in kv:
+        out += string(key) + struct.pack("<I", typ) + value
+    offset, blobs = 0, b""
+    for name, shape in tensors:
+        n = shape[0] * shape[1]
+        out += string(name) + struct.pack("<I", 2) + struct.pack("<QQ", shape[1], shape[0]) + struct.pack("<IQ", 0, offset)
+        blob = b"".join(struct.pack("<f", ((i * 13) % 7 - 3) / 8.0) for i in range(n))
+        blob += b"\0" * ((32 - len(blob) % 32) % 32)
+        blobs += blob
+        offset += len(blob)
+    out += b"\0" * ((32 - len(out) % 32) % 32)
+    return out + blobs
+
+
+def lora_adapter_seeds():
+    dims = {"self_attn.W_pack": (24, 8), "self_attn.o_proj": (8, 8), "mlp.gate_proj": (12, 8), "mlp.up_proj": (12, 8),
+            "mlp.down_proj": (8, 12)}
+
+    def peft(name, config, modules, r=2, dtype="F32"):
+        tensors = []
+        for layer in range(2):
+            for m in modules:
+                out, inp = dims[m]
+                base = "base_model.model.model.layers.%d.%s" % (layer, m)
+                tensors += [(base + ".lora_A.weight", [r, inp], dtype), (base + ".lora_B.weight", [out, r], dtype)]
+        text = json.dumps(config, indent=2, sort_keys=True).encode()
+        put("fuzz_lora_adapter", name, b"\0" + struct.pack("<I", len(text)) + text + lora_safetensors(tensors))
+
+    base = {"peft_type": "LORA", "r": 2, "lora_alpha": 4, "bias": "none", "fan_in_fan_out": False,
+            "modules_to_save": None, "use_dora": False, "use_rslora": False}
+    peft("peft_w_pack", dict(base, target_modules=["W_pack"]), ["self_attn.W_pack"])
+    peft("peft_all_bf16", dict(base, target_modules=["W_pack", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+         list(dims), dtype="BF16")
+    peft("peft_patterns_f16", dict(base, target_modules=r".*\.(o_proj|down_proj)", use_rslora=True,
+                                   alpha_pattern={"down_proj": 3}), ["self_attn.o_proj", "mlp.down_proj"], dtype="F16")
+    peft("peft_dora", dict(base, target_modules=["W_pack"], use_dora=True), ["self_attn.W_pack"])
+    peft("peft_shape", dict(base, r=3, target_modules=["W_pack"]), ["self_attn.W_pack"])
+    tensors = []
+    for layer in range(2):
+        for role, (out, inp) in [("attn_q", (8, 8)), ("attn_k", (8, 8)), ("attn_v", (8, 8)), ("ffn_down", (8, 12))]:
+            name = "blk.%d.%s.weight" % (layer, role)
+            tensors += [(name + ".lora_a", (2, inp)), (name + ".lora_b", (out, 2))]
+    put("fuzz_lora_adapter", "gguf_lora", b"\1" + lora_gguf(tensors))
+    put("fuzz_lora_adapter", "gguf_alpha0", b"\1" + lora_gguf(tensors[:6], alpha=0.0))
+    put("fuzz_lora_adapter", "gguf_model", b"\1" + lora_gguf(tensors[:2], kind="model"))
+
+
 if __name__ == "__main__":
     tokenizer_seeds()
     config_seeds()
@@ -179,5 +249,6 @@ if __name__ == "__main__":
     http_seeds()
     belle_seeds()
     token_dataset_seeds()
+    lora_adapter_seeds()
     if len(sys.argv) > 1:
         mindrecord_seeds(sys.argv[1])

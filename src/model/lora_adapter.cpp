@@ -310,6 +310,7 @@ LoraAdapter build_peft_adapter(const std::string& config_json, const std::string
     }
   if (adapter.modules.empty()) fail(config_what, ": the adapter targets no module of this model");
   lora_sort_modules(adapter.modules);
+  adapter.num_layers = model.num_layers;
   return adapter;
 }
 
@@ -428,6 +429,7 @@ LoraAdapter build_gguf_lora_adapter(const gguf::File& f, const ModelConfig& mode
   adapter.config.r = adapter.modules[0].rank;
   if (alpha == 0) adapter.config.lora_alpha = static_cast<double>(adapter.config.r);
   lora_sort_modules(adapter.modules);
+  adapter.num_layers = model.num_layers;
   return adapter;
 }
 
@@ -571,14 +573,17 @@ void write_peft_adapter(const std::string& dir, const LoraAdapter& adapter) {
   // target_modules from the modules themselves: short names when every layer has the target (the
   // usual case), else the full module paths, so the reader expects exactly the tensors written.
   std::map<LoraTarget, std::set<int64_t>> layers_of;
-  int64_t max_layer = 0;
+  int64_t layer_count = adapter.num_layers;
   for (const auto& m : adapter.modules) {
-    layers_of[m.target].insert(m.layer);
-    max_layer = std::max(max_layer, m.layer);
+    if (m.rank < 1 || m.a.size() % static_cast<size_t>(m.rank) != 0 || m.b.size() % static_cast<size_t>(m.rank) != 0)
+      fail(dir, ": ", lora_module_path(m.layer, m.target), ": A and B do not hold whole rows of rank ", m.rank);
+    if (!layers_of[m.target].insert(m.layer).second)
+      fail(dir, ": ", lora_module_path(m.layer, m.target), " is given twice");
+    if (adapter.num_layers == 0) layer_count = std::max(layer_count, m.layer + 1);
   }
   nlohmann::json targets = nlohmann::json::array();
   for (const auto& [target, layers] : layers_of) {
-    const bool every_layer = static_cast<int64_t>(layers.size()) == max_layer + 1;
+    const bool every_layer = static_cast<int64_t>(layers.size()) == layer_count;
     if (every_layer) {
       targets.push_back(lora_target_name(target));
     } else {

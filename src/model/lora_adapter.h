@@ -60,6 +60,9 @@ struct LoraAdapter {
   std::string source;  // the path it was read from ("" if built in memory), for messages
   LoraAdapterConfig config;
   std::vector<LoraModule> modules;  // sorted by (layer, target), at most one per pair
+  // The model's layer count (the readers set it; 0 = unknown, taken as the last adapted layer + 1): the
+  // PEFT writer names targets briefly ("W_pack") only when every layer of the model has them.
+  int64_t num_layers = 0;
 
   const LoraModule* find(int64_t layer, LoraTarget target) const;  // nullptr if not adapted
 };

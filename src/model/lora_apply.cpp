@@ -1,5 +1,7 @@
 #include "model/lora_apply.h"
 
+#include <functional>
+
 #include "core/error.h"
 #include "kernels/vec.h"
 #include "model/checkpoint.h"
@@ -20,6 +22,9 @@ std::vector<LoraProjection> lora_projections_of(LoraTarget target) {
   }
   return {};
 }
+
+// Below this many multiply-adds a delta is computed on the calling thread.
+constexpr int64_t kLoraInlineMacs = int64_t{1} << 18;
 
 constexpr const char* kLoraProjectionRoles[kLoraProjectionCount] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
                                                                     "ffn_gate", "ffn_up", "ffn_down"};
@@ -80,11 +85,21 @@ void LoraDeltas::apply(int64_t layer, LoraProjection projection, const float* x,
     thread_local std::vector<float> ax_buffer;
     if (ax_buffer.size() < static_cast<size_t>(n_rows * t.rank)) ax_buffer.resize(static_cast<size_t>(n_rows * t.rank));
     float* ax = ax_buffer.data();
-    pool.parallel_for(n_rows * t.rank, [&](int64_t begin, int64_t end, int) {
+    // A decoded token's delta is a few ten thousand multiply-adds: waking the pool for it costs more
+    // than the work (it halved decoding speed on a loaded machine), so small products run inline.
+    const bool inline_work = n_rows * t.rank * (t.in + t.out) < kLoraInlineMacs;
+    auto run = [&](int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) {
+      if (inline_work) {
+        fn(0, n, 0);
+      } else {
+        pool.parallel_for(n, fn);
+      }
+    };
+    run(n_rows * t.rank, [&](int64_t begin, int64_t end, int) {
       for (int64_t u = begin; u < end; ++u)
         ax[u] = kernels::dot_f32(t.a.data() + (u % t.rank) * t.in, x + (u / t.rank) * t.in, t.in);
     });
-    pool.parallel_for(t.out, [&](int64_t begin, int64_t end, int) {
+    run(t.out, [&](int64_t begin, int64_t end, int) {
       for (int64_t o = begin; o < end; ++o)
         for (int64_t row = 0; row < n_rows; ++row)
           y[row * t.out + o] += kernels::dot_f32(t.b.data() + o * t.rank, ax + row * t.rank, t.rank);

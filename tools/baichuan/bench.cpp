@@ -331,6 +331,7 @@ Run add_bench(CLI::App& app) {
   app.add_option("--tokenizer", cmd->model.tokenizer, "tokenizer.model to use (e.g. for a .ckpt)");
   app.add_option("--position", cmd->model.position, "Force the position scheme: rope or alibi")
       ->check(CLI::IsMember({"rope", "alibi"}));
+  cmd->model.add_lora(app);  // to time the cost of unmerged adapters
   app.add_option("-p,--n-prompt", cmd->prompts, "Prompt sizes to time, comma-separated (0 = skip); default 512")
       ->delimiter(',');
   app.add_option("-n,--n-gen", cmd->gens, "Generation lengths to time, comma-separated (0 = skip); default 128")
