@@ -13,6 +13,7 @@ LoraAdapter to_lora_adapter(const LoraModel<float>& lora, const std::string& bas
   adapter.config.use_rslora = spec.rslora;
   for (LoraTarget t : spec.targets) adapter.config.target_modules.emplace_back(lora_target_name(t));
   adapter.config.base_model_name_or_path = base_model;
+  adapter.num_layers = lora.base().shape().layers;
   const auto params = lora.params();
   for (const LoraSlot& slot : lora.slots()) {
     LoraModule m;
