@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <algorithm>
 #include <thread>
 
 #include "core/atomic_file.h"
@@ -15,6 +17,7 @@
 #include "core/json_file.h"
 #include "core/mapped_file.h"
 #include "formats/safetensors.h"
+#include "train/lora_export.h"
 
 namespace baichuan::train {
 
@@ -55,42 +58,47 @@ void checkpoint_fault_hook(int64_t step, const fs::path& tmp) {
     fail((tmp / "optimizer.safetensors").string(), ": write failed: No space left on device (injected by BAICHUAN_CHECKPOINT_FAULT)");
 }
 
-std::vector<Tensor> optimizer_tensors(const TrainModel<float>& model, const AdamW<float>& optimizer) {
+std::vector<Tensor> optimizer_tensors(const std::vector<ParamInfo>& layout, const AdamW<float>& optimizer) {
   std::vector<Tensor> tensors;
-  append_flat_views(tensors, model.layout(), "adamw_m.", optimizer.m().data());
-  append_flat_views(tensors, model.layout(), "adamw_v.", optimizer.v().data());
+  append_flat_views(tensors, layout, "adamw_m.", optimizer.m().data());
+  append_flat_views(tensors, layout, "adamw_v.", optimizer.v().data());
   return tensors;
 }
 
-}  // namespace
+// What differs between a full and a LoRA checkpoint.
+struct CheckpointKind {
+  const char* format;
+  size_t parameters;
+  const std::vector<ParamInfo>& layout;
+  nlohmann::ordered_json files;
+  std::function<void(const fs::path& dir)> write_weights;
+};
 
-std::string write_training_checkpoint(const std::string& out_dir, const CheckpointState& state,
-                                      const TrainModel<float>& model, const AdamW<float>& optimizer,
-                                      const HfFolderSources& sources, const std::string& csv_log) {
+std::string write_checkpoint_folder(const std::string& out_dir, const CheckpointState& state, const CheckpointKind& kind,
+                                    const AdamW<float>& optimizer, const std::string& csv_log) {
   const fs::path out(out_dir), final_dir = out / checkpoint_name(state.step),
                  tmp = out / cat(".", checkpoint_name(state.step), ".tmp");
   try {
     fs::remove_all(tmp);  // a stale folder of a killed run
     fs::create_directories(tmp);
-    write_hf_folder(tmp.string(), model, sources);
+    kind.write_weights(tmp);
     checkpoint_fault_hook(state.step, tmp);
-    formats::write_safetensors((tmp / "optimizer.safetensors").string(), optimizer_tensors(model, optimizer));
+    formats::write_safetensors((tmp / "optimizer.safetensors").string(), optimizer_tensors(kind.layout, optimizer));
     {
       AtomicFile log((tmp / "train_log.csv").string());
       log.write(csv_log);
       log.commit();
     }
     nlohmann::ordered_json manifest;
-    manifest["format"] = kCheckpointFormat;
+    manifest["format"] = kind.format;
     manifest["version"] = 1;
     manifest["step"] = state.step;
     manifest["data_position"] = {{"epoch", state.epoch}, {"index", state.index}};
     manifest["rng"] = {{"kind", "splitmix64 Fisher-Yates per epoch"}, {"seed", state.seed}};
     manifest["tokens"] = state.tokens;
     manifest["seconds"] = state.seconds;
-    manifest["parameters"] = model.params().size();
-    manifest["files"] = {{"model", "model.safetensors"}, {"optimizer", "optimizer.safetensors"},
-                         {"log", "train_log.csv"}};
+    manifest["parameters"] = kind.parameters;
+    manifest["files"] = kind.files;
     manifest["settings"] = state.settings;
     manifest["command_line"] = state.command_line;
     {
@@ -126,6 +134,35 @@ std::string write_training_checkpoint(const std::string& out_dir, const Checkpoi
   return final_dir.string();
 }
 
+// Reads the manifest of a checkpoint of `format` with `parameters` trainable values, and the optimizer
+// state of `layout`.
+LoadedCheckpoint read_checkpoint_folder(const std::string& dir, const char* format, size_t parameters,
+                                        const std::vector<ParamInfo>& layout, AdamW<float>& optimizer);
+
+}  // namespace
+
+std::string write_training_checkpoint(const std::string& out_dir, const CheckpointState& state,
+                                      const TrainModel<float>& model, const AdamW<float>& optimizer,
+                                      const HfFolderSources& sources, const std::string& csv_log) {
+  const CheckpointKind kind{kCheckpointFormat, model.params().size(), model.layout(),
+                            {{"model", "model.safetensors"}, {"optimizer", "optimizer.safetensors"}, {"log", "train_log.csv"}},
+                            [&](const fs::path& dir) { write_hf_folder(dir.string(), model, sources); }};
+  return write_checkpoint_folder(out_dir, state, kind, optimizer, csv_log);
+}
+
+std::string write_training_checkpoint(const std::string& out_dir, const CheckpointState& state,
+                                      const LoraModel<float>& lora, const AdamW<float>& optimizer,
+                                      const HfFolderSources&, const std::string& csv_log) {
+  const CheckpointKind kind{kLoraCheckpointFormat, lora.params().size(), lora.layout(),
+                            {{"adapter", kLoraCheckpointWeights}, {"optimizer", "optimizer.safetensors"}, {"log", "train_log.csv"}},
+                            [&](const fs::path& dir) {
+                              // A PEFT folder: the checkpoint is also an adapter generate --lora reads.
+                              write_peft_adapter(dir.string(),
+                                                 to_lora_adapter(lora, state.settings.value("base_model", "")));
+                            }};
+  return write_checkpoint_folder(out_dir, state, kind, optimizer, csv_log);
+}
+
 std::string find_training_checkpoint(const std::string& path) {
   const fs::path p(path);
   if (fs::exists(p / kCheckpointManifest)) return p.string();
@@ -140,16 +177,18 @@ std::string find_training_checkpoint(const std::string& path) {
   return (p / best).string();
 }
 
-LoadedCheckpoint read_training_checkpoint(const std::string& dir, const TrainModel<float>& model,
-                                          AdamW<float>& optimizer) {
+namespace {
+
+LoadedCheckpoint read_checkpoint_folder(const std::string& dir, const char* format, size_t parameters,
+                                        const std::vector<ParamInfo>& layout, AdamW<float>& optimizer) {
   const std::string manifest_path = (fs::path(dir) / kCheckpointManifest).string();
   const nlohmann::json j = read_json_file(manifest_path);
   auto field = [&](const char* name) -> const nlohmann::json& {
     if (!j.contains(name)) fail(manifest_path, ": field '", name, "' is missing");
     return j.at(name);
   };
-  if (field("format") != kCheckpointFormat)
-    fail(manifest_path, ": field 'format' is ", field("format").dump(), ", expected \"", kCheckpointFormat, "\"");
+  if (field("format") != format)
+    fail(manifest_path, ": field 'format' is ", field("format").dump(), ", expected \"", format, "\"");
   if (field("version") != 1) fail(manifest_path, ": field 'version' ", field("version").dump(), " is not supported");
   LoadedCheckpoint out;
   try {
@@ -161,29 +200,56 @@ LoadedCheckpoint read_training_checkpoint(const std::string& dir, const TrainMod
     out.state.seconds = field("seconds").get<double>();
     out.state.settings = field("settings");
     out.state.command_line = field("command_line").get<std::string>();
-    if (field("parameters").get<size_t>() != model.params().size())
-      fail(manifest_path, ": field 'parameters' is ", field("parameters").dump(), " but the model has ",
-           model.params().size());
+    if (field("parameters").get<size_t>() != parameters)
+      fail(manifest_path, ": field 'parameters' is ", field("parameters").dump(), " but the model has ", parameters,
+           " trainable parameters");
   } catch (const nlohmann::json::exception& e) {
     fail(manifest_path, ": ", e.what());
   }
   const std::string opt_path = (fs::path(dir) / "optimizer.safetensors").string();
   const std::vector<Tensor> tensors = formats::read_safetensors(opt_path);
-  std::vector<float> m(model.params().size()), v(model.params().size());
+  std::vector<float> m(parameters), v(parameters);
   size_t found = 0;
   for (const Tensor& t : tensors) {
     const bool is_m = t.name.rfind("adamw_m.", 0) == 0, is_v = t.name.rfind("adamw_v.", 0) == 0;
     if (!is_m && !is_v) fail(opt_path, ": unexpected tensor '", t.name, "'");
-    const ParamInfo& p = model.info(t.name.substr(8));
+    const std::string name = t.name.substr(8);
+    const auto p_it = std::find_if(layout.begin(), layout.end(), [&](const ParamInfo& p) { return p.name == name; });
+    if (p_it == layout.end()) fail(opt_path, ": tensor '", t.name, "' names no trainable parameter of this run");
+    const ParamInfo& p = *p_it;
     if (t.dtype != DType::F32 || t.nbytes != p.numel * sizeof(float))
       fail(opt_path, ": tensor '", t.name, "' is not F32 with ", p.numel, " values");
     std::memcpy((is_m ? m : v).data() + p.offset, t.data, t.nbytes);
     ++found;
   }
-  if (found != 2 * model.layout().size())
-    fail(opt_path, ": ", found, " tensors, expected ", 2 * model.layout().size(), " (adamw_m.* and adamw_v.*)");
+  if (found != 2 * layout.size())
+    fail(opt_path, ": ", found, " tensors, expected ", 2 * layout.size(), " (adamw_m.* and adamw_v.*)");
   optimizer.load_state(m, v, out.state.step);
   out.csv_log = read_text_file((fs::path(dir) / "train_log.csv").string());
+  return out;
+}
+
+}  // namespace
+
+LoadedCheckpoint read_training_checkpoint(const std::string& dir, const TrainModel<float>& model,
+                                          AdamW<float>& optimizer) {
+  return read_checkpoint_folder(dir, kCheckpointFormat, model.params().size(), model.layout(), optimizer);
+}
+
+LoadedCheckpoint read_training_checkpoint(const std::string& dir, LoraModel<float>& lora, AdamW<float>& optimizer) {
+  LoadedCheckpoint out = read_checkpoint_folder(dir, kLoraCheckpointFormat, lora.params().size(), lora.layout(), optimizer);
+  const std::string path = (fs::path(dir) / kLoraCheckpointWeights).string();
+  const std::vector<Tensor> tensors = formats::read_safetensors(path);
+  size_t found = 0;
+  for (const Tensor& t : tensors) {
+    const ParamInfo& p = lora.info(t.name);
+    if (t.dtype != DType::F32 || t.nbytes != p.numel * sizeof(float))
+      fail(path, ": tensor '", t.name, "' is not F32 with ", p.numel, " values");
+    std::memcpy(lora.params().data() + p.offset, t.data, t.nbytes);
+    ++found;
+  }
+  if (found != lora.layout().size())
+    fail(path, ": ", found, " tensors, expected ", lora.layout().size(), " (lora_A and lora_B of every adapted module)");
   return out;
 }
 

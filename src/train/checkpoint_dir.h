@@ -6,6 +6,11 @@
 //     optimizer.safetensors  AdamW's m and v: adamw_m.<name>, adamw_v.<name> (F32); its step count
 //                            is the manifest's step
 //     train_log.csv          the CSV log up to this step (a resumed run continues it)
+// A LoRA checkpoint (format kLoraCheckpointFormat) holds the adapter instead of the model files, as a
+// PEFT folder (lora_export.h), so it is also an adapter the engine applies:
+//     adapter_config.json, adapter_model.safetensors   every lora_A / lora_B (F32, PEFT's names); the
+//                                 base model is not copied: the settings name it (base_model)
+//     optimizer.safetensors, train_log.csv, training_state.json as above
 // Written atomically as a whole: every file into OUTDIR/.checkpoint-000020.tmp/ (each fsync'd), the
 // folder fsync'd, renamed to its name, OUTDIR fsync'd; only then are older checkpoints removed. A run
 // killed at any moment leaves the previous checkpoint complete; stale .tmp folders are ignored by
@@ -19,12 +24,15 @@
 
 #include "train/adamw.h"
 #include "train/hf_export.h"
+#include "train/lora.h"
 #include "train/train_model.h"
 
 namespace baichuan::train {
 
 inline constexpr const char* kCheckpointManifest = "training_state.json";
 inline constexpr const char* kCheckpointFormat = "baichuan.cpp full fine-tuning checkpoint";
+inline constexpr const char* kLoraCheckpointFormat = "baichuan.cpp LoRA fine-tuning checkpoint";
+inline constexpr const char* kLoraCheckpointWeights = "adapter_model.safetensors";
 
 struct CheckpointState {
   int64_t step = 0;
@@ -43,6 +51,11 @@ std::string write_training_checkpoint(const std::string& out_dir, const Checkpoi
                                       const TrainModel<float>& model, const AdamW<float>& optimizer,
                                       const HfFolderSources& sources, const std::string& csv_log);
 
+// The same for a LoRA run: the adapter, its optimizer state.
+std::string write_training_checkpoint(const std::string& out_dir, const CheckpointState& state,
+                                      const LoraModel<float>& lora, const AdamW<float>& optimizer,
+                                      const HfFolderSources& sources, const std::string& csv_log);
+
 // `path` itself when it holds a manifest, else the complete checkpoint-* folder with the highest
 // step inside it; Error when there is none.
 std::string find_training_checkpoint(const std::string& path);
@@ -56,5 +69,7 @@ struct LoadedCheckpoint {
 // the file and field when something is missing or does not match the model.
 LoadedCheckpoint read_training_checkpoint(const std::string& dir, const TrainModel<float>& model,
                                           AdamW<float>& optimizer);
+// A LoRA checkpoint: restores the adapter into `lora` (built with the checkpoint's spec) and AdamW.
+LoadedCheckpoint read_training_checkpoint(const std::string& dir, LoraModel<float>& lora, AdamW<float>& optimizer);
 
 }  // namespace baichuan::train

@@ -1,5 +1,6 @@
 #include "train/memory_plan.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -48,6 +49,35 @@ MemoryPlan full_finetune_memory_plan(const TrainShape& shape, int64_t batch_rows
   const ContextBytes ctx = train_context_bytes(shape, batch_rows, seq_len);
   plan.activations = ctx.activations;
   plan.head = ctx.head;
+  plan.trainable_parameters = n;
+  return plan;
+}
+
+MemoryPlan lora_memory_plan(const TrainShape& shape, const LoraSpec& spec, int64_t batch_rows, int64_t seq_len) {
+  uint64_t base = 0;
+  for (const ParamInfo& p : param_layout(shape)) base += p.numel;
+  // The adapters of one layer (LoraModel's layout): r (in + out) per target.
+  const auto H = static_cast<uint64_t>(shape.hidden), r = static_cast<uint64_t>(spec.rank),
+             L = static_cast<uint64_t>(shape.layers), N = static_cast<uint64_t>(batch_rows * seq_len);
+  uint64_t adapter = 0, inputs = 0, max_in = 0, max_out = 0;
+  for (LoraTarget t : spec.targets) {
+    const auto in = static_cast<uint64_t>(lora_target_in(shape, t)), out = static_cast<uint64_t>(lora_target_out(shape, t));
+    adapter += L * r * (in + out);
+    inputs += L * in;
+    max_in = std::max(max_in, in);
+    max_out = std::max(max_out, out);
+  }
+  MemoryPlan plan;
+  plan.trainable_parameters = adapter;
+  plan.weights = (base + adapter) * sizeof(float);
+  plan.gradients = adapter * sizeof(float);
+  plan.optimizer = 2 * adapter * sizeof(float);
+  const ContextBytes ctx = train_context_bytes(shape, batch_rows, seq_len);
+  // TrainContext's lora_* buffers (lora.cpp: lora_prepare).
+  const uint64_t lora_floats = (spec.dropout > 0 ? N * (inputs + max_in) : 0) + N * L * spec.targets.size() * r +
+                               N * max_out + N * r;
+  plan.activations = ctx.activations + lora_floats * sizeof(float);
+  plan.head = ctx.head - static_cast<uint64_t>(shape.vocab) * H * sizeof(float);  // no NormHead gradient
   return plan;
 }
 
@@ -58,7 +88,8 @@ std::string MemoryPlan::describe() const {
       << "  optimizer state (AdamW m, v)  " << plan_size(optimizer) << "\n"
       << "  activations (one micro-batch) " << plan_size(activations) << "\n"
       << "  NormHead + logits chunk       " << plan_size(head) << "\n"
-      << "  total                         " << plan_size(total()) << "\n";
+      << "  total                         " << plan_size(total()) << "\n"
+      << "  trainable parameters          " << trainable_parameters << "\n";
   return out.str();
 }
 

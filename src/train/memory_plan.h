@@ -7,17 +7,22 @@
 #include <cstdint>
 #include <string>
 
+#include "train/lora.h"
 #include "train/train_model.h"
 
 namespace baichuan::train {
 
 struct MemoryPlan {
   uint64_t weights = 0, gradients = 0, optimizer = 0, activations = 0, head = 0;
+  uint64_t trainable_parameters = 0;  // counted (not bytes), printed
   uint64_t total() const { return weights + gradients + optimizer + activations + head; }
   std::string describe() const;  // one line per item and the total, in GiB/MiB
 };
 
 MemoryPlan full_finetune_memory_plan(const TrainShape& shape, int64_t batch_rows, int64_t seq_len);
+// LoRA: the frozen float32 base (no gradient), the adapters with their gradients and AdamW state,
+// the same activations plus the adapters' (dropped-out inputs, A x), and no NormHead gradient.
+MemoryPlan lora_memory_plan(const TrainShape& shape, const LoraSpec& spec, int64_t batch_rows, int64_t seq_len);
 
 // The bytes the TrainContext of `shape` reserves after a pass over B rows of T tokens, split as in the
 // plan: {activations + backward scratch, NormHead and logits chunk}. `head_rows` are the rows the loss

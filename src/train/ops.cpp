@@ -87,10 +87,11 @@ void rmsnorm_backward(T* dx, T* dw, const T* dout, const T* x, const T* w, const
     }
   });
   // The weight gradient sums over rows: each thread owns columns and walks the rows in order.
-  pool.parallel_for(C, [&](int64_t begin, int64_t end, int) {
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t i = begin; i < end; ++i) dw[i] += dout[n * C + i] * x[n * C + i] * rstd[n];
-  });
+  if (dw)
+    pool.parallel_for(C, [&](int64_t begin, int64_t end, int) {
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t i = begin; i < end; ++i) dw[i] += dout[n * C + i] * x[n * C + i] * rstd[n];
+    });
 }
 
 // ---- matrix products ----

@@ -26,6 +26,7 @@ void embedding_backward(T* dtable, const T* dout, const int32_t* ids, int64_t N,
 // out = x / sqrt(mean(x^2) + eps) * w; rstd[n] keeps 1 / sqrt(mean(x^2) + eps) for the backward.
 template <typename T>
 void rmsnorm_forward(T* out, T* rstd, const T* x, const T* w, int64_t N, int64_t C, T eps, ThreadPool& pool);
+// dw may be null (a frozen weight).
 template <typename T>
 void rmsnorm_backward(T* dx, T* dw, const T* dout, const T* x, const T* w, const T* rstd, int64_t N, int64_t C,
                       ThreadPool& pool);

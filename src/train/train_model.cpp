@@ -8,6 +8,8 @@
 #include "core/error.h"
 #include "kernels/ops.h"
 #include "kernels/vec.h"
+#include "train/frozen_linear.h"
+#include "train/lora.h"
 
 namespace baichuan::train {
 
@@ -93,7 +95,7 @@ std::vector<ParamInfo> param_layout(const TrainShape& s) {
 }
 
 template <typename T>
-TrainModel<T>::TrainModel(const TrainShape& shape) : shape_(shape), layout_(param_layout(shape)) {
+TrainModel<T>::TrainModel(const TrainShape& shape, bool with_gradients) : shape_(shape), layout_(param_layout(shape)) {
   if (shape.vocab <= 0 || shape.hidden <= 0 || shape.ffn <= 0 || shape.heads <= 0 || shape.layers <= 0 ||
       shape.hidden % shape.heads != 0)
     fail("training model: invalid shape (vocab ", shape.vocab, ", hidden ", shape.hidden, ", ffn ", shape.ffn,
@@ -102,7 +104,7 @@ TrainModel<T>::TrainModel(const TrainShape& shape) : shape_(shape), layout_(para
     fail("training model: head dimension ", shape.head_dim(), " must be even for rotary embeddings");
   const size_t total = layout_.back().offset + layout_.back().numel;
   params_.assign(total, T(0));
-  grads_.assign(total, T(0));
+  if (with_gradients) grads_.assign(total, T(0));
 }
 
 template <typename T>
@@ -140,9 +142,9 @@ Weights<T> TrainModel<T>::bind(T* flat) const {
 }
 
 template <typename T>
-TrainModel<T> load_train_model(const Checkpoint& c) {
+TrainModel<T> load_train_model(const Checkpoint& c, bool with_gradients) {
   validate_tensors(c);
-  TrainModel<T> model(TrainShape::from(c.config));
+  TrainModel<T> model(TrainShape::from(c.config), with_gradients);
   const TrainShape& s = model.shape();
   Weights<T> w = model.weights();
   std::vector<float> row;
@@ -210,7 +212,7 @@ namespace {
 
 // Checks the batch and fills ids, the key mask and the rows the loss reads; sizes the buffers.
 template <typename T>
-void prepare(TrainContext<T>& a, const TrainShape& s, std::span<const Record> batch) {
+void prepare(TrainContext<T>& a, const TrainShape& s, std::span<const Record> batch, bool head_gradient) {
   if (batch.empty()) fail("training batch: no records");
   const auto B = static_cast<int64_t>(batch.size());
   const auto Tn = static_cast<int64_t>(batch[0].input_ids.size());
@@ -259,7 +261,8 @@ void prepare(TrainContext<T>& a, const TrainShape& s, std::span<const Record> ba
   for (auto* v : {&a.gate, &a.up, &a.act}) grow(*v, L * N * F);
   grow(a.lnf, N * H);
   grow(a.rstdf, N);
-  for (auto* v : {&a.head, &a.dhead}) grow(*v, V * H);
+  grow(a.head, V * H);
+  if (head_gradient) grow(a.dhead, V * H);
   grow(a.head_norm, V);
   grow(a.logits, static_cast<size_t>(kHeadChunkRows) * V);
   for (auto* v : {&a.head_in, &a.dhead_in}) grow(*v, static_cast<size_t>(kHeadChunkRows) * H);
@@ -270,20 +273,38 @@ void prepare(TrainContext<T>& a, const TrainShape& s, std::span<const Record> ba
   for (auto* v : {&a.dact, &a.dgate, &a.dup}) grow(*v, N * F);
 }
 
-}  // namespace
-
+// The pass of both kinds of training: full (lora == nullptr: every parameter's gradient) and LoRA
+// (the base frozen: no base gradient, no weight-gradient products; the adapters' gradients).
 template <typename T>
-double forward_backward(TrainModel<T>& model, TrainContext<T>& a, std::span<const Record> batch,
-                        const LossNorm& norm, ThreadPool& pool) {
+double model_pass(TrainModel<T>& model, LoraModel<T>* lora, TrainContext<T>& a, std::span<const Record> batch,
+                  const LossNorm& norm, ThreadPool& pool) {
   const TrainShape& s = model.shape();
-  prepare(a, s, batch);
+  const bool frozen = lora != nullptr;
+  prepare(a, s, batch, !frozen);
   if (norm.ce_tokens <= 0) fail("training batch: no label to learn (every shifted label is -100)");
   const int64_t N = a.batch * a.seq_len, H = s.hidden, F = s.ffn, V = s.vocab, L = s.layers;
   const QkvShape qs{a.batch, a.seq_len, s.heads, s.head_dim()};
   const bool rope = s.position == PositionEncoding::Rope;
   const T* slopes = rope ? nullptr : a.alibi_slopes.data();
   const T eps = static_cast<T>(s.rms_norm_eps);
-  const Weights<T> w = model.weights(), g = model.gradients();
+  const Weights<T> w = model.weights();
+  Weights<T> g{};  // all null when frozen
+  if (!frozen) g = model.gradients();
+  if (frozen) lora_prepare(*lora, a, N);
+  // A linear layer (module t of layer l): out [N, O] = in [N, I] . W^T, plus its adapter.
+  auto linear_forward = [&](T* out, const T* in, const T* W, int64_t I, int64_t O, int64_t l, LoraTarget t) {
+    if (!frozen) return matmul_forward(out, in, W, N, I, O, pool);
+    frozen_linear_forward(out, in, FrozenLinear<T>{W, I, O}, N, pool);
+    if (const LoraSlot* slot = lora->slot(l, t)) lora_forward(*lora, *slot, out, in, a, N, pool);
+  };
+  // Its backward: din += dout . W (and dW += dout^T . in when training the base). With the base
+  // frozen, the gradient below layer 0's W_pack reaches only the frozen embedding: not computed.
+  auto linear_backward = [&](T* din, T* dW, const T* dout, const T* in, const T* W, int64_t I, int64_t O, int64_t l,
+                             LoraTarget t) {
+    if (!frozen) return matmul_backward(din, dW, dout, in, W, N, I, O, pool);
+    if (l > 0 || t != LoraTarget::WPack) frozen_linear_backward(din, dout, FrozenLinear<T>{W, I, O}, N, pool);
+    if (const LoraSlot* slot = lora->slot(l, t)) lora_backward(*lora, *slot, din, dout, in, a, N, pool);
+  };
   // Per-layer slices of the stacked activations.
   auto x = [&](int64_t l) { return a.x.data() + l * N * H; };
   auto at = [&](std::vector<T>& v, int64_t l, int64_t per_row) { return v.data() + l * N * per_row; };
@@ -295,23 +316,27 @@ double forward_backward(TrainModel<T>& model, TrainContext<T>& a, std::span<cons
     T *ln1 = at(a.ln1, l, H), *qkv = at(a.qkv, l, 3 * H), *att = at(a.att, l, H), *x_mid = at(a.x_mid, l, H);
     T *ln2 = at(a.ln2, l, H), *gate = at(a.gate, l, F), *up = at(a.up, l, F), *act = at(a.act, l, F);
     rmsnorm_forward(ln1, at(a.rstd1, l, 1), x(l), lw.attn_norm, N, H, eps, pool);
-    matmul_forward(qkv, ln1, lw.w_pack, N, H, 3 * H, pool);
+    linear_forward(qkv, ln1, lw.w_pack, H, 3 * H, l, LoraTarget::WPack);
     if (rope) rope_forward(qkv, a.rope, qs, pool);
     attention_forward(att, at(a.lse, l, s.heads), qkv, a.key_mask.data(), slopes, qs, pool);
-    matmul_forward(a.tmp.data(), att, lw.o_proj, N, H, H, pool);
+    linear_forward(a.tmp.data(), att, lw.o_proj, H, H, l, LoraTarget::OProj);
     add(x_mid, x(l), a.tmp.data(), N * H, pool);
     rmsnorm_forward(ln2, at(a.rstd2, l, 1), x_mid, lw.ffn_norm, N, H, eps, pool);
-    matmul_forward(gate, ln2, lw.gate, N, H, F, pool);
-    matmul_forward(up, ln2, lw.up, N, H, F, pool);
+    linear_forward(gate, ln2, lw.gate, H, F, l, LoraTarget::GateProj);
+    linear_forward(up, ln2, lw.up, H, F, l, LoraTarget::UpProj);
     swiglu_forward(act, gate, up, N * F, pool);
-    matmul_forward(a.tmp.data(), act, lw.down, N, F, H, pool);
+    linear_forward(a.tmp.data(), act, lw.down, F, H, l, LoraTarget::DownProj);
     add(x(l + 1), x_mid, a.tmp.data(), N * H, pool);
   }
   rmsnorm_forward(a.lnf.data(), a.rstdf.data(), x(L), w.final_norm, N, H, eps, pool);
 
   // ---- NormHead, loss and their backward, a chunk of rows at a time ----
-  normalize_rows_forward(a.head.data(), a.head_norm.data(), w.lm_head, V, H, pool);
-  zero(a.dhead, static_cast<size_t>(V * H));
+  // A frozen head is normalised once per context (V x H values, 2 GB for 7B: more than the layers
+  // of a short batch cost to read); a trained one changes every step.
+  if (!frozen || a.normalized_head != w.lm_head)
+    normalize_rows_forward(a.head.data(), a.head_norm.data(), w.lm_head, V, H, pool);
+  a.normalized_head = frozen ? w.lm_head : nullptr;
+  if (!frozen) zero(a.dhead, static_cast<size_t>(V * H));
   zero(a.dlnf, static_cast<size_t>(N * H));
   const double ce_scale = 1.0 / static_cast<double>(norm.ce_tokens);
   const double z_scale = norm.z_rows > 0 ? s.z_loss_weight / static_cast<double>(norm.z_rows) : 0.0;
@@ -327,11 +352,12 @@ double forward_backward(TrainModel<T>& model, TrainContext<T>& a, std::span<cons
     cross_entropy_forward_backward(a.logits.data(), a.ce.data() + c0, a.z.data() + c0, a.head_targets.data(), C, V,
                                    ce_scale, z_scale, pool);
     std::fill_n(a.dhead_in.data(), C * H, T(0));
-    matmul_backward(a.dhead_in.data(), a.dhead.data(), a.logits.data(), a.head_in.data(), a.head.data(), C, H, V, pool);
+    matmul_backward(a.dhead_in.data(), frozen ? nullptr : a.dhead.data(), a.logits.data(), a.head_in.data(),
+                    a.head.data(), C, H, V, pool);
     for (int64_t r = 0; r < C; ++r)
       std::copy_n(a.dhead_in.data() + r * H, H, a.dlnf.data() + a.head_rows[static_cast<size_t>(c0 + r)].row * H);
   }
-  normalize_rows_backward(g.lm_head, a.dhead.data(), a.head.data(), a.head_norm.data(), V, H, pool);
+  if (!frozen) normalize_rows_backward(g.lm_head, a.dhead.data(), a.head.data(), a.head_norm.data(), V, H, pool);
   double ce_sum = 0, z_sum = 0;  // in row order, whatever the threads
   for (int64_t r = 0; r < n_head; ++r) {
     ce_sum += a.ce[static_cast<size_t>(r)];
@@ -343,29 +369,44 @@ double forward_backward(TrainModel<T>& model, TrainContext<T>& a, std::span<cons
   rmsnorm_backward(a.dx.data(), g.final_norm, a.dlnf.data(), x(L), w.final_norm, a.rstdf.data(), N, H, pool);
   for (int64_t l = L - 1; l >= 0; --l) {
     const auto& lw = w.layers[static_cast<size_t>(l)];
-    const auto& lg = g.layers[static_cast<size_t>(l)];
+    const typename Weights<T>::Layer lg = frozen ? typename Weights<T>::Layer{} : g.layers[static_cast<size_t>(l)];
     T *ln1 = at(a.ln1, l, H), *qkv = at(a.qkv, l, 3 * H), *att = at(a.att, l, H), *x_mid = at(a.x_mid, l, H);
     T *ln2 = at(a.ln2, l, H), *gate = at(a.gate, l, F), *up = at(a.up, l, F), *act = at(a.act, l, F);
     // x(l + 1) = x_mid + down(silu(gate(ln2)) * up(ln2)): dx is d x(l + 1), and becomes d x_mid.
     zero(a.dact, static_cast<size_t>(N * F));
-    matmul_backward(a.dact.data(), lg.down, a.dx.data(), act, lw.down, N, F, H, pool);
+    linear_backward(a.dact.data(), lg.down, a.dx.data(), act, lw.down, F, H, l, LoraTarget::DownProj);
     swiglu_backward(a.dgate.data(), a.dup.data(), a.dact.data(), gate, up, N * F, pool);
     zero(a.dln, static_cast<size_t>(N * H));
-    matmul_backward(a.dln.data(), lg.gate, a.dgate.data(), ln2, lw.gate, N, H, F, pool);
-    matmul_backward(a.dln.data(), lg.up, a.dup.data(), ln2, lw.up, N, H, F, pool);
+    linear_backward(a.dln.data(), lg.gate, a.dgate.data(), ln2, lw.gate, H, F, l, LoraTarget::GateProj);
+    linear_backward(a.dln.data(), lg.up, a.dup.data(), ln2, lw.up, H, F, l, LoraTarget::UpProj);
     rmsnorm_backward(a.dx.data(), lg.ffn_norm, a.dln.data(), x_mid, lw.ffn_norm, at(a.rstd2, l, 1), N, H, pool);
     // x_mid = x(l) + o_proj(attention(rope(W_pack(ln1)))): dx becomes d x(l).
     zero(a.datt, static_cast<size_t>(N * H));
-    matmul_backward(a.datt.data(), lg.o_proj, a.dx.data(), att, lw.o_proj, N, H, H, pool);
+    linear_backward(a.datt.data(), lg.o_proj, a.dx.data(), att, lw.o_proj, H, H, l, LoraTarget::OProj);
     zero(a.dqkv, static_cast<size_t>(N * 3 * H));
     attention_backward(a.dqkv.data(), a.datt.data(), qkv, at(a.lse, l, s.heads), a.key_mask.data(), slopes, qs, pool);
     if (rope) rope_backward(a.dqkv.data(), a.rope, qs, pool);
     zero(a.dln, static_cast<size_t>(N * H));
-    matmul_backward(a.dln.data(), lg.w_pack, a.dqkv.data(), ln1, lw.w_pack, N, H, 3 * H, pool);
-    rmsnorm_backward(a.dx.data(), lg.attn_norm, a.dln.data(), x(l), lw.attn_norm, at(a.rstd1, l, 1), N, H, pool);
+    linear_backward(a.dln.data(), lg.w_pack, a.dqkv.data(), ln1, lw.w_pack, H, 3 * H, l, LoraTarget::WPack);
+    if (l > 0 || !frozen)
+      rmsnorm_backward(a.dx.data(), lg.attn_norm, a.dln.data(), x(l), lw.attn_norm, at(a.rstd1, l, 1), N, H, pool);
   }
-  embedding_backward(g.embed, a.dx.data(), a.ids.data(), N, H, s.pad_token_id);
+  if (!frozen) embedding_backward(g.embed, a.dx.data(), a.ids.data(), N, H, s.pad_token_id);
   return ce_sum * ce_scale + z_sum * z_scale;
+}
+
+}  // namespace
+
+template <typename T>
+double forward_backward(TrainModel<T>& model, TrainContext<T>& ctx, std::span<const Record> batch,
+                        const LossNorm& norm, ThreadPool& pool) {
+  return model_pass<T>(model, nullptr, ctx, batch, norm, pool);
+}
+
+template <typename T>
+double forward_backward(LoraModel<T>& lora, TrainContext<T>& ctx, std::span<const Record> batch, const LossNorm& norm,
+                        ThreadPool& pool) {
+  return model_pass(lora.base(), &lora, ctx, batch, norm, pool);
 }
 
 template <typename T>
@@ -402,9 +443,11 @@ std::string find_non_finite(TrainModel<T>& model, const TrainContext<T>& a) {
 
 #define BAICHUAN_TRAIN_MODEL(T)                                                                          \
   template class TrainModel<T>;                                                                         \
-  template TrainModel<T> load_train_model<T>(const Checkpoint&);                                        \
+  template TrainModel<T> load_train_model<T>(const Checkpoint&, bool);                                  \
   template void randomize<T>(TrainModel<T>&, uint64_t, double);                                         \
   template double forward_backward<T>(TrainModel<T>&, TrainContext<T>&, std::span<const Record>,        \
+                                      const LossNorm&, ThreadPool&);                                    \
+  template double forward_backward<T>(LoraModel<T>&, TrainContext<T>&, std::span<const Record>,         \
                                       const LossNorm&, ThreadPool&);                                    \
   template std::string find_non_finite<T>(TrainModel<T>&, const TrainContext<T>&);
 

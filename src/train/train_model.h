@@ -58,7 +58,10 @@ struct Weights {
 template <typename T>
 class TrainModel {
  public:
-  explicit TrainModel(const TrainShape& shape);  // parameters and gradients zero
+  using value_type = T;
+
+  // Parameters and gradients zero; without gradients (a LoRA base, frozen) grads() is empty.
+  explicit TrainModel(const TrainShape& shape, bool with_gradients = true);
 
   const TrainShape& shape() const { return shape_; }
   const std::vector<ParamInfo>& layout() const { return layout_; }
@@ -83,8 +86,9 @@ class TrainModel {
 
 // The weights of a checkpoint (any format open_checkpoint reads, any stored type) converted to T,
 // W_pack fused back from Q, K, V in the official row order (GGUF's permuted Q/K rows undone).
+// `with_gradients` false: a frozen base (LoRA), no gradient buffer.
 template <typename T>
-TrainModel<T> load_train_model(const Checkpoint& checkpoint);
+TrainModel<T> load_train_model(const Checkpoint& checkpoint, bool with_gradients = true);
 
 // Random weights for tests: matrices ~ N(0, std^2), norm weights ~ 1 + N(0, std^2).
 template <typename T>
@@ -123,10 +127,13 @@ struct TrainContext {
   std::vector<T> x, ln1, rstd1, qkv, lse, att, x_mid, ln2, rstd2, gate, up, act, lnf, rstdf;
   // NormHead: normalised rows, their norms and gradient; a chunk of logits, its rows and targets.
   std::vector<T> head, head_norm, dhead, logits, head_in, dhead_in;
+  const T* normalized_head = nullptr;  // the frozen lm_head whose rows `head` holds normalised (LoRA)
   std::vector<int32_t> head_targets;
   std::vector<double> ce, z;  // per head row
   // Backward scratch.
   std::vector<T> tmp, dx, dln, datt, dqkv, dact, dgate, dup, dlnf;
+  // LoRA (lora.h): the dropped-out inputs and A x of every adapter, and scratch.
+  std::vector<T> lora_input, lora_mid, lora_scratch, lora_dmid, lora_dinput;
 };
 
 // The loss of `batch` and its gradient, added to model.grads(). The loss is the official one:

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "core/error.h"
 
@@ -10,8 +11,8 @@ namespace baichuan::train {
 namespace {
 
 // Throws naming the first parameter whose `which` values (gradients or parameters) hold a NaN or inf.
-template <typename T>
-void check_finite(TrainModel<T>& model, bool gradients, int64_t step) {
+template <typename Model>
+void check_finite(Model& model, bool gradients, int64_t step) {
   for (const ParamInfo& p : model.layout()) {
     auto v = gradients ? model.grad(p) : model.param(p);
     for (size_t i = 0; i < v.size(); ++i)
@@ -23,8 +24,9 @@ void check_finite(TrainModel<T>& model, bool gradients, int64_t step) {
 
 }  // namespace
 
-template <typename T>
-double clip_grad_norm(TrainModel<T>& model, double max_norm) {
+template <typename Model>
+double clip_grad_norm(Model& model, double max_norm) {
+  using T = typename Model::value_type;
   double sum_of_squares = 0;
   for (const ParamInfo& p : model.layout()) {
     double tensor_sq = 0;
@@ -40,14 +42,14 @@ double clip_grad_norm(TrainModel<T>& model, double max_norm) {
   return norm;
 }
 
-template <typename T>
-double train_step(TrainModel<T>& model, AdamW<T>& optimizer, TrainContext<T>& ctx,
+template <typename Model, typename T>
+double train_step(Model& model, AdamW<T>& optimizer, TrainContext<T>& ctx,
                   std::span<const std::vector<Record>> micro_batches, const AdamWConfig& config, ThreadPool& pool) {
   return train_step_clipped(model, optimizer, ctx, micro_batches, config, 0.0, pool).loss;
 }
 
-template <typename T>
-StepResult train_step_clipped(TrainModel<T>& model, AdamW<T>& optimizer, TrainContext<T>& ctx,
+template <typename Model, typename T>
+StepResult train_step_clipped(Model& model, AdamW<T>& optimizer, TrainContext<T>& ctx,
                               std::span<const std::vector<Record>> micro_batches, const AdamWConfig& config,
                               double max_grad_norm, ThreadPool& pool) {
   const int64_t step = optimizer.steps() + 1;
@@ -59,8 +61,11 @@ StepResult train_step_clipped(TrainModel<T>& model, AdamW<T>& optimizer, TrainCo
   }
   model.zero_grads();
   double loss = 0;
+  int64_t micro = 0;
   for (const auto& batch : micro_batches) {
+    if constexpr (std::is_same_v<Model, LoraModel<T>>) model.set_dropout_pass(step, micro++);
     const double part = forward_backward(model, ctx, batch, norm, pool);
+    if constexpr (std::is_same_v<Model, LoraModel<T>>) model.disable_dropout();
     if (!std::isfinite(part)) {
       const std::string where = find_non_finite(model, ctx);
       fail("step ", step, ": the loss is ", part, where.empty() ? "" : "; first non-finite value: " + where,
@@ -75,8 +80,8 @@ StepResult train_step_clipped(TrainModel<T>& model, AdamW<T>& optimizer, TrainCo
   return {loss, grad_norm};
 }
 
-template <typename T>
-std::vector<double> train_loop(TrainModel<T>& model, AdamW<T>& optimizer, TrainContext<T>& ctx,
+template <typename Model, typename T>
+std::vector<double> train_loop(Model& model, AdamW<T>& optimizer, TrainContext<T>& ctx,
                                std::span<const std::vector<Record>> batches, int64_t steps, const AdamWConfig& config,
                                ThreadPool& pool, const std::function<void(int64_t, double)>& on_step) {
   if (batches.empty()) fail("training: no batches");
@@ -89,18 +94,21 @@ std::vector<double> train_loop(TrainModel<T>& model, AdamW<T>& optimizer, TrainC
   return losses;
 }
 
-#define BAICHUAN_TRAINER(T)                                                                                      \
-  template double train_step<T>(TrainModel<T>&, AdamW<T>&, TrainContext<T>&, std::span<const std::vector<Record>>, \
-                                const AdamWConfig&, ThreadPool&);                                                \
-  template double clip_grad_norm<T>(TrainModel<T>&, double);                                                     \
-  template StepResult train_step_clipped<T>(TrainModel<T>&, AdamW<T>&, TrainContext<T>&,                         \
-                                            std::span<const std::vector<Record>>, const AdamWConfig&, double,   \
-                                            ThreadPool&);                                                        \
-  template std::vector<double> train_loop<T>(TrainModel<T>&, AdamW<T>&, TrainContext<T>&,                        \
-                                             std::span<const std::vector<Record>>, int64_t, const AdamWConfig&,  \
-                                             ThreadPool&, const std::function<void(int64_t, double)>&);
+#define BAICHUAN_TRAINER(M, T)                                                                                   \
+  template double train_step<M, T>(M&, AdamW<T>&, TrainContext<T>&, std::span<const std::vector<Record>>,        \
+                                   const AdamWConfig&, ThreadPool&);                                             \
+  template double clip_grad_norm<M>(M&, double);                                                                 \
+  template StepResult train_step_clipped<M, T>(M&, AdamW<T>&, TrainContext<T>&,                                  \
+                                               std::span<const std::vector<Record>>, const AdamWConfig&, double, \
+                                               ThreadPool&);                                                     \
+  template std::vector<double> train_loop<M, T>(M&, AdamW<T>&, TrainContext<T>&,                                 \
+                                                std::span<const std::vector<Record>>, int64_t,                   \
+                                                const AdamWConfig&, ThreadPool&,                                 \
+                                                const std::function<void(int64_t, double)>&);
 
-BAICHUAN_TRAINER(float)
-BAICHUAN_TRAINER(double)
+BAICHUAN_TRAINER(TrainModel<float>, float)
+BAICHUAN_TRAINER(TrainModel<double>, double)
+BAICHUAN_TRAINER(LoraModel<float>, float)
+BAICHUAN_TRAINER(LoraModel<double>, double)
 
 }  // namespace baichuan::train

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <type_traits>
 
 #include "core/error.h"
 #include "train/data_order.h"
@@ -72,6 +73,10 @@ nlohmann::ordered_json TrainSettings::to_json() const {
   j["eval_split"] = eval_split;
   j["eval_every"] = eval_every;
   j["save_every"] = save_every;
+  if (lora) {
+    j["lora"] = lora->to_json();
+    j["base_model"] = base_model;
+  }
   return j;
 }
 
@@ -102,6 +107,8 @@ TrainSettings TrainSettings::from_json(const nlohmann::json& j, const TrainSetti
     get("eval_split", s.eval_split);
     get("eval_every", s.eval_every);
     get("save_every", s.save_every);
+    if (j.contains("lora")) s.lora = LoraSpec::from_json(j.at("lora"), what);
+    get("base_model", s.base_model);
   } catch (const nlohmann::json::exception& e) {
     fail(what, ": settings: ", e.what());
   }
@@ -143,8 +150,10 @@ void check_dataset_fits(const TokenDataset& data, const TrainShape& shape, int64
   }
 }
 
-double evaluate_loss(TrainModel<float>& model, TrainContext<float>& ctx, const TokenDataset& data,
-                     const std::vector<int64_t>& rows, int64_t batch, ThreadPool& pool) {
+template <typename Model>
+double evaluate_loss(Model& model, TrainContext<float>& ctx, const TokenDataset& data, const std::vector<int64_t>& rows,
+                     int64_t batch, ThreadPool& pool) {
+  if constexpr (std::is_same_v<Model, LoraModel<float>>) model.disable_dropout();
   std::vector<Record> all;
   for (int64_t r : rows) all.push_back(record_of(data, r));
   const LossNorm norm = count_loss_tokens(all);
@@ -162,8 +171,9 @@ int64_t total_steps(const TrainSettings& s, int64_t train_rows) {
   return (s.epochs * train_rows + rows_per_step - 1) / rows_per_step;
 }
 
-RunResult run_full_finetune(TrainModel<float>& model, AdamW<float>& optimizer, const TrainSettings& s,
-                            const std::optional<LoadedCheckpoint>& resume, const RunOutputs& out, ThreadPool& pool) {
+template <typename Model>
+RunResult run_finetune(Model& model, AdamW<float>& optimizer, const TrainSettings& s,
+                       const std::optional<LoadedCheckpoint>& resume, const RunOutputs& out, ThreadPool& pool) {
   const RunData data = open_run_data(s);
   const LrSchedule schedule{s.schedule, s.lr, s.min_lr, s.warmup, total_steps(s, static_cast<int64_t>(data.split.train.size()))};
   schedule.validate();
@@ -251,5 +261,16 @@ RunResult run_full_finetune(TrainModel<float>& model, AdamW<float>& optimizer, c
   if (first_step > schedule.total_steps) out.log("nothing to do: the checkpoint is at the last step already");
   return result;
 }
+
+template double evaluate_loss<TrainModel<float>>(TrainModel<float>&, TrainContext<float>&, const TokenDataset&,
+                                                 const std::vector<int64_t>&, int64_t, ThreadPool&);
+template double evaluate_loss<LoraModel<float>>(LoraModel<float>&, TrainContext<float>&, const TokenDataset&,
+                                                const std::vector<int64_t>&, int64_t, ThreadPool&);
+template RunResult run_finetune<TrainModel<float>>(TrainModel<float>&, AdamW<float>&, const TrainSettings&,
+                                                   const std::optional<LoadedCheckpoint>&, const RunOutputs&,
+                                                   ThreadPool&);
+template RunResult run_finetune<LoraModel<float>>(LoraModel<float>&, AdamW<float>&, const TrainSettings&,
+                                                  const std::optional<LoadedCheckpoint>&, const RunOutputs&,
+                                                  ThreadPool&);
 
 }  // namespace baichuan::train

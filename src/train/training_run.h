@@ -1,4 +1,4 @@
-// Full fine-tuning on a dataset, the loop around train_step: seeded shuffling, micro-batches of B
+// Fine-tuning on a dataset (full, or LoRA with the base frozen), the loop around train_step: seeded shuffling, micro-batches of B
 // rows accumulated over K per optimizer step, the learning-rate schedule, clipping, a held-out
 // evaluation every N steps, a progress line and a CSV log, checkpoints every N steps and at the end,
 // and resuming from a checkpoint so the run continues bit for bit as if it had never stopped.
@@ -13,6 +13,7 @@
 #include "train/adamw.h"
 #include "train/checkpoint_dir.h"
 #include "train/dataset_reader.h"
+#include "train/lora.h"
 #include "train/schedule.h"
 #include "train/train_model.h"
 
@@ -31,6 +32,8 @@ struct TrainSettings {
   uint64_t seed = 42;
   double eval_split = 0;
   int64_t eval_every = 0, save_every = 0;
+  std::optional<LoraSpec> lora;  // set: LoRA fine-tuning of base_model (frozen)
+  std::string base_model;        // the checkpoint a LoRA run adapts (a resumed run reloads it)
 
   nlohmann::ordered_json to_json() const;
   // Fields absent from `j` keep their values in `base`.
@@ -46,8 +49,10 @@ void check_dataset_fits(const TokenDataset& data, const TrainShape& shape, int64
 
 // The mean loss (cross-entropy + z-loss, as training computes it) over `rows` of `data`, in micro-
 // batches of `batch` rows. Leaves garbage in the gradients (the next train_step zeroes them).
-double evaluate_loss(TrainModel<float>& model, TrainContext<float>& ctx, const TokenDataset& data,
-                     const std::vector<int64_t>& rows, int64_t batch, ThreadPool& pool);
+// `Model`: TrainModel<float> or LoraModel<float> (evaluated without dropout).
+template <typename Model>
+double evaluate_loss(Model& model, TrainContext<float>& ctx, const TokenDataset& data, const std::vector<int64_t>& rows,
+                     int64_t batch, ThreadPool& pool);
 
 struct RunOutputs {
   std::string out_dir;
@@ -63,10 +68,12 @@ struct RunResult {
   std::string last_checkpoint;
 };
 
-// Trains `model` to the settings' last step, starting from `resume` when given (its weights already
-// in `model`, its AdamW state in `optimizer`). Writes OUTDIR/train_log.csv and checkpoints.
-RunResult run_full_finetune(TrainModel<float>& model, AdamW<float>& optimizer, const TrainSettings& settings,
-                            const std::optional<LoadedCheckpoint>& resume, const RunOutputs& outputs, ThreadPool& pool);
+// Trains `model` (TrainModel<float>: full fine-tuning; LoraModel<float>: its adapters) to the
+// settings' last step, starting from `resume` when given (its weights or adapter already in `model`,
+// its AdamW state in `optimizer`). Writes OUTDIR/train_log.csv and checkpoints.
+template <typename Model>
+RunResult run_finetune(Model& model, AdamW<float>& optimizer, const TrainSettings& settings,
+                       const std::optional<LoadedCheckpoint>& resume, const RunOutputs& outputs, ThreadPool& pool);
 
 // The total number of optimizer steps of `settings` over `train_rows` training records.
 int64_t total_steps(const TrainSettings& settings, int64_t train_rows);

@@ -1,6 +1,8 @@
 // baichuan finetune: training on the CPU.
 //   --data DATASET -o OUTDIR   full fine-tuning (train/training_run.h): checkpoints, resume, a Hugging
 //                              Face folder (and --gguf TYPE) at the end
+//   ... --lora [SPEC]          LoRA instead (train/lora.h): the base frozen, the adapters trained,
+//                              checkpointed and written at the end
 //   --one-step STEP.json       exactly one AdamW step on a step file, for the official golden step
 #include <chrono>
 #include <filesystem>
@@ -19,6 +21,7 @@
 #include "model/quant_mix.h"
 #include "train/checkpoint_dir.h"
 #include "train/hf_export.h"
+#include "train/lora_export.h"
 #include "train/memory_plan.h"
 #include "train/step_file.h"
 #include "train/trainer.h"
@@ -45,6 +48,8 @@ struct FinetuneCommand {
   int threads = 0;
   // Full fine-tuning.
   std::string data, eval_data, out_dir, resume, schedule = "cosine", betas = "0.9,0.999", gguf, memory_limit;
+  std::string lora_spec;
+  bool lora = false;  // --lora given (its value may be empty: the official defaults)
   int64_t stop_after = 0, epochs = 1, max_steps = 0, batch = 1, grad_accum = 1, warmup = 0, eval_every = 0, save_every = 0;
   double lr = 1e-4, min_lr = 0, weight_decay = 0, eps = 1e-8, clip = 1.0, eval_split = 0;
   uint64_t seed = 42;
@@ -92,6 +97,53 @@ std::string export_finetuned_model(const std::string& out_dir, const train::Trai
   return final_dir.string();
 }
 
+train::RunOutputs finetune_run_outputs(const FinetuneCommand& cmd, const Checkpoint& checkpoint) {
+  train::RunOutputs outputs;
+  outputs.out_dir = cmd.out_dir;
+  outputs.command_line = finetune_command_line();
+  outputs.sources = {checkpoint.config, checkpoint.generation_json,
+                     checkpoint.tokenizer ? checkpoint.tokenizer->model_bytes() : ""};
+  outputs.stop_after = cmd.stop_after;
+  outputs.log = [](const std::string& line) { std::cerr << line << "\n" << std::flush; };
+  return outputs;
+}
+
+// LoRA: the base loaded frozen (no gradient buffer), the adapters trained.
+int run_lora_finetune_command(const FinetuneCommand& cmd, const train::TrainSettings& settings,
+                              const std::optional<std::string>& resume_dir, const Checkpoint& checkpoint,
+                              const train::TokenDataset& probe, int threads) {
+  auto base = train::load_train_model<float>(checkpoint, /*with_gradients=*/false);
+  train::LoraModel<float> lora(base, *settings.lora, settings.seed);
+  train::AdamW<float> optimizer(lora.params().size());
+  std::optional<train::LoadedCheckpoint> resumed;
+  if (resume_dir) {
+    resumed = train::read_training_checkpoint(*resume_dir, lora, optimizer);
+    std::cerr << "resuming " << *resume_dir << " at step " << resumed->state.step << " (epoch "
+              << resumed->state.epoch << ", record " << resumed->state.index << " of its order)\n";
+  } else {
+    lora.init();
+  }
+  std::cerr << "loaded " << settings.base_model << " (" << checkpoint.description << ") as a frozen float32 base: Baichuan 2 "
+            << checkpoint.config.family() << ", " << base.params().size() << " parameters; LoRA " << settings.lora->describe()
+            << ": " << lora.params().size() << " trainable parameters; data " << settings.data << " (" << probe.size()
+            << " records of " << probe.row_length() << ", " << train::dataset_format_name(probe.format()) << "); "
+            << threads << " threads\n";
+  const train::RunOutputs outputs = finetune_run_outputs(cmd, checkpoint);
+  ThreadPool pool(threads);
+  const train::RunResult result = train::run_finetune(lora, optimizer, settings, resumed, outputs, pool);
+  const train::LoraOutputPaths written = train::write_lora_outputs(cmd.out_dir, lora, checkpoint.config, settings.base_model);
+  std::cerr << "wrote the adapter to " << written.peft_dir << " (PEFT) and " << written.gguf << " (llama.cpp GGUF LoRA)\n";
+  nlohmann::ordered_json summary{{"steps", result.steps},
+                                 {"loss", result.last_loss},
+                                 {"tokens_per_second", result.tokens_per_second},
+                                 {"trainable_parameters", lora.params().size()},
+                                 {"adapter", written.peft_dir},
+                                 {"adapter_gguf", written.gguf}};
+  if (result.last_eval_loss >= 0) summary["eval_loss"] = result.last_eval_loss;
+  std::cout << summary.dump() << "\n";
+  return 0;
+}
+
 int run_full_finetune_command(CLI::App& app, const FinetuneCommand& cmd, const LoadOptions& options, int threads) {
   if (cmd.out_dir.empty()) fail("--data needs -o OUTDIR (checkpoints, the log and the fine-tuned model go there)");
   if (cmd.model.empty() && cmd.resume.empty()) fail("give -m CHECKPOINT (or --resume DIR)");
@@ -125,12 +177,17 @@ int run_full_finetune_command(CLI::App& app, const FinetuneCommand& cmd, const L
     from_cmd.eval_split = cmd.eval_split;
     from_cmd.eval_every = cmd.eval_every;
     from_cmd.save_every = cmd.save_every;
+    if (cmd.lora) {
+      from_cmd.lora = train::LoraSpec::parse(cmd.lora_spec);
+      if (!cmd.model.empty()) from_cmd.base_model = std::filesystem::absolute(cmd.model).string();
+    }
     const nlohmann::ordered_json all = from_cmd.to_json();
     for (const auto& [key, value] : all.items()) {
       std::string option = "--" + key;
       for (char& c : option) c = c == '_' ? '-' : c;
       if (key == "weight_decay") option = "--weight-decay";
       if (app.get_option_no_throw(option) && app.get_option(option)->count() > 0) given[key] = value;
+      if (key == "base_model" && !cmd.model.empty()) given[key] = value;  // -m names the base of a LoRA run
     }
     settings = from_cmd;
   }
@@ -149,12 +206,14 @@ int run_full_finetune_command(CLI::App& app, const FinetuneCommand& cmd, const L
           key != "eval_every" && key != "save_every")
         std::cerr << "warning: --" << key << " " << value.dump() << " replaces the checkpoint's " << resume_settings[key].dump()
                   << ": the run will not match an uninterrupted one\n";
-    weights_path = *resume_dir;
+    weights_path = settings.lora ? settings.base_model : *resume_dir;  // a LoRA checkpoint holds only the adapter
   }
   settings.validate();
+  if (settings.lora && settings.base_model.empty()) fail("--lora needs -m BASE (the model whose adapters to train)");
+  if (cmd.lora && !cmd.gguf.empty()) fail("--gguf writes a full model; with --lora the adapter goes to OUTDIR/adapter.gguf");
   const train::TokenDataset probe = train::TokenDataset::open(settings.data);  // before loading the weights
 
-  const Checkpoint checkpoint = open_checkpoint(weights_path, resume_dir ? LoadOptions{} : options);
+  const Checkpoint checkpoint = open_checkpoint(weights_path, resume_dir && !settings.lora ? LoadOptions{} : options);
   const auto& cfg = checkpoint.config;
   check_dataset_fits(probe, train::TrainShape::from(cfg), cfg.model_max_length);
   if (!settings.eval_data.empty())
@@ -162,11 +221,12 @@ int run_full_finetune_command(CLI::App& app, const FinetuneCommand& cmd, const L
 
   const train::TrainShape shape = train::TrainShape::from(cfg);
   const int64_t seq_len = probe.row_length();
-  const train::MemoryPlan plan = train::full_finetune_memory_plan(shape, settings.batch, seq_len);
+  const train::MemoryPlan plan = settings.lora ? train::lora_memory_plan(shape, *settings.lora, settings.batch, seq_len)
+                                               : train::full_finetune_memory_plan(shape, settings.batch, seq_len);
   const uint64_t limit =
       cmd.memory_limit.empty() ? physical_memory_bytes() : train::parse_byte_size(cmd.memory_limit, "--memory-limit");
-  std::cerr << "memory plan (full fine-tuning, float32, micro-batch " << settings.batch << " x " << seq_len
-            << " tokens):\n"
+  std::cerr << "memory plan (" << (settings.lora ? "LoRA " + settings.lora->describe() : std::string("full fine-tuning"))
+            << ", float32, micro-batch " << settings.batch << " x " << seq_len << " tokens):\n"
             << plan.describe() << "  available                     "
             << (limit ? gibibytes(static_cast<double>(limit)) : std::string("unknown")) << "\n";
   if (limit && plan.total() > limit)
@@ -174,6 +234,7 @@ int run_full_finetune_command(CLI::App& app, const FinetuneCommand& cmd, const L
          cmd.memory_limit.empty() ? "this machine has " : "--memory-limit is ", gibibytes(static_cast<double>(limit)),
          ":\n", plan.describe(), "use a smaller --batch (with --grad-accum for the same step), shorter rows, or a smaller model");
 
+  if (settings.lora) return run_lora_finetune_command(cmd, settings, resume_dir, checkpoint, probe, threads);
   auto model = train::load_train_model<float>(checkpoint);
   train::AdamW<float> optimizer(model.params().size());
   if (resume_dir) {
@@ -186,14 +247,9 @@ int run_full_finetune_command(CLI::App& app, const FinetuneCommand& cmd, const L
             << probe.size() << " records of " << probe.row_length() << ", " << train::dataset_format_name(probe.format())
             << "); " << threads << " threads\n";
 
-  train::RunOutputs outputs;
-  outputs.out_dir = cmd.out_dir;
-  outputs.command_line = finetune_command_line();
-  outputs.sources = {cfg, checkpoint.generation_json, checkpoint.tokenizer ? checkpoint.tokenizer->model_bytes() : ""};
-  outputs.stop_after = cmd.stop_after;
-  outputs.log = [](const std::string& line) { std::cerr << line << "\n" << std::flush; };
+  const train::RunOutputs outputs = finetune_run_outputs(cmd, checkpoint);
   ThreadPool pool(threads);
-  const train::RunResult result = train::run_full_finetune(model, optimizer, settings, resumed, outputs, pool);
+  const train::RunResult result = train::run_finetune(model, optimizer, settings, resumed, outputs, pool);
 
   const std::string hf = export_finetuned_model(cmd.out_dir, model, outputs.sources);
   std::cerr << "wrote the fine-tuned model to " << hf << " (Hugging Face folder, F32)\n";
@@ -257,6 +313,10 @@ Run add_finetune(CLI::App& app) {
   app.add_option("--gguf", cmd->gguf, "Also write OUTDIR/model-TYPE.gguf (f16, q8_0, q4_0, ...; head normalised)");
   app.add_option("--stop-after", cmd->stop_after,
                  "Checkpoint and stop after step N, as an interruption would (the schedule still ends at the last step)");
+  app.add_option("--lora", cmd->lora_spec,
+                 "LoRA instead of full fine-tuning: r=8,alpha=16,dropout=0.05,targets=W_pack,o_proj,...[,rslora=1]; "
+                 "no value: fine-tune.py's W_pack, r 1, alpha 32, dropout 0.1")
+      ->expected(0, 1);
   app.add_option("--memory-limit", cmd->memory_limit,
                  "Refuse a memory plan above this size (default: the machine's RAM), e.g. 8G");
   CLI::App* self = &app;
@@ -266,8 +326,10 @@ Run add_finetune(CLI::App& app) {
     if (!cmd->tokenizer.empty()) options.tokenizer_path = cmd->tokenizer;
     if (!cmd->position.empty()) options.position = parse_position_encoding(cmd->position);
     const int threads = ThreadPool::threads_for_request(cmd->threads);
+    cmd->lora = self->get_option("--lora")->count() > 0;
     if (!cmd->one_step.empty()) {
       if (cmd->model.empty()) fail("--one-step needs -m CHECKPOINT");
+      if (cmd->lora) fail("--one-step runs a full fine-tuning step (the golden check); --lora does not apply to it");
       return finetune_one_step(*cmd, options, threads);
     }
     if (cmd->data.empty() && cmd->resume.empty()) fail("give --data DATASET -o OUTDIR (or --one-step STEP.json)");
