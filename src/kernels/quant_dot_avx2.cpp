@@ -8,6 +8,7 @@
 // horizontal sum happens once per row.
 #include <immintrin.h>
 
+#include <array>
 #include <cstddef>
 #include <cstring>
 #include <type_traits>
@@ -316,6 +317,25 @@ void quantize_block(const float* x, int n, float& d, int8_t* qs) {
   for (int i = 0; i < n; i += 32) quantize32(x + i, _mm256_set1_ps(d), qs + i);
 }
 
+template <auto Dot, typename Act>
+float typed_dot(const std::byte* row, const void* act, int64_t nb) {
+  return Dot(reinterpret_cast<const uint8_t*>(row), static_cast<const Act*>(act), nb);
+}
+
+// Indexed by DType; null for the types activation_kind rejects.
+constexpr std::array<DotKernel, kDTypeCount> kDots = [] {
+  std::array<DotKernel, kDTypeCount> k{};
+  k[static_cast<size_t>(DType::Q8_0)] = typed_dot<dot_blocks32<Q8_0>, ActBlock32>;
+  k[static_cast<size_t>(DType::Q4_0)] = typed_dot<dot_blocks32<Q4_0>, ActBlock32>;
+  k[static_cast<size_t>(DType::Q4_1)] = typed_dot<dot_blocks32<Q4_1>, ActBlock32>;
+  k[static_cast<size_t>(DType::Q5_0)] = typed_dot<dot_blocks32<Q5_0>, ActBlock32>;
+  k[static_cast<size_t>(DType::Q5_1)] = typed_dot<dot_blocks32<Q5_1>, ActBlock32>;
+  k[static_cast<size_t>(DType::Q4_K)] = typed_dot<dot_q45_K<block_q4_K>, ActBlock256>;
+  k[static_cast<size_t>(DType::Q5_K)] = typed_dot<dot_q45_K<block_q5_K>, ActBlock256>;
+  k[static_cast<size_t>(DType::Q6_K)] = typed_dot<dot_q6_K, ActBlock256>;
+  return k;
+}();
+
 }  // namespace
 
 void quantize_activations(DType weight_type, const float* x, int64_t n, void* out) {
@@ -337,22 +357,9 @@ void quantize_activations(DType weight_type, const float* x, int64_t n, void* ou
   }
 }
 
-float dot_quantized(DType weight_type, const std::byte* row_bytes, const void* act, int64_t n) {
-  const int64_t nb = activation_blocks(weight_type, n);
-  const auto* row = reinterpret_cast<const uint8_t*>(row_bytes);
-  const auto* a32 = static_cast<const ActBlock32*>(act);
-  const auto* a256 = static_cast<const ActBlock256*>(act);
-  switch (weight_type) {
-    case DType::Q8_0: return dot_blocks32<Q8_0>(row, a32, nb);
-    case DType::Q4_0: return dot_blocks32<Q4_0>(row, a32, nb);
-    case DType::Q4_1: return dot_blocks32<Q4_1>(row, a32, nb);
-    case DType::Q5_0: return dot_blocks32<Q5_0>(row, a32, nb);
-    case DType::Q5_1: return dot_blocks32<Q5_1>(row, a32, nb);
-    case DType::Q4_K: return dot_q45_K<block_q4_K>(row, a256, nb);
-    case DType::Q5_K: return dot_q45_K<block_q5_K>(row, a256, nb);
-    case DType::Q6_K: return dot_q6_K(row, a256, nb);
-    default: return 0.0f;  // unreachable: activation_blocks rejected the type
-  }
+float dot_quantized(DType weight_type, const std::byte* row, const void* act, int64_t n) {
+  const int64_t nb = activation_blocks(weight_type, n);  // rejects types without a kernel
+  return kDots[static_cast<size_t>(weight_type)](row, act, nb);
 }
 
 }  // namespace baichuan::kernels::avx2

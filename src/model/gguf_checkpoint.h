@@ -56,8 +56,6 @@ struct ConvertOptions {
 std::vector<gguf::KeyValue> gguf_metadata(const ModelConfig& config, const Tokenizer& tokenizer,
                                           const std::string& generation_json, const FileType& type, const std::string& name,
                                           bool head_normalized);
-// Stores n floats as F32, F16, BF16 or a quantized block type (n a whole number of blocks).
-void store_floats(DType type, const float* values, int64_t n, std::byte* out);
 // Reads row `row` of a 2-D tensor (or the whole of a 1-D one, row 0) of any float or block type as floats.
 void load_row(const Tensor& tensor, int64_t row, float* out);
 

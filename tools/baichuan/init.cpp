@@ -19,6 +19,7 @@
 #include "core/splitmix64.h"
 #include "model/gguf_checkpoint.h"
 #include "quant/blocks.h"
+#include "quant/type_traits.h"
 
 #ifndef BAICHUAN_MODELS_DIR
 #define BAICHUAN_MODELS_DIR "models"
@@ -234,7 +235,7 @@ Run add_init(CLI::App& app) {
               continue;
             }
             for (auto& v : row) v = is_matrix ? stddev * approx_normal(state) : 1.0f;  // norms start at one
-            store_floats(dtype, row.data(), cols, dst);
+            quant::from_float_row(dtype, row.data(), dst, cols);
           }
         });
       };
