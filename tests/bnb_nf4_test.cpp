@@ -19,6 +19,7 @@
 #include "formats/torch_bin_memory.h"
 #include "formats/zip_archive.h"
 #include "model/checkpoint.h"
+#include "quant/dequantize.h"
 #include "shared_data.h"
 
 namespace baichuan {
@@ -195,6 +196,39 @@ TEST(BnbNf4, BrokenFilesAreClearErrorsNamingTheTensor) {
   EXPECT_NE(msg.find("global 'os.system' is not allowed"), std::string::npos) << msg;
   msg = error_after(pickle_edit("", "torch\nfloat16\n"s, "torch\nload\n"s));
   EXPECT_NE(msg.find("global 'torch.load' is not allowed"), std::string::npos) << msg;
+}
+
+// Rows of whole blocks of 64 stay in 4 bits (DType::NF4). The fixture's rows (32, 88) share blocks,
+// so its first weight is reshaped in the pickle from [96, 32] to [48, 64] (same flat order, so the
+// same nf4_check hashes); its NF4 rows, dequantized, must hash as bitsandbytes' values do.
+TEST(BnbNf4, WholeBlockRowsStayNf4AndDequantizeBitExactly) {
+  REQUIRE_SHARED(four_bit_file());
+  auto files = entries_of(read_text_file(four_bit_file()));
+  pickle_edit("torch\nSize\n", "K`K \x86"s, "K0K@\x86"s)(files);
+  const std::string bytes = zip_of(files);
+  const auto tensors =
+      formats::read_torch_bin_memory(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size(), nullptr, "4bit.bin");
+  const std::string name = "model.layers.0.self_attn.W_pack.weight";
+  const Tensor* t = find(tensors, name);
+  ASSERT_NE(t, nullptr);
+  ASSERT_EQ(t->dtype, DType::NF4);
+  ASSERT_EQ(t->shape, (std::vector<int64_t>{48, 64}));
+  EXPECT_EQ(t->nbytes, 48u * 36);
+  std::vector<float> values(48 * 64);
+  for (int64_t r = 0; r < 48; ++r) quant::dequantize_row(DType::NF4, t->data + r * 36, values.data() + r * 64, 64);
+  auto check = nlohmann::json::parse(read_text_file(four_bit_dir() + "/nf4_check.json"));
+  const auto& c = check["tensors"][0];
+  ASSERT_EQ(c["name"].get<std::string>(), name);
+  std::string f16(values.size() * 2, '\0');
+  for (size_t i = 0; i < values.size(); ++i) {
+    const uint16_t h = f32_to_f16(values[i]);  // exact: the values are float16 already
+    std::memcpy(f16.data() + 2 * i, &h, 2);
+  }
+  EXPECT_EQ(sha256_of(std::string(reinterpret_cast<const char*>(values.data()), values.size() * 4)),
+            c["sha256_dequant_f32_le"].get<std::string>());
+  EXPECT_EQ(sha256_of(f16), c["sha256_dequant_f16_le"].get<std::string>());
+  // The other weights keep rows of 32 or 88: dequantized to F16 as before.
+  EXPECT_EQ(find(tensors, "model.layers.0.self_attn.o_proj.weight")->dtype, DType::F16);
 }
 
 }  // namespace bnb_nf4_test

@@ -5,25 +5,9 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "quant/blocks.h"
 
 namespace baichuan::formats {
-
-const float kNf4Table[16] = {-1.0f,
-                             -0.6961928009986877f,
-                             -0.5250730514526367f,
-                             -0.39491748809814453f,
-                             -0.28444138169288635f,
-                             -0.18477343022823334f,
-                             -0.09105003625154495f,
-                             0.0f,
-                             0.07958029955625534f,
-                             0.16093020141124725f,
-                             0.24611230194568634f,
-                             0.33791524171829224f,
-                             0.44070982933044434f,
-                             0.5626170039176941f,
-                             0.7229568362236023f,
-                             1.0f};
 
 namespace {
 
@@ -33,9 +17,14 @@ std::vector<float> floats_of(const Tensor& t) {
   return out;
 }
 
-}  // namespace
 
-Tensor dequantize_bnb_nf4(const Bnb4bitParts& p, const std::string& name, const std::string& path) {
+// The checked parts of one weight: its element count and its block scales, decoded.
+struct DecodedNf4 {
+  int64_t n = 0;
+  std::vector<float> absmax;
+};
+
+DecodedNf4 check_and_decode(const Bnb4bitParts& p, const std::string& name, const std::string& path) {
   const TorchQuantState& q = p.state;
   const std::string what = cat(path, ": 4-bit weight '", name, "'");
   auto expect_type = [&](const Tensor& t, DType type, const char* role) {
@@ -75,7 +64,7 @@ Tensor dequantize_bnb_nf4(const Bnb4bitParts& p, const std::string& name, const 
   expect_type(p.code, DType::F32, "the 4-bit code table");
   expect_count(p.code, 16, "the 4-bit code table", "one value per code");
   const std::vector<float> code = floats_of(p.code), code2 = floats_of(p.code2), absmax2 = floats_of(p.absmax2);
-  if (std::memcmp(code.data(), kNf4Table, sizeof kNf4Table) != 0)
+  if (std::memcmp(code.data(), quant::kNf4Values, sizeof quant::kNf4Values) != 0)
     fail(what, ": the code table '", p.code.name, "' is not bitsandbytes' NF4 table");
   float offset;
   std::memcpy(&offset, p.offset.data, 4);
@@ -86,22 +75,59 @@ Tensor dequantize_bnb_nf4(const Bnb4bitParts& p, const std::string& name, const 
     volatile float scaled = code2[qabsmax[b]] * absmax2[static_cast<size_t>(b / q.blocksize2)];  // no fused multiply-add
     absmax[static_cast<size_t>(b)] = scaled + offset;
   }
-  auto buffer = make_buffer(static_cast<size_t>(n) * 2);
-  auto* out = reinterpret_cast<uint16_t*>(buffer->data());
-  const auto* packed = reinterpret_cast<const uint8_t*>(p.data.data);
-  for (int64_t i = 0; i < n; ++i) {
-    const uint8_t byte = packed[i / 2];
-    const int c = (i % 2 == 0) ? byte >> 4 : byte & 15;
-    out[i] = f32_to_f16(kNf4Table[c] * absmax[static_cast<size_t>(i / 64)]);
-  }
+  return {n, std::move(absmax)};
+}
+
+Tensor owned_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+                    std::shared_ptr<std::vector<std::byte>> buffer) {
   Tensor t;
   t.name = name;
-  t.dtype = DType::F16;
-  t.shape = q.shape;
+  t.dtype = dtype;
+  t.shape = shape;
   t.data = buffer->data();
   t.nbytes = buffer->size();
-  t.owner = buffer;
+  t.owner = std::move(buffer);
   return t;
+}
+
+}  // namespace
+
+Tensor dequantize_bnb_nf4(const Bnb4bitParts& p, const std::string& name, const std::string& path) {
+  const DecodedNf4 w = check_and_decode(p, name, path);
+  auto buffer = make_buffer(static_cast<size_t>(w.n) * 2);
+  auto* out = reinterpret_cast<uint16_t*>(buffer->data());
+  const auto* packed = reinterpret_cast<const uint8_t*>(p.data.data);
+  for (int64_t i = 0; i < w.n; ++i) {
+    const uint8_t byte = packed[i / 2];
+    const int c = (i % 2 == 0) ? byte >> 4 : byte & 15;
+    out[i] = f32_to_f16(quant::kNf4Values[c] * w.absmax[static_cast<size_t>(i / 64)]);
+  }
+  return owned_tensor(name, DType::F16, p.state.shape, std::move(buffer));
+}
+
+Tensor bnb_nf4_blocks(const Bnb4bitParts& p, const std::string& name, const std::string& path) {
+  const DecodedNf4 w = check_and_decode(p, name, path);
+  const int64_t cols = p.state.shape[1];
+  if (cols % quant::kNf4BlockElems != 0)
+    fail(path, ": 4-bit weight '", name, "': rows of ", cols, " elements are not whole NF4 blocks of 64");
+  const auto nblocks = static_cast<size_t>(w.n / quant::kNf4BlockElems);
+  auto buffer = make_buffer(nblocks * sizeof(quant::block_nf4));
+  const auto* packed = reinterpret_cast<const uint8_t*>(p.data.data);
+  for (size_t b = 0; b < nblocks; ++b) {
+    quant::block_nf4 block;
+    std::memcpy(block.d, &w.absmax[b], 4);
+    // The file holds element 2k in the high nibble of byte k, 2k + 1 in the low one.
+    auto code = [&](size_t e) { const uint8_t byte = packed[32 * b + e / 2]; return e % 2 == 0 ? byte >> 4 : byte & 15; };
+    for (size_t j = 0; j < 32; ++j) block.qs[j] = static_cast<uint8_t>(code(j) | code(j + 32) << 4);
+    std::memcpy(buffer->data() + b * sizeof block, &block, sizeof block);
+  }
+  return owned_tensor(name, DType::NF4, p.state.shape, std::move(buffer));
+}
+
+Tensor read_bnb_nf4(const Bnb4bitParts& parts, const std::string& name, const std::string& path) {
+  if (parts.state.shape.size() == 2 && parts.state.shape[1] % quant::kNf4BlockElems == 0)
+    return bnb_nf4_blocks(parts, name, path);
+  return dequantize_bnb_nf4(parts, name, path);
 }
 
 }  // namespace baichuan::formats

@@ -16,9 +16,6 @@ struct Bnb4bitParts {
   Tensor data, absmax, offset, absmax2, code2, code;
 };
 
-// The NF4 code table of bitsandbytes (also stored as quant_state[6]; checked equal).
-extern const float kNf4Table[16];
-
 // Checks the parts against each other (quant_type "nf4", blocksize 64, dequantized dtype float16,
 // element types and counts matching the shape) and dequantizes the weight bit-exactly as
 // bitsandbytes 0.41.1 dequantize_4bit does:
@@ -26,6 +23,17 @@ extern const float kNf4Table[16];
 //   w[i] = float16(code[nibble(i)] * absmax[i / 64])                   (float32 multiply, round to even)
 // The result is an F16 tensor named `name` of the state's shape, in an owned buffer. Errors name the
 // file and the weight.
+// (The code table must equal quant::kNf4Values.)
 Tensor dequantize_bnb_nf4(const Bnb4bitParts& parts, const std::string& name, const std::string& path);
+
+// The same checks, then the weight kept in 4 bits as an NF4 tensor (quant/blocks.h: the block scales
+// decoded once to float32, the codes regrouped per block); its dequantized values equal those of
+// dequantize_bnb_nf4 bit for bit. The rows must be whole blocks of 64 (in = 4096, 11008, 5120, 13696
+// in the releases).
+Tensor bnb_nf4_blocks(const Bnb4bitParts& parts, const std::string& name, const std::string& path);
+
+// How the reader keeps a 4-bit weight: bnb_nf4_blocks when its rows are whole blocks of 64, else
+// dequantize_bnb_nf4 (e.g. the tiny reference model, whose rows of 32 and 88 share blocks).
+Tensor read_bnb_nf4(const Bnb4bitParts& parts, const std::string& name, const std::string& path);
 
 }  // namespace baichuan::formats

@@ -166,6 +166,20 @@ void dequantize_q6_K(const std::byte* src, float* dst, int64_t nb) {
   }
 }
 
+// NF4: x = float16(value * d), as bitsandbytes rounds (a single multiply: nothing to fuse).
+void dequantize_nf4(const std::byte* src, float* dst, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const auto b = load_block<block_nf4>(src, i);
+    float d;
+    std::memcpy(&d, b.d, 4);
+    float* y = dst + i * kNf4BlockElems;
+    for (int j = 0; j < kNf4BlockElems / 2; ++j) {
+      y[j] = f16_to_f32(f32_to_f16(kNf4Values[b.qs[j] & 0x0F] * d));
+      y[j + kNf4BlockElems / 2] = f16_to_f32(f32_to_f16(kNf4Values[b.qs[j] >> 4] * d));
+    }
+  }
+}
+
 bool can_dequantize(DType dtype) { return is_quantized(dtype) && type_traits(dtype).to_float != nullptr; }
 
 void dequantize_row(DType dtype, const std::byte* src, float* dst, int64_t n) {

@@ -7,7 +7,7 @@
 
 namespace baichuan::quant {
 
-// True for the block types dequantize_row accepts: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K
+// True for the block types dequantize_row accepts: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, NF4
 // (those whose type_traits have to_float).
 bool can_dequantize(DType dtype);
 
@@ -24,5 +24,6 @@ void dequantize_q5_1(const std::byte* src, float* dst, int64_t nb);
 void dequantize_q4_K(const std::byte* src, float* dst, int64_t nb);
 void dequantize_q5_K(const std::byte* src, float* dst, int64_t nb);
 void dequantize_q6_K(const std::byte* src, float* dst, int64_t nb);
+void dequantize_nf4(const std::byte* src, float* dst, int64_t nb);
 
 }  // namespace baichuan::quant

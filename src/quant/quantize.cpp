@@ -152,6 +152,28 @@ void quantize_q5_1(const float* src, std::byte* dst, int64_t nb) {
   }
 }
 
+// NF4: d = max |x|; each x / d takes the nearest code value (the first of two on a tie).
+void quantize_nf4(const float* src, std::byte* dst, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float* x = src + i * kNf4BlockElems;
+    float amax = 0.0f;
+    for (int j = 0; j < kNf4BlockElems; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+    const float id = amax != 0.0f ? 1.0f / amax : 0.0f;
+    auto code = [&](float v) {
+      const float scaled = v * id;
+      int best = 7;  // the code of 0, also for NaN
+      for (int c = 0; c < 16; ++c)
+        if (std::fabs(scaled - kNf4Values[c]) < std::fabs(scaled - kNf4Values[best])) best = c;
+      return best;
+    };
+    block_nf4 b{};
+    std::memcpy(b.d, &amax, 4);
+    for (int j = 0; j < kNf4BlockElems / 2; ++j)
+      b.qs[j] = static_cast<uint8_t>(code(x[j]) | code(x[j + kNf4BlockElems / 2]) << 4);
+    store_block(dst, i, b);
+  }
+}
+
 bool can_quantize(DType dtype) { return is_quantized(dtype) && type_traits(dtype).from_float != nullptr; }
 
 void quantize_row(DType dtype, const float* src, std::byte* dst, int64_t n) {
