@@ -3,7 +3,9 @@
 // and `<weight>.quant_state` (block scales quantized again: double quantisation; see
 // torch_pickle.h's TorchQuantState and ../shared/reference/b2-7b-tiny-4bits/README.md).
 #pragma once
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 #include "formats/torch_pickle.h"
@@ -35,5 +37,29 @@ Tensor bnb_nf4_blocks(const Bnb4bitParts& parts, const std::string& name, const 
 // How the reader keeps a 4-bit weight: bnb_nf4_blocks when its rows are whole blocks of 64, else
 // dequantize_bnb_nf4 (e.g. the tiny reference model, whose rows of 32 and 88 share blocks).
 Tensor read_bnb_nf4(const Bnb4bitParts& parts, const std::string& name, const std::string& path);
+
+// ---- writing: the release layout, for benchmarks and tests (`baichuan init --format bnb-nf4`) ----
+
+// One tensor of a 4-bit pytorch_model.bin. A float16 Parameter (four_bit false): `produce` fills the
+// little-endian halves. A 4-bit weight [out, in]: `produce` fills the packed code bytes (element 2k
+// in the high nibble of byte k), `block_codes` the qabsmax byte of each block of 64, and the block
+// scales are code2[qabsmax[b]] * absmax2[b / 256] + offset.
+struct Bnb4bitTensorToWrite {
+  std::string name;
+  std::vector<int64_t> shape;
+  bool four_bit = false;
+  // Fills bytes [first, first + n) of the tensor's storage (halves, or packed codes).
+  std::function<void(std::byte* out, size_t first, size_t n)> produce;
+  std::function<void(std::byte* out, size_t first, size_t n)> block_codes;  // four_bit: qabsmax bytes
+  std::vector<float> absmax2;  // four_bit: ceil(nblocks / 256) values
+  float offset = 0.0f;         // four_bit
+};
+
+// Writes `tensors` as torch.save does for the official 4-bit checkpoints (pickle protocol 2, a dict of
+// `<w>.data` + `<w>.quant_state` lists and float16 Parameters; stored zip entries
+// `pytorch_model/data.pkl`, `pytorch_model/data/<key>`, `pytorch_model/version`), with `code2` (256
+// values) shared by every quant_state. Written atomically.
+void write_bnb_nf4_bin(const std::string& path, const std::vector<Bnb4bitTensorToWrite>& tensors,
+                       const std::vector<float>& code2);
 
 }  // namespace baichuan::formats
