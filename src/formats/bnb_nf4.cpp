@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/mapped_file.h"
 #include "formats/torch_zip_writer.h"
 #include "quant/blocks.h"
 
@@ -126,6 +127,9 @@ Tensor bnb_nf4_blocks(const Bnb4bitParts& p, const std::string& name, const std:
     for (size_t j = 0; j < 32; ++j) block.qs[j] = static_cast<uint8_t>(code(j) | code(j + 32) << 4);
     std::memcpy(buffer->data() + b * sizeof block, &block, sizeof block);
   }
+  // The file's codes are not needed again: a memory-mapped file drops them from resident memory, so
+  // the weights are not resident twice (a no-op for other memory).
+  MappedFile::release_pages(p.data.data, p.data.nbytes);
   return owned_tensor(name, DType::NF4, p.state.shape, std::move(buffer));
 }
 
