@@ -316,6 +316,12 @@ TEST(BnbNf4, NativeNf4ModelMatchesItsDequantizedWeights) {
   std::cout << "NF4 native vs exact weights: max relative logit error " << max_err / max_ref << "\n";
   EXPECT_GT(max_err, 0.0f);  // the integer path did run
   EXPECT_LE(max_err / max_ref, 2e-2f);
+
+  // `quantize` takes the 4-bit folder as input.
+  const std::string q4 = testing::temp_path("bnb_nf4", "q4_0.gguf");
+  const auto quantize = testing::baichuan_cli("quantize " + testing::quote(dir) + " " + testing::quote(q4) + " q4_0 -t 2");
+  ASSERT_EQ(quantize.exit_code, 0) << quantize.err;
+  EXPECT_EQ(open_checkpoint(q4).tensor("blk.0.ffn_down.weight").dtype, DType::Q4_0);
 }
 
 }  // namespace bnb_nf4_test

@@ -17,7 +17,7 @@ ActivationKind activation_kind(DType weight_type) {
   const ActivationKind kind = quant::type_traits(weight_type).dot;
   if (kind == ActivationKind::None)
     fail("quantized dot product: unsupported weight type ", dtype_name(weight_type),
-         " (supported: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)");
+         " (supported: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, NF4)");
   return kind;
 }
 
