@@ -70,7 +70,7 @@ void matmul_args(benchmark::internal::Benchmark* b) {
 // Quantized weights go down whatever path matmul takes for their type (dequantized rows, or dot
 // products with 8-bit quantized activations where a kernel exists).
 void quantized_matmul_args(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"tokens", "threads"})->Args({1, 1})->Args({32, 1});
+  b->ArgNames({"tokens", "threads"})->Args({1, 1})->Args({1, 2})->Args({32, 1});
   b->UseRealTime()->MinTime(min_time())->Unit(benchmark::kMillisecond);
 }
 
@@ -83,6 +83,8 @@ BENCHMARK_CAPTURE(BM_matmul, bf16_scalar, DType::BF16, Backend::Scalar)->Apply(m
 BENCHMARK_CAPTURE(BM_matmul, bf16_avx2, DType::BF16, Backend::Avx2)->Apply(matmul_args);
 BENCHMARK_CAPTURE(BM_matmul, q8_0_avx2, DType::Q8_0, Backend::Avx2)->Apply(quantized_matmul_args);
 BENCHMARK_CAPTURE(BM_matmul, q4_0_avx2, DType::Q4_0, Backend::Avx2)->Apply(quantized_matmul_args);
+// NF4 (the 4-bit Chat checkpoints kept in 4 bits): the same bytes per weight as Q4_0 (36 per 64).
+BENCHMARK_CAPTURE(BM_matmul, nf4_avx2, DType::NF4, Backend::Avx2)->Apply(quantized_matmul_args);
 
 }  // namespace
 }  // namespace baichuan::bench

@@ -4,7 +4,10 @@
 // (Logits, greedy tokens, chats: the golden suite's Nf4TorchBin7B case.)
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <iostream>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -15,10 +18,17 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/mapped_file.h"
+#include "formats/bnb_nf4.h"
 #include "formats/torch_bin.h"
 #include "formats/torch_bin_memory.h"
 #include "formats/zip_archive.h"
 #include "model/checkpoint.h"
+#include "model/gguf_checkpoint.h"
+#include "model/model.h"
+#include "model/model_context.h"
+#include "cli_runner.h"
+#include "quant/blocks.h"
+#include "quant/dequantize.h"
 #include "shared_data.h"
 
 namespace baichuan {
@@ -51,6 +61,12 @@ const Tensor* find(const std::vector<Tensor>& tensors, const std::string& name) 
     if (t.name == name) return &t;
   return nullptr;
 }
+
+// BAICHUAN_NF4=native for one test (the native NF4 path is opt-in; see read_bnb_nf4).
+struct NativeNf4Scope {
+  NativeNf4Scope() { setenv("BAICHUAN_NF4", "native", 1); }
+  ~NativeNf4Scope() { unsetenv("BAICHUAN_NF4"); }
+};
 
 TEST(BnbNf4, DequantizationIsBitExact) {
   REQUIRE_SHARED(four_bit_file());
@@ -195,6 +211,141 @@ TEST(BnbNf4, BrokenFilesAreClearErrorsNamingTheTensor) {
   EXPECT_NE(msg.find("global 'os.system' is not allowed"), std::string::npos) << msg;
   msg = error_after(pickle_edit("", "torch\nfloat16\n"s, "torch\nload\n"s));
   EXPECT_NE(msg.find("global 'torch.load' is not allowed"), std::string::npos) << msg;
+}
+
+// Rows of whole blocks of 64 stay in 4 bits (DType::NF4). The fixture's rows (32, 88) share blocks,
+// so its first weight is reshaped in the pickle from [96, 32] to [48, 64] (same flat order, so the
+// same nf4_check hashes); its NF4 rows, dequantized, must hash as bitsandbytes' values do.
+TEST(BnbNf4, WholeBlockRowsAreDequantizedExactlyByDefault) {
+  REQUIRE_SHARED(four_bit_file());
+  auto files = entries_of(read_text_file(four_bit_file()));
+  pickle_edit("torch\nSize\n", "K`K \x86"s, "K0K@\x86"s)(files);
+  const std::string bytes = zip_of(files);
+  const auto tensors =
+      formats::read_torch_bin_memory(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size(), nullptr, "4bit.bin");
+  const Tensor* t = find(tensors, "model.layers.0.self_attn.W_pack.weight");
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->dtype, DType::F16);  // the official computation's weights, not the approximate native path
+  EXPECT_EQ(t->shape, (std::vector<int64_t>{48, 64}));
+}
+
+TEST(BnbNf4, WholeBlockRowsStayNf4AndDequantizeBitExactly) {
+  REQUIRE_SHARED(four_bit_file());
+  NativeNf4Scope native_nf4;
+  auto files = entries_of(read_text_file(four_bit_file()));
+  pickle_edit("torch\nSize\n", "K`K \x86"s, "K0K@\x86"s)(files);
+  const std::string bytes = zip_of(files);
+  const auto tensors =
+      formats::read_torch_bin_memory(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size(), nullptr, "4bit.bin");
+  const std::string name = "model.layers.0.self_attn.W_pack.weight";
+  const Tensor* t = find(tensors, name);
+  ASSERT_NE(t, nullptr);
+  ASSERT_EQ(t->dtype, DType::NF4);
+  ASSERT_EQ(t->shape, (std::vector<int64_t>{48, 64}));
+  EXPECT_EQ(t->nbytes, 48u * 36);
+  std::vector<float> values(48 * 64);
+  for (int64_t r = 0; r < 48; ++r) quant::dequantize_row(DType::NF4, t->data + r * 36, values.data() + r * 64, 64);
+  auto check = nlohmann::json::parse(read_text_file(four_bit_dir() + "/nf4_check.json"));
+  const auto& c = check["tensors"][0];
+  ASSERT_EQ(c["name"].get<std::string>(), name);
+  std::string f16(values.size() * 2, '\0');
+  for (size_t i = 0; i < values.size(); ++i) {
+    const uint16_t h = f32_to_f16(values[i]);  // exact: the values are float16 already
+    std::memcpy(f16.data() + 2 * i, &h, 2);
+  }
+  EXPECT_EQ(sha256_of(std::string(reinterpret_cast<const char*>(values.data()), values.size() * 4)),
+            c["sha256_dequant_f32_le"].get<std::string>());
+  EXPECT_EQ(sha256_of(f16), c["sha256_dequant_f16_le"].get<std::string>());
+  // The other weights keep rows of 32 or 88: dequantized to F16 as before.
+  EXPECT_EQ(find(tensors, "model.layers.0.self_attn.o_proj.weight")->dtype, DType::F16);
+}
+
+// The writer (`init --format bnb-nf4`): what it writes, the reader reads back, values computed here
+// from the inputs by the formulas of the fixture's README.
+TEST(BnbNf4, WrittenFileReadsBack) {
+  NativeNf4Scope native_nf4;
+  const std::string path = (fs::path(::testing::TempDir()) / "bnb_nf4_written.bin").string();
+  const std::vector<uint16_t> halves = {f32_to_f16(1.5f), f32_to_f16(-2.0f), f32_to_f16(0.25f),
+                                        f32_to_f16(3.0f), f32_to_f16(-0.5f), f32_to_f16(7.0f)};
+  std::vector<uint8_t> codes(2 * 128 / 2), qabsmax = {3, 250, 17, 128};
+  for (size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<uint8_t>(i * 37 + 11);
+  std::vector<float> code2(256);
+  for (size_t k = 0; k < 256; ++k) code2[k] = static_cast<float>(k) / 300.0f;
+  auto bytes_of = [](const void* data) {
+    return [data](std::byte* out, size_t first, size_t n) { std::memcpy(out, static_cast<const std::byte*>(data) + first, n); };
+  };
+  formats::Bnb4bitTensorToWrite f16{"model.norm.weight", {2, 3}, false, bytes_of(halves.data()), {}, {}, 0.0f};
+  formats::Bnb4bitTensorToWrite nf4{"model.layers.0.mlp.up_proj.weight", {2, 128}, true, bytes_of(codes.data()),
+                                    bytes_of(qabsmax.data()), {0.75f}, 0.125f};
+  formats::write_bnb_nf4_bin(path, {f16, nf4}, code2);
+
+  const auto tensors = formats::read_torch_bin(path);
+  ASSERT_EQ(tensors.size(), 2u);
+  const Tensor* a = find(tensors, "model.norm.weight");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->dtype, DType::F16);
+  EXPECT_EQ(a->shape, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(std::memcmp(a->data, halves.data(), 12), 0);
+  const Tensor* w = find(tensors, "model.layers.0.mlp.up_proj.weight");
+  ASSERT_NE(w, nullptr);
+  EXPECT_EQ(w->dtype, DType::NF4);
+  EXPECT_EQ(w->shape, (std::vector<int64_t>{2, 128}));
+  std::vector<float> got(256);
+  quant::dequantize_row(DType::NF4, w->data, got.data(), 256);
+  for (size_t i = 0; i < 256; ++i) {
+    volatile float scaled = code2[qabsmax[i / 64]] * 0.75f;
+    const float absmax = scaled + 0.125f;
+    const int c = i % 2 == 0 ? codes[i / 2] >> 4 : codes[i / 2] & 15;
+    EXPECT_EQ(got[i], f16_to_f32(f32_to_f16(quant::kNf4Values[c] * absmax))) << i;
+  }
+}
+
+// A model whose linears all stay NF4 (rows of 64 and 128) against the same weights dequantized exactly
+// (a F16 GGUF converted from it): the integer NF4 products (8-bit codes, 8-bit activations) move the
+// last logits by a small fraction of their range, as Q8_0-class products do.
+TEST(BnbNf4, NativeNf4ModelMatchesItsDequantizedWeights) {
+  REQUIRE_SHARED(four_bit_file());
+  NativeNf4Scope native_nf4;
+  const std::string dir = testing::temp_path("bnb_nf4", "model"), config = testing::temp_path("bnb_nf4", "config.json");
+  {
+    std::ofstream out(config);
+    out << R"({"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "num_hidden_layers": 2,
+               "vocab_size": 125696, "max_position_embeddings": 4096, "model_max_length": 4096})";
+  }
+  const auto init = testing::baichuan_cli("init --config " + testing::quote(config) + " --format bnb-nf4 --std 0.05 -o " +
+                                          testing::quote(dir) + " --tokenizer " + testing::quote(four_bit_dir() + "/tokenizer.model"));
+  ASSERT_EQ(init.exit_code, 0) << init.err;
+  Checkpoint c = open_checkpoint(dir);
+  EXPECT_EQ(c.tensor("blk.0.ffn_down.weight").dtype, DType::NF4);
+  EXPECT_EQ(c.tensor("blk.1.attn_output.weight").dtype, DType::NF4);
+  const std::string gguf = testing::temp_path("bnb_nf4", "exact.gguf");
+  ConvertOptions options;
+  options.type = DType::F32;
+  write_gguf_checkpoint(c, gguf, options);
+
+  ThreadPool pool(2);
+  auto native = load_model(dir), exact = load_model(gguf);
+  native->set_kv_type(DType::F32);
+  exact->set_kv_type(DType::F32);
+  const std::vector<int32_t> prompt = {1, 92067, 74, 1558, 2000, 31, 7, 90000};
+  KvCache cn = native->new_cache(8), ce = exact->new_cache(8);
+  ModelContext ctx;
+  const auto a = native->forward_last(ctx, cn, prompt, pool), b = exact->forward_last(ctx, ce, prompt, pool);
+  ASSERT_EQ(a.size(), b.size());
+  float max_err = 0, max_ref = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    max_err = std::max(max_err, std::abs(a[i] - b[i]));
+    max_ref = std::max(max_ref, std::abs(b[i]));
+  }
+  std::cout << "NF4 native vs exact weights: max relative logit error " << max_err / max_ref << "\n";
+  EXPECT_GT(max_err, 0.0f);  // the integer path did run
+  EXPECT_LE(max_err / max_ref, 2e-2f);
+
+  // `quantize` takes the 4-bit folder as input.
+  const std::string q4 = testing::temp_path("bnb_nf4", "q4_0.gguf");
+  const auto quantize = testing::baichuan_cli("quantize " + testing::quote(dir) + " " + testing::quote(q4) + " q4_0 -t 2");
+  ASSERT_EQ(quantize.exit_code, 0) << quantize.err;
+  EXPECT_EQ(open_checkpoint(q4).tensor("blk.0.ffn_down.weight").dtype, DType::Q4_0);
 }
 
 }  // namespace bnb_nf4_test

@@ -21,6 +21,7 @@
 #include "model/lora_adapter.h"
 #include "model/lora_apply.h"
 #include "model/model.h"
+#include "model/model_context.h"
 #include "shared_data.h"
 
 namespace baichuan {
@@ -150,7 +151,8 @@ std::vector<float> logits_of(Model& m, int threads = 2) {
   ThreadPool pool(threads);
   m.set_kv_type(DType::F32);
   KvCache cache = m.new_cache(static_cast<int64_t>(kTokens.size()));
-  return m.forward_last(cache, kTokens, pool);
+  ModelContext ctx;
+  return m.forward_last(ctx, cache, kTokens, pool);
 }
 
 std::vector<float> lora_logits(const std::string& base, const std::vector<ScaledLoraAdapter>& adapters, int threads = 2) {

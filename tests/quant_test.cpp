@@ -14,6 +14,7 @@
 #include "quant/blocks.h"
 #include "quant/dequantize.h"
 #include "quant/quantize.h"
+#include "quant/type_traits.h"
 #include "quant_codec.h"
 
 namespace baichuan::quant {
@@ -488,6 +489,74 @@ TEST(QuantErrors, UnsupportedTypesThrow) {
   }
   for (DType t : kQuantizable) EXPECT_TRUE(can_quantize(t) && can_dequantize(t));
   for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) EXPECT_TRUE(can_quantize(t) && can_dequantize(t));
+}
+
+// ---------------------------------------------------------------- NF4 and the traits table
+
+// x = float16(value(c) * d): low nibbles are elements 0..31, high nibbles 32..63.
+TEST(QuantNf4, DequantizeLayoutAndFloat16Rounding) {
+  block_nf4 b{};
+  const float d = 0.3f;
+  std::memcpy(b.d, &d, 4);
+  for (int j = 0; j < 32; ++j) b.qs[j] = static_cast<uint8_t>((j % 16) | ((15 - j % 16) << 4));
+  std::vector<float> out(64);
+  dequantize_row(DType::NF4, bytes_of(std::vector<block_nf4>{b}).data(), out.data(), 64);
+  for (int j = 0; j < 32; ++j) {
+    EXPECT_EQ(out[j], f16_to_f32(f32_to_f16(kNf4Values[j % 16] * d))) << j;
+    EXPECT_EQ(out[j + 32], f16_to_f32(f32_to_f16(kNf4Values[15 - j % 16] * d))) << j;
+  }
+  EXPECT_NE(out[1], kNf4Values[1] * d);  // the rounding to float16 is there
+}
+
+// Each element gets the code whose value is nearest to x / max|x| (checked by brute force in double).
+TEST(QuantNf4, QuantizeTakesTheNearestValue) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> x(64 * 5);
+  for (auto& v : x) v = dist(rng);
+  std::vector<block_nf4> blocks(5);
+  quantize_row(DType::NF4, x.data(), reinterpret_cast<std::byte*>(blocks.data()), 64 * 5);
+  for (size_t i = 0; i < x.size(); ++i) {
+    const block_nf4& b = blocks[i / 64];
+    double amax = 0;
+    for (size_t k = i / 64 * 64; k < i / 64 * 64 + 64; ++k) amax = std::max(amax, std::abs(double{x[k]}));
+    float d;
+    std::memcpy(&d, b.d, 4);
+    EXPECT_EQ(d, static_cast<float>(amax));
+    const size_t e = i % 64;
+    const int c = e < 32 ? b.qs[e] & 0x0F : b.qs[e - 32] >> 4;
+    for (int other = 0; other < 16; ++other)
+      EXPECT_LE(std::abs(x[i] / amax - kNf4Values[c]), std::abs(x[i] / amax - kNf4Values[other]) + 1e-7) << i;
+  }
+}
+
+TEST(QuantTraits, TableAgreesWithLayoutAndConverters) {
+  for (size_t i = 0; i < kDTypeCount; ++i) {
+    const auto t = static_cast<DType>(i);
+    const TypeTraits& tr = type_traits(t);
+    EXPECT_EQ(tr.name, dtype_name(t));
+    EXPECT_EQ(tr.block_elems, dtype_info(t).block_elems);
+    EXPECT_EQ(tr.block_bytes, dtype_info(t).block_bytes);
+    EXPECT_EQ(can_quantize(t), is_quantized(t) && tr.from_float != nullptr) << tr.name;
+    EXPECT_EQ(can_dequantize(t), is_quantized(t) && tr.to_float != nullptr) << tr.name;
+  }
+  // The one float-row converter: F16 and BF16 round as core/half.h does; blocks as quantize_row.
+  const std::vector<float> x = {1.0f / 3, -2.5f, 65504.0f, 1e-8f};
+  std::vector<std::byte> out(16);
+  from_float_row(DType::F16, x.data(), out.data(), 4);
+  for (size_t i = 0; i < 4; ++i) {
+    uint16_t h;
+    std::memcpy(&h, out.data() + 2 * i, 2);
+    EXPECT_EQ(h, f32_to_f16(x[i]));
+  }
+  from_float_row(DType::BF16, x.data(), out.data(), 4);
+  for (size_t i = 0; i < 4; ++i) {
+    uint16_t h;
+    std::memcpy(&h, out.data() + 2 * i, 2);
+    EXPECT_EQ(h, f32_to_bf16(x[i]));
+  }
+  EXPECT_THROW(from_float_row(DType::I32, x.data(), out.data(), 4), Error);
+  EXPECT_THROW(from_float_row(DType::Q8_0, x.data(), out.data(), 4), Error);  // not a whole block
 }
 
 }  // namespace

@@ -1,29 +1,20 @@
 #include "formats/bnb_nf4.h"
 
+#include <climits>
+#include <cstdlib>
+#include <cstdint>
 #include <cstring>
+#include <initializer_list>
+#include <string_view>
 #include <vector>
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/mapped_file.h"
+#include "formats/torch_zip_writer.h"
+#include "quant/blocks.h"
 
 namespace baichuan::formats {
-
-const float kNf4Table[16] = {-1.0f,
-                             -0.6961928009986877f,
-                             -0.5250730514526367f,
-                             -0.39491748809814453f,
-                             -0.28444138169288635f,
-                             -0.18477343022823334f,
-                             -0.09105003625154495f,
-                             0.0f,
-                             0.07958029955625534f,
-                             0.16093020141124725f,
-                             0.24611230194568634f,
-                             0.33791524171829224f,
-                             0.44070982933044434f,
-                             0.5626170039176941f,
-                             0.7229568362236023f,
-                             1.0f};
 
 namespace {
 
@@ -33,9 +24,14 @@ std::vector<float> floats_of(const Tensor& t) {
   return out;
 }
 
-}  // namespace
 
-Tensor dequantize_bnb_nf4(const Bnb4bitParts& p, const std::string& name, const std::string& path) {
+// The checked parts of one weight: its element count and its block scales, decoded.
+struct DecodedNf4 {
+  int64_t n = 0;
+  std::vector<float> absmax;
+};
+
+DecodedNf4 check_and_decode(const Bnb4bitParts& p, const std::string& name, const std::string& path) {
   const TorchQuantState& q = p.state;
   const std::string what = cat(path, ": 4-bit weight '", name, "'");
   auto expect_type = [&](const Tensor& t, DType type, const char* role) {
@@ -75,7 +71,7 @@ Tensor dequantize_bnb_nf4(const Bnb4bitParts& p, const std::string& name, const 
   expect_type(p.code, DType::F32, "the 4-bit code table");
   expect_count(p.code, 16, "the 4-bit code table", "one value per code");
   const std::vector<float> code = floats_of(p.code), code2 = floats_of(p.code2), absmax2 = floats_of(p.absmax2);
-  if (std::memcmp(code.data(), kNf4Table, sizeof kNf4Table) != 0)
+  if (std::memcmp(code.data(), quant::kNf4Values, sizeof quant::kNf4Values) != 0)
     fail(what, ": the code table '", p.code.name, "' is not bitsandbytes' NF4 table");
   float offset;
   std::memcpy(&offset, p.offset.data, 4);
@@ -86,22 +82,180 @@ Tensor dequantize_bnb_nf4(const Bnb4bitParts& p, const std::string& name, const 
     volatile float scaled = code2[qabsmax[b]] * absmax2[static_cast<size_t>(b / q.blocksize2)];  // no fused multiply-add
     absmax[static_cast<size_t>(b)] = scaled + offset;
   }
-  auto buffer = make_buffer(static_cast<size_t>(n) * 2);
-  auto* out = reinterpret_cast<uint16_t*>(buffer->data());
-  const auto* packed = reinterpret_cast<const uint8_t*>(p.data.data);
-  for (int64_t i = 0; i < n; ++i) {
-    const uint8_t byte = packed[i / 2];
-    const int c = (i % 2 == 0) ? byte >> 4 : byte & 15;
-    out[i] = f32_to_f16(kNf4Table[c] * absmax[static_cast<size_t>(i / 64)]);
-  }
+  return {n, std::move(absmax)};
+}
+
+Tensor owned_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+                    std::shared_ptr<std::vector<std::byte>> buffer) {
   Tensor t;
   t.name = name;
-  t.dtype = DType::F16;
-  t.shape = q.shape;
+  t.dtype = dtype;
+  t.shape = shape;
   t.data = buffer->data();
   t.nbytes = buffer->size();
-  t.owner = buffer;
+  t.owner = std::move(buffer);
   return t;
+}
+
+}  // namespace
+
+Tensor dequantize_bnb_nf4(const Bnb4bitParts& p, const std::string& name, const std::string& path) {
+  const DecodedNf4 w = check_and_decode(p, name, path);
+  auto buffer = make_buffer(static_cast<size_t>(w.n) * 2);
+  auto* out = reinterpret_cast<uint16_t*>(buffer->data());
+  const auto* packed = reinterpret_cast<const uint8_t*>(p.data.data);
+  for (int64_t i = 0; i < w.n; ++i) {
+    const uint8_t byte = packed[i / 2];
+    const int c = (i % 2 == 0) ? byte >> 4 : byte & 15;
+    out[i] = f32_to_f16(quant::kNf4Values[c] * w.absmax[static_cast<size_t>(i / 64)]);
+  }
+  return owned_tensor(name, DType::F16, p.state.shape, std::move(buffer));
+}
+
+Tensor bnb_nf4_blocks(const Bnb4bitParts& p, const std::string& name, const std::string& path) {
+  const DecodedNf4 w = check_and_decode(p, name, path);
+  const int64_t cols = p.state.shape[1];
+  if (cols % quant::kNf4BlockElems != 0)
+    fail(path, ": 4-bit weight '", name, "': rows of ", cols, " elements are not whole NF4 blocks of 64");
+  const auto nblocks = static_cast<size_t>(w.n / quant::kNf4BlockElems);
+  auto buffer = make_buffer(nblocks * sizeof(quant::block_nf4));
+  const auto* packed = reinterpret_cast<const uint8_t*>(p.data.data);
+  for (size_t b = 0; b < nblocks; ++b) {
+    quant::block_nf4 block;
+    std::memcpy(block.d, &w.absmax[b], 4);
+    // The file holds element 2k in the high nibble of byte k, 2k + 1 in the low one.
+    auto code = [&](size_t e) { const uint8_t byte = packed[32 * b + e / 2]; return e % 2 == 0 ? byte >> 4 : byte & 15; };
+    for (size_t j = 0; j < 32; ++j) block.qs[j] = static_cast<uint8_t>(code(j) | code(j + 32) << 4);
+    std::memcpy(buffer->data() + b * sizeof block, &block, sizeof block);
+  }
+  // The file's codes are not needed again: a memory-mapped file drops them from resident memory, so
+  // the weights are not resident twice (a no-op for other memory).
+  MappedFile::release_pages(p.data.data, p.data.nbytes);
+  return owned_tensor(name, DType::NF4, p.state.shape, std::move(buffer));
+}
+
+bool bnb_nf4_native_requested() {
+  const char* mode = std::getenv("BAICHUAN_NF4");
+  return mode && std::string_view(mode) == "native";
+}
+
+Tensor read_bnb_nf4(const Bnb4bitParts& parts, const std::string& name, const std::string& path) {
+  if (bnb_nf4_native_requested() && parts.state.shape.size() == 2 && parts.state.shape[1] % quant::kNf4BlockElems == 0)
+    return bnb_nf4_blocks(parts, name, path);
+  return dequantize_bnb_nf4(parts, name, path);
+}
+
+// ---- writing ------------------------------------------------------------------------------------
+namespace {
+
+// Pickle protocol 2 pieces, as torch.save emits them (without the memo: every reference is spelt out).
+// Appended piece by piece (long chains of string + trip a false -Wstringop-overflow in GCC 12).
+void append(std::string& out, std::initializer_list<std::string_view> pieces) {
+  for (std::string_view p : pieces) out.append(p);
+}
+std::string pickle_le(uint64_t v, int bytes) {
+  std::string s;
+  for (int i = 0; i < bytes; ++i) s += static_cast<char>((v >> (8 * i)) & 0xFF);
+  return s;
+}
+std::string pickle_str(const std::string& s) {
+  std::string out = "X";
+  append(out, {pickle_le(s.size(), 4), s});
+  return out;
+}
+std::string pickle_global(const std::string& module, const std::string& name) {
+  std::string out = "c";
+  append(out, {module, "\n", name, "\n"});
+  return out;
+}
+std::string pickle_int(int64_t v) {
+  if (v < INT32_MIN || v > INT32_MAX) fail("4-bit writer: ", v, " does not fit the pickle's 32-bit ints");
+  std::string out(5, 'J');  // BININT and 4 little-endian bytes
+  for (int i = 0; i < 4; ++i) out[static_cast<size_t>(1 + i)] = static_cast<char>((static_cast<uint32_t>(v) >> (8 * i)) & 0xFF);
+  return out;
+}
+std::string pickle_ints(const std::vector<int64_t>& v) {
+  std::string s = "(";
+  for (int64_t x : v) s.append(pickle_int(x));
+  return s + "t";
+}
+std::string empty_ordered_dict() { return pickle_global("collections", "OrderedDict") + ")R"; }
+
+// _rebuild_tensor_v2(storage, 0, size, contiguous stride, False, OrderedDict())
+std::string pickle_tensor(const std::string& storage_type, const std::string& key, int64_t numel,
+                          const std::vector<int64_t>& size) {
+  std::vector<int64_t> stride(size.size(), 1);
+  for (size_t i = size.size(); i-- > 1;) stride[i - 1] = stride[i] * size[i];
+  std::string out = pickle_global("torch._utils", "_rebuild_tensor_v2");
+  append(out, {"((", pickle_str("storage"), pickle_global("torch", storage_type), pickle_str(key), pickle_str("cpu"),
+               pickle_int(numel), "tQ", pickle_int(0), pickle_ints(size), pickle_ints(stride), "\x89",
+               empty_ordered_dict(), "tR"});
+  return out;
+}
+
+}  // namespace
+
+void write_bnb_nf4_bin(const std::string& path, const std::vector<Bnb4bitTensorToWrite>& tensors,
+                       const std::vector<float>& code2) {
+  if (code2.size() != 256) fail("4-bit writer: code2 has ", code2.size(), " values, expected 256");
+  struct Storage {
+    std::string key;
+    size_t bytes;
+    std::function<void(std::byte*, size_t, size_t)> produce;
+  };
+  std::vector<Storage> storages;
+  auto add_storage = [&](size_t bytes, std::function<void(std::byte*, size_t, size_t)> produce) {
+    storages.push_back({std::to_string(storages.size()), bytes, std::move(produce)});
+    return storages.back().key;
+  };
+  auto floats = [](const std::vector<float>& v) {
+    return [v](std::byte* out, size_t first, size_t n) { std::memcpy(out, reinterpret_cast<const std::byte*>(v.data()) + first, n); };
+  };
+  const std::string code2_key = add_storage(256 * 4, floats(code2));
+  const std::string code_key = add_storage(16 * 4, floats(std::vector<float>(quant::kNf4Values, quant::kNf4Values + 16)));
+
+  std::string pkl = "\x80\x02}(";
+  for (const Bnb4bitTensorToWrite& t : tensors) {
+    int64_t n = 1;
+    for (int64_t d : t.shape) n *= d;
+    if (!t.four_bit) {
+      const std::string key = add_storage(static_cast<size_t>(n) * 2, t.produce);
+      append(pkl, {pickle_str(t.name), pickle_global("torch._utils", "_rebuild_parameter"), "(",
+                   pickle_tensor("HalfStorage", key, n, t.shape), "\x89", empty_ordered_dict(), "tR"});
+      continue;
+    }
+    if (t.shape.size() != 2) fail("4-bit writer: '", t.name, "' is not a matrix");
+    const int64_t nblocks = (n + 63) / 64, nblocks2 = (nblocks + 255) / 256;
+    if (static_cast<int64_t>(t.absmax2.size()) != nblocks2)
+      fail("4-bit writer: '", t.name, "' has ", t.absmax2.size(), " absmax2 values, expected ", nblocks2);
+    const std::string data_key = add_storage(static_cast<size_t>((n + 1) / 2), t.produce);
+    const std::string qabsmax_key = add_storage(static_cast<size_t>(nblocks), t.block_codes);
+    const std::string offset_key = add_storage(4, floats({t.offset}));
+    const std::string absmax2_key = add_storage(static_cast<size_t>(nblocks2) * 4, floats(t.absmax2));
+    append(pkl, {pickle_str(t.name + ".data"), pickle_tensor("ByteStorage", data_key, (n + 1) / 2, {(n + 1) / 2, 1})});
+    // [qabsmax, torch.Size(shape), torch.float16, 64, [offset, [absmax2, code2, 256, False, torch.float32,
+    //  None, None]], 'nf4', code]
+    append(pkl, {pickle_str(t.name + ".quant_state"), "](", pickle_tensor("ByteStorage", qabsmax_key, nblocks, {nblocks}),
+                 pickle_global("torch", "Size"), "(", pickle_ints(t.shape), "tR", pickle_global("torch", "float16"),
+                 pickle_int(64), "](", pickle_tensor("FloatStorage", offset_key, 1, {}), "](",
+                 pickle_tensor("FloatStorage", absmax2_key, nblocks2, {nblocks2}),
+                 pickle_tensor("FloatStorage", code2_key, 256, {256}), pickle_int(256), "\x89",
+                 pickle_global("torch", "float32"), "NNee", pickle_str("nf4"),
+                 pickle_tensor("FloatStorage", code_key, 16, {16}), "e"});
+  }
+  pkl += "u.";
+
+  TorchZipWriter zip(path);
+  zip.add("pytorch_model/data.pkl", pkl);
+  for (const Storage& s : storages) {
+    size_t at = 0;
+    zip.add("pytorch_model/data/" + s.key, s.bytes, [&](std::byte* out, size_t n) {
+      s.produce(out, at, n);
+      at += n;
+    });
+  }
+  zip.add("pytorch_model/version", "3\n");
+  zip.finish();
 }
 
 }  // namespace baichuan::formats

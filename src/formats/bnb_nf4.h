@@ -3,7 +3,9 @@
 // and `<weight>.quant_state` (block scales quantized again: double quantisation; see
 // torch_pickle.h's TorchQuantState and ../shared/reference/b2-7b-tiny-4bits/README.md).
 #pragma once
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 #include "formats/torch_pickle.h"
@@ -16,9 +18,6 @@ struct Bnb4bitParts {
   Tensor data, absmax, offset, absmax2, code2, code;
 };
 
-// The NF4 code table of bitsandbytes (also stored as quant_state[6]; checked equal).
-extern const float kNf4Table[16];
-
 // Checks the parts against each other (quant_type "nf4", blocksize 64, dequantized dtype float16,
 // element types and counts matching the shape) and dequantizes the weight bit-exactly as
 // bitsandbytes 0.41.1 dequantize_4bit does:
@@ -26,6 +25,44 @@ extern const float kNf4Table[16];
 //   w[i] = float16(code[nibble(i)] * absmax[i / 64])                   (float32 multiply, round to even)
 // The result is an F16 tensor named `name` of the state's shape, in an owned buffer. Errors name the
 // file and the weight.
+// (The code table must equal quant::kNf4Values.)
 Tensor dequantize_bnb_nf4(const Bnb4bitParts& parts, const std::string& name, const std::string& path);
+
+// The same checks, then the weight kept in 4 bits as an NF4 tensor (quant/blocks.h: the block scales
+// decoded once to float32, the codes regrouped per block); its dequantized values equal those of
+// dequantize_bnb_nf4 bit for bit. The rows must be whole blocks of 64 (in = 4096, 11008, 5120, 13696
+// in the releases).
+Tensor bnb_nf4_blocks(const Bnb4bitParts& parts, const std::string& name, const std::string& path);
+
+// How the reader keeps a 4-bit weight: dequantize_bnb_nf4 (exact: the official code's F16 weights),
+// unless BAICHUAN_NF4=native asks for bnb_nf4_blocks where rows are whole blocks of 64. The native
+// path is opt-in because its integer dot (8-bit NF4 codes x 8-bit activations) gives logits ~1e-2
+// away from the official float computation and does not yet decode faster than Q4_0.
+bool bnb_nf4_native_requested();
+Tensor read_bnb_nf4(const Bnb4bitParts& parts, const std::string& name, const std::string& path);
+
+// ---- writing: the release layout, for benchmarks and tests (`baichuan init --format bnb-nf4`) ----
+
+// One tensor of a 4-bit pytorch_model.bin. A float16 Parameter (four_bit false): `produce` fills the
+// little-endian halves. A 4-bit weight [out, in]: `produce` fills the packed code bytes (element 2k
+// in the high nibble of byte k), `block_codes` the qabsmax byte of each block of 64, and the block
+// scales are code2[qabsmax[b]] * absmax2[b / 256] + offset.
+struct Bnb4bitTensorToWrite {
+  std::string name;
+  std::vector<int64_t> shape;
+  bool four_bit = false;
+  // Fills bytes [first, first + n) of the tensor's storage (halves, or packed codes).
+  std::function<void(std::byte* out, size_t first, size_t n)> produce;
+  std::function<void(std::byte* out, size_t first, size_t n)> block_codes;  // four_bit: qabsmax bytes
+  std::vector<float> absmax2;  // four_bit: ceil(nblocks / 256) values
+  float offset = 0.0f;         // four_bit
+};
+
+// Writes `tensors` as torch.save does for the official 4-bit checkpoints (pickle protocol 2, a dict of
+// `<w>.data` + `<w>.quant_state` lists and float16 Parameters; stored zip entries
+// `pytorch_model/data.pkl`, `pytorch_model/data/<key>`, `pytorch_model/version`), with `code2` (256
+// values) shared by every quant_state. Written atomically.
+void write_bnb_nf4_bin(const std::string& path, const std::vector<Bnb4bitTensorToWrite>& tensors,
+                       const std::vector<float>& code2);
 
 }  // namespace baichuan::formats

@@ -210,7 +210,8 @@ uint32_t ggml_from_dtype(DType dtype) {
     case DType::F64: return 28;
     case DType::BF16: return 30;
     case DType::U8:
-    case DType::Bool: break;
+    case DType::Bool:
+    case DType::NF4: break;
   }
   fail(dtype_name(dtype), " tensors have no GGUF type");
 }

@@ -114,7 +114,7 @@ std::vector<Tensor> read_torch_bin_memory(const std::byte* data, size_t size, st
     parts.code2 = resolve(zip, prefix, q.code2, owner, path);
     parts.code = resolve(zip, prefix, q.code, owner, path);
     parts.state = std::move(q);
-    tensors.push_back(dequantize_bnb_nf4(parts, weight, path));
+    tensors.push_back(read_bnb_nf4(parts, weight, path));
   }
   return tensors;
 }

@@ -6,6 +6,7 @@
 #include "core/mapped_file.h"
 #include "kernels/cpu.h"
 #include "quant/blocks.h"
+#include "quant/type_traits.h"
 
 namespace baichuan::kernels {
 
@@ -118,8 +119,8 @@ void pack_group(const WeightMatrix& w, int64_t group, std::byte* out) {
 }  // namespace
 
 bool can_pack(const WeightMatrix& w) {
-  return w.layout == Layout::Rows && (w.dtype == DType::Q4_0 || w.dtype == DType::Q8_0 || w.dtype == DType::Q4_K || w.dtype == DType::Q6_K) && w.rows % kPackRows == 0 &&
-         w.rows > 0 && avx2_kernels();
+  return w.layout == Layout::Rows && quant::type_traits(w.dtype).packable && w.rows % kPackRows == 0 && w.rows > 0 &&
+         avx2_kernels();
 }
 
 PackedMatrix::PackedMatrix(const WeightMatrix& w, ThreadPool& pool) : source_(w) {

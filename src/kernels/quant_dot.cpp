@@ -1,6 +1,7 @@
 #include "kernels/quant_dot.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -13,28 +14,19 @@
 namespace baichuan::kernels {
 
 ActivationKind activation_kind(DType weight_type) {
-  switch (weight_type) {
-    case DType::Q8_0:
-    case DType::Q4_0:
-    case DType::Q4_1:
-    case DType::Q5_0:
-    case DType::Q5_1:
-      return ActivationKind::Blocks32;
-    case DType::Q4_K:
-    case DType::Q5_K:
-    case DType::Q6_K:
-      return ActivationKind::Blocks256;
-    default:
-      fail("quantized dot product: unsupported weight type ", dtype_name(weight_type),
-           " (supported: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)");
-  }
+  const ActivationKind kind = quant::type_traits(weight_type).dot;
+  if (kind == ActivationKind::None)
+    fail("quantized dot product: unsupported weight type ", dtype_name(weight_type),
+         " (supported: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, NF4)");
+  return kind;
 }
 
 int64_t activation_blocks(DType weight_type, int64_t n) {
   const int64_t block = activation_kind(weight_type) == ActivationKind::Blocks32 ? 32 : 256;
-  if (n < 0 || n % block != 0)
+  const auto weight_block = static_cast<int64_t>(dtype_info(weight_type).block_elems);  // a multiple of block
+  if (n < 0 || n % weight_block != 0)
     fail("quantized dot product: ", n, " elements of ", dtype_name(weight_type), " is not a whole number of ",
-         block, "-element blocks");
+         weight_block, "-element blocks");
   return n / block;
 }
 
@@ -208,6 +200,45 @@ float dot_q6_K(const std::byte* row, const ActBlock256* act, int64_t nb) {
   return sum;
 }
 
+// NF4: per block d * (sum over the two halves of d_a * sum(code * a)) / 127, with the 8-bit codes
+// kNf4Codes8 (low nibbles: elements 0..31, the first activation block; high nibbles: 32..63).
+float dot_nf4(const std::byte* row, const ActBlock32* act, int64_t nb32) {
+  float sum = 0.0f;
+  for (int64_t i = 0; i < nb32 / 2; ++i) {
+    const auto b = load_block<block_nf4>(row, i);
+    float d;
+    std::memcpy(&d, b.d, 4);
+    const ActBlock32 &lo = act[2 * i], &hi = act[2 * i + 1];
+    int sum_lo = 0, sum_hi = 0;
+    for (int j = 0; j < 32; ++j) {
+      sum_lo += kNf4Codes8[b.qs[j] & 0x0F] * lo.qs[j];
+      sum_hi += kNf4Codes8[b.qs[j] >> 4] * hi.qs[j];
+    }
+    sum += d * (lo.d * static_cast<float>(sum_lo) + hi.d * static_cast<float>(sum_hi));
+  }
+  return sum * (1.0f / 127.0f);
+}
+
+template <auto Dot, typename Act>
+float typed_dot(const std::byte* row, const void* act, int64_t nb) {
+  return Dot(row, static_cast<const Act*>(act), nb);
+}
+
+// Indexed by DType; null for the types activation_kind rejects.
+constexpr std::array<DotKernel, kDTypeCount> kDots = [] {
+  std::array<DotKernel, kDTypeCount> k{};
+  k[static_cast<size_t>(DType::Q8_0)] = typed_dot<dot_blocks32<block_q8_0>, ActBlock32>;
+  k[static_cast<size_t>(DType::Q4_0)] = typed_dot<dot_blocks32<block_q4_0>, ActBlock32>;
+  k[static_cast<size_t>(DType::Q4_1)] = typed_dot<dot_blocks32<block_q4_1>, ActBlock32>;
+  k[static_cast<size_t>(DType::Q5_0)] = typed_dot<dot_blocks32<block_q5_0>, ActBlock32>;
+  k[static_cast<size_t>(DType::Q5_1)] = typed_dot<dot_blocks32<block_q5_1>, ActBlock32>;
+  k[static_cast<size_t>(DType::Q4_K)] = typed_dot<dot_q45_K<block_q4_K>, ActBlock256>;
+  k[static_cast<size_t>(DType::Q5_K)] = typed_dot<dot_q45_K<block_q5_K>, ActBlock256>;
+  k[static_cast<size_t>(DType::Q6_K)] = typed_dot<dot_q6_K, ActBlock256>;
+  k[static_cast<size_t>(DType::NF4)] = typed_dot<dot_nf4, ActBlock32>;
+  return k;
+}();
+
 }  // namespace
 
 void quantize_activations(DType weight_type, const float* x, int64_t n, void* out) {
@@ -219,20 +250,8 @@ void quantize_activations(DType weight_type, const float* x, int64_t n, void* ou
 }
 
 float dot_quantized(DType weight_type, const std::byte* row, const void* act, int64_t n) {
-  const int64_t nb = activation_blocks(weight_type, n);
-  const auto* a32 = static_cast<const ActBlock32*>(act);
-  const auto* a256 = static_cast<const ActBlock256*>(act);
-  switch (weight_type) {
-    case DType::Q8_0: return dot_blocks32<block_q8_0>(row, a32, nb);
-    case DType::Q4_0: return dot_blocks32<block_q4_0>(row, a32, nb);
-    case DType::Q4_1: return dot_blocks32<block_q4_1>(row, a32, nb);
-    case DType::Q5_0: return dot_blocks32<block_q5_0>(row, a32, nb);
-    case DType::Q5_1: return dot_blocks32<block_q5_1>(row, a32, nb);
-    case DType::Q4_K: return dot_q45_K<block_q4_K>(row, a256, nb);
-    case DType::Q5_K: return dot_q45_K<block_q5_K>(row, a256, nb);
-    case DType::Q6_K: return dot_q6_K(row, a256, nb);
-    default: return 0.0f;  // unreachable: activation_blocks rejected the type
-  }
+  const int64_t nb = activation_blocks(weight_type, n);  // rejects types without a kernel
+  return kDots[static_cast<size_t>(weight_type)](row, act, nb);
 }
 
 }  // namespace scalar

@@ -1,5 +1,7 @@
 // Integer dot products of a stored quantized weight row with activations quantized on the fly to
-// 8-bit blocks: the inner loop of decoding with Q8_0/Q4_x/Q5_x/K-quant weights. The activations of a
+// 8-bit blocks: the inner loop of decoding with Q8_0/Q4_x/Q5_x/K-quant/NF4 weights. (NF4 multiplies
+// its 8-bit codes kNf4Codes8, so its dot product is that of weights off by at most d / 254 from the
+// exact ones; see quant/blocks.h.) The activations of a
 // token are quantized once per matrix; every row of that matrix is then one pass over its bytes,
 // multiplying 8-bit integers and scaling once per block.
 //
@@ -10,6 +12,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "quant/type_traits.h"
 
 namespace baichuan::kernels {
 
@@ -31,12 +34,18 @@ struct ActBlock256 {
 
 static_assert(sizeof(ActBlock32) == 40 && sizeof(ActBlock256) == 292, "no padding: buffers are memcmp-able");
 
-enum class ActivationKind { Blocks32, Blocks256 };
+using ActivationKind = quant::DotActivations;
 
-// Blocks32 for Q8_0/Q4_0/Q4_1/Q5_0/Q5_1, Blocks256 for Q4_K/Q5_K/Q6_K; throws baichuan::Error otherwise.
+// What quant::type_traits says (Blocks32 for Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 and NF4, two per 64-element block;
+// Blocks256 for Q4_K/Q5_K/Q6_K);
+// throws baichuan::Error for a type without an integer dot product.
 ActivationKind activation_kind(DType weight_type);
+
+// The dot kernel of one weight type and backend: n_blocks activation blocks (ActBlock32 or
+// ActBlock256 as activation_kind says) against one row. Each backend keeps a table of them by type.
+using DotKernel = float (*)(const std::byte* row, const void* act, int64_t n_blocks);
 // The number of activation blocks holding n elements; throws when n is negative or not a whole
-// number of blocks, or for an unsupported weight type.
+// number of weight blocks, or for an unsupported weight type.
 int64_t activation_blocks(DType weight_type, int64_t n);
 // Bytes to hold n quantized activations for weights of weight_type (a buffer aligned for float).
 size_t activation_bytes(DType weight_type, int64_t n);

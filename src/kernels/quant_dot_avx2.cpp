@@ -8,6 +8,7 @@
 // horizontal sum happens once per row.
 #include <immintrin.h>
 
+#include <array>
 #include <cstddef>
 #include <cstring>
 #include <type_traits>
@@ -271,6 +272,29 @@ float dot_q6_K(const uint8_t* row, const ActBlock256* act, int64_t nb) {
   return hsum(acc);
 }
 
+// ---- NF4 -------------------------------------------------------------------------------------
+// One 64-element block against two activation blocks: the 32 code bytes give the codes of elements
+// 0..31 (low nibbles) and 32..63 (high nibbles); a byte shuffle maps them to the signed 8-bit values
+// kNf4Codes8, whose signs move onto the activations as for Q8_0. The /127 of the codes is applied once.
+float dot_nf4(const uint8_t* row, const ActBlock32* act, int64_t nb32) {
+  const __m256i table = _mm256_broadcastsi128_si256(load128(kNf4Codes8));
+  __m256 acc_lo = _mm256_setzero_ps(), acc_hi = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb32 / 2; ++i) {
+    const uint8_t* b = row + i * sizeof(block_nf4);
+    float d;
+    std::memcpy(&d, b, 4);
+    const __m256i packed = load256(b + offsetof(block_nf4, qs));
+    const __m256i w_lo = _mm256_shuffle_epi8(table, low_nibbles(packed));
+    const __m256i w_hi = _mm256_shuffle_epi8(table, high_nibbles(packed));
+    const ActBlock32 &lo = act[2 * i], &hi = act[2 * i + 1];
+    const __m256i p_lo = dot_u8_i8(_mm256_abs_epi8(w_lo), _mm256_sign_epi8(load256(lo.qs), w_lo));
+    const __m256i p_hi = dot_u8_i8(_mm256_abs_epi8(w_hi), _mm256_sign_epi8(load256(hi.qs), w_hi));
+    acc_lo = _mm256_fmadd_ps(_mm256_set1_ps(d * lo.d), _mm256_cvtepi32_ps(p_lo), acc_lo);
+    acc_hi = _mm256_fmadd_ps(_mm256_set1_ps(d * hi.d), _mm256_cvtepi32_ps(p_hi), acc_hi);
+  }
+  return hsum(_mm256_add_ps(acc_lo, acc_hi)) * (1.0f / 127.0f);
+}
+
 // ---- activation quantization ------------------------------------------------------------------
 
 float abs_max(const float* x, int n) {
@@ -316,6 +340,26 @@ void quantize_block(const float* x, int n, float& d, int8_t* qs) {
   for (int i = 0; i < n; i += 32) quantize32(x + i, _mm256_set1_ps(d), qs + i);
 }
 
+template <auto Dot, typename Act>
+float typed_dot(const std::byte* row, const void* act, int64_t nb) {
+  return Dot(reinterpret_cast<const uint8_t*>(row), static_cast<const Act*>(act), nb);
+}
+
+// Indexed by DType; null for the types activation_kind rejects.
+constexpr std::array<DotKernel, kDTypeCount> kDots = [] {
+  std::array<DotKernel, kDTypeCount> k{};
+  k[static_cast<size_t>(DType::Q8_0)] = typed_dot<dot_blocks32<Q8_0>, ActBlock32>;
+  k[static_cast<size_t>(DType::Q4_0)] = typed_dot<dot_blocks32<Q4_0>, ActBlock32>;
+  k[static_cast<size_t>(DType::Q4_1)] = typed_dot<dot_blocks32<Q4_1>, ActBlock32>;
+  k[static_cast<size_t>(DType::Q5_0)] = typed_dot<dot_blocks32<Q5_0>, ActBlock32>;
+  k[static_cast<size_t>(DType::Q5_1)] = typed_dot<dot_blocks32<Q5_1>, ActBlock32>;
+  k[static_cast<size_t>(DType::Q4_K)] = typed_dot<dot_q45_K<block_q4_K>, ActBlock256>;
+  k[static_cast<size_t>(DType::Q5_K)] = typed_dot<dot_q45_K<block_q5_K>, ActBlock256>;
+  k[static_cast<size_t>(DType::Q6_K)] = typed_dot<dot_q6_K, ActBlock256>;
+  k[static_cast<size_t>(DType::NF4)] = typed_dot<dot_nf4, ActBlock32>;
+  return k;
+}();
+
 }  // namespace
 
 void quantize_activations(DType weight_type, const float* x, int64_t n, void* out) {
@@ -337,22 +381,9 @@ void quantize_activations(DType weight_type, const float* x, int64_t n, void* ou
   }
 }
 
-float dot_quantized(DType weight_type, const std::byte* row_bytes, const void* act, int64_t n) {
-  const int64_t nb = activation_blocks(weight_type, n);
-  const auto* row = reinterpret_cast<const uint8_t*>(row_bytes);
-  const auto* a32 = static_cast<const ActBlock32*>(act);
-  const auto* a256 = static_cast<const ActBlock256*>(act);
-  switch (weight_type) {
-    case DType::Q8_0: return dot_blocks32<Q8_0>(row, a32, nb);
-    case DType::Q4_0: return dot_blocks32<Q4_0>(row, a32, nb);
-    case DType::Q4_1: return dot_blocks32<Q4_1>(row, a32, nb);
-    case DType::Q5_0: return dot_blocks32<Q5_0>(row, a32, nb);
-    case DType::Q5_1: return dot_blocks32<Q5_1>(row, a32, nb);
-    case DType::Q4_K: return dot_q45_K<block_q4_K>(row, a256, nb);
-    case DType::Q5_K: return dot_q45_K<block_q5_K>(row, a256, nb);
-    case DType::Q6_K: return dot_q6_K(row, a256, nb);
-    default: return 0.0f;  // unreachable: activation_blocks rejected the type
-  }
+float dot_quantized(DType weight_type, const std::byte* row, const void* act, int64_t n) {
+  const int64_t nb = activation_blocks(weight_type, n);  // rejects types without a kernel
+  return kDots[static_cast<size_t>(weight_type)](row, act, nb);
 }
 
 }  // namespace baichuan::kernels::avx2

@@ -10,7 +10,7 @@
 #include "core/thread_pool.h"
 #include "formats/gguf.h"
 #include "quant/dequantize.h"
-#include "quant/quantize.h"
+#include "quant/type_traits.h"
 
 namespace baichuan {
 
@@ -21,23 +21,6 @@ const char* kArch = "baichuan";
 std::string key(const std::string& suffix) { return std::string(kArch) + "." + suffix; }
 
 int64_t get_int(const gguf::File& f, const std::string& k) { return f.get(k).as_int(f.path + ": " + k); }
-
-void store_float(DType type, float value, std::byte* out, size_t index) {
-  switch (type) {
-    case DType::F32: std::memcpy(out + 4 * index, &value, 4); break;
-    case DType::F16: {
-      uint16_t h = f32_to_f16(value);
-      std::memcpy(out + 2 * index, &h, 2);
-      break;
-    }
-    case DType::BF16: {
-      uint16_t h = f32_to_bf16(value);
-      std::memcpy(out + 2 * index, &h, 2);
-      break;
-    }
-    default: fail("cannot store ", dtype_name(type));
-  }
-}
 
 }  // namespace
 
@@ -173,11 +156,6 @@ std::vector<gguf::KeyValue> gguf_metadata(const ModelConfig& cfg, const Tokenize
   return meta;
 }
 
-void store_floats(DType type, const float* values, int64_t n, std::byte* out) {
-  if (is_quantized(type)) return quant::quantize_row(type, values, out, n);
-  for (int64_t i = 0; i < n; ++i) store_float(type, values[i], out, static_cast<size_t>(i));
-}
-
 void load_row(const Tensor& t, int64_t row, float* out) {
   const int64_t cols = t.shape.empty() ? 1 : t.shape.back();
   const size_t row_bytes = bytes_for(t.dtype, cols, t.name);
@@ -234,7 +212,7 @@ void write_gguf_checkpoint(const Checkpoint& c, const std::string& out_path, con
             float norm = std::max(static_cast<float>(std::sqrt(sum)), 1e-12f);
             for (float& v : row) v /= norm;
           }
-          store_floats(type, row.data(), cols, dst + static_cast<size_t>(r) * out_row_bytes);
+          quant::from_float_row(type, row.data(), dst + static_cast<size_t>(r) * out_row_bytes, cols);
         }
       };
       if (pool && rows > 1) {

@@ -63,8 +63,6 @@ std::vector<gguf::KeyValue> gguf_metadata(const ModelConfig& config, const Token
 // Row r of the GGUF (interleaved-pair) Q/K layout holds row rotate_half_row(r) of the official
 // rotate-half layout: within each head of dimension d, rows (i, i + d/2) become rows (2i, 2i + 1).
 int64_t rotate_half_row(int64_t r, int64_t head_dim);
-// Stores n floats as F32, F16, BF16 or a quantized block type (n a whole number of blocks).
-void store_floats(DType type, const float* values, int64_t n, std::byte* out);
 // Reads row `row` of a 2-D tensor (or the whole of a 1-D one, row 0) of any float or block type as floats.
 void load_row(const Tensor& tensor, int64_t row, float* out);
 

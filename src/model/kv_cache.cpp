@@ -8,25 +8,9 @@
 #include "core/half.h"
 #include "core/system_memory.h"
 #include "core/tensor.h"
-#include "quant/quantize.h"
+#include "quant/type_traits.h"
 
 namespace baichuan {
-
-namespace {
-
-void store_row(DType type, const float* x, int64_t n, std::byte* out) {
-  switch (type) {
-    case DType::F32: std::copy(x, x + n, reinterpret_cast<float*>(out)); return;
-    case DType::F16: {
-      auto* h = reinterpret_cast<uint16_t*>(out);
-      for (int64_t i = 0; i < n; ++i) h[i] = f32_to_f16(x[i]);
-      return;
-    }
-    default: quant::quantize_row(type, x, out, n);
-  }
-}
-
-}  // namespace
 
 KvCache::KvCache(const ModelConfig& config, int64_t capacity, DType type)
     : type_(type), hidden_(config.hidden_size), capacity_(capacity) {
@@ -47,8 +31,8 @@ KvCache::KvCache(const ModelConfig& config, int64_t capacity, DType type)
 }
 
 void KvCache::store(int64_t layer, int64_t pos, const float* key, const float* value) {
-  store_row(type_, key, hidden_, keys_.get() + offset(layer, pos));
-  store_row(type_, value, hidden_, values_.get() + offset(layer, pos));
+  quant::from_float_row(type_, key, keys_.get() + offset(layer, pos), hidden_);
+  quant::from_float_row(type_, value, values_.get() + offset(layer, pos), hidden_);
 }
 
 void KvCache::truncate(int64_t n) {

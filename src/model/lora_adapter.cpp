@@ -15,6 +15,7 @@
 #include "formats/safetensors.h"
 #include "formats/torch_bin.h"
 #include "model/gguf_checkpoint.h"
+#include "quant/type_traits.h"
 
 namespace baichuan {
 
@@ -678,7 +679,7 @@ void write_gguf_lora_adapter(const std::string& path, const LoraAdapter& adapter
       const std::vector<float>* a = &m.a;
       const std::vector<float>* b = &m.b;
       out.push_back({base + ".lora_a", type, {rank, in}, [a, type](std::byte* dst, size_t) {
-                       store_floats(type, a->data(), static_cast<int64_t>(a->size()), dst);
+                       quant::from_float_row(type, a->data(), dst, static_cast<int64_t>(a->size()));
                      }});
       out.push_back({base + ".lora_b", type, {piece_rows, rank},
                      [b, type, permute, row0, rank, piece_rows, head_dim, fold](std::byte* dst, size_t) {
@@ -688,7 +689,7 @@ void write_gguf_lora_adapter(const std::string& path, const LoraAdapter& adapter
                          for (int64_t k = 0; k < rank; ++k)
                            rows[static_cast<size_t>(r * rank + k)] = (*b)[static_cast<size_t>(src * rank + k)] * fold;
                        }
-                       store_floats(type, rows.data(), piece_rows * rank, dst);
+                       quant::from_float_row(type, rows.data(), dst, piece_rows * rank);
                      }});
     }
   }

@@ -17,6 +17,10 @@
 //     sub-block s is bit s of qh[l].
 //   Q6_K: 256 elements in 16 sub-blocks of 16 with int8 scales; x = d * scale * (q - 32). See
 //     dequantize.cpp for the packing of the 6-bit values into ql (low 4 bits) and qh (high 2 bits).
+//   NF4 (not a GGUF type: the bitsandbytes 4-bit weights of the official *-Chat-4bits checkpoints, kept
+//     as read): 64 elements with a float32 absmax d (the file's double-quantised scale, decoded once
+//     at load); byte qs[j] holds code c of element j in its low nibble and of element j + 32 in its
+//     high nibble; x = float16(kNf4Values[c] * d), the rounding bitsandbytes' dequantization does.
 #pragma once
 #include <cstdint>
 
@@ -57,6 +61,36 @@ struct block_q5_1 {
   uint8_t qs[kBlockElems / 2];
 };
 
+inline constexpr int kNf4BlockElems = 64;
+
+// bitsandbytes' NF4 code values (its quant_state holds the same 16 float32 values).
+inline constexpr float kNf4Values[16] = {-1.0f,
+                                         -0.6961928009986877f,
+                                         -0.5250730514526367f,
+                                         -0.39491748809814453f,
+                                         -0.28444138169288635f,
+                                         -0.18477343022823334f,
+                                         -0.09105003625154495f,
+                                         0.0f,
+                                         0.07958029955625534f,
+                                         0.16093020141124725f,
+                                         0.24611230194568634f,
+                                         0.33791524171829224f,
+                                         0.44070982933044434f,
+                                         0.5626170039176941f,
+                                         0.7229568362236023f,
+                                         1.0f};
+
+// The NF4 values as the integer dot products use them: round(127 * kNf4Values[c]). The weight d * value
+// becomes (d / 127) * code, off by at most d / 254 (the dequantized values stay exact; only the
+// dot product of kernels/quant_dot.h uses these).
+inline constexpr int8_t kNf4Codes8[16] = {-127, -88, -67, -50, -36, -23, -12, 0, 10, 20, 31, 43, 56, 71, 92, 127};
+
+struct block_nf4 {
+  uint8_t d[4];  // float32 absmax, little-endian (bytes, so the struct has no padding)
+  uint8_t qs[kNf4BlockElems / 2];
+};
+
 struct block_q4_K {
   uint16_t d;     // f16 super-block scale of the sub-block scales
   uint16_t dmin;  // f16 super-block scale of the sub-block mins
@@ -87,6 +121,8 @@ static_assert(sizeof(block_q5_1) == dtype_info(DType::Q5_1).block_bytes);
 static_assert(sizeof(block_q4_K) == dtype_info(DType::Q4_K).block_bytes);
 static_assert(sizeof(block_q5_K) == dtype_info(DType::Q5_K).block_bytes);
 static_assert(sizeof(block_q6_K) == dtype_info(DType::Q6_K).block_bytes);
+static_assert(sizeof(block_nf4) == dtype_info(DType::NF4).block_bytes);
+static_assert(dtype_info(DType::NF4).block_elems == kNf4BlockElems);
 static_assert(dtype_info(DType::Q8_0).block_elems == kBlockElems);
 static_assert(dtype_info(DType::Q4_K).block_elems == kSuperElems);
 

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "quant/blocks.h"
+#include "quant/type_traits.h"
 
 namespace baichuan::quant {
 namespace {
@@ -21,6 +22,8 @@ uint32_t load_u32_le(const uint8_t* p) {
   return static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 |
          static_cast<uint32_t>(p[2]) << 16 | static_cast<uint32_t>(p[3]) << 24;
 }
+
+}  // namespace
 
 void dequantize_q8_0(const std::byte* src, float* dst, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) {
@@ -55,6 +58,7 @@ void dequantize_q4_1(const std::byte* src, float* dst, int64_t nb) {
   }
 }
 
+namespace {
 // The 5-bit values of a Q5_0 / Q5_1 block: low nibbles from qs, fifth bits from qh.
 template <typename Block>
 void unpack_q5(const Block& b, int q[kBlockElems]) {
@@ -65,6 +69,8 @@ void unpack_q5(const Block& b, int q[kBlockElems]) {
     q[k] = (b.qs[j] >> 4) | static_cast<int>((qh >> k) & 1u) << 4;
   }
 }
+
+}  // namespace
 
 void dequantize_q5_0(const std::byte* src, float* dst, int64_t nb) {
   int q[kBlockElems];
@@ -160,23 +166,21 @@ void dequantize_q6_K(const std::byte* src, float* dst, int64_t nb) {
   }
 }
 
-}  // namespace
-
-bool can_dequantize(DType dtype) {
-  switch (dtype) {
-    case DType::Q8_0:
-    case DType::Q4_0:
-    case DType::Q4_1:
-    case DType::Q5_0:
-    case DType::Q5_1:
-    case DType::Q4_K:
-    case DType::Q5_K:
-    case DType::Q6_K:
-      return true;
-    default:
-      return false;
+// NF4: x = float16(value * d), as bitsandbytes rounds (a single multiply: nothing to fuse).
+void dequantize_nf4(const std::byte* src, float* dst, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const auto b = load_block<block_nf4>(src, i);
+    float d;
+    std::memcpy(&d, b.d, 4);
+    float* y = dst + i * kNf4BlockElems;
+    for (int j = 0; j < kNf4BlockElems / 2; ++j) {
+      y[j] = f16_to_f32(f32_to_f16(kNf4Values[b.qs[j] & 0x0F] * d));
+      y[j + kNf4BlockElems / 2] = f16_to_f32(f32_to_f16(kNf4Values[b.qs[j] >> 4] * d));
+    }
   }
 }
+
+bool can_dequantize(DType dtype) { return is_quantized(dtype) && type_traits(dtype).to_float != nullptr; }
 
 void dequantize_row(DType dtype, const std::byte* src, float* dst, int64_t n) {
   if (!can_dequantize(dtype)) fail("dequantize_row: unsupported type ", dtype_name(dtype));
@@ -184,18 +188,7 @@ void dequantize_row(DType dtype, const std::byte* src, float* dst, int64_t n) {
   if (n < 0 || n % block != 0)
     fail("dequantize_row: ", n, " elements of ", dtype_name(dtype), " is not a whole number of ",
          block, "-element blocks");
-  const int64_t nb = n / block;
-  switch (dtype) {
-    case DType::Q8_0: return dequantize_q8_0(src, dst, nb);
-    case DType::Q4_0: return dequantize_q4_0(src, dst, nb);
-    case DType::Q4_1: return dequantize_q4_1(src, dst, nb);
-    case DType::Q5_0: return dequantize_q5_0(src, dst, nb);
-    case DType::Q5_1: return dequantize_q5_1(src, dst, nb);
-    case DType::Q4_K: return dequantize_q4_K(src, dst, nb);
-    case DType::Q5_K: return dequantize_q5_K(src, dst, nb);
-    case DType::Q6_K: return dequantize_q6_K(src, dst, nb);
-    default: break;
-  }
+  type_traits(dtype).to_float(src, dst, n / block);
 }
 
 }  // namespace baichuan::quant

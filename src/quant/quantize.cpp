@@ -8,6 +8,7 @@
 #include "core/half.h"
 #include "quant/blocks.h"
 #include "quant/quantize_k.h"
+#include "quant/type_traits.h"
 
 namespace baichuan::quant {
 namespace {
@@ -49,6 +50,8 @@ void min_max(const float* x, float& min, float& max) {
     if (x[j] > max) max = x[j];
   }
 }
+
+}  // namespace
 
 void quantize_q8_0(const float* src, std::byte* dst, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) {
@@ -102,6 +105,7 @@ void quantize_q4_1(const float* src, std::byte* dst, int64_t nb) {
   }
 }
 
+namespace {
 // Packs 5-bit values: low nibbles into qs (element j low, j + 16 high), fifth bits into qh.
 template <typename Block>
 void pack_q5(const int q[kBlockElems], Block& b) {
@@ -114,6 +118,8 @@ void pack_q5(const int q[kBlockElems], Block& b) {
   }
   store_u32_le(b.qh, qh);
 }
+
+}  // namespace
 
 void quantize_q5_0(const float* src, std::byte* dst, int64_t nb) {
   int q[kBlockElems];
@@ -146,23 +152,29 @@ void quantize_q5_1(const float* src, std::byte* dst, int64_t nb) {
   }
 }
 
-}  // namespace
-
-bool can_quantize(DType dtype) {
-  switch (dtype) {
-    case DType::Q8_0:
-    case DType::Q4_0:
-    case DType::Q4_1:
-    case DType::Q5_0:
-    case DType::Q5_1:
-    case DType::Q4_K:
-    case DType::Q5_K:
-    case DType::Q6_K:
-      return true;
-    default:
-      return false;
+// NF4: d = max |x|; each x / d takes the nearest code value (the first of two on a tie).
+void quantize_nf4(const float* src, std::byte* dst, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float* x = src + i * kNf4BlockElems;
+    float amax = 0.0f;
+    for (int j = 0; j < kNf4BlockElems; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+    const float id = amax != 0.0f ? 1.0f / amax : 0.0f;
+    auto code = [&](float v) {
+      const float scaled = v * id;
+      int best = 7;  // the code of 0, also for NaN
+      for (int c = 0; c < 16; ++c)
+        if (std::fabs(scaled - kNf4Values[c]) < std::fabs(scaled - kNf4Values[best])) best = c;
+      return best;
+    };
+    block_nf4 b{};
+    std::memcpy(b.d, &amax, 4);
+    for (int j = 0; j < kNf4BlockElems / 2; ++j)
+      b.qs[j] = static_cast<uint8_t>(code(x[j]) | code(x[j + kNf4BlockElems / 2]) << 4);
+    store_block(dst, i, b);
   }
 }
+
+bool can_quantize(DType dtype) { return is_quantized(dtype) && type_traits(dtype).from_float != nullptr; }
 
 void quantize_row(DType dtype, const float* src, std::byte* dst, int64_t n) {
   if (!can_quantize(dtype)) fail("quantize_row: unsupported type ", dtype_name(dtype));
@@ -170,18 +182,7 @@ void quantize_row(DType dtype, const float* src, std::byte* dst, int64_t n) {
   if (n < 0 || n % block != 0)
     fail("quantize_row: ", n, " elements of ", dtype_name(dtype), " is not a whole number of ",
          block, "-element blocks");
-  const int64_t nb = n / block;
-  switch (dtype) {
-    case DType::Q8_0: return quantize_q8_0(src, dst, nb);
-    case DType::Q4_0: return quantize_q4_0(src, dst, nb);
-    case DType::Q4_1: return quantize_q4_1(src, dst, nb);
-    case DType::Q5_0: return quantize_q5_0(src, dst, nb);
-    case DType::Q5_1: return quantize_q5_1(src, dst, nb);
-    case DType::Q4_K: return quantize_q4_K(src, dst, nb);
-    case DType::Q5_K: return quantize_q5_K(src, dst, nb);
-    case DType::Q6_K: return quantize_q6_K(src, dst, nb);
-    default: break;
-  }
+  type_traits(dtype).from_float(src, dst, n / block);
 }
 
 }  // namespace baichuan::quant

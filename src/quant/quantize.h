@@ -10,7 +10,8 @@
 
 namespace baichuan::quant {
 
-// True for the block types quantize_row accepts: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K.
+// True for the block types quantize_row accepts: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, NF4
+// (those whose type_traits have from_float).
 bool can_quantize(DType dtype);
 
 // Quantizes src[0..n) into blocks of `dtype` at `dst` (any alignment). Per block of 32:
@@ -31,6 +32,15 @@ bool can_quantize(DType dtype);
 // A block holding NaN or infinity gets unspecified (but well-defined) bytes; other blocks are unaffected.
 // Throws baichuan::Error for an unsupported type or when n is not a multiple of the block size
 // (32, or 256 for the K-quants).
+//   NF4 (blocks of 64): d = max |x| stored as float32, each x / d to the nearest NF4 value.
 void quantize_row(DType dtype, const float* src, std::byte* dst, int64_t n);
+
+// The per-type quantizers type_traits points to (the K-quants' are in quantize_k.h): nb blocks.
+void quantize_q8_0(const float* src, std::byte* dst, int64_t nb);
+void quantize_q4_0(const float* src, std::byte* dst, int64_t nb);
+void quantize_q4_1(const float* src, std::byte* dst, int64_t nb);
+void quantize_q5_0(const float* src, std::byte* dst, int64_t nb);
+void quantize_q5_1(const float* src, std::byte* dst, int64_t nb);
+void quantize_nf4(const float* src, std::byte* dst, int64_t nb);
 
 }  // namespace baichuan::quant
