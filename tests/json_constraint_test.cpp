@@ -100,7 +100,7 @@ class JsonConstraintModelTest : public ::testing::Test {
 };
 
 TEST_F(JsonConstraintModelTest, TheTrieWalkAllowsExactlyTheTokensThatStepAlone) {
-  for (const std::string prefix : {"", "{", "{\"a\": ", "{\"a\": \"\\u12", "{\"a\": [1, tr", "{\"\xE4"}) {
+  for (const std::string prefix : {"", "{", "{\"a\": ", "{\"a\": \"text", "{\"key", "{\"a\": \"\\u12", "{\"a\": [1, tr", "{\"\xE4"}) {
     JsonPrefixState state;
     ASSERT_TRUE(state.step(prefix));
     for (int64_t budget : {int64_t{1}, int64_t{3}, std::numeric_limits<int64_t>::max()}) {

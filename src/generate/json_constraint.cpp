@@ -284,8 +284,18 @@ JsonTokenTable::JsonTokenTable(const Tokenizer& tokenizer) {
         (type == PieceType::UserDefined && !tokenizer.piece(id).starts_with("<reserved_")))
       texts_[static_cast<size_t>(id)] = token_bytes(tokenizer, id);
   }
-  for (int32_t id = 0; id < n; ++id)
-    if (!texts_[static_cast<size_t>(id)].empty()) order_.push_back(id);
+  plain_string_text_.assign(static_cast<size_t>(n), 0);
+  for (int32_t id = 0; id < n; ++id) {
+    const std::string& t = texts_[static_cast<size_t>(id)];
+    if (t.empty()) continue;
+    order_.push_back(id);
+    JsonPrefixState in_string;
+    in_string.step("{\"");
+    const bool plain = t.find_first_of("\"\\") == std::string::npos && in_string.step(t) &&
+                       in_string.between_string_characters();
+    plain_string_text_[static_cast<size_t>(id)] = plain;
+    if (!plain) special_in_string_.push_back(id);
+  }
   std::sort(order_.begin(), order_.end(), [&](int32_t a, int32_t b) { return text(a) < text(b); });
   shared_.resize(order_.size(), 0);
   for (size_t i = 1; i < order_.size(); ++i) {
@@ -300,6 +310,15 @@ JsonTokenTable::JsonTokenTable(const Tokenizer& tokenizer) {
 void JsonTokenTable::allowed_tokens(const JsonPrefixState& state, int64_t max_bytes_to_complete,
                                     std::vector<char>& allowed) const {
   allowed.assign(texts_.size(), 0);
+  if (state.between_string_characters()) {
+    const char plain_allowed = state.bytes_to_complete() <= max_bytes_to_complete;
+    for (size_t id = 0; id < texts_.size(); ++id) allowed[id] = plain_string_text_[id] ? plain_allowed : 0;
+    for (int32_t id : special_in_string_) {
+      JsonPrefixState s = state;
+      allowed[static_cast<size_t>(id)] = s.step(text(id)) && s.bytes_to_complete() <= max_bytes_to_complete;
+    }
+    return;
+  }
   // path[k]: the state after the first k bytes of the previous token; valid for k <= good, where
   // good is how many of its bytes were accepted (all of them, or up to the one that failed).
   thread_local std::vector<JsonPrefixState> path;

@@ -8,7 +8,9 @@
 // JsonTokenTable holds what does not change from step to step: each token's text, the tokens in
 // byte order and how many leading bytes each shares with the one before. Masking walks that order
 // like a trie: the bytes two neighbours share are stepped once, and a prefix that fails rejects
-// every token that starts with it without looking at them. One step of the output advances the
+// every token that starts with it without looking at them. Inside a string, where nearly every token
+// is allowed and the walk would visit the whole vocabulary, the tokens that are plain string text
+// (known in advance) are allowed without stepping. One step of the output advances the
 // state by the sampled token's bytes only (no re-scan of the output).
 //
 // Budget: a token is allowed only if the shortest completion after it fits in the tokens left
@@ -39,6 +41,9 @@ class JsonPrefixState {
   bool step(unsigned char c);
   bool step(std::string_view bytes);
   bool complete() const { return mode_ == Mode::Done; }
+  // Inside a string between characters: where any text without '"', '\', control characters or an
+  // incomplete UTF-8 character leaves the state as it is.
+  bool between_string_characters() const { return mode_ == Mode::String && utf8_left_ == 0; }
   // The fewest bytes that turn the output into a complete object (0 when complete).
   int64_t bytes_to_complete() const;
 
@@ -90,6 +95,10 @@ class JsonTokenTable {
 
  private:
   std::vector<std::string> texts_;
+  // Inside a string most tokens are plain text (see between_string_characters()): only the others
+  // need stepping there.
+  std::vector<char> plain_string_text_;
+  std::vector<int32_t> special_in_string_;  // ids with text that is not plain string text
   std::vector<int32_t> order_;    // ids with text, in byte order
   std::vector<uint16_t> shared_;  // bytes order_[i] shares with order_[i-1]
 };
