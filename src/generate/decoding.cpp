@@ -109,6 +109,7 @@ void Decoding::accept(const TokenCallback& on_token) {
   if (in_prompt()) {
     if (options_.prompt_logprobs) score_prompt_rows();
     fed_ += step_tokens_.size();
+    if (options_.on_prompt_progress) options_.on_prompt_progress(static_cast<int64_t>(fed_), result_.prompt_tokens);
     if (in_prompt()) return;
     result_.prompt_seconds = seconds_since(start_);
     start_ = std::chrono::steady_clock::now();

@@ -44,6 +44,9 @@ struct GenerateOptions {
   // With top_logprobs >= 0: also each prompt token after the first, scored by the model's plain
   // log-softmax (no penalty, no temperature). The whole prompt is then fed (no KV-cache reuse).
   bool prompt_logprobs = false;
+  // Called after each prompt step with the prompt tokens in the cache so far and in all (a long
+  // prompt fed in chunks reports its progress; reused cached tokens count as done).
+  std::function<void(int64_t done, int64_t total)> on_prompt_progress;
 };
 
 struct GenerateResult {

@@ -7,6 +7,8 @@
 
 #include <cctype>
 #include <chrono>
+#include <cstdio>
+#include <iostream>
 #include <condition_variable>
 #include <ctime>
 #include <deque>
@@ -121,6 +123,24 @@ bool is_json(const std::string& content_type) {
   std::string type = lower(content_type.substr(0, content_type.find(';')));
   while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.pop_back();
   return type == "application/json";
+}
+
+constexpr int64_t kLogPromptProgressTokens = 1024;  // prompts this long get progress lines in the log
+
+// A long prompt's progress in serve's log (stderr), at each quarter: the scheduler feeds it in
+// chunks, and without these lines a big request looks like a hang. Runs on the scheduler's thread.
+std::function<void(int64_t, int64_t)> prompt_progress_logger(std::string who) {
+  const auto start = std::chrono::steady_clock::now();
+  auto quarters_logged = std::make_shared<int>(0);
+  return [who = std::move(who), start, quarters_logged](int64_t done, int64_t total) {
+    const int quarters = static_cast<int>(4 * done / std::max<int64_t>(total, 1));
+    if (quarters <= *quarters_logged) return;
+    *quarters_logged = quarters;
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    char rate[64];
+    std::snprintf(rate, sizeof rate, "%.1f s, %.1f tokens/s", seconds, static_cast<double>(done) / std::max(seconds, 1e-9));
+    std::cerr << cat(who, " prompt ", done, "/", total, " tokens, ", rate, "\n");  // one write
+  };
 }
 
 void record_usage(int64_t prompt_tokens, int64_t completion_tokens) {
@@ -337,6 +357,12 @@ struct HttpServer::Routes {
     const int32_t first_prompt_id = plan.prompt.front();
     record_usage(prompt_tokens, -1);
     if (request.json_object) plan.options.json_object = json_table();
+    if (server.options_.request_log && prompt_tokens >= kLogPromptProgressTokens) {
+      const ClientConnection* client = ClientConnection::current();
+      plan.options.on_prompt_progress = prompt_progress_logger(
+          cat(client ? client->client() : "-", endpoint == Endpoint::ChatCompletions ? " POST /v1/chat/completions"
+                                                                                     : " POST /v1/completions"));
+    }
 
     auto channel = std::make_shared<Channel>();
     if (request.stream && request.top_logprobs >= 0) plan.options.on_logprobs = Channel::logprobs_hook(channel);
