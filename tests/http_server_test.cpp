@@ -1068,5 +1068,22 @@ TEST_F(HttpServerTest, JsonObjectAnswersParse) {
   }
 }
 
+TEST_F(HttpServerTest, LongPromptsLogTheirProgress) {
+  ServerOptions o = server_options();
+  o.request_log = [](const RequestRecord&) {};
+  auto server = start({1, 2048, 1, 256}, o);
+  auto c = server->client();
+  std::vector<int32_t> ids(1100, model_->tokenizer().encode("好")[0]);
+  ::testing::internal::CaptureStderr();
+  json r = post_json(c, "/v1/completions", {{"prompt", ids}, {"max_tokens", 1}});
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(r["usage"]["prompt_tokens"], 1100);
+  // Chunks of 256: the quarters are crossed at 512, 768, 1024 and 1100 tokens.
+  for (const char* line : {"127.0.0.1 POST /v1/completions prompt 512/1100 tokens, ",
+                           "127.0.0.1 POST /v1/completions prompt 1100/1100 tokens, "})
+    EXPECT_NE(log.find(line), std::string::npos) << log;
+  EXPECT_EQ(log.find("prompt 256/1100"), std::string::npos) << log;  // under a quarter
+}
+
 }  // namespace
 }  // namespace baichuan::server
