@@ -1030,6 +1030,14 @@ TEST_F(HttpServerTest, CompletionsEchoAndLogprobsScoreThePromptToo) {
   for (size_t i = 1; i < n; ++i)
     EXPECT_NEAR(joined["token_logprobs"][i].get<double>(), lp["token_logprobs"][i].get<double>(), 1e-4);
 
+  // max_tokens 0 scores the prompt alone (how evaluation harnesses use echo).
+  json scored = post_json(c, "/v1/completions", {{"prompt", prompt}, {"max_tokens", 0}, {"logprobs", 0}, {"echo", true}});
+  EXPECT_EQ(scored["choices"][0]["text"], prompt);
+  EXPECT_EQ(scored["choices"][0]["finish_reason"], "length");
+  ASSERT_EQ(scored["choices"][0]["logprobs"]["token_logprobs"].size(), ids.size());
+  EXPECT_NEAR(scored["choices"][0]["logprobs"]["token_logprobs"][1].get<double>(),
+              lp["token_logprobs"][1].get<double>(), 1e-4);
+
   // Echo alone returns the prompt and no logprobs.
   json plain = post_json(c, "/v1/completions", {{"prompt", prompt}, {"max_tokens", 2}, {"echo", true}});
   EXPECT_EQ(plain["choices"][0]["text"].get<std::string>().rfind(prompt, 0), 0u);

@@ -81,7 +81,7 @@ Decoding::Decoding(Model& model, CachedSequence& sequence, std::span<const int32
   sequence.cache.truncate(static_cast<int64_t>(fed_));
   sequence.ids.resize(fed_);
   result_.reused_prompt_tokens = static_cast<int64_t>(fed_);
-  if (options_.max_new_tokens == 0) {
+  if (options_.max_new_tokens == 0 && !options_.prompt_logprobs) {  // scoring the prompt still feeds it
     result_.finish_reason = "length";
     done_ = true;
   }
@@ -113,6 +113,7 @@ void Decoding::accept(const TokenCallback& on_token) {
     if (in_prompt()) return;
     result_.prompt_seconds = seconds_since(start_);
     start_ = std::chrono::steady_clock::now();
+    if (options_.max_new_tokens == 0) return finish("length", false, on_token);  // the prompt scored, nothing more
   }
 
   const auto vocab = static_cast<size_t>(model_.config().vocab_size);

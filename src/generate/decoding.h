@@ -42,7 +42,8 @@ struct GenerateOptions {
   int top_logprobs = -1;
   std::function<void(const TokenLogprobs&, bool prompt)> on_logprobs;
   // With top_logprobs >= 0: also each prompt token after the first, scored by the model's plain
-  // log-softmax (no penalty, no temperature). The whole prompt is then fed (no KV-cache reuse).
+  // log-softmax (no penalty, no temperature). The whole prompt is then fed (no KV-cache reuse), also
+  // with max_new_tokens 0 (scoring a text).
   bool prompt_logprobs = false;
   // Called after each prompt step with the prompt tokens in the cache so far and in all (a long
   // prompt fed in chunks reports its progress; reused cached tokens count as done).
