@@ -196,6 +196,7 @@ std::string metrics_text(const SchedulerStats& s) {
 }
 
 struct HttpServer::Routes {
+  explicit Routes(HttpServer& s) : server(s) {}  // not an aggregate: it holds a once_flag
   HttpServer& server;
 
   std::once_flag json_table_built;
