@@ -81,6 +81,42 @@ TEST_F(DecodingTest, BadArgumentsAreRefused) {
   EXPECT_THROW(Decoding(*model_, sequence, std::vector<int32_t>{1, 999999}, o), Error);
   o.max_new_tokens = -1;
   EXPECT_THROW(Decoding(*model_, sequence, std::vector<int32_t>{1}, o), Error);
+  o = {};
+  o.logit_bias = {{999999, 1.0f}};
+  EXPECT_THROW(Decoding(*model_, sequence, std::vector<int32_t>{1}, o), Error);
+  o.logit_bias = {{5, 101.0f}};
+  EXPECT_THROW(Decoding(*model_, sequence, std::vector<int32_t>{1}, o), Error);
+  o = {};
+  o.top_logprobs = 21;
+  EXPECT_THROW(Decoding(*model_, sequence, std::vector<int32_t>{1}, o), Error);
+}
+
+TEST_F(DecodingTest, PromptLogprobsAndProgressDoNotDependOnTheChunk) {
+  GenerateOptions o = testing::greedy_options(3);
+  o.top_logprobs = 2;
+  o.prompt_logprobs = true;
+  std::vector<std::pair<int64_t, int64_t>> progress;
+  o.on_prompt_progress = [&](int64_t done, int64_t total) { progress.emplace_back(done, total); };
+  std::string streamed;
+  const GenerateResult whole = run(o, streamed);
+  const auto n = static_cast<int64_t>(prompt_.size());
+  EXPECT_EQ(progress, (std::vector<std::pair<int64_t, int64_t>>{{n, n}}));
+  progress.clear();
+  const GenerateResult chunked = run(o, streamed, 3);
+  ASSERT_EQ(progress.size(), static_cast<size_t>((n + 2) / 3));
+  EXPECT_EQ(progress[0], (std::pair<int64_t, int64_t>{3, n}));
+  EXPECT_EQ(progress.back(), (std::pair<int64_t, int64_t>{n, n}));
+  ASSERT_EQ(whole.prompt_logprobs.size(), prompt_.size() - 1);
+  ASSERT_EQ(chunked.prompt_logprobs.size(), prompt_.size() - 1);
+  for (size_t i = 0; i + 1 < prompt_.size(); ++i) {
+    EXPECT_EQ(whole.prompt_logprobs[i].chosen.id, prompt_[i + 1]);
+    EXPECT_EQ(chunked.prompt_logprobs[i].chosen.id, prompt_[i + 1]);
+    EXPECT_NEAR(whole.prompt_logprobs[i].chosen.logprob, chunked.prompt_logprobs[i].chosen.logprob, 1e-4);
+    EXPECT_EQ(whole.prompt_logprobs[i].top.size(), 2u);
+  }
+  ASSERT_EQ(whole.logprobs.size(), 3u);
+  EXPECT_EQ(whole.tokens, chunked.tokens);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(whole.logprobs[i].chosen.id, whole.tokens[i]);
 }
 
 }  // namespace

@@ -897,5 +897,201 @@ TEST_F(HttpServerTest, RequestLogHasARecordPerRequest) {
   EXPECT_EQ(records.size(), 4u);
 }
 
+// The model's log-softmax at `id` after `context`, computed here from its logits in long double.
+double model_logprob(Model& model, ThreadPool& pool, const std::vector<int32_t>& context, int32_t id) {
+  KvCache cache = model.new_cache(static_cast<int64_t>(context.size()) + 1);
+  const std::vector<float> logits = model.forward_last(cache, context, pool);
+  long double sum = 0;
+  for (float l : logits) sum += std::exp(static_cast<long double>(l));
+  return static_cast<double>(std::log(std::exp(static_cast<long double>(logits[static_cast<size_t>(id)])) / sum));
+}
+
+// The `logprobs` objects of a stream's chunks joined, and its text.
+std::pair<json, std::string> joined_stream(const std::string& body, bool chat) {
+  json joined = nullptr;
+  std::string text;
+  for (const auto& payload : sse_payloads(body)) {
+    if (payload == "[DONE]") break;
+    const json chunk = json::parse(payload);
+    if (chunk["choices"].empty()) continue;
+    const json& choice = chunk["choices"][0];
+    if (chat && choice["delta"].contains("content")) text += choice["delta"]["content"].get<std::string>();
+    if (!chat) text += choice["text"].get<std::string>();
+    if (choice["logprobs"].is_null()) continue;
+    if (joined.is_null()) {
+      joined = choice["logprobs"];
+    } else {
+      for (auto& [key, value] : choice["logprobs"].items())
+        if (value.is_array())
+          for (const auto& v : value) joined[key].push_back(v);
+    }
+  }
+  return {joined, text};
+}
+
+TEST_F(HttpServerTest, ChatLogprobsHaveOpenAisShapeAndTheModelsValues) {
+  auto server = start();
+  auto c = server->client();
+  json body = {{"messages", {{{"role", "user"}, {"content", "你好"}}}}, {"max_tokens", 5}, {"temperature", 0},
+               {"ignore_eos", true}, {"logprobs", true}, {"top_logprobs", 3}};
+  json r = post_json(c, "/v1/chat/completions", body);
+  const json& content = r["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(content.size(), 5u) << r.dump();
+  std::string bytes_text;
+  for (const json& t : content) {
+    EXPECT_TRUE(t["token"].is_string());
+    EXPECT_LE(t["logprob"].get<double>(), 0.0);
+    ASSERT_EQ(t["top_logprobs"].size(), 3u);
+    // Greedy: the chosen token is the most likely one.
+    EXPECT_EQ(t["top_logprobs"][0]["token"], t["token"]);
+    EXPECT_DOUBLE_EQ(t["top_logprobs"][0]["logprob"].get<double>(), t["logprob"].get<double>());
+    EXPECT_GE(t["top_logprobs"][0]["logprob"].get<double>(), t["top_logprobs"][1]["logprob"].get<double>());
+    for (const json& b : t["bytes"]) bytes_text += static_cast<char>(b.get<int>());
+  }
+  EXPECT_EQ(bytes_text, r["choices"][0]["message"]["content"]);
+  // The first token's value, from the model's own logits.
+  const auto prompt = build_chat_input(model_->tokenizer(), {{"user", "你好"}}, server->http.options().chat);
+  KvCache cache = model_->new_cache(static_cast<int64_t>(prompt.size()));
+  const std::vector<float> logits = model_->forward_last(cache, prompt, pool_);
+  const auto greedy = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  EXPECT_NEAR(content[0]["logprob"].get<double>(), model_logprob(*model_, pool_, prompt, greedy), 1e-4);
+  EXPECT_EQ(content[0]["token"], model_->tokenizer().decode({greedy}));
+
+  // Streamed: the chunks' logprobs add up to the whole answer's.
+  body["stream"] = true;
+  auto res = c.Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(res);
+  auto [joined, text] = joined_stream(res->body, true);
+  EXPECT_EQ(text, r["choices"][0]["message"]["content"]);
+  ASSERT_EQ(joined["content"].size(), content.size());
+  for (size_t i = 0; i < content.size(); ++i) {  // the stream reused the cached prompt: last bits may differ
+    EXPECT_EQ(joined["content"][i]["token"], content[i]["token"]);
+    EXPECT_NEAR(joined["content"][i]["logprob"].get<double>(), content[i]["logprob"].get<double>(), 1e-4);
+    EXPECT_EQ(joined["content"][i]["top_logprobs"].size(), 3u);
+  }
+  // Without logprobs the field stays null.
+  body.erase("logprobs");
+  body.erase("top_logprobs");
+  body["stream"] = false;
+  EXPECT_TRUE(post_json(c, "/v1/chat/completions", body)["choices"][0]["logprobs"].is_null());
+}
+
+TEST_F(HttpServerTest, CompletionsEchoAndLogprobsScoreThePromptToo) {
+  auto server = start();
+  auto c = server->client();
+  const std::string prompt = "The capital of France is";
+  const auto ids = model_->tokenizer().encode(prompt);
+  ASSERT_GE(ids.size(), 3u);
+  json body = {{"prompt", prompt}, {"max_tokens", 4}, {"temperature", 0}, {"ignore_eos", true},
+               {"logprobs", 2}, {"echo", true}};
+  json r = post_json(c, "/v1/completions", body);
+  const json& choice = r["choices"][0];
+  const std::string text = choice["text"];
+  EXPECT_EQ(text.rfind(prompt, 0), 0u) << text;
+  const json& lp = choice["logprobs"];
+  const size_t n = ids.size() + 4;
+  ASSERT_EQ(lp["tokens"].size(), n) << lp.dump();
+  ASSERT_EQ(lp["token_logprobs"].size(), n);
+  ASSERT_EQ(lp["top_logprobs"].size(), n);
+  ASSERT_EQ(lp["text_offset"].size(), n);
+  EXPECT_TRUE(lp["token_logprobs"][0].is_null());  // nothing predicts the first token
+  EXPECT_TRUE(lp["top_logprobs"][0].is_null());
+  EXPECT_EQ(lp["text_offset"][0], 0);
+  std::string tokens_text;
+  int64_t characters = 0;
+  for (size_t i = 0; i < n; ++i) {
+    EXPECT_EQ(lp["text_offset"][i], characters) << i;
+    const std::string token = lp["tokens"][i];
+    tokens_text += token;
+    for (unsigned char b : token) characters += (b & 0xC0) != 0x80;  // UTF-8 lead bytes: characters
+    if (i == 0) continue;
+    const json& top = lp["top_logprobs"][i];
+    EXPECT_GE(top.size(), 2u);
+    EXPECT_LE(top.size(), 3u);  // N alternatives + the sampled token
+    EXPECT_EQ(top[lp["tokens"][i].get<std::string>()], lp["token_logprobs"][i]);
+  }
+  EXPECT_EQ(tokens_text, text);
+  // A prompt token's logprob is the model's, after the tokens before it.
+  EXPECT_NEAR(lp["token_logprobs"][1].get<double>(), model_logprob(*model_, pool_, {ids[0]}, ids[1]), 1e-4);
+  EXPECT_NEAR(lp["token_logprobs"][2].get<double>(), model_logprob(*model_, pool_, {ids[0], ids[1]}, ids[2]), 1e-4);
+
+  // Streamed: the prompt comes first, and the pieces add up.
+  body["stream"] = true;
+  auto res = c.Post("/v1/completions", body.dump(), "application/json");
+  ASSERT_TRUE(res);
+  const auto payloads = sse_payloads(res->body);
+  ASSERT_FALSE(payloads.empty());
+  EXPECT_EQ(json::parse(payloads[0])["choices"][0]["text"], prompt);
+  auto [joined, streamed] = joined_stream(res->body, false);
+  EXPECT_EQ(streamed, text);
+  EXPECT_EQ(joined["tokens"], lp["tokens"]);
+  EXPECT_EQ(joined["text_offset"], lp["text_offset"]);
+  ASSERT_EQ(joined["token_logprobs"].size(), n);
+  for (size_t i = 1; i < n; ++i)
+    EXPECT_NEAR(joined["token_logprobs"][i].get<double>(), lp["token_logprobs"][i].get<double>(), 1e-4);
+
+  // max_tokens 0 scores the prompt alone (how evaluation harnesses use echo).
+  json scored = post_json(c, "/v1/completions", {{"prompt", prompt}, {"max_tokens", 0}, {"logprobs", 0}, {"echo", true}});
+  EXPECT_EQ(scored["choices"][0]["text"], prompt);
+  EXPECT_EQ(scored["choices"][0]["finish_reason"], "length");
+  ASSERT_EQ(scored["choices"][0]["logprobs"]["token_logprobs"].size(), ids.size());
+  EXPECT_NEAR(scored["choices"][0]["logprobs"]["token_logprobs"][1].get<double>(),
+              lp["token_logprobs"][1].get<double>(), 1e-4);
+
+  // Echo alone returns the prompt and no logprobs.
+  json plain = post_json(c, "/v1/completions", {{"prompt", prompt}, {"max_tokens", 2}, {"echo", true}});
+  EXPECT_EQ(plain["choices"][0]["text"].get<std::string>().rfind(prompt, 0), 0u);
+  EXPECT_TRUE(plain["choices"][0]["logprobs"].is_null());
+}
+
+TEST_F(HttpServerTest, LogitBiasForcesATokenAndUnknownIdsAre400) {
+  auto server = start();
+  auto c = server->client();
+  const int32_t forced = model_->tokenizer().encode("好")[0];
+  json r = post_json(c, "/v1/completions",
+                     {{"prompt", "Once"}, {"max_tokens", 3}, {"temperature", 0}, {"ignore_eos", true},
+                      {"logit_bias", {{std::to_string(forced), 100}}}});
+  EXPECT_EQ(r["choices"][0]["text"], "好好好");
+  const std::string outside = std::to_string(model_->tokenizer().vocab_size());
+  auto [status, message] = post_raw(c, "/v1/chat/completions",
+                                    json{{"messages", {{{"role", "user"}, {"content", "hi"}}}},
+                                         {"logit_bias", {{outside, 5}}}}
+                                        .dump());
+  EXPECT_EQ(status, 400);
+  EXPECT_NE(message.find("\"" + outside + "\""), std::string::npos) << message;
+}
+
+TEST_F(HttpServerTest, JsonObjectAnswersParse) {
+  auto server = start();
+  auto c = server->client();
+  for (int seed : {1, 2, 3}) {
+    json r = post_json(c, "/v1/chat/completions",
+                       {{"messages", {{{"role", "user"}, {"content", "JSON please"}}}}, {"max_tokens", 16},
+                        {"temperature", 1.5}, {"seed", seed}, {"response_format", {{"type", "json_object"}}}});
+    const std::string content = r["choices"][0]["message"]["content"];
+    EXPECT_EQ(r["choices"][0]["finish_reason"], "stop") << content;
+    json parsed;
+    ASSERT_NO_THROW(parsed = json::parse(content)) << content;
+    EXPECT_TRUE(parsed.is_object());
+  }
+}
+
+TEST_F(HttpServerTest, LongPromptsLogTheirProgress) {
+  ServerOptions o = server_options();
+  o.request_log = [](const RequestRecord&) {};
+  auto server = start({1, 2048, 1, 256}, o);
+  auto c = server->client();
+  std::vector<int32_t> ids(1100, model_->tokenizer().encode("好")[0]);
+  ::testing::internal::CaptureStderr();
+  json r = post_json(c, "/v1/completions", {{"prompt", ids}, {"max_tokens", 1}});
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(r["usage"]["prompt_tokens"], 1100);
+  // Chunks of 256: the quarters are crossed at 512, 768, 1024 and 1100 tokens.
+  for (const char* line : {"127.0.0.1 POST /v1/completions prompt 512/1100 tokens, ",
+                           "127.0.0.1 POST /v1/completions prompt 1100/1100 tokens, "})
+    EXPECT_NE(log.find(line), std::string::npos) << log;
+  EXPECT_EQ(log.find("prompt 256/1100"), std::string::npos) << log;  // under a quarter
+}
+
 }  // namespace
 }  // namespace baichuan::server

@@ -149,21 +149,54 @@ TEST(OpenAiApi, MalformedBodiesAre400sNamingTheField) {
 // be accepted and silently ignored), and accepted when off (issue 11, point 11).
 TEST(OpenAiApi, UnsupportedFieldsAreRefusedByNameUnlessOff) {
   const std::string m = R"("messages":[{"role":"user","content":"hi"}])";
-  for (const char* on : {R"("logprobs":true)", R"("top_logprobs":3)", R"("echo":true)", R"("logit_bias":{"5":-100})",
-                         R"("suffix":"end")", R"("tools":[{"type":"function"}])", R"("tool_choice":"auto")",
-                         R"("functions":[{"name":"f"}])", R"("best_of":2)"}) {
+  for (const char* on : {R"("suffix":"end")", R"("tools":[{"type":"function"}])", R"("tool_choice":"auto")",
+                         R"("functions":[{"name":"f"}])", R"("function_call":"auto")", R"("best_of":2)"}) {
     const std::string body = "{" + m + "," + on + "}";
     const std::string name = std::string(on).substr(1, std::string(on).find('"', 1) - 1);
     auto e = expect_400([&] { chat(body); }, "is not supported");
     EXPECT_EQ(e.param, name) << body;
+    expect_400([&] { completion(R"({"prompt":"a",)" + std::string(on) + "}"); }, name);
   }
-  auto e = expect_400([&] { chat("{" + m + R"(,"response_format":{"type":"json_object"}})"); }, "response_format");
+  EXPECT_EQ(expect_400([&] { chat("{" + m + R"(,"n":2})"); }, "n").param, "n");
+  auto e = expect_400([&] { chat("{" + m + R"(,"response_format":{"type":"json_schema","json_schema":{}}})"); },
+                      "json_schema");
   EXPECT_EQ(e.param, "response_format");
+  EXPECT_EQ(expect_400([&] { chat("{" + m + R"(,"echo":true})"); }, "echo").param, "echo");
   for (const char* off : {R"("logprobs":false)", R"("top_logprobs":0)", R"("echo":false)", R"("logit_bias":{})",
                           R"("suffix":"")", R"("tools":[])", R"("logprobs":null)", R"("best_of":1)",
                           R"("response_format":{"type":"text"})"})
     EXPECT_NO_THROW(chat("{" + m + "," + off + "}")) << off;
-  expect_400([] { completion(R"({"prompt":"a","echo":true})"); }, "echo");
+}
+
+TEST(OpenAiApi, LogprobsEchoLogitBiasAndJsonObjectAreParsed) {
+  const std::string m = R"("messages":[{"role":"user","content":"hi"}])";
+  EXPECT_EQ(chat("{" + m + "}").top_logprobs, -1);
+  EXPECT_EQ(chat("{" + m + R"(,"logprobs":true})").top_logprobs, 0);
+  EXPECT_EQ(chat("{" + m + R"(,"logprobs":true,"top_logprobs":20})").top_logprobs, 20);
+  expect_400([&] { chat("{" + m + R"(,"logprobs":true,"top_logprobs":21})"); }, "top_logprobs");
+  expect_400([&] { chat("{" + m + R"(,"top_logprobs":2})"); }, "top_logprobs");
+  expect_400([&] { chat("{" + m + R"(,"logprobs":3})"); }, "logprobs");  // chat's is a boolean
+
+  auto c = completion(R"({"prompt":"a","logprobs":5,"echo":true})");
+  EXPECT_EQ(c.top_logprobs, 5);
+  EXPECT_TRUE(c.echo);
+  EXPECT_EQ(completion(R"({"prompt":"a","logprobs":0})").top_logprobs, 0);
+  expect_400([] { completion(R"({"prompt":"a","logprobs":6})"); }, "logprobs");
+  expect_400([] { completion(R"({"prompt":"a","logprobs":true})"); }, "logprobs");
+
+  auto b = chat("{" + m + R"(,"logit_bias":{"5":-100,"7":2.5}})");
+  EXPECT_EQ(b.logit_bias, (std::vector<std::pair<int64_t, double>>{{5, -100.0}, {7, 2.5}}));
+  for (const char* bad : {R"({"x":1})", R"({"-1":1})", R"({"5":101})", R"({"5":"1"})", R"([1])"}) {
+    auto e = expect_400([&] { chat("{" + m + R"(,"logit_bias":)" + bad + "}"); }, "logit_bias");
+    EXPECT_EQ(e.param, "logit_bias");
+  }
+  EXPECT_NE(std::string(expect_400([&] { chat("{" + m + R"(,"logit_bias":{"5":101}})"); }, "101").what())
+                .find("\"5\""),
+            std::string::npos);
+
+  EXPECT_TRUE(chat("{" + m + R"(,"response_format":{"type":"json_object"}})").json_object);
+  EXPECT_FALSE(chat("{" + m + R"(,"response_format":{"type":"text"}})").json_object);
+  expect_400([&] { chat("{" + m + R"(,"response_format":"json"})"); }, "response_format");
 }
 
 TEST(OpenAiApi, TokenizeAndDetokenizeBodies) {

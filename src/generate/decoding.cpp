@@ -8,6 +8,9 @@ namespace baichuan {
 
 namespace {
 
+constexpr int kMaxTopLogprobs = 20;         // OpenAI's limit
+constexpr int64_t kScoredPromptChunk = 32;  // prompt rows per step when every row's logits are kept
+
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -38,6 +41,14 @@ void check_generation(std::span<const int32_t> prompt, const GenerateOptions& op
   for (int32_t id : prompt)
     if (id < 0 || id >= vocab_size)
       fail("token id ", id, " in the prompt is outside the vocabulary [0, ", vocab_size, ")");
+  for (const auto& [id, bias] : options.logit_bias) {
+    if (id < 0 || id >= vocab_size) fail("logit_bias: token id ", id, " is outside the vocabulary [0, ", vocab_size, ")");
+    if (!(bias >= -100 && bias <= 100)) fail("logit_bias: the bias of token ", id, " must be in [-100, 100], got ", bias);
+  }
+  if (options.top_logprobs > kMaxTopLogprobs)
+    fail("top_logprobs must be at most ", kMaxTopLogprobs, ", got ", options.top_logprobs);
+  if (options.json_object && options.json_object->vocab_size() != vocab_size)
+    fail("the JSON constraint's vocabulary has ", options.json_object->vocab_size(), " tokens, the model ", vocab_size);
 }
 
 size_t CachedSequence::shared_prefix(std::span<const int32_t> prompt) const {
@@ -60,10 +71,17 @@ Decoding::Decoding(const Model& model, CachedSequence& sequence, std::span<const
   result_.prompt_tokens = static_cast<int64_t>(prompt.size());
   // Reuse the longest cached prefix, but always feed at least one token to get fresh logits.
   fed_ = std::min(sequence.shared_prefix(prompt), prompt.size() - 1);
+  if (options_.prompt_logprobs && options_.top_logprobs >= 0) {
+    fed_ = 0;  // every prompt token must be scored, so none comes from the cache
+    if (prompt_chunk_ <= 0 || prompt_chunk_ > kScoredPromptChunk) prompt_chunk_ = kScoredPromptChunk;
+  } else {
+    options_.prompt_logprobs = false;
+  }
+  if (options_.json_object) json_ = std::make_unique<JsonConstraint>(options_.json_object);
   sequence.cache.truncate(static_cast<int64_t>(fed_));
   sequence.ids.resize(fed_);
   result_.reused_prompt_tokens = static_cast<int64_t>(fed_);
-  if (options_.max_new_tokens == 0) {
+  if (options_.max_new_tokens == 0 && !options_.prompt_logprobs) {  // scoring the prompt still feeds it
     result_.finish_reason = "length";
     done_ = true;
   }
@@ -81,6 +99,7 @@ SequenceStep Decoding::next_step() {
   step.cache = &sequence_.cache;
   step.tokens = step_tokens_;
   step.logits = &logits_;
+  step.all_logits = options_.prompt_logprobs && in_prompt();
   return step;
 }
 
@@ -88,14 +107,29 @@ void Decoding::accept(const TokenCallback& on_token) {
   if (done_) return;
   sequence_.ids.insert(sequence_.ids.end(), step_tokens_.begin(), step_tokens_.end());
   if (in_prompt()) {
+    if (options_.prompt_logprobs) score_prompt_rows();
     fed_ += step_tokens_.size();
+    if (options_.on_prompt_progress) options_.on_prompt_progress(static_cast<int64_t>(fed_), result_.prompt_tokens);
     if (in_prompt()) return;
     result_.prompt_seconds = seconds_since(start_);
     start_ = std::chrono::steady_clock::now();
+    if (options_.max_new_tokens == 0) return finish("length", false, on_token);  // the prompt scored, nothing more
   }
 
-  const int32_t id = sampler_.next(logits_, seen_);
-  if (id == model_.generation().eos_token_id && !options_.ignore_eos) return finish("stop", true, on_token);
+  const auto vocab = static_cast<size_t>(model_.config().vocab_size);
+  std::span<float> logits = std::span<float>(logits_).last(vocab);  // the last position's row
+  apply_logit_bias(logits, options_.logit_bias);
+  if (json_) json_->mask(logits, tokens_left());
+  TokenLogprobs logprobs;
+  const bool scoring = options_.top_logprobs >= 0;
+  const int32_t id =
+      sampler_.next(logits, seen_, scoring ? static_cast<size_t>(options_.top_logprobs) : 0, scoring ? &logprobs : nullptr);
+  if (id == model_.generation().eos_token_id && !options_.ignore_eos && !json_) return finish("stop", true, on_token);
+  if (json_) json_->accept(id);
+  if (scoring) {
+    if (options_.on_logprobs) options_.on_logprobs(logprobs, false);
+    result_.logprobs.push_back(std::move(logprobs));
+  }
   result_.tokens.push_back(id);
   seen_.push_back(id);
   step_tokens_.assign(1, id);
@@ -115,9 +149,27 @@ void Decoding::accept(const TokenCallback& on_token) {
     return finish("stop", false, on_token);  // the text ends where the stop string began
   }
   if (!stream_safe_text(id, on_token)) return cancel();
+  if (json_ && json_->complete()) return finish("stop", true, on_token);
   if (static_cast<int64_t>(result_.tokens.size()) >= options_.max_new_tokens ||
       sequence_.cache.size() >= sequence_.cache.capacity())
     finish("length", true, on_token);
+}
+
+void Decoding::score_prompt_rows() {
+  const auto vocab = static_cast<size_t>(model_.config().vocab_size);
+  for (size_t r = 0; r < step_tokens_.size(); ++r) {
+    const size_t next = fed_ + r + 1;  // the prompt token row r predicts
+    if (next >= seen_.size()) break;
+    const std::span<const float> row = std::span<const float>(logits_).subspan(r * vocab, vocab);
+    result_.prompt_logprobs.push_back(token_logprobs(row, seen_[next], static_cast<size_t>(options_.top_logprobs)));
+    if (options_.on_logprobs) options_.on_logprobs(result_.prompt_logprobs.back(), true);
+  }
+}
+
+int64_t Decoding::tokens_left() const {
+  const int64_t by_count = options_.max_new_tokens - static_cast<int64_t>(result_.tokens.size());
+  const int64_t by_cache = sequence_.cache.capacity() - sequence_.cache.size() + 1;
+  return std::min(by_count, by_cache);
 }
 
 void Decoding::step(ModelContext& context, ThreadPool& pool, const TokenCallback& on_token) {

@@ -14,12 +14,14 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "generate/json_constraint.h"
 #include "generate/sampling.h"
 #include "model/model.h"
 
@@ -30,12 +32,30 @@ struct GenerateOptions {
   bool ignore_eos = false;
   SamplingParams sampling;
   std::vector<std::string> stop;  // stop when the generated text contains one of these
+  std::vector<std::pair<int32_t, float>> logit_bias;  // added to the model's logits first, in [-100, 100]
+  // Set: the output is one JSON object (see json_constraint.h); the generation stops when it closes.
+  std::shared_ptr<const JsonTokenTable> json_object;
+  // >= 0: GenerateResult::logprobs gets each generated token's log-probability and this many (at
+  // most 20) alternatives (the distribution is the one Sampler::next describes, after the logit
+  // bias and the JSON constraint), and on_logprobs hears each right before its token's callback
+  // (and, with prompt_logprobs, each scored prompt token first, with `prompt` true).
+  int top_logprobs = -1;
+  std::function<void(const TokenLogprobs&, bool prompt)> on_logprobs;
+  // With top_logprobs >= 0: also each prompt token after the first, scored by the model's plain
+  // log-softmax (no penalty, no temperature). The whole prompt is then fed (no KV-cache reuse), also
+  // with max_new_tokens 0 (scoring a text).
+  bool prompt_logprobs = false;
+  // Called after each prompt step with the prompt tokens in the cache so far and in all (a long
+  // prompt fed in chunks reports its progress; reused cached tokens count as done).
+  std::function<void(int64_t done, int64_t total)> on_prompt_progress;
 };
 
 struct GenerateResult {
   std::vector<int32_t> tokens;  // generated ids (an EOS that ended generation is not included)
   std::string text;             // without the stop string that ended it, if any
-  std::string finish_reason;    // "stop" (EOS or a stop string), "length", or "cancelled"
+  std::string finish_reason;    // "stop" (EOS, a stop string, a closed JSON object), "length", or "cancelled"
+  std::vector<TokenLogprobs> logprobs;         // per generated token, with top_logprobs >= 0
+  std::vector<TokenLogprobs> prompt_logprobs;  // per prompt token from the second, with prompt_logprobs
   int64_t prompt_tokens = 0, reused_prompt_tokens = 0;
   double prompt_seconds = 0, generate_seconds = 0;
 };
@@ -83,6 +103,8 @@ class Decoding {
 
  private:
   void finish(const std::string& reason, bool flush_decoder, const TokenCallback& on_token);
+  void score_prompt_rows();  // prompt_logprobs from the rows of a prompt step
+  int64_t tokens_left() const;  // the most tokens this generation may still produce, this one included
   // Sends the part of the text that can no longer turn into a stop string.
   bool stream_safe_text(int32_t id, const TokenCallback& on_token);
 
@@ -95,6 +117,7 @@ class Decoding {
   std::vector<float> logits_;
   std::vector<int32_t> seen_;  // the prompt, then what was generated: the repetition penalty's ids
   Sampler sampler_;
+  std::unique_ptr<JsonConstraint> json_;
   StreamDecoder decoder_;
   size_t streamed_ = 0;  // bytes of result_.text already given to the callback
   bool done_ = false;

@@ -43,13 +43,24 @@ void apply_top_p(std::span<float> logits, float top_p) {
   }
 }
 
-void process(std::span<float> logits, std::span<const int32_t> seen, const SamplingParams& p) {
+// The processors that reshape the distribution (what logprobs report) ...
+void scale(std::span<float> logits, std::span<const int32_t> seen, const SamplingParams& p) {
   apply_repetition_penalty(logits, seen, p.repetition_penalty);
   if (p.greedy) return;
   if (p.temperature != 1.0f)
     for (float& l : logits) l /= p.temperature;
+}
+
+// ... and those that cut its tail.
+void truncate(std::span<float> logits, const SamplingParams& p) {
+  if (p.greedy) return;
   apply_top_k(logits, p.top_k);
   apply_top_p(logits, p.top_p);
+}
+
+void process(std::span<float> logits, std::span<const int32_t> seen, const SamplingParams& p) {
+  scale(logits, seen, p);
+  truncate(logits, p);
 }
 
 int32_t argmax(std::span<const float> logits) {
@@ -73,6 +84,33 @@ void SamplingParams::validate() const {
   if (!(top_p > 0 && top_p <= 1)) fail("top_p must be in (0, 1], got ", top_p);
   if (top_k < 0) fail("top_k must be >= 0, got ", top_k);
   if (!(repetition_penalty > 0)) fail("repetition_penalty must be > 0, got ", repetition_penalty);
+}
+
+void apply_logit_bias(std::span<float> logits, std::span<const std::pair<int32_t, float>> bias) {
+  for (const auto& [id, b] : bias)
+    if (id >= 0 && static_cast<size_t>(id) < logits.size()) logits[static_cast<size_t>(id)] += b;
+}
+
+TokenLogprobs token_logprobs(std::span<const float> logits, int32_t chosen, size_t top_n) {
+  const float max = *std::max_element(logits.begin(), logits.end());
+  double sum = 0;
+  for (float x : logits) sum += std::exp(static_cast<double>(x) - max);
+  const double log_z = max + std::log(sum);
+  auto logprob = [&](int32_t id) {
+    return static_cast<float>(static_cast<double>(logits[static_cast<size_t>(id)]) - log_z);
+  };
+  TokenLogprobs out;
+  out.chosen = {chosen, logprob(chosen)};
+  std::vector<int32_t> ids;
+  for (size_t i = 0; i < logits.size(); ++i)
+    if (logits[i] != kNegInf) ids.push_back(static_cast<int32_t>(i));
+  const size_t n = std::min(top_n, ids.size());
+  std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(n), ids.end(), [&](int32_t a, int32_t b) {
+    const float la = logits[static_cast<size_t>(a)], lb = logits[static_cast<size_t>(b)];
+    return la > lb || (la == lb && a < b);
+  });
+  for (size_t i = 0; i < n; ++i) out.top.push_back({ids[i], logprob(ids[i])});
+  return out;
 }
 
 void apply_repetition_penalty(std::span<float> logits, std::span<const int32_t> seen, float penalty) {
@@ -104,9 +142,17 @@ std::vector<std::pair<int32_t, float>> kept_distribution(std::span<const float> 
   return kept;
 }
 
-int32_t Sampler::next(std::span<float> logits, std::span<const int32_t> seen) {
-  process(logits, seen, params_);
-  if (params_.greedy) return argmax(logits);
+int32_t Sampler::next(std::span<float> logits, std::span<const int32_t> seen, size_t top_logprobs,
+                      TokenLogprobs* logprobs) {
+  scale(logits, seen, params_);
+  std::vector<float> scaled;  // what the log-probabilities are of
+  if (logprobs) scaled.assign(logits.begin(), logits.end());
+  auto report = [&](int32_t id) {
+    if (logprobs) *logprobs = token_logprobs(scaled, id, top_logprobs);
+    return id;
+  };
+  truncate(logits, params_);
+  if (params_.greedy) return report(argmax(logits));
   float max = *std::max_element(logits.begin(), logits.end());
   double sum = 0;
   for (float& l : logits) {
@@ -117,9 +163,9 @@ int32_t Sampler::next(std::span<float> logits, std::span<const int32_t> seen) {
   double u = uniform(rng_), acc = 0;
   for (size_t i = 0; i < logits.size(); ++i) {
     acc += logits[i];
-    if (logits[i] > 0 && u < acc) return static_cast<int32_t>(i);
+    if (logits[i] > 0 && u < acc) return report(static_cast<int32_t>(i));
   }
-  return argmax(logits);
+  return report(argmax(logits));
 }
 
 }  // namespace baichuan

@@ -26,6 +26,10 @@ constexpr std::string_view kPage = R"PAGE(<!DOCTYPE html>
   .message.assistant { align-self: flex-start; background: var(--bot); }
   .message.assistant.streaming::after { content: "\25CF"; color: var(--muted); margin-left: 4px; }
   .message.assistant[data-finish-reason="length"]::after { content: " [length limit]"; color: var(--muted); font-size: 12px; }
+  .message.assistant[data-finish-reason="stopped"]::after { content: " [stopped]"; color: var(--muted); font-size: 12px; }
+  #model-name { font-size: 13px; color: var(--muted); margin-right: auto; }
+  #auth-needed { padding: 8px 16px; background: #fef3c7; color: #92400e; border-bottom: 1px solid #fcd34d; }
+  #api-key.needed { border-color: #d97706; outline: 2px solid #fcd34d; }
   .message.error { align-self: stretch; background: var(--err); color: #991b1b; }
   form { display: flex; gap: 8px; padding: 12px 16px; border-top: 1px solid var(--line); background: #fff; }
   #prompt { flex: 1; font: inherit; min-height: 44px; max-height: 200px; resize: vertical; padding: 8px; border: 1px solid var(--line); border-radius: 6px; }
@@ -37,25 +41,62 @@ constexpr std::string_view kPage = R"PAGE(<!DOCTYPE html>
 <body>
 <header>
   <h1>baichuan.cpp</h1>
+  <span id="model-name" title="the model this server serves (from /v1/models)">…</span>
   <label>max tokens <input id="max-tokens" type="number" min="1" value="256"></label>
   <label>temperature <input id="temperature" type="number" min="0" step="0.1" placeholder="model default"></label>
   <label>API key <input id="api-key" type="password" autocomplete="off" placeholder="(none)"></label>
   <button id="reset" type="button">Reset</button>
 </header>
+<div id="auth-needed" role="alert" hidden></div>
 <div id="messages"></div>
 <form id="form">
   <textarea id="prompt" placeholder="Message (Enter sends, Shift+Enter for a new line)"></textarea>
   <button id="send" type="submit">Send</button>
+  <button id="stop" type="button" disabled title="stop the answer (the server stops generating)">Stop</button>
 </form>
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);
-const messagesEl = $("messages"), promptEl = $("prompt"), sendEl = $("send"), keyEl = $("api-key");
+const messagesEl = $("messages"), promptEl = $("prompt"), sendEl = $("send"), stopEl = $("stop"), keyEl = $("api-key");
+const modelEl = $("model-name"), authEl = $("auth-needed");
 let conversation = [];   // [{role, content}], sent whole with every request
-let controller = null;   // aborts the stream in flight on reset
+let controller = null;   // aborts the stream in flight on reset or Stop
 
 keyEl.value = localStorage.getItem("baichuan-api-key") || "";
-keyEl.addEventListener("input", () => localStorage.setItem("baichuan-api-key", keyEl.value));
+
+function authHeaders() { return keyEl.value ? { "Authorization": "Bearer " + keyEl.value } : {}; }
+
+// A 401 says the server wants a key (none given) or another one: said once, above the messages.
+function showKeyNeeded(state) {
+  authEl.hidden = !state;
+  keyEl.classList.toggle("needed", !!state);
+  if (state === "missing") authEl.textContent = "This server needs an API key: enter it in the API key field above.";
+  if (state === "wrong") authEl.textContent = "The server did not accept this API key: check the API key field above.";
+}
+
+async function loadModel() {
+  try {
+    const response = await fetch("/v1/models", { headers: authHeaders() });
+    if (response.status === 401) {
+      showKeyNeeded(keyEl.value ? "wrong" : "missing");
+      modelEl.textContent = "(API key needed)";
+      return;
+    }
+    if (!response.ok) { modelEl.textContent = "(model unknown: HTTP " + response.status + ")"; return; }
+    const list = await response.json();
+    showKeyNeeded(null);
+    modelEl.textContent = list.data && list.data.length ? list.data[0].id : "(no model)";
+  } catch (e) {
+    modelEl.textContent = "(server unreachable)";
+  }
+}
+
+let keyTimer = null;
+keyEl.addEventListener("input", () => {
+  localStorage.setItem("baichuan-api-key", keyEl.value);
+  clearTimeout(keyTimer);
+  keyTimer = setTimeout(loadModel, 300);
+});
 
 function addMessage(kind, text) {
   const div = document.createElement("div");
@@ -66,7 +107,7 @@ function addMessage(kind, text) {
   return div;
 }
 
-function setBusy(busy) { sendEl.disabled = busy; }
+function setBusy(busy) { sendEl.disabled = busy; stopEl.disabled = !busy; }
 
 async function errorText(response) {
   const body = await response.text();
@@ -84,8 +125,7 @@ async function send() {
   if (maxTokens > 0) request.max_tokens = maxTokens;
   const temperature = parseFloat($("temperature").value);
   if (!isNaN(temperature) && temperature >= 0) request.temperature = temperature;
-  const headers = { "Content-Type": "application/json" };
-  if (keyEl.value) headers["Authorization"] = "Bearer " + keyEl.value;
+  const headers = Object.assign({ "Content-Type": "application/json" }, authHeaders());
 
   const mine = new AbortController();
   controller = mine;
@@ -99,6 +139,11 @@ async function send() {
   try {
     const response = await fetch("/v1/chat/completions", {
       method: "POST", headers, body: JSON.stringify(request), signal: mine.signal });
+    if (response.status === 401) {
+      showKeyNeeded(keyEl.value ? "wrong" : "missing");
+      throw new Error((keyEl.value ? "The server did not accept the API key" : "This server needs an API key") +
+                      " (HTTP 401: " + await errorText(response) + "). Enter it in the API key field and send again.");
+    }
     if (!response.ok) throw new Error(await errorText(response));
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
@@ -132,6 +177,11 @@ async function send() {
     conversation.push({ role: "assistant", content: answer });
     end(finish);
   } catch (e) {
+    if (mine.stoppedByUser) {  // Stop: the partial answer stays, in the page and the conversation
+      conversation.push({ role: "assistant", content: answer });
+      end("stopped");
+      return;
+    }
     if (controller !== mine) return;  // reset while streaming: the page is already cleared
     end("error");
     if (!answer) bot.remove();
@@ -143,6 +193,12 @@ async function send() {
 }
 
 $("form").addEventListener("submit", (e) => { e.preventDefault(); send(); });
+// Aborting the fetch closes the connection; the server notices and stops generating.
+stopEl.addEventListener("click", () => {
+  if (!controller) return;
+  controller.stoppedByUser = true;
+  controller.abort();
+});
 promptEl.addEventListener("keydown", (e) => {
   if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); }
 });
@@ -156,6 +212,7 @@ $("reset").addEventListener("click", () => {
   promptEl.focus();
 });
 promptEl.focus();
+loadModel();
 </script>
 </body>
 </html>

@@ -7,11 +7,15 @@
 
 #include <cctype>
 #include <chrono>
+#include <cstdio>
+#include <iostream>
 #include <condition_variable>
 #include <ctime>
 #include <deque>
 #include <functional>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <random>
 
 #include "server/chat_page.h"
@@ -31,9 +35,15 @@ constexpr size_t kTrimAfterBodyBytes = 64 * 1024;
 // One request's events handed from the scheduler's thread to the handler thread waiting for them.
 // Shared by both sides, so it outlives whichever lets go first.
 struct Channel {
+  struct Piece {
+    std::string text;
+    std::vector<TokenLogprobs> logprobs;  // of the tokens whose text this piece completes
+  };
   std::mutex mutex;
   std::condition_variable changed;
-  std::deque<std::string> pieces;
+  std::deque<Piece> pieces;
+  std::vector<TokenLogprobs> pending;       // logprobs of tokens whose text is still held back
+  std::vector<TokenLogprobs> prompt_scores;  // echo: the prompt tokens' logprobs
   bool done = false;
   GenerateResult result;
   std::atomic<bool> abandoned{false};  // the client is gone: the next token ends the generation
@@ -43,7 +53,8 @@ struct Channel {
     e.on_token = [channel](int32_t, std::string_view text) {
       if (!text.empty()) {
         std::lock_guard lock(channel->mutex);
-        channel->pieces.emplace_back(text);
+        channel->pieces.push_back({std::string(text), std::move(channel->pending)});
+        channel->pending.clear();
       }
       channel->changed.notify_all();
       return !channel->abandoned.load();
@@ -51,6 +62,7 @@ struct Channel {
     e.on_done = [channel](const GenerateResult& r) {
       {
         std::lock_guard lock(channel->mutex);
+        if (!channel->pending.empty()) channel->pieces.push_back({"", std::move(channel->pending)});
         channel->result = r;
         channel->done = true;
       }
@@ -58,6 +70,26 @@ struct Channel {
     };
     return e;
   }
+  // For GenerateOptions::on_logprobs of a streamed answer.
+  static auto logprobs_hook(const std::shared_ptr<Channel>& channel) {
+    return [channel](const TokenLogprobs& l, bool prompt) {
+      std::lock_guard lock(channel->mutex);
+      (prompt ? channel->prompt_scores : channel->pending).push_back(l);
+    };
+  }
+};
+
+// What a streamed answer carries from one call of its content provider to the next.
+struct StreamState {
+  Endpoint endpoint = Endpoint::ChatCompletions;
+  ResponseMeta meta;
+  bool include_usage = false;
+  int64_t prompt_tokens = 0;
+  bool role_sent = false;
+  std::optional<LogprobsWriter> logprobs;  // when the request asked for them
+  bool echo_pending = false;               // completions with echo: the prompt is the first chunk
+  std::string echo;
+  int32_t first_prompt_id = -1;
 };
 
 void send_json(httplib::Response& res, int status, const json& body) {
@@ -91,6 +123,24 @@ bool is_json(const std::string& content_type) {
   std::string type = lower(content_type.substr(0, content_type.find(';')));
   while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.pop_back();
   return type == "application/json";
+}
+
+constexpr int64_t kLogPromptProgressTokens = 1024;  // prompts this long get progress lines in the log
+
+// A long prompt's progress in serve's log (stderr), at each quarter: the scheduler feeds it in
+// chunks, and without these lines a big request looks like a hang. Runs on the scheduler's thread.
+std::function<void(int64_t, int64_t)> prompt_progress_logger(std::string who) {
+  const auto start = std::chrono::steady_clock::now();
+  auto quarters_logged = std::make_shared<int>(0);
+  return [who = std::move(who), start, quarters_logged](int64_t done, int64_t total) {
+    const int quarters = static_cast<int>(4 * done / std::max<int64_t>(total, 1));
+    if (quarters <= *quarters_logged) return;
+    *quarters_logged = quarters;
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    char rate[64];
+    std::snprintf(rate, sizeof rate, "%.1f s, %.1f tokens/s", seconds, static_cast<double>(done) / std::max(seconds, 1e-9));
+    std::cerr << cat(who, " prompt ", done, "/", total, " tokens, ", rate, "\n");  // one write
+  };
 }
 
 void record_usage(int64_t prompt_tokens, int64_t completion_tokens) {
@@ -146,9 +196,18 @@ std::string metrics_text(const SchedulerStats& s) {
 }
 
 struct HttpServer::Routes {
+  explicit Routes(HttpServer& s) : server(s) {}  // not an aggregate: it holds a once_flag
   HttpServer& server;
 
+  std::once_flag json_table_built;
+  std::shared_ptr<const JsonTokenTable> json_table_;
+
   Scheduler& scheduler() { return server.scheduler_; }
+  // Built on the first json_object request (a pass over the vocabulary), then shared by all.
+  std::shared_ptr<const JsonTokenTable> json_table() {
+    std::call_once(json_table_built, [this] { json_table_ = std::make_shared<JsonTokenTable>(tokenizer()); });
+    return json_table_;
+  }
   const Tokenizer& tokenizer() { return server.scheduler_.model().tokenizer(); }
 
   bool needs_key(const std::string& path) const {
@@ -296,9 +355,18 @@ struct HttpServer::Routes {
     PlannedGeneration plan = plan_generation(request, tokenizer(), server.options_.chat,
                                              server.options_.default_max_tokens, scheduler().options().context);
     const auto prompt_tokens = static_cast<int64_t>(plan.prompt.size());
+    const int32_t first_prompt_id = plan.prompt.front();
     record_usage(prompt_tokens, -1);
+    if (request.json_object) plan.options.json_object = json_table();
+    if (server.options_.request_log && prompt_tokens >= kLogPromptProgressTokens) {
+      const ClientConnection* client = ClientConnection::current();
+      plan.options.on_prompt_progress = prompt_progress_logger(
+          cat(client ? client->client() : "-", endpoint == Endpoint::ChatCompletions ? " POST /v1/chat/completions"
+                                                                                     : " POST /v1/completions"));
+    }
 
     auto channel = std::make_shared<Channel>();
+    if (request.stream && request.top_logprobs >= 0) plan.options.on_logprobs = Channel::logprobs_hook(channel);
     uint64_t id = 0;
     try {
       id = scheduler().submit(std::move(plan.prompt), std::move(plan.options), Channel::events(channel));
@@ -311,11 +379,20 @@ struct HttpServer::Routes {
       scheduler().cancel(id);
       throw ApiError(503, "the server is shutting down", {}, "server_shutting_down", "server_error");
     }
-    const ResponseMeta meta = new_response_meta(endpoint, server.options_.model_name);
+    StreamState answer;
+    answer.endpoint = endpoint;
+    answer.meta = new_response_meta(endpoint, server.options_.model_name);
+    answer.include_usage = request.include_usage;
+    answer.prompt_tokens = prompt_tokens;
+    answer.role_sent = endpoint != Endpoint::ChatCompletions;
+    if (request.top_logprobs >= 0) answer.logprobs.emplace(endpoint, tokenizer());
+    answer.echo_pending = request.echo;
+    answer.echo = std::move(plan.echo);
+    answer.first_prompt_id = first_prompt_id;
     if (request.stream)
-      stream(res, endpoint, meta, id, channel, prompt_tokens, request.include_usage);
+      stream(res, std::move(answer), id, channel);
     else
-      answer_whole(res, endpoint, meta, id, channel, prompt_tokens);
+      answer_whole(res, answer, id, channel);
   }
 
   static ApiError failure(const GenerateResult& r) {
@@ -328,8 +405,8 @@ struct HttpServer::Routes {
   // Waits for the whole answer. The client may leave meanwhile: its socket is looked at between
   // waits, and a closed one cancels the generation, so the slot is free by the next step instead of
   // when the answer would have been written to nobody.
-  void answer_whole(httplib::Response& res, Endpoint endpoint, const ResponseMeta& meta, uint64_t id,
-                    const std::shared_ptr<Channel>& channel, int64_t prompt_tokens) {
+  void answer_whole(httplib::Response& res, StreamState& answer, uint64_t id, const std::shared_ptr<Channel>& channel) {
+    const int64_t prompt_tokens = answer.prompt_tokens;
     const ClientConnection* client = ClientConnection::current();
     GenerateResult result;
     for (bool done = false; !done;) {
@@ -349,26 +426,37 @@ struct HttpServer::Routes {
     server.untrack(id);
     record_usage(prompt_tokens, static_cast<int64_t>(result.tokens.size()));
     if (result.finish_reason != "stop" && result.finish_reason != "length") throw failure(result);
+    json logprobs = nullptr;
+    if (answer.logprobs) {
+      if (answer.echo_pending) {
+        LogprobsWriter::append(logprobs, answer.logprobs->unscored(answer.first_prompt_id));
+        LogprobsWriter::append(logprobs, answer.logprobs->piece(result.prompt_logprobs));
+      }
+      LogprobsWriter::append(logprobs, answer.logprobs->piece(result.logprobs));
+    }
     send_json(res, 200,
-              completion_json(endpoint, meta, result.text, result.finish_reason, prompt_tokens,
-                              static_cast<int64_t>(result.tokens.size())));
+              completion_json(answer.endpoint, answer.meta, answer.echo + result.text, result.finish_reason,
+                              prompt_tokens, static_cast<int64_t>(result.tokens.size()), logprobs));
   }
 
   // One call of a stream's content provider: waits up to kPollInterval for pieces, writes them as
   // chunks, and checks that the client is still there. Returns false to end the response.
-  static bool provide(Endpoint endpoint, const ResponseMeta& meta, bool include_usage, int64_t prompt_tokens,
-                      bool& role_sent, Channel& channel, const std::function<void()>& abandon,
+  static bool provide(StreamState& st, Channel& channel, const std::function<void()>& abandon,
                       httplib::DataSink& sink) {
     auto write = [&](const std::string& s) {
       if (sink.write(s.data(), s.size())) return true;
       abandon();
       return false;
     };
-    if (!role_sent) {  // OpenAI's first chat chunk names the role, before any token exists
-      role_sent = true;
-      return write(sse_event(chunk_json(endpoint, meta, "assistant", "", "", include_usage)));
+    auto chunk = [&](const std::optional<std::string>& content, const json& logprobs) {
+      return sse_event(chunk_json(st.endpoint, st.meta, std::nullopt, content, "", st.include_usage, logprobs));
+    };
+    if (!st.role_sent) {  // OpenAI's first chat chunk names the role, before any token exists
+      st.role_sent = true;
+      return write(sse_event(chunk_json(st.endpoint, st.meta, "assistant", "", "", st.include_usage)));
     }
-    std::deque<std::string> pieces;
+    std::deque<Channel::Piece> pieces;
+    std::vector<TokenLogprobs> prompt_scores;
     bool done = false;
     GenerateResult result;
     {
@@ -377,9 +465,23 @@ struct HttpServer::Routes {
       pieces.swap(channel.pieces);
       done = channel.done;  // on_done follows every on_token, so no piece is left behind
       if (done) result = channel.result;
+      if (st.echo_pending) prompt_scores = channel.prompt_scores;
     }
-    for (const auto& piece : pieces)
-      if (!write(sse_event(chunk_json(endpoint, meta, std::nullopt, piece, "", include_usage)))) return false;
+    // The echoed prompt goes first; with logprobs, once every prompt token is scored (before any
+    // token is generated).
+    if (st.echo_pending && (!st.logprobs || done || !pieces.empty())) {
+      st.echo_pending = false;
+      json logprobs = nullptr;
+      if (st.logprobs) {
+        LogprobsWriter::append(logprobs, st.logprobs->unscored(st.first_prompt_id));
+        LogprobsWriter::append(logprobs, st.logprobs->piece(prompt_scores));
+      }
+      if (!write(chunk(st.echo, logprobs))) return false;
+    }
+    for (const auto& piece : pieces) {
+      const json logprobs = st.logprobs ? st.logprobs->piece(piece.logprobs) : json(nullptr);
+      if (!write(chunk(piece.text, logprobs))) return false;
+    }
     if (!done) {
       if (pieces.empty() && !sink.is_writable()) {
         abandon();
@@ -387,12 +489,14 @@ struct HttpServer::Routes {
       }
       return true;
     }
-    record_usage(prompt_tokens, static_cast<int64_t>(result.tokens.size()));
+    record_usage(st.prompt_tokens, static_cast<int64_t>(result.tokens.size()));
     std::string tail;
     if (result.finish_reason == "stop" || result.finish_reason == "length") {
-      tail = sse_event(chunk_json(endpoint, meta, std::nullopt, std::nullopt, result.finish_reason, include_usage));
-      if (include_usage)
-        tail += sse_event(usage_chunk_json(endpoint, meta, prompt_tokens, static_cast<int64_t>(result.tokens.size())));
+      tail = sse_event(
+          chunk_json(st.endpoint, st.meta, std::nullopt, std::nullopt, result.finish_reason, st.include_usage));
+      if (st.include_usage)
+        tail += sse_event(
+            usage_chunk_json(st.endpoint, st.meta, st.prompt_tokens, static_cast<int64_t>(result.tokens.size())));
     } else {
       tail = sse_event(error_body(failure(result)));
     }
@@ -403,10 +507,8 @@ struct HttpServer::Routes {
   }
 
   // Server-sent events: httplib calls the provider until it calls sink.done() or returns false.
-  void stream(httplib::Response& res, Endpoint endpoint, const ResponseMeta& meta, uint64_t id,
-              const std::shared_ptr<Channel>& channel, int64_t prompt_tokens, bool include_usage) {
-    const bool chat = endpoint == Endpoint::ChatCompletions;
-    auto role_sent = std::make_shared<bool>(!chat);
+  void stream(httplib::Response& res, StreamState answer, uint64_t id, const std::shared_ptr<Channel>& channel) {
+    auto state = std::make_shared<StreamState>(std::move(answer));
     Scheduler* sched = &scheduler();
     std::function<void()> abandon = [sched, id, channel] {
       channel->abandoned = true;
@@ -415,9 +517,9 @@ struct HttpServer::Routes {
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
-        [endpoint, meta, include_usage, prompt_tokens, role_sent, channel, abandon](size_t, httplib::DataSink& sink) {
+        [state, channel, abandon](size_t, httplib::DataSink& sink) {
           try {
-            return provide(endpoint, meta, include_usage, prompt_tokens, *role_sent, *channel, abandon, sink);
+            return provide(*state, *channel, abandon, sink);
           } catch (const std::exception&) {  // e.g. out of memory: end this stream, keep the server
             abandon();
             return false;
@@ -473,7 +575,7 @@ HttpServer::HttpServer(Scheduler& scheduler, ServerOptions options)
     : scheduler_(scheduler), options_(std::move(options)), started_(static_cast<int64_t>(std::time(nullptr))) {
   options_.chat.special_tokens_in_messages = options_.allow_special_in_messages;
   http_ = std::make_unique<HttpListener>(options_.connections, options_.request_log);
-  routes_ = std::make_unique<Routes>(Routes{*this});
+  routes_ = std::make_unique<Routes>(*this);
   Routes* routes = routes_.get();
   http_->set_payload_max_length(options_.max_body_bytes);
   // httplib's default also sets SO_REUSEPORT, which lets a second server bind the same port and

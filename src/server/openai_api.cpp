@@ -171,11 +171,9 @@ std::vector<std::string> parse_stop(const json& j) {
   return stop;
 }
 
-}  // namespace
-
 // OpenAI fields this server does not implement: refused by name when they ask for something (a
 // client must not get a 200 that silently ignored them), accepted when they are off or empty.
-void refuse_unsupported_fields(const json& body) {
+void refuse_unsupported_fields(const json& body, Endpoint endpoint) {
   auto asks = [](const json& j) {
     if (j.is_null()) return false;
     if (j.is_boolean()) return j.get<bool>();
@@ -184,18 +182,73 @@ void refuse_unsupported_fields(const json& body) {
     if (j.is_array() || j.is_object()) return !j.empty();
     return true;
   };
-  for (const char* name : {"logprobs", "top_logprobs", "echo", "logit_bias", "suffix", "tools", "tool_choice",
-                           "functions", "function_call", "best_of"}) {
+  for (const char* name : {"suffix", "tools", "tool_choice", "functions", "function_call", "best_of", "echo"}) {
     const json* j = field(body, name);
     if (!j || !asks(*j)) continue;
     if (std::string_view(name) == "best_of" && j->is_number_integer() && j->get<int64_t>() == 1) continue;
+    if (std::string_view(name) == "echo") {
+      if (endpoint == Endpoint::Completions) continue;
+      bad_field(name, "is a /v1/completions field; chat completions do not echo the messages");
+    }
     bad_field(name, "is not supported by this server");
   }
-  if (const json* j = field(body, "response_format")) {
-    const json* type = j->is_object() ? field(*j, "type") : nullptr;
-    if (!type || *type != "text") bad_field("response_format", "is not supported by this server (only {\"type\": \"text\"})");
+}
+
+// chat: "logprobs": true and "top_logprobs": 0..20; completions: "logprobs": 0..5 and "echo".
+void parse_logprobs(const json& body, CompletionRequest& r) {
+  if (r.endpoint == Endpoint::ChatCompletions) {
+    bool on = false;
+    if (const json* j = field(body, "logprobs")) on = bool_field(*j, "logprobs");
+    if (on) r.top_logprobs = 0;
+    if (const json* j = field(body, "top_logprobs")) {
+      const int64_t n = integer_field(*j, "top_logprobs");
+      if (n < 0 || n > 20) bad_field("top_logprobs", cat("must be in [0, 20], got ", n));
+      if (!on && n > 0) bad_field("top_logprobs", "needs \"logprobs\": true");
+      if (on) r.top_logprobs = static_cast<int>(n);
+    }
+  } else {
+    if (const json* j = field(body, "logprobs")) {
+      const int64_t n = integer_field(*j, "logprobs");
+      if (n < 0 || n > 5) bad_field("logprobs", cat("must be in [0, 5] (alternatives per token), got ", n));
+      r.top_logprobs = static_cast<int>(n);
+    }
+    if (const json* j = field(body, "echo")) r.echo = bool_field(*j, "echo");
   }
 }
+
+// {"<token id>": bias, ...}; the ids are checked against the vocabulary by plan_generation().
+std::vector<std::pair<int64_t, double>> parse_logit_bias(const json& j) {
+  if (!j.is_object())
+    bad_field("logit_bias", cat("must be an object {\"<token id>\": bias}, got a JSON ", j.type_name()));
+  std::vector<std::pair<int64_t, double>> bias;
+  for (const auto& [key, value] : j.items()) {
+    const bool digits = !key.empty() && key.size() <= 10 && std::all_of(key.begin(), key.end(), [](char c) {
+      return c >= '0' && c <= '9';
+    });
+    if (!digits) bad_field("logit_bias", cat("has the key \"", key, "\", which is not a token id"));
+    const std::string name = cat("logit_bias[\"", key, "\"]");
+    if (!value.is_number()) bad_field("logit_bias", cat("has ", name, " = a JSON ", value.type_name(), "; expected a number"));
+    const double b = value.get<double>();
+    if (!(b >= -100 && b <= 100)) bad_field("logit_bias", cat("has ", name, " = ", b, ", outside [-100, 100]"));
+    bias.emplace_back(std::stoll(key), b);
+  }
+  return bias;
+}
+
+// {"type": "text"} (the default) or {"type": "json_object"}.
+bool parse_response_format(const json& j) {
+  if (!j.is_object())
+    bad_field("response_format", cat("must be an object {\"type\": ...}, got a JSON ", j.type_name()));
+  const json* type = field(j, "type");
+  if (!type || !type->is_string()) bad_field("response_format", "needs \"type\": \"text\" or \"json_object\"");
+  const auto& t = type->get_ref<const std::string&>();
+  if (t == "text") return false;
+  if (t == "json_object") return true;
+  bad_field("response_format",
+            cat("has type \"", t, "\", which is not supported by this server (only \"text\" and \"json_object\")"));
+}
+
+}  // namespace
 
 CompletionRequest parse_completion_request(const json& body, Endpoint endpoint, const GenerationConfig& defaults) {
   if (!body.is_object())
@@ -261,7 +314,10 @@ CompletionRequest parse_completion_request(const json& body, Endpoint endpoint, 
         bad_field(name, "is not supported (only 0); use repetition_penalty, the penalty Baichuan 2 was tuned with");
     }
   }
-  refuse_unsupported_fields(body);
+  refuse_unsupported_fields(body, endpoint);
+  parse_logprobs(body, r);
+  if (const json* j = field(body, "logit_bias")) r.logit_bias = parse_logit_bias(*j);
+  if (const json* j = field(body, "response_format")) r.json_object = parse_response_format(*j);
   if (const json* j = field(body, "seed")) {
     if (j->is_number_unsigned())
       s.seed = j->get<uint64_t>();
@@ -344,6 +400,17 @@ PlannedGeneration plan_generation(const CompletionRequest& request, const Tokeni
                        " (or start the server with a larger --ctx)"),
                    what, "context_length_exceeded");
 
+  const int32_t vocab = tokenizer.vocab_size();
+  for (const auto& [id, bias] : request.logit_bias) {
+    if (id >= vocab)
+      bad_field("logit_bias", cat("has the key \"", id, "\", outside the vocabulary [0, ", vocab, ")"));
+    plan.options.logit_bias.emplace_back(static_cast<int32_t>(id), static_cast<float>(bias));
+  }
+  plan.options.top_logprobs = request.top_logprobs;
+  if (request.echo) {
+    plan.options.prompt_logprobs = true;
+    plan.echo = request.prompt_ids ? tokenizer.decode(*request.prompt_ids) : request.prompt;
+  }
   plan.options.max_new_tokens = std::min(wanted, context - n);
   plan.options.ignore_eos = request.ignore_eos;
   plan.options.sampling = request.sampling;
@@ -376,11 +443,81 @@ json envelope(const ResponseMeta& meta, const char* object) {
 
 }  // namespace
 
+std::string LogprobsWriter::text_of(int32_t id) const { return token_bytes(tokenizer_, id); }
+
+json LogprobsWriter::entry(const TokenLogprob* chosen, int32_t id, const std::vector<TokenLogprob>* top) {
+  const std::string text = text_of(id);
+  if (endpoint_ == Endpoint::ChatCompletions) {
+    auto one = [&](const std::string& t, float logprob) {
+      json bytes = json::array();
+      for (char c : t) bytes.push_back(static_cast<unsigned char>(c));
+      return json{{"token", t}, {"logprob", logprob}, {"bytes", bytes}};
+    };
+    json e = one(text, chosen->logprob);
+    e["top_logprobs"] = json::array();
+    for (const auto& alt : *top) e["top_logprobs"].push_back(one(text_of(alt.id), alt.logprob));
+    return e;
+  }
+  json e = {{"token", text}, {"offset", offset_}};
+  for (char c : text)  // characters: every byte that does not continue a UTF-8 sequence
+    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) ++offset_;
+  if (!chosen) {
+    e["logprob"] = nullptr;
+    e["top"] = nullptr;
+    return e;
+  }
+  e["logprob"] = chosen->logprob;
+  json alternatives = json::object();
+  for (const auto& alt : *top) alternatives.emplace(text_of(alt.id), alt.logprob);  // a repeated text keeps the likelier
+  alternatives.emplace(text, chosen->logprob);  // OpenAI: the sampled token is always there (up to N+1)
+  e["top"] = alternatives;
+  return e;
+}
+
+namespace {
+
+// Completions' four parallel arrays from entries {token, offset, logprob, top}.
+json completion_logprobs(const std::vector<json>& entries) {
+  json out = {{"tokens", json::array()},
+              {"token_logprobs", json::array()},
+              {"top_logprobs", json::array()},
+              {"text_offset", json::array()}};
+  for (const json& e : entries) {
+    out["tokens"].push_back(e["token"]);
+    out["token_logprobs"].push_back(e["logprob"]);
+    out["top_logprobs"].push_back(e["top"]);
+    out["text_offset"].push_back(e["offset"]);
+  }
+  return out;
+}
+
+}  // namespace
+
+json LogprobsWriter::unscored(int32_t id) { return completion_logprobs({entry(nullptr, id, nullptr)}); }
+
+json LogprobsWriter::piece(std::span<const TokenLogprobs> tokens) {
+  std::vector<json> entries;
+  for (const auto& t : tokens) entries.push_back(entry(&t.chosen, t.chosen.id, &t.top));
+  if (endpoint_ == Endpoint::ChatCompletions) return {{"content", entries}, {"refusal", nullptr}};
+  return completion_logprobs(entries);
+}
+
+void LogprobsWriter::append(json& into, const json& piece) {
+  if (into.is_null()) {
+    into = piece;
+    return;
+  }
+  for (auto& [key, value] : piece.items())
+    if (value.is_array())
+      for (const auto& v : value) into[key].push_back(v);
+}
+
 json completion_json(Endpoint endpoint, const ResponseMeta& meta, const std::string& text,
-                     const std::string& finish_reason, int64_t prompt_tokens, int64_t completion_tokens) {
+                     const std::string& finish_reason, int64_t prompt_tokens, int64_t completion_tokens,
+                     const json& logprobs) {
   const bool chat = endpoint == Endpoint::ChatCompletions;
   json out = envelope(meta, chat ? "chat.completion" : "text_completion");
-  json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_reason}};
+  json choice = {{"index", 0}, {"logprobs", logprobs}, {"finish_reason", finish_reason}};
   if (chat)
     choice["message"] = {{"role", "assistant"}, {"content", text}};
   else
@@ -391,11 +528,12 @@ json completion_json(Endpoint endpoint, const ResponseMeta& meta, const std::str
 }
 
 json chunk_json(Endpoint endpoint, const ResponseMeta& meta, const std::optional<std::string>& role,
-                const std::optional<std::string>& content, const std::string& finish_reason, bool include_usage) {
+                const std::optional<std::string>& content, const std::string& finish_reason, bool include_usage,
+                const json& logprobs) {
   const bool chat = endpoint == Endpoint::ChatCompletions;
   json out = envelope(meta, chat ? "chat.completion.chunk" : "text_completion");
   json choice = {{"index", 0},
-                 {"logprobs", nullptr},
+                 {"logprobs", logprobs},
                  {"finish_reason", finish_reason.empty() ? json(nullptr) : json(finish_reason)}};
   if (chat) {
     json delta = json::object();

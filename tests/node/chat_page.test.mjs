@@ -1,8 +1,9 @@
 // The chat page at GET / driven by headless Chromium (Debian's /usr/bin/chromium through
 // playwright-core). DOM contract: textarea#prompt, button#send (Enter sends too), #messages holding
 // div.message.user / div.message.assistant / div.message.error; the assistant message being streamed
-// has class `streaming`, and data-finish-reason once done; optional input#api-key, input#max-tokens,
-// button#reset. No screenshots are written.
+// has class `streaming`, and data-finish-reason once done ("stopped" after button#stop);
+// span#model-name (from /v1/models), div#auth-needed shown when the server wants a key; optional
+// input#api-key, input#max-tokens, button#reset. No screenshots are written.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -171,6 +172,75 @@ describe('chat page in headless Chromium', { skip, timeout: 4 * TEST_TIMEOUT }, 
   });
 });
 
+// A value from /metrics (Prometheus text), as a number.
+async function metric(server, name) {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`baichuan_${name} `));
+  return Number(line?.split(' ')[1]);
+}
+
+describe('chat page: model name and Stop', { skip, timeout: 2 * TEST_TIMEOUT }, () => {
+  let server;
+  let browser;
+
+  before(async () => {
+    server = await startServer({ args: ['--parallel', '1', '--ctx', '1024'] });
+    browser = await launch();
+  });
+  after(async () => {
+    await browser?.close();
+    await stopAndCheck(server, assert);
+  });
+
+  test('the model name shows; Stop ends the answer, keeps it, and the server stops generating',
+    { timeout: TEST_TIMEOUT }, async () => {
+      const { page, record } = await openPage(browser, server);
+      const models = await (await fetch(`${server.url}/v1/models`)).json();
+      await page.waitForFunction((id) => document.querySelector('#model-name')?.textContent === id,
+        models.data[0].id, { timeout: WAIT });
+      assert.equal(await page.locator('#auth-needed').isVisible(), false, 'no key is needed here');
+      assert.ok(await page.locator('button#stop').isDisabled(), 'Stop is enabled with nothing to stop');
+
+      await page.fill('input#max-tokens', '1000');  // far longer than the test waits
+      await page.fill('textarea#prompt', 'Tell me a very long story.');
+      await page.click('button#send');
+      await page.waitForFunction(() => {
+        const m = document.querySelector('#messages div.message.assistant.streaming');
+        return m && m.textContent.length > 0;
+      }, null, { timeout: WAIT });
+      assert.ok(await page.locator('button#stop').isEnabled(), 'Stop is disabled while streaming');
+      await page.click('button#stop');
+      await page.waitForSelector('#messages div.message.assistant[data-finish-reason="stopped"]:not(.streaming)',
+        { timeout: WAIT });
+      const partial = (await page.locator('#messages div.message.assistant').first().textContent()).trim();
+      assert.ok(partial.length > 0, 'the stopped answer was removed');
+      assert.equal((await counts(page)).error, 0, 'Stop shows an error');
+      assert.ok(await page.locator('button#send').isEnabled(), 'Send stays disabled after Stop');
+
+      // The server noticed the client leaving: the slot is free and no more tokens are made.
+      const deadline = Date.now() + 10_000;
+      while (await metric(server, 'requests_active') !== 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(await metric(server, 'requests_active'), 0, 'the generation went on after Stop');
+      const generated = await metric(server, 'generated_tokens_total');
+      assert.ok(generated < 1000, `generated ${generated} tokens: the answer ran to its end`);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(await metric(server, 'generated_tokens_total'), generated, 'tokens still being generated');
+
+      // The conversation goes on, with the stopped answer in its history.
+      await page.fill('input#max-tokens', '8');
+      await page.fill('textarea#prompt', 'Go on.');
+      await page.click('button#send');
+      await waitForAnswers(page, 2);
+      const dialog = record.chatRequests[1].body.messages.filter((m) => m.role !== 'system');
+      assert.deepEqual(dialog.map((m) => m.role), ['user', 'assistant', 'user']);
+      assert.equal(dialog[1].content.trim(), partial);
+      assert.deepEqual(record.pageErrors, [], 'uncaught errors in the page');
+      await page.close();
+    });
+});
+
 describe('chat page against baichuan serve --api-key', { skip, timeout: 3 * TEST_TIMEOUT }, () => {
   const KEY = 'page-key-42';
   let server;
@@ -187,15 +257,25 @@ describe('chat page against baichuan serve --api-key', { skip, timeout: 3 * TEST
 
   test('a refused request shows as div.message.error; with the key it works', { timeout: TEST_TIMEOUT }, async () => {
     const { page, record } = await openPage(browser, server);
+    // Before any message, the page says a key is needed (from its /v1/models request).
+    await page.waitForSelector('#auth-needed', { state: 'visible', timeout: WAIT });
+    assert.match(await page.locator('#auth-needed').textContent(), /API key/);
+    assert.equal(await page.locator('#model-name').textContent(), '(API key needed)');
     await page.fill('textarea#prompt', 'Hello?');
     await page.click('button#send');
     await page.waitForSelector('#messages div.message.error', { timeout: WAIT });
     assert.ok((await page.locator('#messages div.message.error').first().textContent()).trim().length > 0,
       'the error message is empty');
     assert.equal(await page.locator('#messages .streaming').count(), 0, 'a message still streaming after the error');
+    assert.match(await page.locator('#messages div.message.error').first().textContent(), /API key.*401/);
 
     if (await page.locator('input#api-key').count()) {
       await page.fill('input#api-key', KEY);
+      // With the key the model name shows and the notice goes.
+      const models = await (await fetch(`${server.url}/v1/models`, { headers: { Authorization: `Bearer ${KEY}` } })).json();
+      await page.waitForFunction((id) => document.querySelector('#model-name')?.textContent === id,
+        models.data[0].id, { timeout: WAIT });
+      assert.equal(await page.locator('#auth-needed').isVisible(), false, 'the key notice stays with the right key');
       if (await page.locator('button#reset').count()) await page.click('button#reset');
       await page.fill('textarea#prompt', 'Hello again?');
       await page.click('button#send');

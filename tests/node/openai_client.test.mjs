@@ -269,9 +269,65 @@ describe('openai client against baichuan serve', { skip, timeout: 5 * TEST_TIMEO
     // A streamed request with bad parameters fails before any event is sent.
     await rejectsWith(openai.chat.completions.create({ ...base, max_tokens: -1, stream: true }),
       OpenAI.BadRequestError, 400, 'streamed max_tokens: -1');
+    // What the server does not implement is refused by name.
+    for (const [field, value] of [['tools', [{ type: 'function', function: { name: 'f' } }]], ['n', 2],
+      ['response_format', { type: 'json_schema', json_schema: { name: 's', schema: {} } }]]) {
+      const e = await rejectsWith(openai.chat.completions.create({ ...base, [field]: value }),
+        OpenAI.BadRequestError, 400, field);
+      assert.equal(e.error.param, field, `param of the ${field} error`);
+    }
     // The server still answers after all that.
     const ok = await openai.chat.completions.create({ ...base, temperature: 0 });
     assert.equal(typeof ok.choices[0].message.content, 'string');
+  });
+
+  test('logprobs, echo, logit_bias and json_object through the client', { timeout: TEST_TIMEOUT }, async () => {
+    const base = { model: model ?? 'baichuan', messages: question, max_tokens: 5, temperature: 0, ignore_eos: true };
+    const chat = await openai.chat.completions.create({ ...base, logprobs: true, top_logprobs: 2 });
+    const content = chat.choices[0].logprobs?.content;
+    assert.ok(Array.isArray(content), `logprobs.content: ${JSON.stringify(chat.choices[0].logprobs)}`);
+    assert.equal(content.length, chat.usage.completion_tokens);
+    for (const t of content) {
+      assert.equal(typeof t.token, 'string');
+      assert.ok(t.logprob <= 0, `logprob ${t.logprob}`);
+      assert.ok(Array.isArray(t.bytes));
+      assert.equal(t.top_logprobs.length, 2);
+      assert.equal(t.top_logprobs[0].token, t.token, 'greedy: the chosen token is the likeliest');
+    }
+    const bytes = Buffer.from(content.flatMap((t) => t.bytes)).toString('utf8');
+    assert.equal(bytes, chat.choices[0].message.content, 'the tokens\' bytes make the answer');
+
+    // Streamed, the client sees the same tokens chunk by chunk.
+    const stream = await openai.chat.completions.create({ ...base, logprobs: true, top_logprobs: 2, stream: true });
+    const streamed = [];
+    for await (const chunk of stream) streamed.push(...(chunk.choices[0]?.logprobs?.content ?? []));
+    assert.deepEqual(streamed.map((t) => t.token), content.map((t) => t.token));
+
+    // completions: echo + logprobs score the prompt too (its first token has none).
+    const prompt = 'The capital of France is';
+    const c = await openai.completions.create({ model: base.model, prompt, max_tokens: 3, temperature: 0,
+      ignore_eos: true, logprobs: 1, echo: true });
+    const lp = c.choices[0].logprobs;
+    assert.ok(c.choices[0].text.startsWith(prompt), c.choices[0].text);
+    assert.equal(lp.tokens.length, c.usage.prompt_tokens + c.usage.completion_tokens);
+    assert.equal(lp.token_logprobs[0], null);
+    assert.ok(lp.token_logprobs.slice(1).every((x) => typeof x === 'number' && x <= 0));
+    assert.equal(lp.tokens.join(''), c.choices[0].text);
+    assert.deepEqual(lp.text_offset.slice(0, 2), [0, lp.tokens[0].length]);
+
+    // logit_bias +100 forces a token under greedy decoding.
+    const forced = (await (await fetch(`${server.url}/tokenize`, { method: 'POST',
+      headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ content: '好' }) })).json()).tokens[0];
+    const biased = await openai.completions.create({ model: base.model, prompt: 'Once', max_tokens: 3,
+      temperature: 0, ignore_eos: true, logit_bias: { [forced]: 100 } });
+    assert.equal(biased.choices[0].text, '好好好');
+
+    // json_object: the answer parses as a JSON object.
+    const j = await openai.chat.completions.create({ model: base.model, messages: question, max_tokens: 16,
+      temperature: 1.2, seed: 7, response_format: { type: 'json_object' } });
+    const parsed = JSON.parse(j.choices[0].message.content);
+    assert.equal(typeof parsed, 'object');
+    assert.ok(parsed !== null && !Array.isArray(parsed), j.choices[0].message.content);
   });
 });
 

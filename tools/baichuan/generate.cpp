@@ -1,16 +1,22 @@
 // baichuan generate: continue a prompt (or answer a conversation) and print the text as it comes.
 #include <algorithm>
+#include <chrono>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "common.h"
-#include "generate/generator.h"
+#include "generate/decoding.h"
 #include "progress.h"
 
 namespace baichuan::cli {
 
 namespace {
+
+// Prompts longer than this are fed in chunks of half of it, showing their progress. Each chunk pays
+// one output layer: ~10% of prompt speed on the tiny test model (hidden 32, where that layer over the
+// 125,696-token vocabulary dominates), negligible on a 7B.
+constexpr int64_t kGenerateProgressPromptTokens = 1024;
 
 struct GenerateCommand {
   ModelOptions model;
@@ -33,14 +39,26 @@ struct GenerateCommand {
     ThreadPool pool(model.thread_count());
     // The cache holds the prompt and the answer, never more than the context (-n may be "no limit").
     const int64_t room = context - static_cast<int64_t>(ids.size());
-    Generator generator(*m, pool, static_cast<int64_t>(ids.size()) + std::min(room, options.max_new_tokens));
+    CachedSequence sequence(m->new_cache(static_cast<int64_t>(ids.size()) + std::min(room, options.max_new_tokens)));
+    // A long prompt goes in chunks, with its progress and speed on stderr; a short one in one step.
+    const bool long_prompt = static_cast<int64_t>(ids.size()) > kGenerateProgressPromptTokens;
+    ProgressBar bar("prompt");
+    const auto start = std::chrono::steady_clock::now();
+    if (long_prompt)
+      options.on_prompt_progress = [&bar, start](int64_t done, int64_t total) {
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        bar.update(done, total, seconds,
+                   strprintf("%.1f tokens/s", static_cast<double>(done) / std::max(seconds, 1e-9)));
+      };
     TokenCallback stream;
     if (!json)
       stream = [](int32_t, std::string_view text) {
         std::cout << text << std::flush;
         return true;
       };
-    auto result = generator.generate(ids, options, stream);
+    Decoding decoding(*m, sequence, ids, options, long_prompt ? kGenerateProgressPromptTokens / 2 : 0);
+    while (!decoding.done()) decoding.step(pool, stream);
+    const GenerateResult& result = decoding.result();
     if (json) {
       nlohmann::json out = {{"prompt_ids", ids}, {"tokens", result.tokens}, {"text", result.text}};
       std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
