@@ -49,7 +49,7 @@ double train_step(TrainModel<T>& model, AdamW<T>& optimizer, TrainContext<T>& ct
 template <typename T>
 StepResult train_step_clipped(TrainModel<T>& model, AdamW<T>& optimizer, TrainContext<T>& ctx,
                               std::span<const std::vector<Record>> micro_batches, const AdamWConfig& config,
-                              double max_grad_norm, ThreadPool& pool) {
+                              double max_grad_norm, ThreadPool& pool, const Communicator* ranks) {
   const int64_t step = optimizer.steps() + 1;
   LossNorm norm;  // the mean runs over every micro-batch of the step
   for (const auto& batch : micro_batches) {
@@ -57,6 +57,7 @@ StepResult train_step_clipped(TrainModel<T>& model, AdamW<T>& optimizer, TrainCo
     norm.ce_tokens += n.ce_tokens;
     norm.z_rows += n.z_rows;
   }
+  if (ranks) norm = ranks->sum(norm);
   model.zero_grads();
   double loss = 0;
   for (const auto& batch : micro_batches) {
@@ -67,6 +68,10 @@ StepResult train_step_clipped(TrainModel<T>& model, AdamW<T>& optimizer, TrainCo
            " (the parameters were not updated)");
     }
     loss += part;
+  }
+  if (ranks) {
+    ranks->sum(model.grads());
+    loss = ranks->sum(loss);
   }
   check_finite(model, true, step);
   const double grad_norm = clip_grad_norm(model, max_grad_norm);
@@ -95,7 +100,7 @@ std::vector<double> train_loop(TrainModel<T>& model, AdamW<T>& optimizer, TrainC
   template double clip_grad_norm<T>(TrainModel<T>&, double);                                                     \
   template StepResult train_step_clipped<T>(TrainModel<T>&, AdamW<T>&, TrainContext<T>&,                         \
                                             std::span<const std::vector<Record>>, const AdamWConfig&, double,   \
-                                            ThreadPool&);                                                        \
+                                            ThreadPool&, const Communicator*);                                   \
   template std::vector<double> train_loop<T>(TrainModel<T>&, AdamW<T>&, TrainContext<T>&,                        \
                                              std::span<const std::vector<Record>>, int64_t, const AdamWConfig&,  \
                                              ThreadPool&, const std::function<void(int64_t, double)>&);
