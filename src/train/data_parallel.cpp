@@ -152,15 +152,14 @@ LossNorm Communicator::sum(const LossNorm& counts) const {
 }
 
 bool Communicator::same_on_every_rank(uint64_t value) const {
-  if (size_ == 1) return true;
-#ifdef BAICHUAN_MPI
   uint64_t low = value, high = value;
-  all_reduce_in_place(std::span<uint64_t>(&low, 1), MPI_UINT64_T, MPI_MIN);
-  all_reduce_in_place(std::span<uint64_t>(&high, 1), MPI_UINT64_T, MPI_MAX);
-  return low == high;
-#else
-  return true;
+#ifdef BAICHUAN_MPI
+  if (size_ > 1) {
+    all_reduce_in_place(std::span<uint64_t>(&low, 1), MPI_UINT64_T, MPI_MIN);
+    all_reduce_in_place(std::span<uint64_t>(&high, 1), MPI_UINT64_T, MPI_MAX);
+  }
 #endif
+  return low == high;
 }
 
 void Communicator::barrier() const {
