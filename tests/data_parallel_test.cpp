@@ -2,8 +2,8 @@
 // `mpirun -np 2 baichuan finetune` against one process with the same global batch on a tiny random
 // model of each family (the same loss curve, held-out losses and weights within 1e-6 relative),
 // resumed halfway with 2 ranks and, at the same global batch, with 1; resuming with another global
-// batch refused; a rank killed with SIGKILL ends the job with a clear error and leaves the last
-// checkpoint valid. The mpirun tests skip when the build has no MPI or mpirun is not installed.
+// batch refused; an error on rank 0 and a rank killed with SIGKILL end the job with a clear error on
+// every rank and leave the last checkpoint valid. The mpirun tests skip when the build has no MPI or mpirun is not installed.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -260,6 +260,22 @@ TEST_F(DataParallelMpirun, ResumingWithAnotherGlobalBatchIsRefused) {
   const CliRun one_step = run_command_line(mpirun_finetune(2, "-m " + model + " --one-step x.json"), dir);
   EXPECT_NE(one_step.exit_code, 0);
   EXPECT_NE(one_step.err.find("--one-step runs in one process"), std::string::npos) << one_step.err;
+}
+
+TEST_F(DataParallelMpirun, ErrorOnRankZeroEndsTheJobWithItsMessageOnEveryRank) {
+  ScratchDir dir;
+  const std::string model = write_tiny_model(dir, "model", PositionEncoding::Rope), data = write_dataset(dir);
+  // Rank 0 alone writes checkpoints: a full disk at step 4 fails it while rank 1 waits in the next step.
+  const CliRun r = run_command_line("BAICHUAN_CHECKPOINT_FAULT=fail:4 " +
+                                        mpirun_finetune(2, "-m " + model + " --data " + data + " -o " + dir / "out" +
+                                                               " --batch 2 --max-steps 8 --save-every 2"),
+                                    dir);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("error: rank 0 of 2: checkpoint at step 4 not written"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("No space left on device"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("error: rank 1 of 2: stopped by mpirun"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(dir / "out/checkpoint-000002/training_state.json"));
+  EXPECT_FALSE(fs::exists(dir / "out/checkpoint-000004"));
 }
 
 // The pid of the baichuan process that is rank `rank` of the job writing to `out_dir`, or 0.

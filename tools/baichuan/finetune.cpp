@@ -310,9 +310,9 @@ Run add_finetune(CLI::App& app) {
     if (ranks->size() == 1) return run_full_finetune_command(*self, *cmd, options, threads, *ranks);
     // The ranks on one machine share its cores.
     if (cmd->threads == 0) threads = std::max(1, threads / ranks->ranks_on_this_machine());
-    ranks->explain_stop("stopped by mpirun: another rank failed or was killed (see above), or the job was interrupted; "
-                        "the checkpoints in " + cmd->out_dir + " are complete (one being written is left as a .tmp "
-                        "folder and ignored): continue with --resume " + cmd->out_dir);
+    ranks->explain_stop("stopped by mpirun: another rank failed or was killed (mpirun names it), or the job was "
+                        "interrupted; the checkpoints in " + cmd->out_dir + " are complete (one being written is left "
+                        "as a .tmp folder and ignored): continue with --resume " + cmd->out_dir);
     // An error on one rank ends the whole job: the others would otherwise wait for it forever.
     try {
       return run_full_finetune_command(*self, *cmd, options, threads, *ranks);
