@@ -197,6 +197,11 @@ TEST(DataParallelCommunicator, OneProcessLeavesValuesAsTheyAre) {
 class DataParallelMpirun : public ::testing::Test {
  protected:
   void SetUp() override {
+#ifdef BAICHUAN_SANITIZED_BUILD
+    // OpenMPI's own allocations (in components it unloads at MPI_Finalize, so no suppression can name
+    // them) make LeakSanitizer fail every rank; the rank code's pieces run here in the tests above.
+    GTEST_SKIP() << "skipped in the sanitizer build: OpenMPI is not leak-clean under LeakSanitizer";
+#endif
     if (!train::built_with_mpi()) GTEST_SKIP() << "skipped: this build has no MPI (CMake did not find libopenmpi-dev)";
     if (mpirun_path().empty()) GTEST_SKIP() << "skipped: mpirun is not on the PATH (openmpi-bin)";
     REQUIRE_SHARED(testing::tokenizer_path());
