@@ -21,7 +21,8 @@ namespace baichuan::train {
 
 namespace {
 
-// The line the SIGTERM handler writes: formatted beforehand, since a handler may only call write().
+// The line the SIGTERM handler writes, formatted beforehand: a handler may only call async-signal-safe
+// functions (write, _exit).
 char g_stop_line[2048];
 size_t g_stop_line_size = 0;
 
