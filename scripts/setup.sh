@@ -7,6 +7,7 @@ packages=(
   libsentencepiece-dev nlohmann-json3-dev libcli11-dev libsqlite3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcpp-httplib-dev
+  openmpi-bin libopenmpi-dev
   python3 python3-dev pybind11-dev python3-pytest python3-setuptools python3-pip python3-venv
   chromium wrk
 )

@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "generate/generator.h"
+#include "model/model_context.h"
 #include "server/scheduler.h"
 #include "shared_data.h"
 #include "tokenizer/chat_template.h"
@@ -900,7 +901,8 @@ TEST_F(HttpServerTest, RequestLogHasARecordPerRequest) {
 // The model's log-softmax at `id` after `context`, computed here from its logits in long double.
 double model_logprob(Model& model, ThreadPool& pool, const std::vector<int32_t>& context, int32_t id) {
   KvCache cache = model.new_cache(static_cast<int64_t>(context.size()) + 1);
-  const std::vector<float> logits = model.forward_last(cache, context, pool);
+  ModelContext model_context;
+  const std::vector<float> logits = model.forward_last(model_context, cache, context, pool);
   long double sum = 0;
   for (float l : logits) sum += std::exp(static_cast<long double>(l));
   return static_cast<double>(std::log(std::exp(static_cast<long double>(logits[static_cast<size_t>(id)])) / sum));
@@ -952,7 +954,8 @@ TEST_F(HttpServerTest, ChatLogprobsHaveOpenAisShapeAndTheModelsValues) {
   // The first token's value, from the model's own logits.
   const auto prompt = build_chat_input(model_->tokenizer(), {{"user", "你好"}}, server->http.options().chat);
   KvCache cache = model_->new_cache(static_cast<int64_t>(prompt.size()));
-  const std::vector<float> logits = model_->forward_last(cache, prompt, pool_);
+  ModelContext model_context;
+  const std::vector<float> logits = model_->forward_last(model_context, cache, prompt, pool_);
   const auto greedy = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   EXPECT_NEAR(content[0]["logprob"].get<double>(), model_logprob(*model_, pool_, prompt, greedy), 1e-4);
   EXPECT_EQ(content[0]["token"], model_->tokenizer().decode({greedy}));

@@ -10,6 +10,7 @@
 
 #include "generate/decoding.h"
 #include "model/model.h"
+#include "model/model_context.h"
 #include "shared_data.h"
 
 namespace baichuan {
@@ -159,7 +160,8 @@ TEST_F(JsonConstraintModelTest, SampledOutputAlwaysParsesAsAnObject) {
     o.json_object = table_;
     CachedSequence sequence(model_->new_cache(128));
     Decoding d(*model_, sequence, prompt, o);
-    while (!d.done()) d.step(pool_, {});
+    ModelContext model_context;
+    while (!d.done()) d.step(model_context, pool_, {});
     const GenerateResult& r = d.result();
     EXPECT_EQ(r.finish_reason, "stop") << "seed " << seed << ": " << r.text;
     EXPECT_LE(static_cast<int64_t>(r.tokens.size()), o.max_new_tokens);

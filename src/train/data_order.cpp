@@ -42,6 +42,13 @@ RowSplit split_rows(int64_t n, double eval_fraction, uint64_t seed) {
   return split;
 }
 
+std::vector<int64_t> rank_share(std::span<const int64_t> rows, int rank, int ranks) {
+  if (ranks < 1 || rank < 0 || rank >= ranks) fail("rank ", rank, " of ", ranks, ": not a rank of the job");
+  std::vector<int64_t> share;
+  for (size_t i = static_cast<size_t>(rank); i < rows.size(); i += static_cast<size_t>(ranks)) share.push_back(rows[i]);
+  return share;
+}
+
 DataCursor::DataCursor(std::vector<int64_t> rows, uint64_t seed, int64_t epoch, int64_t index)
     : rows_(std::move(rows)), seed_(seed), epoch_(epoch), index_(index) {
   if (rows_.empty()) fail("training: no training records");

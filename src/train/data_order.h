@@ -5,6 +5,7 @@
 // epochs: a step whose rows run past the end of an epoch takes the rest from the next epoch's order.
 #pragma once
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace baichuan::train {
@@ -18,6 +19,11 @@ struct RowSplit {
   std::vector<int64_t> train, eval;
 };
 RowSplit split_rows(int64_t n, double eval_fraction, uint64_t seed);
+
+// Rank `rank` of `ranks`' share of `rows`, as MindFormers shards data parallel: rows[rank],
+// rows[rank + ranks], ... Every rank reads a step's rows for all ranks from the same seeded order and
+// keeps its share, so the data position is one number for the whole job (checkpoints, --resume).
+std::vector<int64_t> rank_share(std::span<const int64_t> rows, int rank, int ranks);
 
 class DataCursor {
  public:

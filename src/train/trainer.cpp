@@ -51,7 +51,7 @@ double train_step(Model& model, AdamW<T>& optimizer, TrainContext<T>& ctx,
 template <typename Model, typename T>
 StepResult train_step_clipped(Model& model, AdamW<T>& optimizer, TrainContext<T>& ctx,
                               std::span<const std::vector<Record>> micro_batches, const AdamWConfig& config,
-                              double max_grad_norm, ThreadPool& pool) {
+                              double max_grad_norm, ThreadPool& pool, const Communicator* ranks) {
   const int64_t step = optimizer.steps() + 1;
   LossNorm norm;  // the mean runs over every micro-batch of the step
   for (const auto& batch : micro_batches) {
@@ -59,6 +59,7 @@ StepResult train_step_clipped(Model& model, AdamW<T>& optimizer, TrainContext<T>
     norm.ce_tokens += n.ce_tokens;
     norm.z_rows += n.z_rows;
   }
+  if (ranks) norm = ranks->sum(norm);
   model.zero_grads();
   double loss = 0;
   int64_t micro = 0;
@@ -72,6 +73,10 @@ StepResult train_step_clipped(Model& model, AdamW<T>& optimizer, TrainContext<T>
            " (the parameters were not updated)");
     }
     loss += part;
+  }
+  if (ranks) {
+    ranks->sum(model.grads());
+    loss = ranks->sum(loss);
   }
   check_finite(model, true, step);
   const double grad_norm = clip_grad_norm(model, max_grad_norm);
@@ -100,7 +105,7 @@ std::vector<double> train_loop(Model& model, AdamW<T>& optimizer, TrainContext<T
   template double clip_grad_norm<M>(M&, double);                                                                 \
   template StepResult train_step_clipped<M, T>(M&, AdamW<T>&, TrainContext<T>&,                                  \
                                                std::span<const std::vector<Record>>, const AdamWConfig&, double, \
-                                               ThreadPool&);                                                     \
+                                               ThreadPool&, const Communicator*);                                                     \
   template std::vector<double> train_loop<M, T>(M&, AdamW<T>&, TrainContext<T>&,                                 \
                                                 std::span<const std::vector<Record>>, int64_t,                   \
                                                 const AdamWConfig&, ThreadPool&,                                 \

@@ -10,6 +10,7 @@
 #include "core/thread_pool.h"
 #include "train/adamw.h"
 #include "train/lora.h"
+#include "train/data_parallel.h"
 #include "train/train_model.h"
 
 namespace baichuan::train {
@@ -37,10 +38,13 @@ struct StepResult {
 
 // train_step with the gradients clipped to a global norm of `max_grad_norm` (0: no clipping) before
 // AdamW, as a torch loop calls clip_grad_norm_ between backward() and optimizer.step().
+// Data parallel (`ranks` given): `micro_batches` are this rank's share of the step; the loss counts
+// are summed over the ranks before the backward pass and the gradients and loss after it, so every
+// rank clips and steps on the same numbers as one process with all the step's records.
 template <typename Model, typename T = typename Model::value_type>
 StepResult train_step_clipped(Model& model, AdamW<T>& optimizer, TrainContext<T>& ctx,
                               std::span<const std::vector<Record>> micro_batches, const AdamWConfig& config,
-                              double max_grad_norm, ThreadPool& pool);
+                              double max_grad_norm, ThreadPool& pool, const Communicator* ranks = nullptr);
 
 // `steps` optimizer steps, step s on batches[s % batches.size()]; returns every step's loss.
 // `on_step(step, loss)` (step from 1) runs after each step, e.g. to log.

@@ -61,6 +61,7 @@ nlohmann::ordered_json TrainSettings::to_json() const {
   j["max_steps"] = max_steps;
   j["batch"] = batch;
   j["grad_accum"] = grad_accum;
+  j["ranks"] = ranks;
   j["schedule"] = schedule_kind_name(schedule);
   j["lr"] = lr;
   j["min_lr"] = min_lr;
@@ -92,6 +93,7 @@ TrainSettings TrainSettings::from_json(const nlohmann::json& j, const TrainSetti
     get("max_steps", s.max_steps);
     get("batch", s.batch);
     get("grad_accum", s.grad_accum);
+    get("ranks", s.ranks);
     if (j.contains("schedule")) s.schedule = parse_schedule_kind(j.at("schedule").get<std::string>());
     get("lr", s.lr);
     get("min_lr", s.min_lr);
@@ -119,6 +121,7 @@ void TrainSettings::validate() const {
   LrSchedule{schedule, lr, min_lr, warmup, 1}.validate();
   if (batch < 1) fail("--batch ", batch, ": must be at least 1");
   if (grad_accum < 1) fail("--grad-accum ", grad_accum, ": must be at least 1");
+  if (ranks < 1) fail("ranks ", ranks, ": must be at least 1");
   if (max_steps < 0) fail("--max-steps ", max_steps, ": must not be negative");
   if (max_steps == 0 && epochs < 1) fail("--epochs ", epochs, ": must be at least 1");
   if (!(adamw.beta1 >= 0 && adamw.beta1 < 1) || !(adamw.beta2 >= 0 && adamw.beta2 < 1))
@@ -152,28 +155,31 @@ void check_dataset_fits(const TokenDataset& data, const TrainShape& shape, int64
 
 template <typename Model>
 double evaluate_loss(Model& model, TrainContext<float>& ctx, const TokenDataset& data, const std::vector<int64_t>& rows,
-                     int64_t batch, ThreadPool& pool) {
+                     int64_t batch, ThreadPool& pool, const Communicator* ranks) {
   if constexpr (std::is_same_v<Model, LoraModel<float>>) model.disable_dropout();
   std::vector<Record> all;
-  for (int64_t r : rows) all.push_back(record_of(data, r));
-  const LossNorm norm = count_loss_tokens(all);
+  for (int64_t r : ranks ? rank_share(rows, ranks->rank(), ranks->size()) : rows) all.push_back(record_of(data, r));
+  LossNorm norm = count_loss_tokens(all);
+  if (ranks) norm = ranks->sum(norm);
   double loss = 0;
   for (size_t i = 0; i < all.size(); i += static_cast<size_t>(batch)) {
     const size_t n = std::min(all.size() - i, static_cast<size_t>(batch));
     loss += forward_backward(model, ctx, std::span<const Record>(all.data() + i, n), norm, pool);
   }
-  return loss;
+  return ranks ? ranks->sum(loss) : loss;
 }
 
 int64_t total_steps(const TrainSettings& s, int64_t train_rows) {
   if (s.max_steps > 0) return s.max_steps;
-  const int64_t rows_per_step = s.batch * s.grad_accum;
+  const int64_t rows_per_step = s.batch * s.grad_accum * s.ranks;
   return (s.epochs * train_rows + rows_per_step - 1) / rows_per_step;
 }
 
 template <typename Model>
 RunResult run_finetune(Model& model, AdamW<float>& optimizer, const TrainSettings& s,
-                       const std::optional<LoadedCheckpoint>& resume, const RunOutputs& out, ThreadPool& pool) {
+                       const std::optional<LoadedCheckpoint>& resume, const RunOutputs& out, ThreadPool& pool,
+                       const Communicator& ranks) {
+  if (s.ranks != ranks.size()) fail("training: the settings are for ", s.ranks, " ranks but the job has ", ranks.size());
   const RunData data = open_run_data(s);
   const LrSchedule schedule{s.schedule, s.lr, s.min_lr, s.warmup, total_steps(s, static_cast<int64_t>(data.split.train.size()))};
   schedule.validate();
@@ -191,11 +197,25 @@ RunResult run_finetune(Model& model, AdamW<float>& optimizer, const TrainSetting
     csv = resume->csv_log;
   }
   DataCursor cursor(data.split.train, s.seed, state.epoch, state.index);
-  fs::create_directories(out.out_dir);
+  // Data parallel: the ranks hold the same weights from the start and after every step (they apply
+  // the same summed gradients); a checksum at the start and at each checkpoint proves it cheaply.
+  auto check_ranks_agree = [&](const char* when) {
+    if (!ranks.same_on_every_rank(parameter_checksum(model.params())))
+      fail(when, ": the ranks hold different parameters (checksum ", parameter_checksum(model.params()), " on ",
+           ranks.describe(), "); every rank must load the same checkpoint and data");
+  };
+  check_ranks_agree("before the first step");
+  const auto log = [&](const std::string& line) {
+    if (ranks.is_root()) out.log(line);
+  };
   const std::string csv_path = (fs::path(out.out_dir) / "train_log.csv").string();
-  std::ofstream csv_file(csv_path, std::ios::trunc);
-  csv_file << csv << std::flush;
-  if (!csv_file) fail(csv_path, ": cannot write");
+  std::ofstream csv_file;  // rank 0 alone writes the log and checkpoints
+  if (ranks.is_root()) {
+    fs::create_directories(out.out_dir);
+    csv_file.open(csv_path, std::ios::trunc);
+    csv_file << csv << std::flush;
+    if (!csv_file) fail(csv_path, ": cannot write");
+  }
 
   TrainContext<float> ctx;
   RunResult result;
@@ -204,20 +224,22 @@ RunResult run_finetune(Model& model, AdamW<float>& optimizer, const TrainSetting
   const int64_t first_step = state.step + 1;
   int64_t session_tokens = 0;
   auto save = [&] {
+    check_ranks_agree(("step " + std::to_string(state.step)).c_str());
+    if (!ranks.is_root()) return;
     result.last_checkpoint = write_training_checkpoint(out.out_dir, state, model, optimizer, out.sources, csv);
-    out.log("saved " + result.last_checkpoint);
+    log("saved " + result.last_checkpoint);
   };
   for (int64_t step = first_step; step <= schedule.total_steps; ++step) {
+    // The step's records of every rank, in the one seeded order; this rank trains on its share.
+    std::vector<int64_t> step_rows(static_cast<size_t>(s.batch * s.grad_accum * s.ranks));
+    for (int64_t& row : step_rows) row = cursor.next();
+    const std::vector<int64_t> share = rank_share(step_rows, ranks.rank(), ranks.size());
     std::vector<std::vector<Record>> micro(static_cast<size_t>(s.grad_accum));
-    int64_t step_tokens = 0;
-    for (auto& batch : micro)
-      for (int64_t b = 0; b < s.batch; ++b) {
-        batch.push_back(record_of(data.train, cursor.next()));
-        step_tokens += static_cast<int64_t>(batch.back().input_ids.size());
-      }
+    for (size_t i = 0; i < share.size(); ++i) micro[i / static_cast<size_t>(s.batch)].push_back(record_of(data.train, share[i]));
+    const auto step_tokens = static_cast<int64_t>(step_rows.size() * micro[0][0].input_ids.size());  // rows have one length
     AdamWConfig config = s.adamw;
     config.lr = schedule.at(step);
-    const StepResult r = train_step_clipped(model, optimizer, ctx, micro, config, s.clip, pool);
+    const StepResult r = train_step_clipped(model, optimizer, ctx, micro, config, s.clip, pool, &ranks);
     state.step = step;
     state.epoch = cursor.epoch();
     state.index = cursor.index();
@@ -231,46 +253,46 @@ RunResult run_finetune(Model& model, AdamW<float>& optimizer, const TrainSetting
     std::string eval_cells = ",";
     char line[512];
     if (!data.split.eval.empty() && ((s.eval_every > 0 && step % s.eval_every == 0) || step == schedule.total_steps)) {
-      const double eval = evaluate_loss(model, ctx, data.eval(), data.split.eval, s.batch, pool);
+      const double eval = evaluate_loss(model, ctx, data.eval(), data.split.eval, s.batch, pool, &ranks);
       result.last_eval_loss = eval;
       std::snprintf(line, sizeof line, "%.17g,%.17g", eval, std::exp(eval));
       eval_cells = line;
       std::snprintf(line, sizeof line, "step %lld: held-out loss %.4f, perplexity %.3f (%zu records)",
                     static_cast<long long>(step), eval, std::exp(eval), data.split.eval.size());
-      out.log(line);
+      log(line);
     }
     std::snprintf(line, sizeof line, "%lld,%.17g,%.17g,%.17g,%lld,%.3f,", static_cast<long long>(step), r.loss,
                   config.lr, r.grad_norm, static_cast<long long>(state.tokens), state.seconds);
     const std::string row = line + eval_cells + "\n";
     csv += row;
-    csv_file << row << std::flush;
+    if (ranks.is_root()) csv_file << row << std::flush;
     const double eta = session_seconds / static_cast<double>(step - first_step + 1) *
                        static_cast<double>(schedule.total_steps - step);
     std::snprintf(line, sizeof line, "step %lld/%lld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tokens/s | ETA %s",
                   static_cast<long long>(step), static_cast<long long>(schedule.total_steps), r.loss, config.lr,
                   r.grad_norm, result.tokens_per_second, format_duration(eta).c_str());
-    out.log(line);
+    log(line);
     const bool stop = out.stop_after > 0 && step == out.stop_after;
     if ((s.save_every > 0 && step % s.save_every == 0) || step == schedule.total_steps || stop) save();
     if (stop) {
-      out.log("stopped after step " + std::to_string(step) + " (--stop-after); continue with --resume");
+      log("stopped after step " + std::to_string(step) + " (--stop-after); continue with --resume");
       break;
     }
   }
   result.steps = state.step;
-  if (first_step > schedule.total_steps) out.log("nothing to do: the checkpoint is at the last step already");
+  if (first_step > schedule.total_steps) log("nothing to do: the checkpoint is at the last step already");
   return result;
 }
 
 template double evaluate_loss<TrainModel<float>>(TrainModel<float>&, TrainContext<float>&, const TokenDataset&,
-                                                 const std::vector<int64_t>&, int64_t, ThreadPool&);
+                                                 const std::vector<int64_t>&, int64_t, ThreadPool&, const Communicator*);
 template double evaluate_loss<LoraModel<float>>(LoraModel<float>&, TrainContext<float>&, const TokenDataset&,
-                                                const std::vector<int64_t>&, int64_t, ThreadPool&);
+                                                const std::vector<int64_t>&, int64_t, ThreadPool&, const Communicator*);
 template RunResult run_finetune<TrainModel<float>>(TrainModel<float>&, AdamW<float>&, const TrainSettings&,
                                                    const std::optional<LoadedCheckpoint>&, const RunOutputs&,
-                                                   ThreadPool&);
+                                                   ThreadPool&, const Communicator&);
 template RunResult run_finetune<LoraModel<float>>(LoraModel<float>&, AdamW<float>&, const TrainSettings&,
                                                   const std::optional<LoadedCheckpoint>&, const RunOutputs&,
-                                                  ThreadPool&);
+                                                  ThreadPool&, const Communicator&);
 
 }  // namespace baichuan::train

@@ -12,6 +12,7 @@
 
 #include "train/adamw.h"
 #include "train/checkpoint_dir.h"
+#include "train/data_parallel.h"
 #include "train/dataset_reader.h"
 #include "train/lora.h"
 #include "train/schedule.h"
@@ -24,6 +25,7 @@ struct TrainSettings {
   std::string data, eval_data;
   int64_t epochs = 1, max_steps = 0;  // max_steps > 0 wins over epochs
   int64_t batch = 1, grad_accum = 1;
+  int64_t ranks = 1;  // data-parallel ranks (mpirun -np); a step trains on batch x grad_accum x ranks records
   ScheduleKind schedule = ScheduleKind::Cosine;
   double lr = 1e-4, min_lr = 0;
   int64_t warmup = 0;
@@ -50,9 +52,11 @@ void check_dataset_fits(const TokenDataset& data, const TrainShape& shape, int64
 // The mean loss (cross-entropy + z-loss, as training computes it) over `rows` of `data`, in micro-
 // batches of `batch` rows. Leaves garbage in the gradients (the next train_step zeroes them).
 // `Model`: TrainModel<float> or LoraModel<float> (evaluated without dropout).
+// Data parallel (`ranks` given): each rank evaluates its share of `rows`, and the counts and losses
+// are summed, so every rank returns the mean over all of them.
 template <typename Model>
 double evaluate_loss(Model& model, TrainContext<float>& ctx, const TokenDataset& data, const std::vector<int64_t>& rows,
-                     int64_t batch, ThreadPool& pool);
+                     int64_t batch, ThreadPool& pool, const Communicator* ranks = nullptr);
 
 struct RunOutputs {
   std::string out_dir;
@@ -71,9 +75,11 @@ struct RunResult {
 // Trains `model` (TrainModel<float>: full fine-tuning; LoraModel<float>: its adapters) to the
 // settings' last step, starting from `resume` when given (its weights or adapter already in `model`,
 // its AdamW state in `optimizer`). Writes OUTDIR/train_log.csv and checkpoints.
+// Data parallel: every rank calls it (settings.ranks == ranks.size()); rank 0 alone logs and writes.
 template <typename Model>
 RunResult run_finetune(Model& model, AdamW<float>& optimizer, const TrainSettings& settings,
-                       const std::optional<LoadedCheckpoint>& resume, const RunOutputs& outputs, ThreadPool& pool);
+                       const std::optional<LoadedCheckpoint>& resume, const RunOutputs& outputs, ThreadPool& pool,
+                       const Communicator& ranks);
 
 // The total number of optimizer steps of `settings` over `train_rows` training records.
 int64_t total_steps(const TrainSettings& settings, int64_t train_rows);

@@ -1,6 +1,7 @@
 // baichuan finetune: training on the CPU.
 //   --data DATASET -o OUTDIR   full fine-tuning (train/training_run.h): checkpoints, resume, a Hugging
-//                              Face folder (and --gguf TYPE) at the end
+//                              Face folder (and --gguf TYPE) at the end; data parallel when started
+//                              by `mpirun -np K` (train/data_parallel.h)
 //   ... --lora [SPEC]          LoRA instead (train/lora.h): the base frozen, the adapters trained,
 //                              checkpointed and written at the end
 //   --one-step STEP.json       exactly one AdamW step on a step file, for the official golden step
@@ -20,6 +21,7 @@
 #include "model/gguf_checkpoint.h"
 #include "model/quant_mix.h"
 #include "train/checkpoint_dir.h"
+#include "train/data_parallel.h"
 #include "train/hf_export.h"
 #include "train/lora_export.h"
 #include "train/memory_plan.h"
@@ -111,26 +113,29 @@ train::RunOutputs finetune_run_outputs(const FinetuneCommand& cmd, const Checkpo
 // LoRA: the base loaded frozen (no gradient buffer), the adapters trained.
 int run_lora_finetune_command(const FinetuneCommand& cmd, const train::TrainSettings& settings,
                               const std::optional<std::string>& resume_dir, const Checkpoint& checkpoint,
-                              const train::TokenDataset& probe, int threads) {
+                              const train::TokenDataset& probe, int threads, const train::Communicator& ranks) {
+  std::ostream null_stream(nullptr);
+  std::ostream& say = ranks.is_root() ? std::cerr : null_stream;
   auto base = train::load_train_model<float>(checkpoint, /*with_gradients=*/false);
   train::LoraModel<float> lora(base, *settings.lora, settings.seed);
   train::AdamW<float> optimizer(lora.params().size());
   std::optional<train::LoadedCheckpoint> resumed;
   if (resume_dir) {
     resumed = train::read_training_checkpoint(*resume_dir, lora, optimizer);
-    std::cerr << "resuming " << *resume_dir << " at step " << resumed->state.step << " (epoch "
-              << resumed->state.epoch << ", record " << resumed->state.index << " of its order)\n";
+    say << "resuming " << *resume_dir << " at step " << resumed->state.step << " (epoch "
+        << resumed->state.epoch << ", record " << resumed->state.index << " of its order)\n";
   } else {
     lora.init();
   }
-  std::cerr << "loaded " << settings.base_model << " (" << checkpoint.description << ") as a frozen float32 base: Baichuan 2 "
-            << checkpoint.config.family() << ", " << base.params().size() << " parameters; LoRA " << settings.lora->describe()
-            << ": " << lora.params().size() << " trainable parameters; data " << settings.data << " (" << probe.size()
-            << " records of " << probe.row_length() << ", " << train::dataset_format_name(probe.format()) << "); "
-            << threads << " threads\n";
+  say << "loaded " << settings.base_model << " (" << checkpoint.description << ") as a frozen float32 base: Baichuan 2 "
+      << checkpoint.config.family() << ", " << base.params().size() << " parameters; LoRA " << settings.lora->describe()
+      << ": " << lora.params().size() << " trainable parameters; data " << settings.data << " (" << probe.size()
+      << " records of " << probe.row_length() << ", " << train::dataset_format_name(probe.format()) << "); "
+      << threads << " threads\n";
   const train::RunOutputs outputs = finetune_run_outputs(cmd, checkpoint);
   ThreadPool pool(threads);
-  const train::RunResult result = train::run_finetune(lora, optimizer, settings, resumed, outputs, pool);
+  const train::RunResult result = train::run_finetune(lora, optimizer, settings, resumed, outputs, pool, ranks);
+  if (!ranks.is_root()) return 0;
   const train::LoraOutputPaths written = train::write_lora_outputs(cmd.out_dir, lora, checkpoint.config, settings.base_model);
   std::cerr << "wrote the adapter to " << written.peft_dir << " (PEFT) and " << written.gguf << " (llama.cpp GGUF LoRA)\n";
   nlohmann::ordered_json summary{{"steps", result.steps},
@@ -144,7 +149,25 @@ int run_lora_finetune_command(const FinetuneCommand& cmd, const train::TrainSett
   return 0;
 }
 
-int run_full_finetune_command(CLI::App& app, const FinetuneCommand& cmd, const LoadOptions& options, int threads) {
+// Refuses to resume a checkpoint of K ranks with another number of ranks unless the step still takes
+// as many records (ranks x batch x grad-accum): the one data order then continues exactly. Returns
+// whether the step takes as many records as the checkpoint's.
+bool check_resume_ranks(const std::string& dir, const nlohmann::json& saved, const train::TrainSettings& now) {
+  const train::TrainSettings before = train::TrainSettings::from_json(saved, train::TrainSettings{}, dir);
+  const int64_t rows_before = before.ranks * before.batch * before.grad_accum, rows_now = now.ranks * now.batch * now.grad_accum;
+  if (before.ranks != now.ranks && rows_before != rows_now)
+    fail("--resume ", dir, ": the checkpoint was trained by ", before.ranks, " rank(s) x --batch ", before.batch,
+         " x --grad-accum ", before.grad_accum, " = ", rows_before, " records per step, this job of ", now.ranks,
+         " rank(s) would take ", rows_now, ": resume with mpirun -np ", before.ranks,
+         ", or give --batch / --grad-accum so that ranks x batch x grad-accum = ", rows_before);
+  return rows_before == rows_now;
+}
+
+int run_full_finetune_command(CLI::App& app, const FinetuneCommand& cmd, const LoadOptions& options, int threads,
+                              const train::Communicator& ranks) {
+  // Rank 0 alone speaks (and writes); the other ranks of a data-parallel job train silently.
+  std::ostream null_stream(nullptr);
+  std::ostream& say = ranks.is_root() ? std::cerr : null_stream;
   if (cmd.out_dir.empty()) fail("--data needs -o OUTDIR (checkpoints, the log and the fine-tuned model go there)");
   if (cmd.model.empty() && cmd.resume.empty()) fail("give -m CHECKPOINT (or --resume DIR)");
   train::TrainSettings settings;
@@ -201,13 +224,17 @@ int run_full_finetune_command(CLI::App& app, const FinetuneCommand& cmd, const L
     // differs from an uninterrupted run, except for the length of the run and how often it logs).
     settings = train::TrainSettings::from_json(resume_settings, train::TrainSettings{}, *resume_dir);
     settings = train::TrainSettings::from_json(given, settings, "the command line");
+    settings.ranks = ranks.size();
+    // Records per step as before (e.g. twice the batch on half the ranks): the same run, summed in another order.
+    const bool same_step = check_resume_ranks(*resume_dir, resume_settings, settings);
     for (const auto& [key, value] : given.items())
       if (resume_settings.contains(key) && resume_settings[key] != value && key != "max_steps" && key != "epochs" &&
-          key != "eval_every" && key != "save_every")
-        std::cerr << "warning: --" << key << " " << value.dump() << " replaces the checkpoint's " << resume_settings[key].dump()
-                  << ": the run will not match an uninterrupted one\n";
+          key != "eval_every" && key != "save_every" && !(same_step && (key == "batch" || key == "grad_accum")))
+        say << "warning: --" << key << " " << value.dump() << " replaces the checkpoint's " << resume_settings[key].dump()
+            << ": the run will not match an uninterrupted one\n";
     weights_path = settings.lora ? settings.base_model : *resume_dir;  // a LoRA checkpoint holds only the adapter
   }
+  settings.ranks = ranks.size();
   settings.validate();
   if (settings.lora && settings.base_model.empty()) fail("--lora needs -m BASE (the model whose adapters to train)");
   if (cmd.lora && !cmd.gguf.empty()) fail("--gguf writes a full model; with --lora the adapter goes to OUTDIR/adapter.gguf");
@@ -225,32 +252,43 @@ int run_full_finetune_command(CLI::App& app, const FinetuneCommand& cmd, const L
                                                : train::full_finetune_memory_plan(shape, settings.batch, seq_len);
   const uint64_t limit =
       cmd.memory_limit.empty() ? physical_memory_bytes() : train::parse_byte_size(cmd.memory_limit, "--memory-limit");
-  std::cerr << "memory plan (" << (settings.lora ? "LoRA " + settings.lora->describe() : std::string("full fine-tuning"))
-            << ", float32, micro-batch " << settings.batch << " x " << seq_len << " tokens):\n"
-            << plan.describe() << "  available                     "
-            << (limit ? gibibytes(static_cast<double>(limit)) : std::string("unknown")) << "\n";
-  if (limit && plan.total() > limit)
-    fail("the memory plan needs ", gibibytes(static_cast<double>(plan.total())), " but ",
+  // The ranks on one machine share its memory.
+  const uint64_t machine_total = plan.total() * static_cast<uint64_t>(ranks.ranks_on_this_machine());
+  say << "memory plan (" << (settings.lora ? "LoRA " + settings.lora->describe() : std::string("full fine-tuning"))
+      << ", float32, micro-batch " << settings.batch << " x " << seq_len << " tokens):\n"
+      << plan.describe();
+  if (ranks.ranks_on_this_machine() > 1)
+    say << "  all ranks on this machine (" << ranks.ranks_on_this_machine() << ") "
+        << gibibytes(static_cast<double>(machine_total)) << "\n";
+  say << "  available                     " << (limit ? gibibytes(static_cast<double>(limit)) : std::string("unknown"))
+      << "\n";
+  if (limit && machine_total > limit)
+    fail("the memory plan needs ", gibibytes(static_cast<double>(machine_total)), " but ",
          cmd.memory_limit.empty() ? "this machine has " : "--memory-limit is ", gibibytes(static_cast<double>(limit)),
          ":\n", plan.describe(), "use a smaller --batch (with --grad-accum for the same step), shorter rows, or a smaller model");
 
-  if (settings.lora) return run_lora_finetune_command(cmd, settings, resume_dir, checkpoint, probe, threads);
+  if (settings.lora) return run_lora_finetune_command(cmd, settings, resume_dir, checkpoint, probe, threads, ranks);
   auto model = train::load_train_model<float>(checkpoint);
   train::AdamW<float> optimizer(model.params().size());
   if (resume_dir) {
     resumed = train::read_training_checkpoint(*resume_dir, model, optimizer);
-    std::cerr << "resuming " << *resume_dir << " at step " << resumed->state.step << " (epoch "
-              << resumed->state.epoch << ", record " << resumed->state.index << " of its order)\n";
+    say << "resuming " << *resume_dir << " at step " << resumed->state.step << " (epoch "
+        << resumed->state.epoch << ", record " << resumed->state.index << " of its order)\n";
   }
-  std::cerr << "loaded " << weights_path << " (" << checkpoint.description << ") as float32: Baichuan 2 "
-            << cfg.family() << ", " << model.params().size() << " parameters; data " << settings.data << " ("
-            << probe.size() << " records of " << probe.row_length() << ", " << train::dataset_format_name(probe.format())
-            << "); " << threads << " threads\n";
+  say << "loaded " << weights_path << " (" << checkpoint.description << ") as float32: Baichuan 2 "
+      << cfg.family() << ", " << model.params().size() << " parameters; data " << settings.data << " ("
+      << probe.size() << " records of " << probe.row_length() << ", " << train::dataset_format_name(probe.format())
+      << "); " << threads << " threads\n";
+  if (ranks.size() > 1)
+    say << "data parallel: " << ranks.size() << " ranks (" << ranks.ranks_on_this_machine() << " on this machine, "
+        << threads << " threads each); a step takes " << ranks.size() << " ranks x batch " << settings.batch
+        << " x grad-accum " << settings.grad_accum << " = " << ranks.size() * settings.batch * settings.grad_accum
+        << " records\n";
 
   const train::RunOutputs outputs = finetune_run_outputs(cmd, checkpoint);
   ThreadPool pool(threads);
-  const train::RunResult result = train::run_finetune(model, optimizer, settings, resumed, outputs, pool);
-
+  const train::RunResult result = train::run_finetune(model, optimizer, settings, resumed, outputs, pool, ranks);
+  if (!ranks.is_root()) return 0;
   const std::string hf = export_finetuned_model(cmd.out_dir, model, outputs.sources);
   std::cerr << "wrote the fine-tuned model to " << hf << " (Hugging Face folder, F32)\n";
   nlohmann::ordered_json summary{{"steps", result.steps},
@@ -325,15 +363,30 @@ Run add_finetune(CLI::App& app) {
     if (!cmd->config.empty()) options.config_path = cmd->config;
     if (!cmd->tokenizer.empty()) options.tokenizer_path = cmd->tokenizer;
     if (!cmd->position.empty()) options.position = parse_position_encoding(cmd->position);
-    const int threads = ThreadPool::threads_for_request(cmd->threads);
+    int threads = ThreadPool::threads_for_request(cmd->threads);
     cmd->lora = self->get_option("--lora")->count() > 0;
     if (!cmd->one_step.empty()) {
       if (cmd->model.empty()) fail("--one-step needs -m CHECKPOINT");
       if (cmd->lora) fail("--one-step runs a full fine-tuning step (the golden check); --lora does not apply to it");
+      if (train::launched_world_size() > 1) fail("--one-step runs in one process: start it without mpirun");
       return finetune_one_step(*cmd, options, threads);
     }
     if (cmd->data.empty() && cmd->resume.empty()) fail("give --data DATASET -o OUTDIR (or --one-step STEP.json)");
-    return run_full_finetune_command(*self, *cmd, options, threads);
+    const auto ranks = train::Communicator::join_launched_job();
+    if (ranks->size() == 1) return run_full_finetune_command(*self, *cmd, options, threads, *ranks);
+    // The ranks on one machine share its cores.
+    if (cmd->threads == 0) threads = std::max(1, threads / ranks->ranks_on_this_machine());
+    ranks->explain_stop("stopped by mpirun: another rank failed or was killed (mpirun names it), or the job was "
+                        "interrupted; the checkpoints in " + cmd->out_dir + " are complete (one being written is left "
+                        "as a .tmp folder and ignored): continue with --resume " + cmd->out_dir);
+    // An error on one rank ends the whole job: the others would otherwise wait for it forever.
+    try {
+      return run_full_finetune_command(*self, *cmd, options, threads, *ranks);
+    } catch (const std::bad_alloc&) {
+      ranks->abort_job("out of memory");
+    } catch (const std::exception& e) {
+      ranks->abort_job(e.what());
+    }
   };
 }
 

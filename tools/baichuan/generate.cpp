@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "model/model_context.h"
 #include "common.h"
 #include "generate/decoding.h"
 #include "progress.h"
@@ -57,7 +58,8 @@ struct GenerateCommand {
         return true;
       };
     Decoding decoding(*m, sequence, ids, options, long_prompt ? kGenerateProgressPromptTokens / 2 : 0);
-    while (!decoding.done()) decoding.step(pool, stream);
+    ModelContext model_context;
+    while (!decoding.done()) decoding.step(model_context, pool, stream);
     const GenerateResult& result = decoding.result();
     if (json) {
       nlohmann::json out = {{"prompt_ids", ids}, {"tokens", result.tokens}, {"text", result.text}};
