@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(
   g++ cmake ninja-build pkg-config clang libclang-rt-14-dev
-  libsentencepiece-dev nlohmann-json3-dev libcli11-dev libsqlite3-dev
+  libsentencepiece-dev sentencepiece nlohmann-json3-dev libcli11-dev libsqlite3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcpp-httplib-dev
   openmpi-bin libopenmpi-dev

@@ -7,6 +7,7 @@
 #include "cli_runner.h"
 #include "core/mapped_file.h"
 #include "preprocess_fixtures.h"
+#include "tokenizer/tokenizer.h"
 #include "train/dataset_reader.h"
 
 namespace baichuan {
@@ -137,6 +138,59 @@ TEST_F(PreprocessCli, BadInputGivesOneClearErrorAndNoOutput) {
   expect_error(dir, args(dir / "in.json", "--seq-length 8 --shards 2" + out), {"--shards is for --format mindrecord"});
   expect_error(dir, args(dir / "in.json", "--seq-length 8 --format json -o " + dir / "in.json"), {"is the input file"});
   expect_error(dir, args(dir / "in.json", "--seq-length 8 --format mindrecord --shards 3" + out), {"cannot fill 3 MindRecord shards"});
+}
+
+TEST_F(PreprocessCli, PackedTextRowsAreTheRecordsRunOnAcrossRows) {
+  ScratchDir dir;
+  const std::vector<std::string> texts = {"春曉\n孟浩然\n春眠不覺曉，處處聞啼鳥。", "Hello world, plain text.", "夜來風雨聲"};
+  std::string jsonl;
+  for (const auto& t : texts) jsonl += json{{"text", t}}.dump() + "\n";
+  write_text(dir / "in.jsonl", jsonl);
+  // The expected stream, from the tokenizer itself: each text's ids, then EOS.
+  const Tokenizer tok = Tokenizer::from_file(testing::tokenizer_path());
+  std::vector<int32_t> stream;
+  for (const auto& t : texts) {
+    const auto ids = tok.encode(t);
+    stream.insert(stream.end(), ids.begin(), ids.end());
+    stream.push_back(2);
+  }
+  const int64_t row = 7, rows = (static_cast<int64_t>(stream.size()) + row - 1) / row;
+  ASSERT_GT(stream.size() % row, 0u) << "the test wants a padded last row";
+  const CliRun r = baichuan_cli(args(dir / "in.jsonl", "--layout text --pack --seq-length " + std::to_string(row) + " --format json --json -o " + dir / "out.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json s = json::parse(r.out);
+  EXPECT_EQ(s["layout"], "text");
+  EXPECT_EQ(s["records"], 3);
+  EXPECT_EQ(s["rows"], rows);
+  EXPECT_EQ(s["tokens"], static_cast<int64_t>(stream.size()));
+  EXPECT_EQ(s["truncated"], 0);
+  const json out = json::parse(read_text_file(dir / "out.json"));
+  ASSERT_EQ(static_cast<int64_t>(out.size()), rows);
+  std::vector<int32_t> input, labels;
+  for (const auto& r : out) {
+    ASSERT_EQ(r["input_ids"].size(), static_cast<size_t>(row));
+    for (const auto& v : r["input_ids"]) input.push_back(v.get<int32_t>());
+    for (const auto& v : r["labels"]) labels.push_back(v.get<int32_t>());
+  }
+  std::vector<int32_t> padded_input = stream, padded_labels = stream;
+  padded_input.resize(static_cast<size_t>(rows * row), 0);
+  padded_labels.resize(static_cast<size_t>(rows * row), -100);
+  EXPECT_EQ(input, padded_input);
+  EXPECT_EQ(labels, padded_labels);
+
+  // Unpacked: one row per record, cut or padded.
+  const CliRun one = baichuan_cli(args(dir / "in.jsonl", "--layout text --seq-length " + std::to_string(row) + " --format json --json -o " + dir / "one.json"));
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_EQ(json::parse(one.out)["rows"], 3);
+  const json first = json::parse(read_text_file(dir / "one.json"))[0];
+  EXPECT_EQ(first["input_ids"], json(std::vector<int32_t>(stream.begin(), stream.begin() + row)));
+
+  // --pack on conversations is refused, whether the layout is given or read from the data.
+  write_text(dir / "belle.json", "[" + good_ + "]");
+  expect_error(dir, args(dir / "belle.json", "--pack --seq-length 8 -o " + dir / "x.tokens"),
+               {"--pack is for plain-text records", "not belle conversations"});
+  expect_error(dir, args(dir / "belle.json", "--layout alpaca --pack --seq-length 8 -o " + dir / "x.tokens"),
+               {"--pack is for plain-text records", "not alpaca conversations"});
 }
 
 TEST_F(PreprocessCli, ModelFolderGivesItsTokenizer) {

@@ -1,5 +1,6 @@
-// What `baichuan preprocess` reads: BELLE and Alpaca records from JSON arrays and JSON Lines, one at a
-// time; bad records named by file, record and field; and the official fine-tune labels.
+// What `baichuan preprocess` reads: BELLE, Alpaca and plain-text records from JSON arrays and JSON
+// Lines, one at a time; bad records named by file, record and field; the official fine-tune labels, and
+// the pre-training rows of text records.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -13,6 +14,7 @@
 #include "preprocess_fixtures.h"
 #include "tokenizer/tokenizer.h"
 #include "train/belle_records.h"
+#include "train/dataset_preprocess.h"
 #include "train/dataset_sample.h"
 
 namespace baichuan {
@@ -100,6 +102,28 @@ TEST(ConversationReader, AlpacaBecomesHistoryThenInstructionAndOutput) {
       << read_error(dir / "a.json", InputLayout::Belle);
 }
 
+TEST(ConversationReader, TextRecordsAreOneTurnOfTheirText) {
+  ScratchDir dir;
+  write_text(dir / "t.jsonl", "{\"text\": \"床前明月光\\n疑是地上霜\"}\n{\"id\": \"p2\", \"text\": \"\", \"author\": \"x\"}\n");
+  const ReadResult r = read_all(dir / "t.jsonl");
+  EXPECT_EQ(r.layout, InputLayout::Text);
+  ASSERT_EQ(r.records.size(), 2u);
+  EXPECT_EQ(r.records[0].id, "0");
+  EXPECT_EQ(turns(r.records[0]), (Turns{{"text", "床前明月光\n疑是地上霜"}}));
+  EXPECT_EQ(r.records[1].id, "p2");
+  EXPECT_EQ(turns(r.records[1]), (Turns{{"text", ""}}));
+  EXPECT_EQ(train::parse_input_layout("text"), InputLayout::Text);
+  EXPECT_STREQ(train::layout_name(InputLayout::Text), "text");
+  // A text that is not a string, and --layout text on BELLE data: the field is named.
+  write_text(dir / "bad.json", R"([{"text": "ok"}, {"id": "x", "text": 3}])");
+  EXPECT_NE(read_error(dir / "bad.json").find("record 2 (id \"x\"): field 'text': expected a string, got a number 3"),
+            std::string::npos)
+      << read_error(dir / "bad.json");
+  write_text(dir / "belle.json", R"([{"conversations": []}])");
+  EXPECT_NE(read_error(dir / "belle.json", InputLayout::Text).find("record 1: field 'text': missing"), std::string::npos)
+      << read_error(dir / "belle.json", InputLayout::Text);
+}
+
 TEST(ConversationReader, BadRecordsNameFileRecordAndField) {
   ScratchDir dir;
   const std::string good = R"({"id": "ok", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]})";
@@ -172,7 +196,7 @@ TEST(ConversationReader, BrokenJsonIsAnErrorWithItsPlace) {
   EXPECT_EQ(r.records.size(), 2u);
   EXPECT_EQ(r.bad.size(), 1u);
   // Records that fit neither layout.
-  write_text(dir / "neither.json", R"([{"text": "plain"}])");
+  write_text(dir / "neither.json", R"([{"prompt": "plain"}])");
   EXPECT_NE(read_error(dir / "neither.json").find("record 1: neither the BELLE layout"), std::string::npos)
       << read_error(dir / "neither.json");
 }
@@ -282,6 +306,28 @@ TEST_F(Labels, HumanTurnsAreMaskedAssistantTurnsAreLearnt) {
   train::label_conversation(*tok_, special, 4, row);
   EXPECT_EQ(row.input_ids, (std::vector<int32_t>{195, 2, 2, 0}));
   EXPECT_EQ(row.labels, (std::vector<int32_t>{2, -100, 2, -100}));
+}
+
+TEST_F(Labels, TextRowsLearnEveryTokenThenEos) {
+  const std::string text = "床前明月光，\n疑是地上霜。";
+  const auto ids = tok_->encode(text);
+  ASSERT_GE(ids.size(), 3u);
+  const auto n = static_cast<int64_t>(ids.size()) + 1;
+  train::LabelledRow row;
+  train::label_text(*tok_, text, n + 2, row);
+  EXPECT_EQ(row.input_ids, join({ids, {2, 0, 0}}));
+  EXPECT_EQ(row.labels, join({ids, {2, -100, -100}}));
+  EXPECT_EQ(row.full_length, n);
+  EXPECT_EQ(row.tokens(), n);
+  EXPECT_EQ(row.label_tokens(), n - 1);  // every token but the first is predicted
+  train::label_text(*tok_, text, 2, row);
+  EXPECT_EQ(row.input_ids, std::vector<int32_t>(ids.begin(), ids.begin() + 2));
+  EXPECT_EQ(row.labels, row.input_ids);
+  EXPECT_TRUE(row.truncated());
+  // Row length 0: the whole record, for packing.
+  train::label_text(*tok_, text, 0, row);
+  EXPECT_EQ(row.input_ids, join({ids, {2}}));
+  EXPECT_EQ(row.labels, row.input_ids);
 }
 
 }  // namespace

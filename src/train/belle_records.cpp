@@ -14,13 +14,15 @@ InputLayout parse_input_layout(const std::string& name) {
   if (name == "auto") return InputLayout::Auto;
   if (name == "belle") return InputLayout::Belle;
   if (name == "alpaca") return InputLayout::Alpaca;
-  fail("unknown input layout '", name, "' (auto, belle or alpaca)");
+  if (name == "text") return InputLayout::Text;
+  fail("unknown input layout '", name, "' (auto, belle, alpaca or text)");
 }
 
 const char* layout_name(InputLayout layout) {
   switch (layout) {
     case InputLayout::Belle: return "belle";
     case InputLayout::Alpaca: return "alpaca";
+    case InputLayout::Text: return "text";
     case InputLayout::Auto: break;
   }
   return "auto";
@@ -106,6 +108,13 @@ Conversation alpaca_conversation(const json& record, int64_t number) {
   }
   c.turns.push_back({"human", std::move(query)});
   c.turns.push_back({"gpt", string_at(record, "output", "")});
+  return c;
+}
+
+Conversation text_record(const json& record, int64_t number) {
+  Conversation c;
+  c.id = record_id(record, number);
+  c.turns.push_back({kTextTurn, string_at(record, "text", "")});
   return c;
 }
 
@@ -204,6 +213,7 @@ InputLayout detect_layout(const json& record) {
   if (record.is_object()) {
     if (record.contains("conversations")) return InputLayout::Belle;
     if (record.contains("instruction")) return InputLayout::Alpaca;
+    if (record.contains("text")) return InputLayout::Text;
   }
   return InputLayout::Auto;
 }
@@ -212,7 +222,8 @@ Conversation conversation_from_json(const json& record, InputLayout layout, int6
   if (!record.is_object()) throw RecordError("", "expected an object, got " + describe(record));
   if (layout == InputLayout::Alpaca) return alpaca_conversation(record, number);
   if (layout == InputLayout::Belle) return belle_conversation(record, number);
-  throw RecordError("", "neither the BELLE layout ('conversations') nor Alpaca ('instruction'); see --layout");
+  if (layout == InputLayout::Text) return text_record(record, number);
+  throw RecordError("", "neither the BELLE layout ('conversations'), Alpaca ('instruction') nor text ('text'); see --layout");
 }
 
 ConversationReader::ConversationReader(std::string path, InputLayout layout)

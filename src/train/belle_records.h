@@ -5,6 +5,7 @@
 //   - Alpaca layout: {"instruction", "input", "output"[, "history": [[query, answer], ...]]}, read as
 //     the history's turns, then a human turn instruction (+ "\n" + input when input is not empty) and
 //     an assistant turn output;
+//   - plain text for pre-training: {"text"[, "id"]}, read as one turn from "text" (no chat template);
 // each as one JSON array of records or as JSON Lines (one record per line), told apart by the file's
 // first character. The layout is read from the first record unless given.
 #pragma once
@@ -20,8 +21,8 @@
 
 namespace baichuan::train {
 
-enum class InputLayout { Auto, Belle, Alpaca };
-InputLayout parse_input_layout(const std::string& name);  // "auto", "belle", "alpaca"
+enum class InputLayout { Auto, Belle, Alpaca, Text };
+InputLayout parse_input_layout(const std::string& name);  // "auto", "belle", "alpaca", "text"
 const char* layout_name(InputLayout layout);
 
 // A record that is not a conversation: which one, and why (the message names the file, the record
@@ -75,7 +76,10 @@ struct RecordError : Error {
   std::string field, problem;
 };
 Conversation conversation_from_json(const nlohmann::json& record, InputLayout layout, int64_t number);
-// The layout of a record: Belle if it has "conversations", Alpaca if it has "instruction".
+// The turn `from` of a Text record's single turn.
+inline constexpr const char* kTextTurn = "text";
+// The layout of a record: Belle if it has "conversations", Alpaca if it has "instruction", Text if it
+// has "text".
 InputLayout detect_layout(const nlohmann::json& record);
 
 }  // namespace baichuan::train

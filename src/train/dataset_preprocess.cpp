@@ -47,6 +47,16 @@ struct OutputWriter {
 
 }  // namespace
 
+void label_text(const Tokenizer& tokenizer, const std::string& text, int64_t row_length, LabelledRow& row) {
+  row.input_ids = tokenizer.encode(text);
+  row.input_ids.push_back(tokenizer.eos_id());
+  row.labels = row.input_ids;
+  row.full_length = static_cast<int64_t>(row.input_ids.size());
+  if (row_length == 0) return;
+  row.input_ids.resize(static_cast<size_t>(row_length), kPadId);
+  row.labels.resize(static_cast<size_t>(row_length), kIgnoreIndex);
+}
+
 PreprocessSummary preprocess_dataset(const Tokenizer& tokenizer, const PreprocessOptions& o, ThreadPool* pool,
                                      const std::function<void(const PreprocessProgress&)>& progress) {
   const auto start = std::chrono::steady_clock::now();
@@ -54,6 +64,10 @@ PreprocessSummary preprocess_dataset(const Tokenizer& tokenizer, const Preproces
   if (o.seq_length > (1 << 20)) fail("--seq-length ", o.seq_length, " is more than 1048576");
   if (o.output.empty()) fail("no output file (-o)");
   if (o.format != DatasetFormat::MindRecord && o.mindrecord.shards != 1) fail("--shards is for --format mindrecord");
+  auto pack_needs_text = [](InputLayout layout) {
+    fail("--pack is for plain-text records (--layout text, {\"text\": ...}), not ", layout_name(layout), " conversations");
+  };
+  if (o.pack && o.layout != InputLayout::Auto && o.layout != InputLayout::Text) pack_needs_text(o.layout);
   // The output replaces its file only at the end, but it would still replace the input.
   std::vector<std::string> outputs = {o.output};
   if (o.format == DatasetFormat::MindRecord) {
@@ -78,11 +92,38 @@ PreprocessSummary preprocess_dataset(const Tokenizer& tokenizer, const Preproces
   PreprocessProgress p{0, reader.file_size(), 0};
   bool reading_done = false;
   std::vector<std::exception_ptr> errors(kBatch);
+  LabelledRow packed;  // with pack: the row being filled
+  auto write_row = [&](const std::string& id, const LabelledRow& row) {
+    writer.add(id, row);
+    ++s.rows;
+    s.tokens += row.tokens();
+    s.label_tokens += row.label_tokens();
+  };
+  // Appends a whole text record to the packed rows, writing each row as it fills.
+  auto pack_record = [&](const LabelledRow& record) {
+    for (size_t at = 0; at < record.input_ids.size();) {
+      const size_t n = std::min(record.input_ids.size() - at, static_cast<size_t>(s.row_length) - packed.input_ids.size());
+      packed.input_ids.insert(packed.input_ids.end(), record.input_ids.begin() + at, record.input_ids.begin() + at + n);
+      packed.labels.insert(packed.labels.end(), record.labels.begin() + at, record.labels.begin() + at + n);
+      at += n;
+      if (packed.input_ids.size() == static_cast<size_t>(s.row_length)) {
+        packed.full_length = s.row_length;
+        write_row(std::to_string(s.rows), packed);
+        packed.input_ids.clear();
+        packed.labels.clear();
+      }
+    }
+  };
   auto flush = [&] {
+    const bool text = reader.layout() == InputLayout::Text;
+    if (o.pack && !text && !batch.empty()) pack_needs_text(reader.layout());
     // The pool's threads must not throw: an error is carried back and rethrown here.
     auto label = [&](int64_t begin, int64_t end, int) {
       for (auto i = static_cast<size_t>(begin); i < static_cast<size_t>(end); ++i) try {
-          label_conversation(tokenizer, batch[i], s.row_length, rows[i]);
+          if (text)
+            label_text(tokenizer, batch[i].turns.at(0).value, o.pack ? 0 : s.row_length, rows[i]);
+          else
+            label_conversation(tokenizer, batch[i], s.row_length, rows[i]);
         } catch (...) {
           errors[i] = std::current_exception();
         }
@@ -96,12 +137,14 @@ PreprocessSummary preprocess_dataset(const Tokenizer& tokenizer, const Preproces
       if (e) std::rethrow_exception(std::exchange(e, nullptr));
     for (size_t i = 0; i < batch.size(); ++i) {
       const LabelledRow& row = rows[i];
-      writer.add(batch[i].id, row);
       ++s.records;
+      if (o.pack) {
+        pack_record(row);
+        continue;
+      }
+      write_row(batch[i].id, row);
       s.truncated += row.truncated() ? 1 : 0;
-      s.tokens += row.tokens();
       s.dropped_tokens += std::max<int64_t>(0, row.full_length - s.row_length);
-      s.label_tokens += row.label_tokens();
     }
     batch.clear();
     if (progress) {
@@ -122,6 +165,12 @@ PreprocessSummary preprocess_dataset(const Tokenizer& tokenizer, const Preproces
       o.skip_bad ? std::function<void(const BadRecord&)>(on_bad) : nullptr);
   reading_done = true;
   flush();
+  if (!packed.input_ids.empty()) {  // the last packed row, padded
+    packed.full_length = static_cast<int64_t>(packed.input_ids.size());
+    packed.input_ids.resize(static_cast<size_t>(s.row_length), kPadId);
+    packed.labels.resize(static_cast<size_t>(s.row_length), kIgnoreIndex);
+    write_row(std::to_string(s.rows), packed);
+  }
   s.layout = reader.layout();
   s.json_lines = reader.json_lines();
   if (s.records == 0)

@@ -1,5 +1,6 @@
 // baichuan preprocess: BELLE / Alpaca conversations to the labelled rows the fine-tuning reads (the
-// official fine-tune script's labels), as a token file, a JSON list or a MindRecord file set.
+// official fine-tune script's labels), or plain text to pre-training rows, as a token file, a JSON list
+// or a MindRecord file set.
 #include <chrono>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -54,6 +55,8 @@ struct PreprocessCommand {
                                   {"row_length", s.row_length},
                                   {"files", s.files},
                                   {"records", s.records},
+                                  {"rows", s.rows},
+                                  {"packed", options.pack},
                                   {"bad_records", s.bad_records},
                                   {"bad", bad},
                                   {"truncated", s.truncated},
@@ -71,6 +74,7 @@ struct PreprocessCommand {
               << (s.json_lines ? "JSON Lines" : "JSON array") << ")\n";
     std::cout << "records    " << s.records << " written, " << s.bad_records << " bad"
               << (s.bad_records ? " (skipped)" : "") << "\n";
+    if (options.pack) std::cout << "packed     into " << s.rows << " rows\n";
     std::cout << "truncated  " << s.truncated << " longer than " << s.row_length << " tokens (" << s.dropped_tokens
               << " tokens cut)\n";
     std::cout << "tokens     " << s.tokens << ", of which label tokens " << s.label_tokens
@@ -98,8 +102,9 @@ Run add_preprocess(CLI::App& app) {
       "adds 195 + its ids (labels: 2 then -100), any other turn 196 + its ids (labels: -100 then the ids), then 2; "
       "rows are cut to --seq-length from the right and padded (input 0, labels -100). Input: BELLE "
       "{id, conversations: [{from, value}]} or Alpaca {instruction, input, output[, history]}, as a JSON array or "
-      "JSON Lines. The input is streamed; the output files appear only when everything is written.");
-  app.add_option("--input", o.input, "BELLE or Alpaca data, JSON array or JSON Lines")->required();
+      "JSON Lines. Plain text {\"text\"} (--layout text) gives pre-training rows: the text's ids then 2, labels = input ids; "
+      "--pack runs them on across rows. The input is streamed; the output files appear only when everything is written.");
+  app.add_option("--input", o.input, "BELLE, Alpaca or text data, JSON array or JSON Lines")->required();
   app.add_option("-o,--output", o.output,
                  "Output file (mindrecord with --shards K: the prefix of OUT0..OUTK-1, each with a .db index)")
       ->required();
@@ -111,8 +116,11 @@ Run add_preprocess(CLI::App& app) {
                  "tokens (default: our memory-mappable format), json (a list of {id, input_ids, labels}) or "
                  "mindrecord (MindFormers' belle_preprocess.py layout)")
       ->check(CLI::IsMember({"tokens", "json", "mindrecord"}));
-  app.add_option("--layout", cmd->layout, "Input layout: auto (from the first record), belle or alpaca")
-      ->check(CLI::IsMember({"auto", "belle", "alpaca"}));
+  app.add_option("--layout", cmd->layout, "Input layout: auto (from the first record), belle, alpaca or text")
+      ->check(CLI::IsMember({"auto", "belle", "alpaca", "text"}));
+  app.add_flag("--pack", o.pack,
+               "Text layout: concatenate the records (each ending in EOS) and cut them into full rows, so only the "
+               "last row is padded (pre-training packing)");
   app.add_option("--shards", o.mindrecord.shards, "MindRecord shard count K (files OUT0..OUTK-1)")
       ->check(CLI::Range(1, 1000));
   app.add_flag("--skip-bad", o.skip_bad, "Skip records that are not valid conversations, and list them in the summary");
