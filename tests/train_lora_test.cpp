@@ -13,38 +13,14 @@
 #include "train/lora.h"
 #include "train/memory_plan.h"
 #include "train/trainer.h"
+#include "train_fixtures.h"
 
 namespace baichuan::train {
 namespace train_lora_test {  // named, not anonymous: the tests compile as a unity build
 
-TrainShape lora_test_shape(PositionEncoding position, int64_t vocab, int64_t hidden, int64_t heads, int64_t ffn) {
-  TrainShape s;
-  s.position = position;
-  s.vocab = vocab;
-  s.hidden = hidden;
-  s.heads = heads;
-  s.ffn = ffn;
-  s.layers = 2;
-  return s;
-}
-
-// `count` records of `len` tokens: a 2-token prompt (labels -100), an answer, right padding (id 0).
+// Records whose padding grows by one token per record.
 std::vector<Record> lora_records(int64_t count, int64_t len, int64_t vocab, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int32_t> token(1, static_cast<int32_t>(vocab - 1));
-  std::vector<Record> out;
-  for (int64_t r = 0; r < count; ++r) {
-    Record rec;
-    const int64_t pad = std::min<int64_t>(r, len - 3);
-    for (int64_t t = 0; t < len; ++t) {
-      const bool is_pad = t >= len - pad;
-      const int32_t id = is_pad ? 0 : token(rng);
-      rec.input_ids.push_back(id);
-      rec.labels.push_back(is_pad || t < 2 ? -100 : id);
-    }
-    out.push_back(std::move(rec));
-  }
-  return out;
+  return train_fixtures::padded_records(count, len, vocab, seed, 1);
 }
 
 LoraSpec all_targets(int64_t rank, double alpha, double dropout) {
@@ -70,7 +46,7 @@ double lora_loss_and_grads(LoraModel<T>& lora, TrainContext<T>& ctx, const std::
 // Every element of every A and B (the model is tiny) against central differences, with a fixed
 // dropout mask (pass 3, micro-batch 1) so the loss is a smooth function of the adapters.
 void check_lora_gradient(PositionEncoding position, int64_t hidden, int64_t heads) {
-  const TrainShape s = lora_test_shape(position, 19, hidden, heads, 10);
+  const TrainShape s = train_fixtures::small_shape(position, 19, hidden, heads, 10);
   TrainModel<double> base(s, /*with_gradients=*/false);
   randomize(base, 61, 0.4);
   LoraModel<double> lora(base, all_targets(2, 3, 0.25), 62);
@@ -106,7 +82,7 @@ TEST(TrainLora, RopeAdapterGradientsMatchFiniteDifferences) { check_lora_gradien
 TEST(TrainLora, AlibiAdapterGradientsMatchFiniteDifferences) { check_lora_gradient(PositionEncoding::Alibi, 9, 3); }
 
 TEST(TrainLora, LayoutNamesEveryAdapterAsPeftDoes) {
-  const TrainShape s = lora_test_shape(PositionEncoding::Rope, 19, 8, 2, 10);
+  const TrainShape s = train_fixtures::small_shape(PositionEncoding::Rope, 19, 8, 2, 10);
   TrainModel<float> base(s, false);
   LoraModel<float> lora(base, LoraSpec::parse("r=3,targets=W_pack,down_proj"), 1);
   const auto& layout = lora.layout();
@@ -125,7 +101,7 @@ TEST(TrainLora, LayoutNamesEveryAdapterAsPeftDoes) {
 }
 
 TEST(TrainLora, InitIsPeftsAndLeavesTheModelUnchanged) {
-  const TrainShape s = lora_test_shape(PositionEncoding::Alibi, 29, 12, 3, 20);
+  const TrainShape s = train_fixtures::small_shape(PositionEncoding::Alibi, 29, 12, 3, 20);
   TrainModel<float> base(s);
   randomize(base, 71, 0.2);
   LoraModel<float> lora(base, all_targets(4, 8, 0), 72);
@@ -153,7 +129,7 @@ TEST(TrainLora, InitIsPeftsAndLeavesTheModelUnchanged) {
 
 TEST(TrainLora, MergedModelGivesTheUnmergedLoss) {
   for (auto position : {PositionEncoding::Rope, PositionEncoding::Alibi}) {
-    const TrainShape s = lora_test_shape(position, 41, 16, 4, 24);
+    const TrainShape s = train_fixtures::small_shape(position, 41, 16, 4, 24);
     TrainModel<float> base(s, false);
     randomize(base, 81, 0.2);
     LoraModel<float> lora(base, all_targets(4, 8, 0.1), 82);
@@ -183,7 +159,7 @@ TEST(TrainLora, MergedModelGivesTheUnmergedLoss) {
 
 TEST(TrainLora, ResultsAreBitIdenticalForAnyThreadCount) {
   for (auto position : {PositionEncoding::Rope, PositionEncoding::Alibi}) {
-    const TrainShape s = lora_test_shape(position, 301, 40, 5, 56);
+    const TrainShape s = train_fixtures::small_shape(position, 301, 40, 5, 56);
     const std::vector<std::vector<Record>> batches{lora_records(3, 26, s.vocab, 91)};
     std::vector<double> first_losses;
     std::vector<float> first_params;
@@ -210,7 +186,7 @@ TEST(TrainLora, ResultsAreBitIdenticalForAnyThreadCount) {
 }
 
 TEST(TrainLora, DropoutMasksDependOnThePassOnly) {
-  const TrainShape s = lora_test_shape(PositionEncoding::Rope, 19, 8, 2, 10);
+  const TrainShape s = train_fixtures::small_shape(PositionEncoding::Rope, 19, 8, 2, 10);
   TrainModel<float> base(s, false);
   LoraModel<float> lora(base, LoraSpec::parse("r=2,dropout=0.3"), 5);
   const LoraSlot& slot = lora.slots()[0];
@@ -231,7 +207,7 @@ TEST(TrainLora, DropoutMasksDependOnThePassOnly) {
 }
 
 TEST(TrainLora, OverfitsEightRecords) {
-  const TrainShape s = lora_test_shape(PositionEncoding::Rope, 40, 32, 4, 64);
+  const TrainShape s = train_fixtures::small_shape(PositionEncoding::Rope, 40, 32, 4, 64);
   TrainModel<float> base(s, false);
   randomize(base, 101, 0.05);
   LoraModel<float> lora(base, all_targets(8, 16, 0), 102);
@@ -252,7 +228,7 @@ TEST(TrainLora, OverfitsEightRecords) {
 }
 
 TEST(TrainLora, MemoryPlanCoversWhatTheContextAllocates) {
-  const TrainShape s = lora_test_shape(PositionEncoding::Alibi, 300, 16, 2, 40);
+  const TrainShape s = train_fixtures::small_shape(PositionEncoding::Alibi, 300, 16, 2, 40);
   TrainModel<float> base(s, false);
   randomize(base, 111, 0.02);
   const LoraSpec spec = LoraSpec::parse("r=3,dropout=0.1,targets=W_pack,gate_proj,down_proj");

@@ -10,40 +10,13 @@
 
 #include "core/error.h"
 #include "train/trainer.h"
+#include "train_fixtures.h"
 
 namespace baichuan::train {
 namespace train_model_test {  // named, not anonymous: the tests compile as a unity build
 
-TrainShape small_shape(PositionEncoding position, int64_t vocab, int64_t hidden, int64_t heads, int64_t ffn) {
-  TrainShape s;
-  s.position = position;
-  s.vocab = vocab;
-  s.hidden = hidden;
-  s.heads = heads;
-  s.ffn = ffn;
-  s.layers = 2;
-  return s;
-}
-
-// `count` records of `len` tokens as the official preprocessing lays them out: a prompt whose labels
-// are -100, an answer, right padding with id 0 and label -100 (record r has r * 2 pad tokens).
-std::vector<Record> padded_records(int64_t count, int64_t len, int64_t vocab, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int32_t> token(1, static_cast<int32_t>(vocab - 1));
-  std::vector<Record> out;
-  for (int64_t r = 0; r < count; ++r) {
-    Record rec;
-    const int64_t pad = std::min<int64_t>(2 * r, len - 3), prompt = 2;
-    for (int64_t t = 0; t < len; ++t) {
-      const bool is_pad = t >= len - pad;
-      const int32_t id = is_pad ? 0 : token(rng);
-      rec.input_ids.push_back(id);
-      rec.labels.push_back(is_pad || t < prompt ? -100 : id);
-    }
-    out.push_back(std::move(rec));
-  }
-  return out;
-}
+using train_fixtures::padded_records;
+using train_fixtures::small_shape;
 
 template <typename T>
 double loss_and_grads(TrainModel<T>& model, TrainContext<T>& ctx, const std::vector<Record>& batch, ThreadPool& pool) {
