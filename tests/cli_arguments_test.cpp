@@ -150,5 +150,27 @@ TEST(CliChat, SaysWhenHistoryIsTruncated) {
   EXPECT_NE(chat.err().find("history truncated"), std::string::npos) << chat.err();
 }
 
+// -n -1 (no answer limit) keeps the official room for the answer, so a long first message is kept
+// whole (it reserved the whole context and kept one prompt token), and that long prompt shows its
+// progress and speed.
+TEST(CliChat, NoAnswerLimitKeepsALongMessageAndShowsItsProgress) {
+  REQUIRE_SHARED(tiny());
+  ChatProcess chat("chat -m " + quote(tiny()) + " -n -1 --greedy -t 1 --ctx 4096");
+  std::string long_line;
+  for (int i = 0; i < 420; ++i) long_line += "春天的花 ";  // ~1260 tokens: more than 1024, less than 4096 - 2048
+  chat.say(long_line + "\n");
+  for (int i = 0; i < 400 && chat.err().find("prompt: 100%") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  kill(chat.pid, SIGINT);  // the answer would run to the end of the context
+  for (int i = 0; i < 200 && chat.err().find("stopped by Ctrl-C") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  chat.say("/exit\n");
+  EXPECT_EQ(chat.finish(), 0);
+  const std::string err = chat.err();
+  EXPECT_EQ(err.find("history truncated"), std::string::npos) << err;
+  EXPECT_NE(err.find("prompt: 100%"), std::string::npos) << "the long message's progress:\n" << err;
+  EXPECT_NE(err.find(" tokens/s, "), std::string::npos) << err;
+}
+
 }  // namespace cli_arguments_test
 }  // namespace baichuan

@@ -18,8 +18,9 @@ class Generator {
  public:
   Generator(const Model& model, ThreadPool& pool, int64_t context);
 
+  // `prompt_chunk` > 0 feeds the prompt's new tokens at most that many per step (see Decoding).
   GenerateResult generate(std::span<const int32_t> prompt, const GenerateOptions& options,
-                          const TokenCallback& on_token = {});
+                          const TokenCallback& on_token = {}, int64_t prompt_chunk = 0);
   int64_t context() const { return sequence_.cache.capacity(); }
   // The ids whose keys and values are in the cache (prompt + generated so far).
   const std::vector<int32_t>& cached_ids() const { return sequence_.ids; }

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <iostream>
 #include <limits>
@@ -52,7 +53,10 @@ struct ChatCommand {
     // -n this is the official prompt (model_max_length, generation_config's max_new_tokens).
     const int64_t context = ctx > 0 ? ctx : m->config().model_max_length;
     tmpl.model_max_length = context;
-    tmpl.max_new_tokens = std::min(n_predict ? options.max_new_tokens : tmpl.max_new_tokens, context - 1);
+    // -n -1 (no limit) reserves the official max_new_tokens for the answer, as without -n: reserving
+    // the whole context would leave the prompt one token.
+    const bool answer_limit = n_predict && *n_predict >= 0;
+    tmpl.max_new_tokens = std::min(answer_limit ? options.max_new_tokens : tmpl.max_new_tokens, context - 1);
     ThreadPool pool(model.thread_count());
     Generator generator(*m, pool, context);
 
@@ -79,10 +83,21 @@ struct ChatCommand {
       messages.push_back({"user", line});
       auto ids = build_chat_input(m->tokenizer(), messages, tmpl);
       report_truncation(*m, messages, tmpl, ids.size());
-      auto result = generator.generate(ids, options, [](int32_t, std::string_view text) {
-        std::cout << text << std::flush;
-        return chat_interrupts == 0;
-      });
+      // A long new prompt (a pasted document) goes in chunks, with its progress on stderr.
+      const auto& cached = generator.cached_ids();
+      size_t reused = 0;
+      while (reused < cached.size() && reused < ids.size() && cached[reused] == ids[reused]) ++reused;
+      const bool long_prompt = static_cast<int64_t>(ids.size() - reused) > kLongPromptTokens;
+      ProgressBar bar("prompt");
+      GenerateOptions turn = options;
+      if (long_prompt) turn.on_prompt_progress = prompt_progress(bar, std::chrono::steady_clock::now());
+      auto result = generator.generate(
+          ids, turn,
+          [](int32_t, std::string_view text) {
+            std::cout << text << std::flush;
+            return chat_interrupts == 0;
+          },
+          long_prompt ? kLongPromptTokens / 2 : 0);
       std::cout << "\n";
       messages.push_back({"assistant", result.text});
       std::cerr << "[" << result.tokens.size() << " tokens, "

@@ -14,11 +14,6 @@ namespace baichuan::cli {
 
 namespace {
 
-// Prompts longer than this are fed in chunks of half of it, showing their progress. Each chunk pays
-// one output layer: ~10% of prompt speed on the tiny test model (hidden 32, where that layer over the
-// 125,696-token vocabulary dominates), negligible on a 7B.
-constexpr int64_t kGenerateProgressPromptTokens = 1024;
-
 struct GenerateCommand {
   ModelOptions model;
   PromptOptions prompt;
@@ -42,22 +37,16 @@ struct GenerateCommand {
     const int64_t room = context - static_cast<int64_t>(ids.size());
     CachedSequence sequence(m->new_cache(static_cast<int64_t>(ids.size()) + std::min(room, options.max_new_tokens)));
     // A long prompt goes in chunks, with its progress and speed on stderr; a short one in one step.
-    const bool long_prompt = static_cast<int64_t>(ids.size()) > kGenerateProgressPromptTokens;
+    const bool long_prompt = static_cast<int64_t>(ids.size()) > kLongPromptTokens;
     ProgressBar bar("prompt");
-    const auto start = std::chrono::steady_clock::now();
-    if (long_prompt)
-      options.on_prompt_progress = [&bar, start](int64_t done, int64_t total) {
-        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        bar.update(done, total, seconds,
-                   strprintf("%.1f tokens/s", static_cast<double>(done) / std::max(seconds, 1e-9)));
-      };
+    if (long_prompt) options.on_prompt_progress = prompt_progress(bar, std::chrono::steady_clock::now());
     TokenCallback stream;
     if (!json)
       stream = [](int32_t, std::string_view text) {
         std::cout << text << std::flush;
         return true;
       };
-    Decoding decoding(*m, sequence, ids, options, long_prompt ? kGenerateProgressPromptTokens / 2 : 0);
+    Decoding decoding(*m, sequence, ids, options, long_prompt ? kLongPromptTokens / 2 : 0);
     ModelContext model_context;
     while (!decoding.done()) decoding.step(model_context, pool, stream);
     const GenerateResult& result = decoding.result();

@@ -36,4 +36,11 @@ void ProgressBar::update(long long done, long long total, double seconds, const 
   }
 }
 
+std::function<void(int64_t, int64_t)> prompt_progress(ProgressBar& bar, std::chrono::steady_clock::time_point start) {
+  return [&bar, start](int64_t done, int64_t total) {
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    bar.update(done, total, seconds, strprintf("%.1f tokens/s", static_cast<double>(done) / std::max(seconds, 1e-9)));
+  };
+}
+
 }  // namespace baichuan::cli
