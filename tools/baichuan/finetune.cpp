@@ -110,6 +110,15 @@ train::RunOutputs finetune_run_outputs(const FinetuneCommand& cmd, const Checkpo
   return outputs;
 }
 
+void describe_data_parallel(std::ostream& say, const train::Communicator& ranks, const train::TrainSettings& settings,
+                            int threads) {
+  if (ranks.size() > 1)
+    say << "data parallel: " << ranks.size() << " ranks (" << ranks.ranks_on_this_machine() << " on this machine, "
+        << threads << " threads each); a step takes " << ranks.size() << " ranks x batch " << settings.batch
+        << " x grad-accum " << settings.grad_accum << " = " << ranks.size() * settings.batch * settings.grad_accum
+        << " records\n";
+}
+
 // LoRA: the base loaded frozen (no gradient buffer), the adapters trained.
 int run_lora_finetune_command(const FinetuneCommand& cmd, const train::TrainSettings& settings,
                               const std::optional<std::string>& resume_dir, const Checkpoint& checkpoint,
@@ -132,6 +141,7 @@ int run_lora_finetune_command(const FinetuneCommand& cmd, const train::TrainSett
       << ": " << lora.params().size() << " trainable parameters; data " << settings.data << " (" << probe.size()
       << " records of " << probe.row_length() << ", " << train::dataset_format_name(probe.format()) << "); "
       << threads << " threads\n";
+  describe_data_parallel(say, ranks, settings, threads);
   const train::RunOutputs outputs = finetune_run_outputs(cmd, checkpoint);
   ThreadPool pool(threads);
   const train::RunResult result = train::run_finetune(lora, optimizer, settings, resumed, outputs, pool, ranks);
@@ -279,11 +289,7 @@ int run_full_finetune_command(CLI::App& app, const FinetuneCommand& cmd, const L
       << cfg.family() << ", " << model.params().size() << " parameters; data " << settings.data << " ("
       << probe.size() << " records of " << probe.row_length() << ", " << train::dataset_format_name(probe.format())
       << "); " << threads << " threads\n";
-  if (ranks.size() > 1)
-    say << "data parallel: " << ranks.size() << " ranks (" << ranks.ranks_on_this_machine() << " on this machine, "
-        << threads << " threads each); a step takes " << ranks.size() << " ranks x batch " << settings.batch
-        << " x grad-accum " << settings.grad_accum << " = " << ranks.size() * settings.batch * settings.grad_accum
-        << " records\n";
+  describe_data_parallel(say, ranks, settings, threads);
 
   const train::RunOutputs outputs = finetune_run_outputs(cmd, checkpoint);
   ThreadPool pool(threads);
