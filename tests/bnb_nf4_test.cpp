@@ -304,6 +304,10 @@ TEST(BnbNf4, WrittenFileReadsBack) {
 // (a F16 GGUF converted from it): the integer NF4 products (8-bit codes, 8-bit activations) move the
 // last logits by a small fraction of their range, as Q8_0-class products do.
 TEST(BnbNf4, NativeNf4ModelMatchesItsDequantizedWeights) {
+#ifdef BAICHUAN_SANITIZED_BUILD
+  // 16 s under AddressSanitizer; the NF4 kernels run there in QuantDotNf4.*, the writer in BnbNf4.WrittenFileReadsBack.
+  GTEST_SKIP() << "skipped in the sanitizer build: runs in the Release build";
+#endif
   REQUIRE_SHARED(four_bit_file());
   NativeNf4Scope native_nf4;
   const std::string dir = testing::temp_path("bnb_nf4", "model"), config = testing::temp_path("bnb_nf4", "config.json");

@@ -78,6 +78,10 @@ TEST_F(GgufCheckpoint, QAndKRowsArePermutedForInterleavedRopeAsLlamaCppDoes) {
 }
 
 TEST_F(GgufCheckpoint, NormalizedHeadHasUnitRowsAndTheSameLogits) {
+#ifdef BAICHUAN_SANITIZED_BUILD
+  // 13 s under AddressSanitizer; the normalised head is written there by the merge-lora and convert tests.
+  GTEST_SKIP() << "skipped in the sanitizer build: runs in the Release build";
+#endif
   auto golden = nlohmann::json::parse(read_text_file(shared_path("reference/b2-7b-tiny/golden.json")));
   Model raw(open_checkpoint(convert("b2-7b-tiny", DType::F32, false, "raw.gguf")));
   Model unit(open_checkpoint(convert("b2-7b-tiny", DType::F32, true, "unit.gguf")));
@@ -101,6 +105,10 @@ TEST_F(GgufCheckpoint, NormalizedHeadHasUnitRowsAndTheSameLogits) {
 // `convert`'s default is a head every engine computes right: rows stored L2-normalised (llama.cpp
 // never applies NormHead), said in the metadata; `--raw-head` keeps them as they are.
 TEST_F(GgufCheckpoint, DefaultConvertStoresANormalisedHeadAndSaysSo) {
+#ifdef BAICHUAN_SANITIZED_BUILD
+  // 45 s under AddressSanitizer (three converts of the 7B tiny model); convert runs there in the other GgufCheckpoint tests.
+  GTEST_SKIP() << "skipped in the sanitizer build: runs in the Release build";
+#endif
   ConvertOptions defaults;
   EXPECT_TRUE(defaults.normalize_head);
   auto golden = nlohmann::json::parse(read_text_file(shared_path("reference/b2-7b-tiny/golden.json")));
@@ -161,6 +169,10 @@ TEST_F(GgufCheckpoint, DefaultConvertStoresANormalisedHeadAndSaysSo) {
 
 // A file as llama.cpp's converter writes it: no original tokenizer bytes, no generation config.
 TEST_F(GgufCheckpoint, FileWithoutOurExtraKeysRebuildsTheTokenizerAndMatchesGolden) {
+#ifdef BAICHUAN_SANITIZED_BUILD
+  // 21 s under AddressSanitizer; the tokenizer rebuild runs there in LlamaCppGguf.*.
+  GTEST_SKIP() << "skipped in the sanitizer build: runs in the Release build";
+#endif
   for (const char* folder : {"b2-7b-tiny", "b2-13b-tiny"}) {
     std::string full = convert(folder, DType::F32, false, std::string(folder) + "_full.gguf");
     gguf::File f = gguf::read_file(full);

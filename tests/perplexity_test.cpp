@@ -151,6 +151,10 @@ TEST_F(PerplexityModel, MatchesTokenByTokenReference) {
 
 // The CLI: JSON, progress, --kl-base save/compare, mismatches and input errors.
 TEST_F(PerplexityModel, CliJsonAndKlBase) {
+#ifdef BAICHUAN_SANITIZED_BUILD
+  // 16 s under AddressSanitizer; perplexity runs there in PerplexityModel.MatchesTokenByTokenReference.
+  GTEST_SKIP() << "skipped in the sanitizer build: runs in the Release build";
+#endif
   const std::string text = write_file("poems.txt", poems(8));
   const std::string base = temp("base.bin");
   const std::string common = "perplexity -m " + path_ + " -f " + text + " --ctx 32 --stride 16 -t 2 --json";

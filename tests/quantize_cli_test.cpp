@@ -179,6 +179,10 @@ TEST_F(QuantizeCli, ClearErrors) {
 }
 
 TEST_F(QuantizeCli, RequantizesAQuantizedFile) {
+#ifdef BAICHUAN_SANITIZED_BUILD
+  // 25 s under AddressSanitizer; quantize runs there in the other QuantizeCli tests.
+  GTEST_SKIP() << "skipped in the sanitizer build: runs in the Release build";
+#endif
   std::string q8 = temp("re-q8.gguf"), q4 = temp("re-q4.gguf"), again = temp("re-q8-again.gguf");
   ASSERT_EQ(baichuan_cli("quantize " + model_ + " " + q8 + " q8_0").exit_code, 0);
   CliRun r = baichuan_cli("quantize " + q8 + " " + q4 + " q4_0");

@@ -97,6 +97,10 @@ INSTANTIATE_TEST_SUITE_P(Types, QuantizedModel,
 // -t 1 and -t 2 give the same numbers, bit for bit: every output element is computed by one thread
 // with the same instructions whatever the split (prompt tiles and one-token decoding both).
 TEST(QuantizedModelThreads, OneAndTwoThreadsGiveIdenticalLogits) {
+#ifdef BAICHUAN_SANITIZED_BUILD
+  // 30 s under AddressSanitizer; threads on a packed model run there in SharedModel.*.
+  GTEST_SKIP() << "skipped in the sanitizer build: runs in the Release build";
+#endif
   std::string folder = shared_path("reference/b2-7b-tiny");
   REQUIRE_SHARED(folder + "/golden.json");
   auto golden = nlohmann::json::parse(read_text_file(folder + "/golden.json"));
