@@ -415,8 +415,13 @@ LoraAdapter build_gguf_lora_adapter(const gguf::File& f, const ModelConfig& mode
           m.a.insert(m.a.end(), p.a.begin(), p.a.end());
           const float fold = p.scale / total_scale;
           for (int64_t r = 0; r < p.rows; ++r)
-            for (int64_t k = 0; k < p.rank; ++k)
-              m.b[static_cast<size_t>((p.row0 + r) * m.rank + k0 + k)] = p.b[static_cast<size_t>(r * p.rank + k)] * fold;
+            for (int64_t k = 0; k < p.rank; ++k) {
+              const float v = p.b[static_cast<size_t>(r * p.rank + k)] * fold;
+              if (!std::isfinite(v))  // a huge finite value times the pieces' scale ratio
+                fail(path, ": layer ", m.layer, " W_pack: a lora_b value times its scale ratio (", fold,
+                     ") overflows float32");
+              m.b[static_cast<size_t>((p.row0 + r) * m.rank + k0 + k)] = v;
+            }
           k0 += p.rank;
         }
       }
