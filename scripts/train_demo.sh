@@ -57,7 +57,7 @@ run $bin preprocess --input "$work/data/sft_train.json" --layout belle --seq-len
 sft_args=(--data "$work/sft.tokens" -o "$work/sft" --max-steps "$sft_steps" --lr 1e-3 --min-lr 1e-4 --warmup 10
   --schedule cosine --weight-decay 0.01 --save-every 40 --seed 42 --gguf f16)
 rm -rf "$work/sft"
-if command -v mpirun >/dev/null && $bin finetune --help | grep -q mpirun; then
+if command -v mpirun >/dev/null && $bin --version | grep -q "data parallel under mpirun"; then
   echo "SFT: data parallel, mpirun -np 2" | tee "$work/sft_launch.txt"
   as_root=(); [ "$(id -u)" = 0 ] && as_root=(--allow-run-as-root)
   run mpirun "${as_root[@]}" -np 2 --oversubscribe $bin finetune -m "$work/pretrain/model" -t 1 --batch 4 "${sft_args[@]}"
