@@ -8,10 +8,7 @@ bash scripts/setup.sh
 bash scripts/build.sh baichuan_cli
 demo=models/demo.gguf
 if [ ! -f "$demo" ]; then
-  # No trained demo model is shipped yet (scripts/train_demo.sh makes one): random weights of the same
-  # shape, so the whole path runs, but the text is noise.
-  echo "note: $demo is not shipped yet; writing one with random weights (its output is noise)." \
-    "scripts/train_demo.sh trains the real one." >&2
-  build/bin/baichuan init --preset tiny --type f32 -o "$demo"
+  echo "error: $demo is missing (it is part of the repository; scripts/train_demo.sh trains it again)" >&2
+  exit 1
 fi
 build/bin/baichuan generate -m "$demo" -p "<reserved_106>寫一首題為《春曉》的詩<reserved_107>" -n 96 --greedy
