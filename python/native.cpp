@@ -54,7 +54,7 @@ py::dict result_dict(const GenerateResult& r) {
   py::dict d;
   d["tokens"] = r.tokens;
   d["text"] = to_str(r.text);
-  d["finish_reason"] = r.finish_reason;
+  d["finish_reason"] = finish_reason_name(r.finish_reason);
   d["prompt_tokens"] = r.prompt_tokens;
   d["reused_prompt_tokens"] = r.reused_prompt_tokens;
   d["prompt_seconds"] = r.prompt_seconds;
