@@ -60,8 +60,8 @@ TEST(Safetensors, EveryTruncationIsAnError) {
 }
 
 TEST(Safetensors, MalformedHeadersNameTheFault) {
-  expect_error(file_bytes("{not json", ""), "not valid JSON");
-  expect_error(file_bytes("[]", ""), "not a JSON object");
+  expect_error(file_bytes("{not json", ""), "header: invalid JSON");
+  expect_error(file_bytes("[]", ""), "header: not a JSON object");
   expect_error(file_bytes(R"({"x":{"dtype":"F8","shape":[1],"data_offsets":[0,1]}})", "a"), "unknown dtype 'F8'");
   expect_error(file_bytes(R"({"x":{"shape":[1],"data_offsets":[0,4]}})", "abcd"), "'dtype'");
   expect_error(file_bytes(R"({"x":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", "abcd"), "shape");
