@@ -15,7 +15,7 @@
 
 #include "core/mapped_file.h"
 #include "formats/gguf.h"
-#include "model/quant_mix.h"
+#include "convert/quant_mix.h"
 #include "quant/dequantize.h"
 #include "quant/quantize.h"
 #include "cli_runner.h"

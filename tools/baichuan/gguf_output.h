@@ -4,7 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
-#include "model/gguf_checkpoint.h"
+#include "convert/gguf_convert.h"
 
 namespace baichuan::cli {
 

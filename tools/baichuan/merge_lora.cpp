@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "convert/gguf_convert.h"
 #include "core/error.h"
 #include "gguf_output.h"
 #include "model/gguf_checkpoint.h"
