@@ -19,17 +19,24 @@ const pb::Field& expect(const pb::Field& f, WireType want, const char* name, con
   return f;
 }
 
-// int32 fields are sign-extended to 64 bits on the wire (so -1 takes 10 bytes).
-int32_t int32_of(const pb::Field& f) { return static_cast<int32_t>(static_cast<int64_t>(f.value)); }
+// Field values after expect(): int32 fields are sign-extended to 64 bits on the wire (so -1 takes 10 bytes).
+int32_t read_int32(const pb::Field& f, const char* name, const std::string& what) {
+  return static_cast<int32_t>(static_cast<int64_t>(expect(f, WireType::Varint, name, what).value));
+}
 
-float float_of(const pb::Field& f) {
-  const auto bits = static_cast<uint32_t>(f.value);
+bool read_bool(const pb::Field& f, const char* name, const std::string& what) {
+  return expect(f, WireType::Varint, name, what).value != 0;
+}
+
+float read_float(const pb::Field& f, const char* name, const std::string& what) {
+  const auto bits = static_cast<uint32_t>(expect(f, WireType::Fixed32, name, what).value);
   float x;
   std::memcpy(&x, &bits, 4);
   return x;
 }
 
-std::string bytes_of(const pb::WireReader& r, const pb::Field& f) {
+std::string read_bytes(const pb::WireReader& r, const pb::Field& f, const char* name, const std::string& what) {
+  expect(f, WireType::LengthDelimited, name, what);
   return std::string(reinterpret_cast<const char*>(r.data()) + f.begin, f.size());
 }
 
@@ -37,9 +44,9 @@ SpmPiece parse_piece(pb::WireReader r, const std::string& what) {
   SpmPiece p;
   while (!r.at_end()) {
     const pb::Field f = r.next_field();  // unknown fields are skipped
-    if (f.number == 1) p.piece = bytes_of(r, expect(f, WireType::LengthDelimited, "SentencePiece.piece", what));
-    if (f.number == 2) p.score = float_of(expect(f, WireType::Fixed32, "SentencePiece.score", what));
-    if (f.number == 3) p.type = int32_of(expect(f, WireType::Varint, "SentencePiece.type", what));
+    if (f.number == 1) p.piece = read_bytes(r, f, "SentencePiece.piece", what);
+    if (f.number == 2) p.score = read_float(f, "SentencePiece.score", what);
+    if (f.number == 3) p.type = read_int32(f, "SentencePiece.type", what);
   }
   return p;
 }
@@ -48,19 +55,17 @@ SpmTrainerSpec parse_trainer(pb::WireReader r, const std::string& what) {
   SpmTrainerSpec t;
   while (!r.at_end()) {
     const pb::Field f = r.next_field();
-    auto int32 = [&](const char* name) { return int32_of(expect(f, WireType::Varint, name, what)); };
-    auto boolean = [&](const char* name) { return expect(f, WireType::Varint, name, what).value != 0; };
     switch (f.number) {
-      case 3: t.model_type = int32("TrainerSpec.model_type"); break;
-      case 4: t.vocab_size = int32("TrainerSpec.vocab_size"); break;
-      case 20: t.max_sentencepiece_length = int32("TrainerSpec.max_sentencepiece_length"); break;
-      case 25: t.split_digits = boolean("TrainerSpec.split_digits"); break;
-      case 26: t.allow_whitespace_only_pieces = boolean("TrainerSpec.allow_whitespace_only_pieces"); break;
-      case 35: t.byte_fallback = boolean("TrainerSpec.byte_fallback"); break;
-      case 40: t.unk_id = int32("TrainerSpec.unk_id"); break;
-      case 41: t.bos_id = int32("TrainerSpec.bos_id"); break;
-      case 42: t.eos_id = int32("TrainerSpec.eos_id"); break;
-      case 43: t.pad_id = int32("TrainerSpec.pad_id"); break;
+      case 3: t.model_type = read_int32(f, "TrainerSpec.model_type", what); break;
+      case 4: t.vocab_size = read_int32(f, "TrainerSpec.vocab_size", what); break;
+      case 20: t.max_sentencepiece_length = read_int32(f, "TrainerSpec.max_sentencepiece_length", what); break;
+      case 25: t.split_digits = read_bool(f, "TrainerSpec.split_digits", what); break;
+      case 26: t.allow_whitespace_only_pieces = read_bool(f, "TrainerSpec.allow_whitespace_only_pieces", what); break;
+      case 35: t.byte_fallback = read_bool(f, "TrainerSpec.byte_fallback", what); break;
+      case 40: t.unk_id = read_int32(f, "TrainerSpec.unk_id", what); break;
+      case 41: t.bos_id = read_int32(f, "TrainerSpec.bos_id", what); break;
+      case 42: t.eos_id = read_int32(f, "TrainerSpec.eos_id", what); break;
+      case 43: t.pad_id = read_int32(f, "TrainerSpec.pad_id", what); break;
       default: break;
     }
   }
@@ -71,14 +76,12 @@ SpmNormalizerSpec parse_normalizer(pb::WireReader r, const std::string& what) {
   SpmNormalizerSpec n;
   while (!r.at_end()) {
     const pb::Field f = r.next_field();
-    auto bytes = [&](const char* name) { return bytes_of(r, expect(f, WireType::LengthDelimited, name, what)); };
-    auto boolean = [&](const char* name) { return expect(f, WireType::Varint, name, what).value != 0; };
     switch (f.number) {
-      case 1: n.name = bytes("NormalizerSpec.name"); break;
-      case 2: n.precompiled_charsmap = bytes("NormalizerSpec.precompiled_charsmap"); break;
-      case 3: n.add_dummy_prefix = boolean("NormalizerSpec.add_dummy_prefix"); break;
-      case 4: n.remove_extra_whitespaces = boolean("NormalizerSpec.remove_extra_whitespaces"); break;
-      case 5: n.escape_whitespaces = boolean("NormalizerSpec.escape_whitespaces"); break;
+      case 1: n.name = read_bytes(r, f, "NormalizerSpec.name", what); break;
+      case 2: n.precompiled_charsmap = read_bytes(r, f, "NormalizerSpec.precompiled_charsmap", what); break;
+      case 3: n.add_dummy_prefix = read_bool(f, "NormalizerSpec.add_dummy_prefix", what); break;
+      case 4: n.remove_extra_whitespaces = read_bool(f, "NormalizerSpec.remove_extra_whitespaces", what); break;
+      case 5: n.escape_whitespaces = read_bool(f, "NormalizerSpec.escape_whitespaces", what); break;
       default: break;
     }
   }
