@@ -47,7 +47,7 @@ void run_matmul(benchmark::State& state, const kernels::WeightMatrix& w, size_t 
   const int64_t rows = state.range(0), tokens = state.range(1);
   ThreadPool pool(static_cast<int>(state.range(2)));
   std::vector<float> x = random_floats(static_cast<size_t>(tokens * kCols), 2), y(static_cast<size_t>(tokens * rows));
-  kernels::Activations input(x.data(), tokens, kCols);
+  kernels::MatmulInput input(x.data(), tokens, kCols);
   for (auto _ : state) {
     input.reset(x.data(), tokens, kCols);
     kernels::matmul(w, input, y.data(), rows, pool);

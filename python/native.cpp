@@ -18,6 +18,7 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "core/version.h"
 #include "generate/chat_prompt.h"
 #include "generate/decoding.h"
 #include "model/model.h"
@@ -53,7 +54,7 @@ py::dict result_dict(const GenerateResult& r) {
   py::dict d;
   d["tokens"] = r.tokens;
   d["text"] = to_str(r.text);
-  d["finish_reason"] = r.finish_reason;
+  d["finish_reason"] = finish_reason_name(r.finish_reason);
   d["prompt_tokens"] = r.prompt_tokens;
   d["reused_prompt_tokens"] = r.reused_prompt_tokens;
   d["prompt_seconds"] = r.prompt_seconds;
@@ -417,6 +418,7 @@ PYBIND11_MODULE(_native, m) {
   using namespace baichuan;
   using namespace baichuan::python;
   m.doc() = "Baichuan 2 on the CPU (baichuan.cpp): the native part of baichuan_cpp";
+  m.attr("__version__") = version();  // CMake's project version (core/version.h)
 
   // The library's errors are about what the caller passed (arguments, prompts, ids); file problems
   // while loading are turned into OSError where they are caught.

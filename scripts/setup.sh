@@ -3,7 +3,7 @@
 # Nothing is downloaded from anywhere but Debian's package archive.
 set -euo pipefail
 packages=(
-  g++ cmake ninja-build pkg-config clang libclang-rt-14-dev
+  g++ cmake ninja-build ccache pkg-config clang libclang-rt-14-dev
   libsentencepiece-dev sentencepiece nlohmann-json3-dev libcli11-dev libsqlite3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcpp-httplib-dev

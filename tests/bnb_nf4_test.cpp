@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "convert/gguf_convert.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "core/mapped_file.h"

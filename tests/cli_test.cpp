@@ -115,7 +115,7 @@ TEST_F(Cli, MissingAndUnreadableInputs) {
 TEST_F(Cli, CorruptedConfigAndMessages) {
   fs::path dir = temp_copy_of(model_, "bad_config");
   write_file(dir / "config.json", "{ not json");
-  expect_error("tokenize -m " + dir.string() + " -p hi", "config.json: not valid JSON");
+  expect_error("tokenize -m " + dir.string() + " -p hi", "config.json: invalid JSON");
   write_file(dir / "config.json", R"({"vocab_size": 125696, "hidden_size": 32})");
   expect_error("tokenize -m " + dir.string() + " -p hi", "missing field 'intermediate_size'");
   // A config that disagrees with the weights: the tensor and both shapes are named.

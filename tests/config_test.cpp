@@ -57,8 +57,8 @@ TEST(Config, ErrorsNameTheFileAndField) {
   const std::string ok = R"({"vocab_size": 100, "hidden_size": 8, "intermediate_size": 16,
                              "num_attention_heads": 2, "num_hidden_layers": 1})";
   EXPECT_EQ(error_of(ok), "");
-  EXPECT_NE(error_of("{").find("config.json: not valid JSON"), std::string::npos);
-  EXPECT_NE(error_of("[1]").find("expected a JSON object"), std::string::npos);
+  EXPECT_NE(error_of("{").find("config.json: invalid JSON"), std::string::npos);
+  EXPECT_NE(error_of("[1]").find("config.json: not a JSON object"), std::string::npos);
   EXPECT_NE(error_of(R"({"vocab_size": 100})").find("missing field 'hidden_size'"), std::string::npos);
   EXPECT_NE(error_of(R"({"vocab_size": "many", "hidden_size": 8})").find("'vocab_size' must be an integer"),
             std::string::npos);
@@ -89,7 +89,7 @@ TEST(Config, CraftedSizesAndUnsupportedFieldsAreRefusedByName) {
       << huge_layers;
   EXPECT_NE(with(R"(, "model_max_length": 4000000000)").find("model_max_length is 4000000000"), std::string::npos);
   EXPECT_NE(with(R"(, "rms_norm_eps": 0)").find("rms_norm_eps must be a positive finite number"), std::string::npos);
-  EXPECT_NE(with(R"(, "rms_norm_eps": 1e999)").find("not valid JSON"), std::string::npos);  // JSON has no inf
+  EXPECT_NE(with(R"(, "rms_norm_eps": 1e999)").find("invalid JSON"), std::string::npos);  // JSON has no inf
   EXPECT_NE(with(R"(, "rms_norm_eps": -1e-6)").find("rms_norm_eps"), std::string::npos);
   EXPECT_NE(with(R"(, "hidden_act": "gelu")").find("hidden_act \"gelu\" is not supported"), std::string::npos);
   EXPECT_EQ(with(R"(, "hidden_act": "silu", "tie_word_embeddings": false)"), "");

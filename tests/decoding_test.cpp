@@ -46,7 +46,7 @@ TEST_F(DecodingTest, StreamedTextIsTheResultText) {
   GenerateResult r = run(o, streamed);
   EXPECT_EQ(streamed, r.text);
   EXPECT_EQ(r.text, model_->tokenizer().decode(r.tokens));
-  EXPECT_EQ(r.finish_reason, "length");
+  EXPECT_EQ(r.finish_reason, FinishReason::Length);
 }
 
 TEST_F(DecodingTest, ChunkedPromptGivesTheSameTokens) {
@@ -68,7 +68,7 @@ TEST_F(DecodingTest, AStopStringEndsTheTextAndIsNeverStreamed) {
   o.stop = {"never appears in this text", stop};
   std::string streamed;
   GenerateResult r = run(o, streamed);
-  EXPECT_EQ(r.finish_reason, "stop");
+  EXPECT_EQ(r.finish_reason, FinishReason::Stop);
   EXPECT_EQ(r.text, full.substr(0, full.find(stop)));
   EXPECT_EQ(streamed, r.text);
 }

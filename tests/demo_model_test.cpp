@@ -101,7 +101,7 @@ TEST_F(DemoModel, GreedyAnswerOfATrainingTitleIsAuthorThenVerseThenEos) {
   options.sampling.greedy = true;
   Generator generator(*model_, pool, static_cast<int64_t>(prompt.size()) + options.max_new_tokens);
   const GenerateResult r = generator.generate(prompt, options);
-  EXPECT_EQ(r.finish_reason, "stop") << "no EOS within 96 tokens:\n" << r.text;
+  EXPECT_EQ(r.finish_reason, FinishReason::Stop) << "no EOS within 96 tokens:\n" << r.text;
   const size_t newline = r.text.find('\n');
   ASSERT_NE(newline, std::string::npos) << r.text;
   const std::string author = r.text.substr(0, newline);

@@ -11,6 +11,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "convert/gguf_convert.h"
 #include "core/mapped_file.h"
 #include "generate/generator.h"
 #include "generate/sampling.h"

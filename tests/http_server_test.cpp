@@ -260,7 +260,7 @@ TEST_F(HttpServerTest, GreedyCompletionEqualsTheGenerator) {
   EXPECT_EQ(r["object"], "text_completion");
   EXPECT_EQ(r["id"].get<std::string>().rfind("cmpl-", 0), 0u);
   EXPECT_EQ(r["choices"][0]["text"], expected.text);
-  EXPECT_EQ(r["choices"][0]["finish_reason"], expected.finish_reason);
+  EXPECT_EQ(r["choices"][0]["finish_reason"], finish_reason_name(expected.finish_reason));
   EXPECT_EQ(r["usage"]["prompt_tokens"], ids.size());
   EXPECT_EQ(r["usage"]["completion_tokens"], expected.tokens.size());
   // The same prompt as token ids.

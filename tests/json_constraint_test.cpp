@@ -163,7 +163,7 @@ TEST_F(JsonConstraintModelTest, SampledOutputAlwaysParsesAsAnObject) {
     ModelContext model_context;
     while (!d.done()) d.step(model_context, pool_, {});
     const GenerateResult& r = d.result();
-    EXPECT_EQ(r.finish_reason, "stop") << "seed " << seed << ": " << r.text;
+    EXPECT_EQ(r.finish_reason, FinishReason::Stop) << "seed " << seed << ": " << r.text;
     EXPECT_LE(static_cast<int64_t>(r.tokens.size()), o.max_new_tokens);
     nlohmann::json parsed;
     ASSERT_NO_THROW(parsed = nlohmann::json::parse(r.text)) << "seed " << seed << ": " << r.text;

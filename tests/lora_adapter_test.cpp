@@ -11,6 +11,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "convert/gguf_convert.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "core/mapped_file.h"

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "convert/gguf_convert.h"
 #include "core/mapped_file.h"
 #include "kernels/cpu.h"
 #include "model/gguf_checkpoint.h"

@@ -4,9 +4,9 @@
 
 #include <set>
 
+#include "convert/quant_mix.h"
 #include "core/error.h"
 #include "model/checkpoint.h"
-#include "model/quant_mix.h"
 
 namespace baichuan {
 namespace quant_mix_test {  // named, not anonymous: the tests compile as a unity build

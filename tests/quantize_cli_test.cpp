@@ -13,9 +13,9 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "convert/quant_mix.h"
 #include "core/mapped_file.h"
 #include "formats/gguf.h"
-#include "model/quant_mix.h"
 #include "quant/dequantize.h"
 #include "quant/quantize.h"
 #include "cli_runner.h"

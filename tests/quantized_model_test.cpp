@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "convert/gguf_convert.h"
 #include "core/mapped_file.h"
 #include "generate/generator.h"
 #include "model/gguf_checkpoint.h"

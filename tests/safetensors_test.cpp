@@ -1,10 +1,15 @@
 // The safetensors reader on hand-built files: values, and a clear Error for every malformed field.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "formats/hf_folder.h"
 #include "formats/safetensors.h"
 
 namespace baichuan::formats {
@@ -55,13 +60,30 @@ TEST(Safetensors, ReadsNamesShapesTypesAndValues) {
   }
 }
 
+// The shard index words its JSON faults as config.json and the safetensors header do (core/json_file.h).
+TEST(Safetensors, ShardIndexJsonFaultsUseTheOneWording) {
+  const auto folder = std::filesystem::path(::testing::TempDir()) / ("shard_index_" + std::to_string(getpid()));
+  std::filesystem::create_directories(folder);
+  const std::string index = (folder / "model.safetensors.index.json").string();
+  for (const auto& [text, words] : {std::pair{"{\"weight_map\": ", ": invalid JSON: "}, {"[1]", ": not a JSON object"}}) {
+    std::ofstream(index) << text;
+    try {
+      read_hf_weights(folder.string());
+      ADD_FAILURE() << "no error for " << text;
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()).rfind(index + words, 0), 0u) << e.what();
+    }
+  }
+  std::filesystem::remove_all(folder);
+}
+
 TEST(Safetensors, EveryTruncationIsAnError) {
   for (size_t n = 0; n < kValid.size(); ++n) EXPECT_THROW(parse(kValid.substr(0, n)), Error) << n;
 }
 
 TEST(Safetensors, MalformedHeadersNameTheFault) {
-  expect_error(file_bytes("{not json", ""), "not valid JSON");
-  expect_error(file_bytes("[]", ""), "not a JSON object");
+  expect_error(file_bytes("{not json", ""), "header: invalid JSON");
+  expect_error(file_bytes("[]", ""), "header: not a JSON object");
   expect_error(file_bytes(R"({"x":{"dtype":"F8","shape":[1],"data_offsets":[0,1]}})", "a"), "unknown dtype 'F8'");
   expect_error(file_bytes(R"({"x":{"shape":[1],"data_offsets":[0,4]}})", "abcd"), "'dtype'");
   expect_error(file_bytes(R"({"x":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", "abcd"), "shape");

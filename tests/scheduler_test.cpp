@@ -66,7 +66,7 @@ TEST_F(SchedulerTest, BatchedRequestsGiveTheTokensEachGivesAlone) {
   EXPECT_EQ(stats.queue_depth, 0);
   // The model (its workspace) belongs to the scheduler's thread while requests run: compare after.
   for (size_t i = 0; i < prompts_.size(); ++i) {
-    EXPECT_EQ(batched[i].finish_reason, "length");
+    EXPECT_EQ(batched[i].finish_reason, FinishReason::Length);
     EXPECT_EQ(batched[i].tokens, testing::greedy_tokens(*model_, pool_, prompts_[i], 10 + 3 * i)) << "prompt " << i;
   }
 }
@@ -97,7 +97,7 @@ TEST_F(SchedulerTest, CancellingEndsTheRequestAndFreesItsSlot) {
     return ++tokens < 3;  // the client goes away after 3 tokens
   });
   GenerateResult r = long_one.get();
-  EXPECT_EQ(r.finish_reason, "cancelled");
+  EXPECT_EQ(r.finish_reason, FinishReason::Cancelled);
   EXPECT_EQ(r.tokens.size(), 3u);
   // The slot is free again: the next request runs to completion.
   EXPECT_EQ(submit(scheduler, prompts_[1], greedy_options(4)).get().tokens.size(), 4u);
@@ -124,7 +124,7 @@ TEST_F(SchedulerTest, AFullQueueRefusesAndAnOversizedPromptIsAnError) {
   EXPECT_THROW(submit(scheduler, {-1}, greedy_options(2)), Error);
   scheduler.cancel(1);  // ids count from 1
   release.set_value();
-  EXPECT_EQ(first.get().finish_reason, "cancelled");
+  EXPECT_EQ(first.get().finish_reason, FinishReason::Cancelled);
   EXPECT_EQ(second.get().tokens.size(), 2u);
 }
 
@@ -136,8 +136,8 @@ TEST_F(SchedulerTest, ShuttingDownEndsEveryRequest) {
   auto running = submit(*scheduler, prompts_[0], greedy_options(200));
   auto waiting = submit(*scheduler, prompts_[1], greedy_options(200));
   scheduler.reset();
-  EXPECT_EQ(running.get().finish_reason, "cancelled");
-  EXPECT_EQ(waiting.get().finish_reason, "cancelled");
+  EXPECT_EQ(running.get().finish_reason, FinishReason::Cancelled);
+  EXPECT_EQ(waiting.get().finish_reason, FinishReason::Cancelled);
 }
 
 }  // namespace

@@ -12,8 +12,7 @@ See python/README.md for the keywords.
 """
 
 from ._native import Model, TextStream
-
-__version__ = "0.1.0"
+from ._native import __version__  # CMakeLists.txt's project version; pyproject.toml repeats it
 __all__ = ["Model", "TextStream", "TextGenerationPipeline", "pipeline"]
 
 TASKS = ("text_generation", "text-generation")

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/json_file.h"
 #include "core/mapped_file.h"
 #include "formats/safetensors.h"
 #include "formats/torch_bin.h"
@@ -17,14 +18,9 @@ using Reader = std::vector<Tensor> (*)(const std::string&);
 
 // Shard file -> the tensor names the index puts in it.
 std::map<std::string, std::set<std::string>> read_shard_index(const std::string& index_path) {
-  nlohmann::json index;
-  try {
-    index = nlohmann::json::parse(read_text_file(index_path));
-  } catch (const nlohmann::json::exception& e) {
-    fail(index_path, ": not valid JSON: ", e.what());
-  }
+  const nlohmann::json index = parse_json_object(read_text_file(index_path), index_path);
   auto map_it = index.find("weight_map");
-  if (!index.is_object() || map_it == index.end() || !map_it->is_object())
+  if (map_it == index.end() || !map_it->is_object())
     fail(index_path, ": missing object field 'weight_map'");
   std::map<std::string, std::set<std::string>> names_by_shard;
   for (auto& [name, shard] : map_it->items()) {

@@ -1,8 +1,8 @@
-// A tiny bounds-checked reader of the protobuf wire format over an in-memory file image, for readers
-// that must not copy tensor payloads (MindSpore checkpoints). It knows only the encoding: varints,
-// field tags, wire types 0 (varint), 1 (fixed64), 2 (length-delimited) and 5 (fixed32); the caller
-// knows the schema. Every read checks the bytes left in the current message first and throws an Error
-// naming the file and absolute offset; no read allocates.
+// A tiny bounds-checked reader of the protobuf wire format over an in-memory file image, for the
+// readers of MindSpore checkpoints (it never copies tensor payloads) and SentencePiece models. It knows
+// only the encoding: varints, field tags, wire types 0 (varint), 1 (fixed64), 2 (length-delimited) and
+// 5 (fixed32); the caller knows the schema. Every read checks the bytes left in the current message
+// first and throws an Error naming the file and absolute offset; no read allocates.
 #pragma once
 #include <cstddef>
 #include <cstdint>

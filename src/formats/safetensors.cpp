@@ -5,6 +5,7 @@
 #include "core/atomic_file.h"
 #include "core/byte_reader.h"
 #include "core/error.h"
+#include "core/json_file.h"
 #include "core/mapped_file.h"
 
 namespace baichuan::formats {
@@ -42,13 +43,7 @@ std::vector<Tensor> parse_safetensors(const std::byte* data, size_t size, std::s
   const size_t data_start = in.pos();
   const size_t data_size = size - data_start;
 
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(header_text);
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, ": the header is not valid JSON: ", e.what());
-  }
-  if (!header.is_object()) fail(path, ": the header is not a JSON object");
+  const nlohmann::json header = parse_json_object(header_text, path + " header");
 
   std::vector<Tensor> tensors;
   for (auto& [name, info] : header.items()) {

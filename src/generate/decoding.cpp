@@ -1,6 +1,7 @@
 #include "generate/decoding.h"
 
 #include <algorithm>
+#include <ostream>
 
 #include "core/error.h"
 
@@ -29,6 +30,19 @@ size_t stop_prefix_suffix(const std::string& text, const std::vector<std::string
 }
 
 }  // namespace
+
+const char* finish_reason_name(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::None: return "";
+    case FinishReason::Stop: return "stop";
+    case FinishReason::Length: return "length";
+    case FinishReason::Cancelled: return "cancelled";
+    case FinishReason::Error: return "error";
+  }
+  return "";
+}
+
+std::ostream& operator<<(std::ostream& out, FinishReason reason) { return out << finish_reason_name(reason); }
 
 void check_generation(std::span<const int32_t> prompt, const GenerateOptions& options, int64_t context,
                       int32_t vocab_size) {
@@ -82,7 +96,7 @@ Decoding::Decoding(const Model& model, CachedSequence& sequence, std::span<const
   sequence.ids.resize(fed_);
   result_.reused_prompt_tokens = static_cast<int64_t>(fed_);
   if (options_.max_new_tokens == 0 && !options_.prompt_logprobs) {  // scoring the prompt still feeds it
-    result_.finish_reason = "length";
+    result_.finish_reason = FinishReason::Length;
     done_ = true;
   }
 }
@@ -113,7 +127,7 @@ void Decoding::accept(const TokenCallback& on_token) {
     if (in_prompt()) return;
     result_.prompt_seconds = seconds_since(start_);
     start_ = std::chrono::steady_clock::now();
-    if (options_.max_new_tokens == 0) return finish("length", false, on_token);  // the prompt scored, nothing more
+    if (options_.max_new_tokens == 0) return finish(FinishReason::Length, false, on_token);  // the prompt scored, nothing more
   }
 
   const auto vocab = static_cast<size_t>(model_.config().vocab_size);
@@ -124,7 +138,7 @@ void Decoding::accept(const TokenCallback& on_token) {
   const bool scoring = options_.top_logprobs >= 0;
   const int32_t id =
       sampler_.next(logits, seen_, scoring ? static_cast<size_t>(options_.top_logprobs) : 0, scoring ? &logprobs : nullptr);
-  if (id == model_.generation().eos_token_id && !options_.ignore_eos && !json_) return finish("stop", true, on_token);
+  if (id == model_.generation().eos_token_id && !options_.ignore_eos && !json_) return finish(FinishReason::Stop, true, on_token);
   if (json_) json_->accept(id);
   if (scoring) {
     if (options_.on_logprobs) options_.on_logprobs(logprobs, false);
@@ -146,13 +160,13 @@ void Decoding::accept(const TokenCallback& on_token) {
   if (stop_at != std::string::npos) {
     result_.text.resize(stop_at);
     if (on_token) on_token(id, "");
-    return finish("stop", false, on_token);  // the text ends where the stop string began
+    return finish(FinishReason::Stop, false, on_token);  // the text ends where the stop string began
   }
   if (!stream_safe_text(id, on_token)) return cancel();
-  if (json_ && json_->complete()) return finish("stop", true, on_token);
+  if (json_ && json_->complete()) return finish(FinishReason::Stop, true, on_token);
   if (static_cast<int64_t>(result_.tokens.size()) >= options_.max_new_tokens ||
       sequence_.cache.size() >= sequence_.cache.capacity())
-    finish("length", true, on_token);
+    finish(FinishReason::Length, true, on_token);
 }
 
 void Decoding::score_prompt_rows() {
@@ -186,7 +200,7 @@ bool Decoding::stream_safe_text(int32_t id, const TokenCallback& on_token) {
   return !on_token || on_token(id, piece);
 }
 
-void Decoding::finish(const std::string& reason, bool flush_decoder, const TokenCallback& on_token) {
+void Decoding::finish(FinishReason reason, bool flush_decoder, const TokenCallback& on_token) {
   if (flush_decoder) result_.text += decoder_.flush();  // an incomplete last character, as U+FFFD
   result_.finish_reason = reason;
   result_.generate_seconds = seconds_since(start_);
@@ -197,7 +211,7 @@ void Decoding::finish(const std::string& reason, bool flush_decoder, const Token
 
 void Decoding::cancel() {
   if (done_) return;
-  result_.finish_reason = "cancelled";
+  result_.finish_reason = FinishReason::Cancelled;
   result_.generate_seconds = seconds_since(start_);
   done_ = true;
 }

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <iosfwd>
 #include <memory>
 #include <span>
 #include <string>
@@ -50,10 +51,22 @@ struct GenerateOptions {
   std::function<void(int64_t done, int64_t total)> on_prompt_progress;
 };
 
+// Why a generation ended. The API edges (server JSON, Python dicts, CLI lines) say it as a string,
+// finish_reason_name(): "stop", "length", "cancelled", "error".
+enum class FinishReason {
+  None,       // not finished yet
+  Stop,       // EOS, a stop string, a closed JSON object
+  Length,     // max_new_tokens or the context
+  Cancelled,  // Decoding::cancel(): the caller or a shutting-down server
+  Error,      // the server's scheduler could not run the step; the message is in the result's text
+};
+const char* finish_reason_name(FinishReason reason);
+std::ostream& operator<<(std::ostream& out, FinishReason reason);  // the name, for test messages
+
 struct GenerateResult {
   std::vector<int32_t> tokens;  // generated ids (an EOS that ended generation is not included)
   std::string text;             // without the stop string that ended it, if any
-  std::string finish_reason;    // "stop" (EOS, a stop string, a closed JSON object), "length", or "cancelled"
+  FinishReason finish_reason = FinishReason::None;
   std::vector<TokenLogprobs> logprobs;         // per generated token, with top_logprobs >= 0
   std::vector<TokenLogprobs> prompt_logprobs;  // per prompt token from the second, with prompt_logprobs
   int64_t prompt_tokens = 0, reused_prompt_tokens = 0;
@@ -96,13 +109,13 @@ class Decoding {
   void accept(const TokenCallback& on_token);
   // One forward step of this generation alone: next_step(), the model, accept().
   void step(ModelContext& context, ThreadPool& pool, const TokenCallback& on_token);
-  // Ends the generation now with finish reason "cancelled" (no further callbacks).
+  // Ends the generation now with FinishReason::Cancelled (no further callbacks).
   void cancel();
 
   const GenerateResult& result() const { return result_; }
 
  private:
-  void finish(const std::string& reason, bool flush_decoder, const TokenCallback& on_token);
+  void finish(FinishReason reason, bool flush_decoder, const TokenCallback& on_token);
   void score_prompt_rows();  // prompt_logprobs from the rows of a prompt step
   int64_t tokens_left() const;  // the most tokens this generation may still produce, this one included
   // Sends the part of the text that can no longer turn into a stop string.

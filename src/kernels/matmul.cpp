@@ -75,7 +75,7 @@ void quantized_rows(const WeightMatrix& w, const std::byte* xq, size_t xq_row_by
 
 }  // namespace
 
-void matmul(std::span<const MatmulOutput> outputs, Activations& x, ThreadPool& pool) {
+void matmul(std::span<const MatmulOutput> outputs, MatmulInput& x, ThreadPool& pool) {
   if (outputs.size() > kMaxOutputs) fail("matmul: more than ", kMaxOutputs, " products of one input");
   std::array<const std::byte*, kMaxOutputs> quantized{};
   std::array<size_t, kMaxOutputs> quantized_row{};
@@ -106,13 +106,13 @@ void matmul(std::span<const MatmulOutput> outputs, Activations& x, ThreadPool& p
   });
 }
 
-void matmul(const WeightMatrix& w, Activations& x, float* y, int64_t y_stride, ThreadPool& pool) {
+void matmul(const WeightMatrix& w, MatmulInput& x, float* y, int64_t y_stride, ThreadPool& pool) {
   const MatmulOutput output{w, y, y_stride};
   matmul(std::span<const MatmulOutput>(&output, 1), x, pool);
 }
 
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride, ThreadPool& pool) {
-  Activations input(x, n_tokens, w.cols);
+  MatmulInput input(x, n_tokens, w.cols);
   matmul(w, input, y, y_stride, pool);
 }
 

@@ -4,23 +4,13 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace baichuan {
 
 namespace {
 
 using nlohmann::json;
-
-json parse_object(const std::string& text, const std::string& what) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    fail(what, ": not valid JSON: ", e.what());
-  }
-  if (!j.is_object()) fail(what, ": expected a JSON object");
-  return j;
-}
 
 int64_t get_int(const json& j, const char* key, const std::string& what, std::optional<int64_t> fallback = {}) {
   auto it = j.find(key);
@@ -68,7 +58,7 @@ void ModelConfig::validate(const std::string& what, const ConfigFieldNames& name
 
 ModelConfig parse_model_config(const std::string& json_text, const std::string& what,
                                std::optional<PositionEncoding> position_override) {
-  json j = parse_object(json_text, what);
+  json j = parse_json_object(json_text, what);
   ModelConfig c;
   c.vocab_size = get_int(j, "vocab_size", what);
   c.hidden_size = get_int(j, "hidden_size", what);
@@ -95,7 +85,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
 }
 
 GenerationConfig parse_generation_config(const std::string& json_text, const std::string& what) {
-  json j = parse_object(json_text, what);
+  json j = parse_json_object(json_text, what);
   GenerationConfig g;
   g.max_new_tokens = get_int(j, "max_new_tokens", what, g.max_new_tokens);
   g.temperature = static_cast<float>(get_number(j, "temperature", what, g.temperature));

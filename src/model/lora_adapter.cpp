@@ -105,8 +105,7 @@ struct PeftModuleRules {
 bool lora_json_set(const nlohmann::json& j, const char* key) { return j.contains(key) && !j[key].is_null(); }
 
 PeftModuleRules parse_peft_config(const std::string& text, const std::string& what) {
-  const nlohmann::json j = parse_json(text, what);
-  if (!j.is_object()) fail(what, ": expected a JSON object");
+  const nlohmann::json j = parse_json_object(text, what);
   auto field_error = [&](const char* key, const std::string& problem) -> Error {
     return Error(cat(what, ": field '", key, "' ", problem));
   };

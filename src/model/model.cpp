@@ -144,7 +144,7 @@ void Model::forward(ModelContext& ctx, std::span<SequenceStep> steps, ThreadPool
       ++g;
     }
 
-  kernels::Activations& input = ctx.input;
+  kernels::MatmulInput& input = ctx.input;
   for (int64_t l = 0; l < cfg.num_layers; ++l) {
     const Layer& L = layers_[static_cast<size_t>(l)];
     rms_norm_rows(x, L.attn_norm, cfg.rms_norm_eps, xn, n_rows, H, pool);

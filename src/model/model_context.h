@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kernels/activations.h"
+#include "kernels/matmul_input.h"
 #include "model/kv_cache.h"
 
 namespace baichuan {
@@ -30,7 +30,7 @@ class ModelContext {
   std::vector<float> x, xn, q, k, v, att, gate, up, head_in, logits;
   std::vector<RowPosition> rows;     // each row's cache and position, for RoPE and attention
   std::vector<int64_t> query_tiles;  // attention: first row of each tile of one sequence's rows
-  kernels::Activations input;        // the current input of the matrix products, quantized once
+  kernels::MatmulInput input;        // the current input of the matrix products, quantized once
 };
 
 }  // namespace baichuan

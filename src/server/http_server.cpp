@@ -396,7 +396,7 @@ struct HttpServer::Routes {
   }
 
   static ApiError failure(const GenerateResult& r) {
-    if (r.finish_reason == "cancelled")
+    if (r.finish_reason == FinishReason::Cancelled)
       return ApiError(503, "the generation was cancelled: the server is shutting down", {}, "server_shutting_down",
                       "server_error");
     return ApiError(500, cat("the generation failed: ", r.text), {}, {}, "server_error");
@@ -425,7 +425,7 @@ struct HttpServer::Routes {
     }
     server.untrack(id);
     record_usage(prompt_tokens, static_cast<int64_t>(result.tokens.size()));
-    if (result.finish_reason != "stop" && result.finish_reason != "length") throw failure(result);
+    if (result.finish_reason != FinishReason::Stop && result.finish_reason != FinishReason::Length) throw failure(result);
     json logprobs = nullptr;
     if (answer.logprobs) {
       if (answer.echo_pending) {
@@ -435,7 +435,7 @@ struct HttpServer::Routes {
       LogprobsWriter::append(logprobs, answer.logprobs->piece(result.logprobs));
     }
     send_json(res, 200,
-              completion_json(answer.endpoint, answer.meta, answer.echo + result.text, result.finish_reason,
+              completion_json(answer.endpoint, answer.meta, answer.echo + result.text, finish_reason_name(result.finish_reason),
                               prompt_tokens, static_cast<int64_t>(result.tokens.size()), logprobs));
   }
 
@@ -491,9 +491,10 @@ struct HttpServer::Routes {
     }
     record_usage(st.prompt_tokens, static_cast<int64_t>(result.tokens.size()));
     std::string tail;
-    if (result.finish_reason == "stop" || result.finish_reason == "length") {
+    if (result.finish_reason == FinishReason::Stop || result.finish_reason == FinishReason::Length) {
       tail = sse_event(
-          chunk_json(st.endpoint, st.meta, std::nullopt, std::nullopt, result.finish_reason, st.include_usage));
+          chunk_json(st.endpoint, st.meta, std::nullopt, std::nullopt, finish_reason_name(result.finish_reason),
+                     st.include_usage));
       if (st.include_usage)
         tail += sse_event(
             usage_chunk_json(st.endpoint, st.meta, st.prompt_tokens, static_cast<int64_t>(result.tokens.size())));

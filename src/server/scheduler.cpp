@@ -34,7 +34,7 @@ Scheduler::~Scheduler() {
   wake_.notify_all();
   thread_.join();
   GenerateResult cancelled;
-  cancelled.finish_reason = "cancelled";
+  cancelled.finish_reason = FinishReason::Cancelled;
   for (auto& slot : slots_)
     if (slot->request) {
       slot->decoding->cancel();
@@ -114,7 +114,7 @@ bool Scheduler::admit_waiting(std::unique_lock<std::mutex>& lock) {
         auto request = *it;
         it = waiting_.erase(it);
         GenerateResult cancelled;
-        cancelled.finish_reason = "cancelled";
+        cancelled.finish_reason = FinishReason::Cancelled;
         lock.unlock();
         if (request->events.on_done) request->events.on_done(cancelled);
         lock.lock();
@@ -135,7 +135,7 @@ bool Scheduler::admit_waiting(std::unique_lock<std::mutex>& lock) {
                                                     options_.prompt_chunk);
       } catch (const Error& e) {  // submit() checked the same things; kept so a slip never kills the loop
         GenerateResult failed;
-        failed.finish_reason = "error";
+        failed.finish_reason = FinishReason::Error;
         failed.text = e.what();
         slot->decoding.reset();
         slot->request.reset();
@@ -183,7 +183,7 @@ void Scheduler::step() {
   } catch (const Error& e) {  // e.g. a cache overflow: end these requests, keep serving the others
     for (Slot* slot : stepping) {
       GenerateResult failed = slot->decoding->result();
-      failed.finish_reason = "error";
+      failed.finish_reason = FinishReason::Error;
       failed.text = e.what();
       slot->decoding->cancel();
       auto request = slot->request;

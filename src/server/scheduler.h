@@ -38,7 +38,7 @@ struct QueueFull : Error {
 // What the owner of a request hears. Both run on the scheduler's thread: they must return quickly.
 struct RequestEvents {
   TokenCallback on_token;  // (id, text) per token, (-1, held-back text) at the end; false cancels
-  std::function<void(const GenerateResult&)> on_done;  // exactly once; finish_reason "error" with
+  std::function<void(const GenerateResult&)> on_done;  // exactly once; FinishReason::Error with
                                                        // the message in `text` if the step failed
 };
 

@@ -3,164 +3,86 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "formats/protobuf_wire.h"
 
 namespace baichuan {
 namespace {
 
-// Protobuf wire types.
-constexpr int kVarint = 0, kFixed64 = 1, kLengthDelimited = 2, kFixed32 = 5;
+namespace pb = formats::protobuf;
+using pb::WireType;
 
-// Reads one message's fields; bounds-checked, errors name the absolute offset.
-class WireReader {
- public:
-  WireReader(std::string_view bytes, size_t base, const std::string& what)
-      : bytes_(bytes), base_(base), what_(what) {}
+// `f` after checking that its wire type is the schema's, `name`'s.
+const pb::Field& expect(const pb::Field& f, WireType want, const char* name, const std::string& what) {
+  if (f.wire_type != want)
+    fail(what, ": field '", name, "' has wire type ", pb::wire_type_name(f.wire_type), ", expected ",
+         pb::wire_type_name(want), " (offset ", f.offset, ")");
+  return f;
+}
 
-  bool done() const { return pos_ >= bytes_.size(); }
-  size_t offset() const { return base_ + pos_; }
+// Field values after expect(): int32 fields are sign-extended to 64 bits on the wire (so -1 takes 10 bytes).
+int32_t read_int32(const pb::Field& f, const char* name, const std::string& what) {
+  return static_cast<int32_t>(static_cast<int64_t>(expect(f, WireType::Varint, name, what).value));
+}
 
-  uint64_t varint() {
-    uint64_t v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (done()) fail(what_, ": truncated varint at offset ", offset());
-      auto b = static_cast<uint8_t>(bytes_[pos_++]);
-      v |= static_cast<uint64_t>(b & 0x7f) << shift;
-      if (b < 0x80) return v;
-    }
-    fail(what_, ": varint longer than 10 bytes at offset ", offset());
-  }
+bool read_bool(const pb::Field& f, const char* name, const std::string& what) {
+  return expect(f, WireType::Varint, name, what).value != 0;
+}
 
-  // Reads a field key; returns the field number and sets `wire_type`.
-  uint32_t key(int& wire_type) {
-    uint64_t k = varint();
-    wire_type = static_cast<int>(k & 7);
-    return static_cast<uint32_t>(k >> 3);
-  }
+float read_float(const pb::Field& f, const char* name, const std::string& what) {
+  const auto bits = static_cast<uint32_t>(expect(f, WireType::Fixed32, name, what).value);
+  float x;
+  std::memcpy(&x, &bits, 4);
+  return x;
+}
 
-  std::string_view bytes(size_t& start) {
-    uint64_t n = varint();
-    if (n > bytes_.size() - pos_)
-      fail(what_, ": length-delimited field of ", n, " bytes at offset ", offset(), " runs past the end");
-    start = base_ + pos_;
-    std::string_view s = bytes_.substr(pos_, static_cast<size_t>(n));
-    pos_ += static_cast<size_t>(n);
-    return s;
-  }
+std::string read_bytes(const pb::WireReader& r, const pb::Field& f, const char* name, const std::string& what) {
+  expect(f, WireType::LengthDelimited, name, what);
+  return std::string(reinterpret_cast<const char*>(r.data()) + f.begin, f.size());
+}
 
-  float fixed32_float() {
-    if (bytes_.size() - pos_ < 4) fail(what_, ": truncated fixed32 at offset ", offset());
-    uint32_t bits = 0;
-    for (int i = 0; i < 4; ++i) bits |= static_cast<uint32_t>(static_cast<uint8_t>(bytes_[pos_ + i])) << (8 * i);
-    pos_ += 4;
-    float f;
-    std::memcpy(&f, &bits, 4);
-    return f;
-  }
-
-  void skip(int wire_type) {
-    size_t start = 0;
-    switch (wire_type) {
-      case kVarint: varint(); return;
-      case kLengthDelimited: bytes(start); return;
-      case kFixed64: advance(8); return;
-      case kFixed32: advance(4); return;
-      default: fail(what_, ": unsupported protobuf wire type ", wire_type, " at offset ", offset());
-    }
-  }
-
-  // int32 fields are sign-extended to 64 bits on the wire (so -1 takes 10 bytes).
-  int32_t int32() { return static_cast<int32_t>(static_cast<int64_t>(varint())); }
-  bool boolean() { return varint() != 0; }
-
-  void expect(int wire_type, int want, const char* field) {
-    if (wire_type != want)
-      fail(what_, ": field '", field, "' has wire type ", wire_type, ", expected ", want, " (offset ", offset(), ")");
-  }
-
- private:
-  void advance(size_t n) {
-    if (bytes_.size() - pos_ < n) fail(what_, ": truncated field at offset ", offset());
-    pos_ += n;
-  }
-
-  std::string_view bytes_;
-  size_t base_;
-  size_t pos_ = 0;
-  const std::string& what_;
-};
-
-SpmPiece parse_piece(std::string_view bytes, size_t base, const std::string& what) {
-  WireReader r(bytes, base, what);
+SpmPiece parse_piece(pb::WireReader r, const std::string& what) {
   SpmPiece p;
-  while (!r.done()) {
-    int wt;
-    uint32_t field = r.key(wt);
-    size_t start;
-    if (field == 1) {
-      r.expect(wt, kLengthDelimited, "SentencePiece.piece");
-      p.piece = std::string(r.bytes(start));
-    } else if (field == 2) {
-      r.expect(wt, kFixed32, "SentencePiece.score");
-      p.score = r.fixed32_float();
-    } else if (field == 3) {
-      r.expect(wt, kVarint, "SentencePiece.type");
-      p.type = r.int32();
-    } else {
-      r.skip(wt);
-    }
+  while (!r.at_end()) {
+    const pb::Field f = r.next_field();  // unknown fields are skipped
+    if (f.number == 1) p.piece = read_bytes(r, f, "SentencePiece.piece", what);
+    if (f.number == 2) p.score = read_float(f, "SentencePiece.score", what);
+    if (f.number == 3) p.type = read_int32(f, "SentencePiece.type", what);
   }
   return p;
 }
 
-SpmTrainerSpec parse_trainer(std::string_view bytes, size_t base, const std::string& what) {
-  WireReader r(bytes, base, what);
+SpmTrainerSpec parse_trainer(pb::WireReader r, const std::string& what) {
   SpmTrainerSpec t;
-  while (!r.done()) {
-    int wt;
-    uint32_t field = r.key(wt);
-    switch (field) {
-      case 3: r.expect(wt, kVarint, "TrainerSpec.model_type"); t.model_type = r.int32(); break;
-      case 4: r.expect(wt, kVarint, "TrainerSpec.vocab_size"); t.vocab_size = r.int32(); break;
-      case 20:
-        r.expect(wt, kVarint, "TrainerSpec.max_sentencepiece_length");
-        t.max_sentencepiece_length = r.int32();
-        break;
-      case 25: r.expect(wt, kVarint, "TrainerSpec.split_digits"); t.split_digits = r.boolean(); break;
-      case 26:
-        r.expect(wt, kVarint, "TrainerSpec.allow_whitespace_only_pieces");
-        t.allow_whitespace_only_pieces = r.boolean();
-        break;
-      case 35: r.expect(wt, kVarint, "TrainerSpec.byte_fallback"); t.byte_fallback = r.boolean(); break;
-      case 40: r.expect(wt, kVarint, "TrainerSpec.unk_id"); t.unk_id = r.int32(); break;
-      case 41: r.expect(wt, kVarint, "TrainerSpec.bos_id"); t.bos_id = r.int32(); break;
-      case 42: r.expect(wt, kVarint, "TrainerSpec.eos_id"); t.eos_id = r.int32(); break;
-      case 43: r.expect(wt, kVarint, "TrainerSpec.pad_id"); t.pad_id = r.int32(); break;
-      default: r.skip(wt);
+  while (!r.at_end()) {
+    const pb::Field f = r.next_field();
+    switch (f.number) {
+      case 3: t.model_type = read_int32(f, "TrainerSpec.model_type", what); break;
+      case 4: t.vocab_size = read_int32(f, "TrainerSpec.vocab_size", what); break;
+      case 20: t.max_sentencepiece_length = read_int32(f, "TrainerSpec.max_sentencepiece_length", what); break;
+      case 25: t.split_digits = read_bool(f, "TrainerSpec.split_digits", what); break;
+      case 26: t.allow_whitespace_only_pieces = read_bool(f, "TrainerSpec.allow_whitespace_only_pieces", what); break;
+      case 35: t.byte_fallback = read_bool(f, "TrainerSpec.byte_fallback", what); break;
+      case 40: t.unk_id = read_int32(f, "TrainerSpec.unk_id", what); break;
+      case 41: t.bos_id = read_int32(f, "TrainerSpec.bos_id", what); break;
+      case 42: t.eos_id = read_int32(f, "TrainerSpec.eos_id", what); break;
+      case 43: t.pad_id = read_int32(f, "TrainerSpec.pad_id", what); break;
+      default: break;
     }
   }
   return t;
 }
 
-SpmNormalizerSpec parse_normalizer(std::string_view bytes, size_t base, const std::string& what) {
-  WireReader r(bytes, base, what);
+SpmNormalizerSpec parse_normalizer(pb::WireReader r, const std::string& what) {
   SpmNormalizerSpec n;
-  while (!r.done()) {
-    int wt;
-    uint32_t field = r.key(wt);
-    size_t start;
-    switch (field) {
-      case 1: r.expect(wt, kLengthDelimited, "NormalizerSpec.name"); n.name = std::string(r.bytes(start)); break;
-      case 2:
-        r.expect(wt, kLengthDelimited, "NormalizerSpec.precompiled_charsmap");
-        n.precompiled_charsmap = std::string(r.bytes(start));
-        break;
-      case 3: r.expect(wt, kVarint, "NormalizerSpec.add_dummy_prefix"); n.add_dummy_prefix = r.boolean(); break;
-      case 4:
-        r.expect(wt, kVarint, "NormalizerSpec.remove_extra_whitespaces");
-        n.remove_extra_whitespaces = r.boolean();
-        break;
-      case 5: r.expect(wt, kVarint, "NormalizerSpec.escape_whitespaces"); n.escape_whitespaces = r.boolean(); break;
-      default: r.skip(wt);
+  while (!r.at_end()) {
+    const pb::Field f = r.next_field();
+    switch (f.number) {
+      case 1: n.name = read_bytes(r, f, "NormalizerSpec.name", what); break;
+      case 2: n.precompiled_charsmap = read_bytes(r, f, "NormalizerSpec.precompiled_charsmap", what); break;
+      case 3: n.add_dummy_prefix = read_bool(f, "NormalizerSpec.add_dummy_prefix", what); break;
+      case 4: n.remove_extra_whitespaces = read_bool(f, "NormalizerSpec.remove_extra_whitespaces", what); break;
+      case 5: n.escape_whitespaces = read_bool(f, "NormalizerSpec.escape_whitespaces", what); break;
+      default: break;
     }
   }
   return n;
@@ -176,24 +98,24 @@ class WireWriter {
     }
     out_.push_back(static_cast<char>(v));
   }
-  void key(uint32_t field, int wire_type) {
+  void key(uint32_t field, WireType wire_type) {
     varint(static_cast<uint64_t>(field) << 3 | static_cast<uint64_t>(wire_type));
   }
   void int32_field(uint32_t field, int32_t v) {
-    key(field, kVarint);
+    key(field, WireType::Varint);
     varint(static_cast<uint64_t>(static_cast<int64_t>(v)));  // sign-extended, as protobuf does for int32
   }
   void bool_field(uint32_t field, bool v) {
-    key(field, kVarint);
+    key(field, WireType::Varint);
     varint(v ? 1 : 0);
   }
   void bytes_field(uint32_t field, std::string_view s) {
-    key(field, kLengthDelimited);
+    key(field, WireType::LengthDelimited);
     varint(s.size());
     out_.append(s);
   }
   void float_field(uint32_t field, float f) {
-    key(field, kFixed32);
+    key(field, WireType::Fixed32);
     uint32_t bits;
     std::memcpy(&bits, &f, 4);
     for (int i = 0; i < 4; ++i) out_.push_back(static_cast<char>((bits >> (8 * i)) & 0xff));
@@ -207,27 +129,14 @@ class WireWriter {
 }  // namespace
 
 SpmModel parse_model_proto(std::string_view bytes, const std::string& what) {
-  WireReader r(bytes, 0, what);
+  pb::WireReader r(reinterpret_cast<const std::byte*>(bytes.data()), 0, bytes.size(), what);
   SpmModel m;
-  while (!r.done()) {
-    int wt;
-    uint32_t field = r.key(wt);
-    size_t start = 0;
-    if (field == 1) {
-      r.expect(wt, kLengthDelimited, "ModelProto.pieces");
-      std::string_view sub = r.bytes(start);
-      m.pieces.push_back(parse_piece(sub, start, what));
-    } else if (field == 2) {
-      r.expect(wt, kLengthDelimited, "ModelProto.trainer_spec");
-      std::string_view sub = r.bytes(start);
-      m.trainer = parse_trainer(sub, start, what);
-    } else if (field == 3) {
-      r.expect(wt, kLengthDelimited, "ModelProto.normalizer_spec");
-      std::string_view sub = r.bytes(start);
-      m.normalizer = parse_normalizer(sub, start, what);
-    } else {
-      r.skip(wt);
-    }
+  while (!r.at_end()) {
+    const pb::Field f = r.next_field();
+    auto message = [&](const char* name) { return r.sub_reader(expect(f, WireType::LengthDelimited, name, what)); };
+    if (f.number == 1) m.pieces.push_back(parse_piece(message("ModelProto.pieces"), what));
+    if (f.number == 2) m.trainer = parse_trainer(message("ModelProto.trainer_spec"), what);
+    if (f.number == 3) m.normalizer = parse_normalizer(message("ModelProto.normalizer_spec"), what);
   }
   return m;
 }

@@ -103,8 +103,8 @@ struct ChatCommand {
       std::cerr << "[" << result.tokens.size() << " tokens, "
                 << strprintf("%.1f", static_cast<double>(result.tokens.size()) / std::max(result.generate_seconds, 1e-9))
                 << " tokens/s, reused " << result.reused_prompt_tokens << " cached prompt tokens"
-                << (result.finish_reason == "cancelled" ? ", stopped by Ctrl-C" : "")
-                << (result.finish_reason == "length" ? ", cut at the length limit" : "") << "]\n";
+                << (result.finish_reason == FinishReason::Cancelled ? ", stopped by Ctrl-C" : "")
+                << (result.finish_reason == FinishReason::Length ? ", cut at the length limit" : "") << "]\n";
     }
     std::signal(SIGINT, SIG_DFL);
     return 0;

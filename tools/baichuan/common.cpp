@@ -10,6 +10,7 @@
 #include <random>
 #include <set>
 
+#include "convert/gguf_convert.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "kernels/cpu.h"

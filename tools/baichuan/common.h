@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "convert/gguf_convert.h"
 #include "core/thread_pool.h"
 #include "generate/chat_prompt.h"
 #include "generate/sampling.h"

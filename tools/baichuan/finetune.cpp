@@ -14,12 +14,13 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "convert/gguf_convert.h"
+#include "convert/quant_mix.h"
 #include "core/error.h"
 #include "core/json_file.h"
 #include "core/system_memory.h"
 #include "model/checkpoint.h"
 #include "model/gguf_checkpoint.h"
-#include "model/quant_mix.h"
 #include "train/checkpoint_dir.h"
 #include "train/data_parallel.h"
 #include "train/hf_export.h"

@@ -60,7 +60,7 @@ struct GenerateCommand {
     std::cerr << strprintf("prompt: %zu tokens in %.3f s (%.1f tokens/s); generated %zu tokens in %.3f s (%.1f tokens/s)",
                            ids.size(), result.prompt_seconds, p / std::max(result.prompt_seconds, 1e-9),
                            result.tokens.size(), result.generate_seconds, n / std::max(result.generate_seconds, 1e-9))
-              << "; finish: " << result.finish_reason << "\n";
+              << "; finish: " << finish_reason_name(result.finish_reason) << "\n";
     return 0;
   }
 };

@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "core/version.h"
 #include "kernels/cpu.h"
 #include "train/data_parallel.h"
 
@@ -54,7 +55,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (version) {
-    std::cout << "baichuan.cpp 0.1.0; " << baichuan::kernels::describe_cpu() << "\n"
+    std::cout << "baichuan.cpp " << baichuan::version() << "; " << baichuan::kernels::describe_cpu() << "\n"
               << (baichuan::train::built_with_mpi() ? "finetune: data parallel under mpirun -np K (OpenMPI)\n"
                                                     : "finetune: one process (built without MPI)\n");
     return 0;

@@ -4,7 +4,9 @@
 
 #include "commands.h"
 #include "common.h"
+#include "convert/gguf_convert.h"
 #include "core/error.h"
+#include "gguf_output.h"
 #include "model/gguf_checkpoint.h"
 #include "model/lora_apply.h"
 
@@ -31,8 +33,7 @@ void refuse_overwriting_lora_adapters(const std::string& out, const std::vector<
 Run add_merge_lora(CLI::App& app) {
   struct Command {
     ModelOptions model;
-    std::string out, type = "f16", name;
-    bool raw_head = false;
+    GgufOutputOptions output;
   };
   auto cmd = std::make_shared<Command>();
   cmd->model.add(app);
@@ -40,34 +41,25 @@ Run add_merge_lora(CLI::App& app) {
                  "LoRA adapter to merge: a PEFT folder or a llama.cpp GGUF LoRA adapter, optionally :SCALE (multiplies "
                  "the adapter's own scale; default 1). Repeatable: adapters are added in turn")
       ->required();
-  app.add_option("-o,--output", cmd->out, "Output .gguf file")->required();
-  app.add_option("--type", cmd->type,
-                 std::string("Type of the merged matrices: ") + file_type_names() +
-                     " (as `baichuan convert`; the merge itself is computed in float32)");
-  app.add_option("--name", cmd->name, "general.name (default: the checkpoint's name)");
-  app.add_flag("--raw-head", cmd->raw_head, "Store lm_head rows as they are instead of L2-normalised (see convert)");
+  cmd->output.add(app, "(as `baichuan convert`; the merge itself is computed in float32)",
+                  "Store lm_head rows as they are instead of L2-normalised (see convert)");
   return [cmd] {
-    FileType type = parse_file_type(cmd->type);
-    refuse_overwriting_checkpoint(cmd->out, cmd->model.path, cmd->model.load_options());
-    refuse_overwriting_lora_adapters(cmd->out, cmd->model.loras);
+    ConvertOptions options = cmd->output.convert_options(cmd->model.path);  // a bad --type before any work
+    refuse_overwriting_checkpoint(cmd->output.out, cmd->model.path, cmd->model.load_options());
+    refuse_overwriting_lora_adapters(cmd->output.out, cmd->model.loras);
     auto checkpoint = open_checkpoint(cmd->model.path, cmd->model.load_options());
     const auto adapters = read_lora_options(cmd->model.loras, checkpoint.config);
     const LoraDeltas deltas(adapters, checkpoint.config, checkpoint.qk_interleaved);
     for (const auto& [adapter, scale] : adapters)
       std::cerr << "merging LoRA adapter " << adapter.source << ": " << adapter.modules.size() << " modules, r "
                 << adapter.config.r << ", scale " << adapter.modules.front().scale << " x " << scale << "\n";
-    ConvertOptions options;
-    options.type = type.base;
-    options.mix = type.mix;
-    options.normalize_head = !cmd->raw_head;
-    options.name = cmd->name.empty() ? std::filesystem::path(cmd->model.path).filename().string() : cmd->name;
     const int64_t layers = checkpoint.config.num_layers;
     options.row_edit = [&deltas, layers](const std::string& name) -> std::function<void(int64_t, float*)> {
       auto projection = lora_projection_of(name);
       if (!projection || projection->first >= layers || !deltas.adapts(projection->first, projection->second)) return {};
       return [&deltas, p = *projection](int64_t row, float* values) { deltas.add_to_row(p.first, p.second, row, values); };
     };
-    write_gguf_reporting(checkpoint, cmd->model.path, cmd->out, options, cmd->model.threads);
+    write_gguf_reporting(checkpoint, cmd->model.path, cmd->output.out, options, cmd->model.threads);
     return 0;
   };
 }

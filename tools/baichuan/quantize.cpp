@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "convert/gguf_convert.h"
 #include "core/error.h"
 #include "model/gguf_checkpoint.h"
 

@@ -11,10 +11,10 @@
 
 namespace baichuan::kernels {
 
-class Activations {
+class MatmulInput {
  public:
-  Activations() = default;
-  Activations(const float* x, int64_t n_tokens, int64_t cols) { reset(x, n_tokens, cols); }
+  MatmulInput() = default;
+  MatmulInput(const float* x, int64_t n_tokens, int64_t cols) { reset(x, n_tokens, cols); }
   // Points at new rows x[t * cols + i]; forgets earlier quantizations.
   void reset(const float* x, int64_t n_tokens, int64_t cols);
 

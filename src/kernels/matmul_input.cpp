@@ -1,19 +1,19 @@
-#include "kernels/activations.h"
+#include "kernels/matmul_input.h"
 
 #include "kernels/quant_dot.h"
 
 namespace baichuan::kernels {
 
-void Activations::reset(const float* x, int64_t n_tokens, int64_t cols) {
+void MatmulInput::reset(const float* x, int64_t n_tokens, int64_t cols) {
   x_ = x;
   n_tokens_ = n_tokens;
   cols_ = cols;
   blocks32_.ready = blocks256_.ready = false;
 }
 
-size_t Activations::quantized_row_bytes(DType weight_type) const { return activation_bytes(weight_type, cols_); }
+size_t MatmulInput::quantized_row_bytes(DType weight_type) const { return activation_bytes(weight_type, cols_); }
 
-const std::byte* Activations::quantized(DType weight_type, ThreadPool& pool) {
+const std::byte* MatmulInput::quantized(DType weight_type, ThreadPool& pool) {
   Quantized& q = activation_kind(weight_type) == ActivationKind::Blocks32 ? blocks32_ : blocks256_;
   const size_t row_bytes = quantized_row_bytes(weight_type);
   if (!q.ready) {
