@@ -24,12 +24,13 @@ std::string plan_size(uint64_t bytes) {
 
 }  // namespace
 
-ContextBytes train_context_bytes(const TrainShape& s, int64_t batch_rows, int64_t seq_len) {
+ContextBytes train_context_bytes(const TrainShape& s, int64_t batch_rows, int64_t seq_len, bool checkpointed) {
   const auto N = static_cast<uint64_t>(batch_rows * seq_len), H = static_cast<uint64_t>(s.hidden),
-             F = static_cast<uint64_t>(s.ffn), L = static_cast<uint64_t>(s.layers),
-             V = static_cast<uint64_t>(s.vocab), nh = static_cast<uint64_t>(s.heads);
+             F = static_cast<uint64_t>(s.ffn), V = static_cast<uint64_t>(s.vocab), nh = static_cast<uint64_t>(s.heads);
+  // The residual stream of every layer; the rest of one layer's activations per kept layer.
+  const uint64_t layers = static_cast<uint64_t>(s.layers), L = checkpointed ? 1 : layers;
   const uint64_t head_rows = static_cast<uint64_t>(batch_rows * std::max<int64_t>(seq_len - 1, 0));
-  const uint64_t floats = (L + 1) * N * H + 4 * L * N * H + 2 * L * N + 3 * L * N * H + L * nh * N + 3 * L * N * F +
+  const uint64_t floats = (layers + 1) * N * H + 4 * L * N * H + 2 * L * N + 3 * L * N * H + L * nh * N + 3 * L * N * F +
                           N * H + N +  // forward activations
                           5 * N * H + 3 * N * H + 3 * N * F;  // backward scratch
   ContextBytes bytes;
@@ -39,21 +40,23 @@ ContextBytes train_context_bytes(const TrainShape& s, int64_t batch_rows, int64_
   return bytes;
 }
 
-MemoryPlan full_finetune_memory_plan(const TrainShape& shape, int64_t batch_rows, int64_t seq_len) {
+MemoryPlan full_finetune_memory_plan(const TrainShape& shape, int64_t batch_rows, int64_t seq_len, bool checkpointed) {
   uint64_t n = 0;
   for (const ParamInfo& p : param_layout(shape)) n += p.numel;
   MemoryPlan plan;
   plan.weights = n * sizeof(float);
   plan.gradients = n * sizeof(float);
   plan.optimizer = 2 * n * sizeof(float);
-  const ContextBytes ctx = train_context_bytes(shape, batch_rows, seq_len);
+  const ContextBytes ctx = train_context_bytes(shape, batch_rows, seq_len, checkpointed);
   plan.activations = ctx.activations;
   plan.head = ctx.head;
   plan.trainable_parameters = n;
+  plan.checkpointed = checkpointed;
   return plan;
 }
 
-MemoryPlan lora_memory_plan(const TrainShape& shape, const LoraSpec& spec, int64_t batch_rows, int64_t seq_len) {
+MemoryPlan lora_memory_plan(const TrainShape& shape, const LoraSpec& spec, int64_t batch_rows, int64_t seq_len,
+                            bool checkpointed, const FrozenBaseSize* frozen_base) {
   uint64_t base = 0;
   for (const ParamInfo& p : param_layout(shape)) base += p.numel;
   // The adapters of one layer (LoraModel's layout): r (in + out) per target.
@@ -69,27 +72,36 @@ MemoryPlan lora_memory_plan(const TrainShape& shape, const LoraSpec& spec, int64
   }
   MemoryPlan plan;
   plan.trainable_parameters = adapter;
-  plan.weights = (base + adapter) * sizeof(float);
+  plan.weights = (frozen_base ? frozen_base->bytes : base * sizeof(float)) + adapter * sizeof(float);
+  if (frozen_base && !frozen_base->stored_types.empty())
+    plan.weights_kind = frozen_base->stored_types + " as stored, the rest float32";
+  plan.checkpointed = checkpointed;
   plan.gradients = adapter * sizeof(float);
   plan.optimizer = 2 * adapter * sizeof(float);
-  const ContextBytes ctx = train_context_bytes(shape, batch_rows, seq_len);
+  const ContextBytes ctx = train_context_bytes(shape, batch_rows, seq_len, checkpointed);
   // TrainContext's lora_* buffers (lora.cpp: lora_prepare).
   const uint64_t lora_floats = (spec.dropout > 0 ? N * (inputs + max_in) : 0) + N * L * spec.targets.size() * r +
                                N * max_out + N * r;
   plan.activations = ctx.activations + lora_floats * sizeof(float);
   plan.head = ctx.head - static_cast<uint64_t>(shape.vocab) * H * sizeof(float);  // no NormHead gradient
+  if (frozen_base && frozen_base->stored_head)  // nor a normalised float copy of a stored head
+    plan.head -= static_cast<uint64_t>(shape.vocab) * (H + 1) * sizeof(float);
   return plan;
 }
 
 std::string MemoryPlan::describe() const {
   std::ostringstream out;
-  out << "  weights (float32)             " << plan_size(weights) << "\n"
-      << "  gradients                     " << plan_size(gradients) << "\n"
-      << "  optimizer state (AdamW m, v)  " << plan_size(optimizer) << "\n"
-      << "  activations (one micro-batch) " << plan_size(activations) << "\n"
-      << "  NormHead + logits chunk       " << plan_size(head) << "\n"
-      << "  total                         " << plan_size(total()) << "\n"
-      << "  trainable parameters          " << trainable_parameters << "\n";
+  auto line = [&](const std::string& label, uint64_t bytes) {
+    out << "  " << label << std::string(label.size() < 30 ? 30 - label.size() : 1, ' ') << plan_size(bytes) << "\n";
+  };
+  line("weights (" + weights_kind + ")", weights);
+  line("gradients", gradients);
+  line("optimizer state (AdamW m, v)", optimizer);
+  line(checkpointed ? "activations (one micro-batch, checkpointed per layer)" : "activations (one micro-batch)",
+       activations);
+  line("NormHead + logits chunk", head);
+  line("total", total());
+  out << "  trainable parameters          " << trainable_parameters << "\n";
   return out.str();
 }
 

@@ -14,15 +14,21 @@ namespace baichuan::train {
 
 struct MemoryPlan {
   uint64_t weights = 0, gradients = 0, optimizer = 0, activations = 0, head = 0;
+  std::string weights_kind = "float32";  // "Q4_0 as stored, the rest float32" for a quantized LoRA base
+  bool checkpointed = false;             // activations checkpointed per layer
   uint64_t trainable_parameters = 0;  // counted (not bytes), printed
   uint64_t total() const { return weights + gradients + optimizer + activations + head; }
   std::string describe() const;  // one line per item and the total, in GiB/MiB
 };
 
-MemoryPlan full_finetune_memory_plan(const TrainShape& shape, int64_t batch_rows, int64_t seq_len);
-// LoRA: the frozen float32 base (no gradient), the adapters with their gradients and AdamW state,
-// the same activations plus the adapters' (dropped-out inputs, A x), and no NormHead gradient.
-MemoryPlan lora_memory_plan(const TrainShape& shape, const LoraSpec& spec, int64_t batch_rows, int64_t seq_len);
+// `checkpointed`: per-layer activation checkpointing (TrainContext::checkpoint_activations).
+MemoryPlan full_finetune_memory_plan(const TrainShape& shape, int64_t batch_rows, int64_t seq_len,
+                                     bool checkpointed = false);
+// LoRA: the frozen base (no gradient) of `base` bytes and kind (frozen_base_size; float32 when
+// base.stored_types is empty), the adapters with their gradients and AdamW state, the same
+// activations plus the adapters' (dropped-out inputs, A x), and no NormHead gradient.
+MemoryPlan lora_memory_plan(const TrainShape& shape, const LoraSpec& spec, int64_t batch_rows, int64_t seq_len,
+                            bool checkpointed = false, const FrozenBaseSize* base = nullptr);
 
 // The bytes the TrainContext of `shape` reserves after a pass over B rows of T tokens, split as in the
 // plan: {activations + backward scratch, NormHead and logits chunk}. `head_rows` are the rows the loss
@@ -30,7 +36,8 @@ MemoryPlan lora_memory_plan(const TrainShape& shape, const LoraSpec& spec, int64
 struct ContextBytes {
   uint64_t activations = 0, head = 0;
 };
-ContextBytes train_context_bytes(const TrainShape& shape, int64_t batch_rows, int64_t seq_len);
+ContextBytes train_context_bytes(const TrainShape& shape, int64_t batch_rows, int64_t seq_len,
+                                 bool checkpointed = false);
 
 // "8G", "512M", "1.5G", "100000" (bytes) -> bytes; throws Error naming `what`.
 uint64_t parse_byte_size(const std::string& text, const std::string& what);

@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "kernels/ops.h"
 #include "kernels/vec.h"
 #include "train/frozen_linear.h"
@@ -94,17 +95,55 @@ std::vector<ParamInfo> param_layout(const TrainShape& s) {
   return out;
 }
 
-template <typename T>
-TrainModel<T>::TrainModel(const TrainShape& shape, bool with_gradients) : shape_(shape), layout_(param_layout(shape)) {
+namespace {
+
+void check_train_shape(const TrainShape& shape) {
   if (shape.vocab <= 0 || shape.hidden <= 0 || shape.ffn <= 0 || shape.heads <= 0 || shape.layers <= 0 ||
       shape.hidden % shape.heads != 0)
     fail("training model: invalid shape (vocab ", shape.vocab, ", hidden ", shape.hidden, ", ffn ", shape.ffn,
          ", heads ", shape.heads, ", layers ", shape.layers, ")");
   if (shape.position == PositionEncoding::Rope && shape.head_dim() % 2 != 0)
     fail("training model: head dimension ", shape.head_dim(), " must be even for rotary embeddings");
+}
+
+}  // namespace
+
+template <typename T>
+TrainModel<T>::TrainModel(const TrainShape& shape, bool with_gradients) : shape_(shape), layout_(param_layout(shape)) {
+  check_train_shape(shape);
   const size_t total = layout_.back().offset + layout_.back().numel;
   params_.assign(total, T(0));
   if (with_gradients) grads_.assign(total, T(0));
+}
+
+namespace {
+
+// The layer matrices (stored outside the flat buffer in a quantized base).
+bool is_layer_matrix(const ParamInfo& p) { return p.shape.size() == 2 && p.name.rfind("model.layers.", 0) == 0; }
+
+}  // namespace
+
+template <typename T>
+TrainModel<T>::TrainModel(const TrainShape& shape, std::shared_ptr<const StoredWeights> stored)
+    : shape_(shape), stored_(std::move(stored)) {
+  check_train_shape(shape);
+  if (!stored_) fail("training model: no stored matrices");
+  std::vector<ParamInfo> kept;
+  for (ParamInfo p : param_layout(shape))
+    if (!in_stored(p)) {
+      p.offset = kept.empty() ? 0 : kept.back().offset + kept.back().numel;
+      kept.push_back(std::move(p));
+    }
+  layout_ = std::move(kept);
+  params_.assign(layout_.back().offset + layout_.back().numel, T(0));
+}
+
+template <typename T>
+bool TrainModel<T>::in_stored(const ParamInfo& p) const {
+  if (!stored_) return false;
+  if (p.name == "model.embed_tokens.weight") return stored_->embed.has_value();
+  if (p.name == "lm_head.weight") return stored_->head.has_value();
+  return is_layer_matrix(p);
 }
 
 template <typename T>
@@ -121,8 +160,14 @@ void TrainModel<T>::zero_grads() {
 
 template <typename T>
 Weights<T> TrainModel<T>::bind(T* flat) const {
-  size_t i = 0;
-  auto next = [&] { return flat + layout_[i++].offset; };
+  // layout_ is param_layout(shape_) or, with stored matrices, the same without the layer matrices.
+  const std::vector<ParamInfo> all = stored_ ? param_layout(shape_) : std::vector<ParamInfo>{};
+  size_t i = 0, k = 0;
+  auto next = [&]() -> T* {
+    if (!stored_) return flat + layout_[i++].offset;
+    if (in_stored(all[k++])) return nullptr;
+    return flat + layout_[i++].offset;
+  };
   Weights<T> w;
   w.embed = next();
   for (int64_t l = 0; l < shape_.layers; ++l) {
@@ -141,51 +186,202 @@ Weights<T> TrainModel<T>::bind(T* flat) const {
   return w;
 }
 
+namespace {
+
+// The stored row of row r of a layer matrix in the official layout. GGUF keeps Q and K rows of each
+// head in interleaved-pair order: rows (i, i + d/2) of the official layout sit at rows (2i, 2i + 1).
+int64_t official_to_stored_row(const Checkpoint& c, const TrainShape& s, const std::string& role, int64_t r) {
+  if (!c.qk_interleaved || (role != "attn_q" && role != "attn_k")) return r;
+  const int64_t d = s.head_dim(), head = r / d, within = r % d, half = d / 2;
+  return head * d + (within < half ? 2 * within : 2 * (within - half) + 1);
+}
+
+// The checkpoint roles of each LoRA target's matrix, whose rows stack up to the official matrix.
+std::vector<std::string> target_roles(LoraTarget t) {
+  switch (t) {
+    case LoraTarget::WPack: return {"attn_q", "attn_k", "attn_v"};
+    case LoraTarget::OProj: return {"attn_output"};
+    case LoraTarget::GateProj: return {"ffn_gate"};
+    case LoraTarget::UpProj: return {"ffn_up"};
+    case LoraTarget::DownProj: return {"ffn_down"};
+  }
+  fail("unknown LoRA target");
+}
+
+// Copies every checkpoint tensor whose destination in `model` is not null (the layer matrices of a
+// stored base are) to float, in the official row order; with `release`, lets go of the file's pages.
 template <typename T>
-TrainModel<T> load_train_model(const Checkpoint& c, bool with_gradients) {
-  validate_tensors(c);
-  TrainModel<T> model(TrainShape::from(c.config), with_gradients);
+void copy_float_weights(TrainModel<T>& model, const Checkpoint& c, bool release) {
   const TrainShape& s = model.shape();
   Weights<T> w = model.weights();
   std::vector<float> row;
-  // Copies a checkpoint tensor (1-D or 2-D, any stored type) to dst; `source_row` maps a destination
-  // row to the stored row.
-  auto copy = [&](const std::string& canonical, T* dst, auto source_row) {
+  auto copy = [&](const std::string& role, const std::string& canonical, T* dst) {
+    if (!dst) return;
     const Tensor& t = c.tensor(canonical);
     const int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1, cols = t.shape.back();
     const size_t row_bytes = bytes_for(t.dtype, cols, t.name);
     row.resize(static_cast<size_t>(cols));
     for (int64_t r = 0; r < rows; ++r) {
-      kernels::row_to_f32(t.dtype, t.data + static_cast<size_t>(source_row(r)) * row_bytes, row.data(), cols);
+      const auto stored = static_cast<size_t>(official_to_stored_row(c, s, role, r));
+      kernels::row_to_f32(t.dtype, t.data + stored * row_bytes, row.data(), cols);
       std::copy(row.begin(), row.end(), dst + r * cols);
     }
+    if (release) MappedFile::release_pages(t.data, t.nbytes);
   };
-  auto same = [](int64_t r) { return r; };
-  // GGUF keeps Q and K rows of each head in interleaved-pair order: rows (i, i + d/2) of the official
-  // layout sit at rows (2i, 2i + 1).
-  const int64_t d = s.head_dim();
-  auto unpermute = [&](int64_t r) {
-    const int64_t head = r / d, within = r % d, half = d / 2;
-    return head * d + (within < half ? 2 * within : 2 * (within - half) + 1);
-  };
-  auto qk_row = [&](int64_t r) { return c.qk_interleaved ? unpermute(r) : r; };
-
-  copy("token_embd.weight", w.embed, same);
+  copy("", "token_embd.weight", w.embed);
+  const int64_t HH = s.hidden * s.hidden;
   for (int64_t l = 0; l < s.layers; ++l) {
     const auto& L = w.layers[static_cast<size_t>(l)];
-    copy(layer_tensor(l, "attn_q"), L.w_pack, qk_row);
-    copy(layer_tensor(l, "attn_k"), L.w_pack + s.hidden * s.hidden, qk_row);
-    copy(layer_tensor(l, "attn_v"), L.w_pack + 2 * s.hidden * s.hidden, same);
-    copy(layer_tensor(l, "attn_output"), L.o_proj, same);
-    copy(layer_tensor(l, "ffn_gate"), L.gate, same);
-    copy(layer_tensor(l, "ffn_up"), L.up, same);
-    copy(layer_tensor(l, "ffn_down"), L.down, same);
-    copy(layer_tensor(l, "attn_norm"), L.attn_norm, same);
-    copy(layer_tensor(l, "ffn_norm"), L.ffn_norm, same);
+    auto layer = [&](const std::string& role, T* dst) { copy(role, layer_tensor(l, role), dst); };
+    layer("attn_q", L.w_pack);
+    layer("attn_k", L.w_pack ? L.w_pack + HH : nullptr);
+    layer("attn_v", L.w_pack ? L.w_pack + 2 * HH : nullptr);
+    layer("attn_output", L.o_proj);
+    layer("ffn_gate", L.gate);
+    layer("ffn_up", L.up);
+    layer("ffn_down", L.down);
+    layer("attn_norm", L.attn_norm);
+    layer("ffn_norm", L.ffn_norm);
   }
-  copy("output_norm.weight", w.final_norm, same);
-  copy("output.weight", w.lm_head, same);
+  copy("", "output_norm.weight", w.final_norm);
+  copy("", "output.weight", w.lm_head);
+}
+
+// The row blocks of every matrix a frozen base may keep stored: {canonical name, role} per block.
+std::vector<std::vector<std::pair<std::string, std::string>>> layer_matrix_sources(const TrainShape& s) {
+  std::vector<std::vector<std::pair<std::string, std::string>>> out;
+  for (int64_t l = 0; l < s.layers; ++l)
+    for (LoraTarget t : kLoraTargets) {
+      auto& blocks = out.emplace_back();
+      for (const std::string& role : target_roles(t)) blocks.emplace_back(layer_tensor(l, role), role);
+    }
+  return out;
+}
+
+// Whether a frozen base keeps anything in a stored type: it does when a layer matrix, the embedding
+// or the head is in a type with an integer dot product.
+bool has_stored_matrices(const Checkpoint& c, const TrainShape& s) {
+  for (const auto& blocks : layer_matrix_sources(s))
+    for (const auto& [name, role] : blocks)
+      if (keeps_stored_type(c.tensor(name).dtype)) return true;
+  return keeps_stored_type(c.tensor("token_embd.weight").dtype) || keeps_stored_type(c.tensor("output.weight").dtype);
+}
+
+// The type a stored base keeps a layer matrix in: its own, or F32.
+DType stored_base_type(DType type) { return keeps_stored_type(type) ? type : DType::F32; }
+
+}  // namespace
+
+template <typename T>
+TrainModel<T> load_train_model(const Checkpoint& c, bool with_gradients) {
+  validate_tensors(c);
+  TrainModel<T> model(TrainShape::from(c.config), with_gradients);
+  copy_float_weights(model, c, /*release=*/false);
   return model;
+}
+
+TrainModel<float> load_frozen_base(const Checkpoint& c) {
+  validate_tensors(c);
+  const TrainShape s = TrainShape::from(c.config);
+  if (!has_stored_matrices(c, s)) return load_train_model<float>(c, /*with_gradients=*/false);
+  const bool embed_stored = keeps_stored_type(c.tensor("token_embd.weight").dtype),
+             head_stored = keeps_stored_type(c.tensor("output.weight").dtype);
+  auto sources = layer_matrix_sources(s);
+  using Block = std::pair<std::string, std::string>;
+  if (embed_stored) sources.push_back({Block{"token_embd.weight", ""}});
+  if (head_stored) sources.push_back({Block{"output.weight", ""}});
+  // Sizes first, then one buffer holding every matrix's rows in the official order.
+  size_t total = 0;
+  for (const auto& blocks : sources)
+    for (const auto& [name, role] : blocks) {
+      const Tensor& src = c.tensor(name);
+      total += static_cast<size_t>(src.shape[0]) * bytes_for(stored_base_type(src.dtype), src.shape[1], src.name);
+    }
+  HugeBuffer bytes(total);
+  std::vector<StoredMatrix> matrices;
+  std::byte* dst = bytes.data();
+  std::vector<float> row;
+  for (const auto& blocks : sources) {
+    StoredMatrix m;
+    for (const auto& [name, role] : blocks) {
+      const Tensor& src = c.tensor(name);
+      kernels::WeightMatrix part;
+      part.dtype = stored_base_type(src.dtype);
+      part.data = dst;
+      part.rows = src.shape[0];
+      part.cols = src.shape[1];
+      part.row_bytes = bytes_for(part.dtype, part.cols, src.name);
+      const size_t src_row_bytes = bytes_for(src.dtype, part.cols, src.name);
+      row.resize(static_cast<size_t>(part.cols));
+      for (int64_t r = 0; r < part.rows; ++r) {
+        const std::byte* from = src.data + static_cast<size_t>(official_to_stored_row(c, s, role, r)) * src_row_bytes;
+        if (part.dtype == src.dtype) {
+          std::copy_n(from, part.row_bytes, dst + static_cast<size_t>(r) * part.row_bytes);
+        } else {
+          kernels::row_to_f32(src.dtype, from, row.data(), part.cols);
+          std::copy_n(reinterpret_cast<const std::byte*>(row.data()), part.row_bytes,
+                      dst + static_cast<size_t>(r) * part.row_bytes);
+        }
+      }
+      MappedFile::release_pages(src.data, src.nbytes);
+      dst += static_cast<size_t>(part.rows) * part.row_bytes;
+      m.in = part.cols;
+      m.out += part.rows;
+      m.parts.push_back(part);
+    }
+    matrices.push_back(std::move(m));
+  }
+  std::optional<StoredMatrix> head, embed;
+  if (head_stored) {
+    head = std::move(matrices.back());
+    matrices.pop_back();
+  }
+  if (embed_stored) {
+    embed = std::move(matrices.back());
+    matrices.pop_back();
+  }
+  auto stored = std::make_shared<StoredWeights>(std::move(bytes), std::move(matrices), s.layers);
+  stored->embed = std::move(embed);
+  if (head) {  // F.normalize's norms of the stored rows, for the NormHead
+    const kernels::WeightMatrix& w = head->parts[0];
+    stored->head_inv_norm.resize(static_cast<size_t>(w.rows));
+    for (int64_t r = 0; r < w.rows; ++r) {
+      kernels::row_to_f32(w.dtype, w.row(r), row.data(), w.cols);
+      double sum_sq = 0;
+      for (float v : row) sum_sq += static_cast<double>(v) * v;
+      stored->head_inv_norm[static_cast<size_t>(r)] = static_cast<float>(1.0 / std::max(std::sqrt(sum_sq), 1e-12));
+    }
+    stored->head = std::move(head);
+  }
+  TrainModel<float> model(s, std::shared_ptr<const StoredWeights>(std::move(stored)));
+  copy_float_weights(model, c, /*release=*/true);
+  return model;
+}
+
+FrozenBaseSize frozen_base_size(const Checkpoint& c) {
+  const TrainShape s = TrainShape::from(c.config);
+  uint64_t floats = 0;
+  for (const ParamInfo& p : param_layout(s)) floats += p.numel;
+  if (!has_stored_matrices(c, s)) return {floats * sizeof(float), "", false};
+  FrozenBaseSize size;
+  std::vector<DType> seen;
+  auto add = [&](const Tensor& src) {
+    const DType type = stored_base_type(src.dtype);
+    floats -= static_cast<uint64_t>(src.shape[0] * src.shape[1]);
+    size.bytes += static_cast<uint64_t>(src.shape[0]) * bytes_for(type, src.shape[1], src.name);
+    if (type != DType::F32 && std::find(seen.begin(), seen.end(), type) == seen.end()) seen.push_back(type);
+  };
+  for (const auto& blocks : layer_matrix_sources(s))
+    for (const auto& [name, role] : blocks) add(c.tensor(name));
+  if (keeps_stored_type(c.tensor("token_embd.weight").dtype)) add(c.tensor("token_embd.weight"));
+  if (keeps_stored_type(c.tensor("output.weight").dtype)) {
+    add(c.tensor("output.weight"));
+    size.bytes += static_cast<uint64_t>(s.vocab) * sizeof(float);  // head_inv_norm
+    size.stored_head = true;
+  }
+  size.bytes += floats * sizeof(float);
+  for (DType t : seen) size.stored_types += (size.stored_types.empty() ? "" : ", ") + std::string(dtype_info(t).name);
+  return size;
 }
 
 template <typename T>
@@ -212,7 +408,8 @@ namespace {
 
 // Checks the batch and fills ids, the key mask and the rows the loss reads; sizes the buffers.
 template <typename T>
-void prepare(TrainContext<T>& a, const TrainShape& s, std::span<const Record> batch, bool head_gradient) {
+void prepare(TrainContext<T>& a, const TrainShape& s, std::span<const Record> batch, bool head_gradient,
+             bool float_head) {
   if (batch.empty()) fail("training batch: no records");
   const auto B = static_cast<int64_t>(batch.size());
   const auto Tn = static_cast<int64_t>(batch[0].input_ids.size());
@@ -254,16 +451,19 @@ void prepare(TrainContext<T>& a, const TrainShape& s, std::span<const Record> ba
   const auto N = static_cast<size_t>(B * Tn), H = static_cast<size_t>(s.hidden), F = static_cast<size_t>(s.ffn),
              L = static_cast<size_t>(s.layers), V = static_cast<size_t>(s.vocab), nh = static_cast<size_t>(s.heads);
   grow(a.x, (L + 1) * N * H);
-  for (auto* v : {&a.ln1, &a.att, &a.x_mid, &a.ln2}) grow(*v, L * N * H);
-  for (auto* v : {&a.rstd1, &a.rstd2}) grow(*v, L * N);
-  grow(a.qkv, L * N * 3 * H);
-  grow(a.lse, L * nh * N);
-  for (auto* v : {&a.gate, &a.up, &a.act}) grow(*v, L * N * F);
+  const size_t kept = a.checkpoint_activations ? 1 : L;  // layers whose activations are kept
+  for (auto* v : {&a.ln1, &a.att, &a.x_mid, &a.ln2}) grow(*v, kept * N * H);
+  for (auto* v : {&a.rstd1, &a.rstd2}) grow(*v, kept * N);
+  grow(a.qkv, kept * N * 3 * H);
+  grow(a.lse, kept * nh * N);
+  for (auto* v : {&a.gate, &a.up, &a.act}) grow(*v, kept * N * F);
   grow(a.lnf, N * H);
   grow(a.rstdf, N);
-  grow(a.head, V * H);
+  if (float_head) {
+    grow(a.head, V * H);
+    grow(a.head_norm, V);
+  }
   if (head_gradient) grow(a.dhead, V * H);
-  grow(a.head_norm, V);
   grow(a.logits, static_cast<size_t>(kHeadChunkRows) * V);
   for (auto* v : {&a.head_in, &a.dhead_in}) grow(*v, static_cast<size_t>(kHeadChunkRows) * H);
   grow(a.head_targets, static_cast<size_t>(kHeadChunkRows));
@@ -280,7 +480,9 @@ double model_pass(TrainModel<T>& model, LoraModel<T>* lora, TrainContext<T>& a, 
                   const LossNorm& norm, ThreadPool& pool) {
   const TrainShape& s = model.shape();
   const bool frozen = lora != nullptr;
-  prepare(a, s, batch, !frozen);
+  const StoredWeights* stored = model.stored();
+  const StoredMatrix* stored_head = stored && stored->head ? &*stored->head : nullptr;
+  prepare(a, s, batch, !frozen, stored_head == nullptr);
   if (norm.ce_tokens <= 0) fail("training batch: no label to learn (every shifted label is -100)");
   const int64_t N = a.batch * a.seq_len, H = s.hidden, F = s.ffn, V = s.vocab, L = s.layers;
   const QkvShape qs{a.batch, a.seq_len, s.heads, s.head_dim()};
@@ -291,10 +493,14 @@ double model_pass(TrainModel<T>& model, LoraModel<T>* lora, TrainContext<T>& a, 
   Weights<T> g{};  // all null when frozen
   if (!frozen) g = model.gradients();
   if (frozen) lora_prepare(*lora, a, N);
+  // The frozen weight of module t of layer l: float rows W, or the stored matrix of a quantized base.
+  auto frozen_weight = [&](const T* W, int64_t I, int64_t O, int64_t l, LoraTarget t) {
+    return FrozenLinear<T>{W, stored ? &stored->get(l, t) : nullptr, I, O};
+  };
   // A linear layer (module t of layer l): out [N, O] = in [N, I] . W^T, plus its adapter.
   auto linear_forward = [&](T* out, const T* in, const T* W, int64_t I, int64_t O, int64_t l, LoraTarget t) {
     if (!frozen) return matmul_forward(out, in, W, N, I, O, pool);
-    frozen_linear_forward(out, in, FrozenLinear<T>{W, I, O}, N, pool);
+    frozen_linear_forward(out, in, frozen_weight(W, I, O, l, t), N, pool);
     if (const LoraSlot* slot = lora->slot(l, t)) lora_forward(*lora, *slot, out, in, a, N, pool);
   };
   // Its backward: din += dout . W (and dW += dout^T . in when training the base). With the base
@@ -302,16 +508,17 @@ double model_pass(TrainModel<T>& model, LoraModel<T>* lora, TrainContext<T>& a, 
   auto linear_backward = [&](T* din, T* dW, const T* dout, const T* in, const T* W, int64_t I, int64_t O, int64_t l,
                              LoraTarget t) {
     if (!frozen) return matmul_backward(din, dW, dout, in, W, N, I, O, pool);
-    if (l > 0 || t != LoraTarget::WPack) frozen_linear_backward(din, dout, FrozenLinear<T>{W, I, O}, N, pool);
+    if (l > 0 || t != LoraTarget::WPack) frozen_linear_backward(din, dout, frozen_weight(W, I, O, l, t), N, pool);
     if (const LoraSlot* slot = lora->slot(l, t)) lora_backward(*lora, *slot, din, dout, in, a, N, pool);
   };
-  // Per-layer slices of the stacked activations.
+  // Per-layer slices of the stacked activations: the residual stream x(l) of every layer, and the
+  // rest of layer l's (the one set of buffers when checkpointing: the layer at hand).
   auto x = [&](int64_t l) { return a.x.data() + l * N * H; };
-  auto at = [&](std::vector<T>& v, int64_t l, int64_t per_row) { return v.data() + l * N * per_row; };
-
-  // ---- forward ----
-  embedding_forward(x(0), a.ids.data(), w.embed, N, H);
-  for (int64_t l = 0; l < L; ++l) {
+  auto at = [&](std::vector<T>& v, int64_t l, int64_t per_row) {
+    return v.data() + (a.checkpoint_activations ? 0 : l) * N * per_row;
+  };
+  // Layer l from its input x(l); writes x(l + 1) unless recomputing for the backward.
+  auto layer_forward = [&](int64_t l, bool recompute) {
     const auto& lw = w.layers[static_cast<size_t>(l)];
     T *ln1 = at(a.ln1, l, H), *qkv = at(a.qkv, l, 3 * H), *att = at(a.att, l, H), *x_mid = at(a.x_mid, l, H);
     T *ln2 = at(a.ln2, l, H), *gate = at(a.gate, l, F), *up = at(a.up, l, F), *act = at(a.act, l, F);
@@ -325,15 +532,25 @@ double model_pass(TrainModel<T>& model, LoraModel<T>* lora, TrainContext<T>& a, 
     linear_forward(gate, ln2, lw.gate, H, F, l, LoraTarget::GateProj);
     linear_forward(up, ln2, lw.up, H, F, l, LoraTarget::UpProj);
     swiglu_forward(act, gate, up, N * F, pool);
+    if (recompute) return;  // the down projection's output is x(l + 1) - x_mid: not needed again
     linear_forward(a.tmp.data(), act, lw.down, F, H, l, LoraTarget::DownProj);
     add(x(l + 1), x_mid, a.tmp.data(), N * H, pool);
+  };
+
+  // ---- forward ----
+  if (stored && stored->embed) {
+    if constexpr (std::is_same_v<T, float>) stored_embedding_forward(x(0), a.ids.data(), *stored->embed, N);
+  } else {
+    embedding_forward(x(0), a.ids.data(), w.embed, N, H);
   }
+  for (int64_t l = 0; l < L; ++l) layer_forward(l, false);
   rmsnorm_forward(a.lnf.data(), a.rstdf.data(), x(L), w.final_norm, N, H, eps, pool);
 
   // ---- NormHead, loss and their backward, a chunk of rows at a time ----
   // A frozen head is normalised once per context (V x H values, 2 GB for 7B: more than the layers
   // of a short batch cost to read); a trained one changes every step.
-  if (!frozen || a.normalized_head != w.lm_head)
+  // A stored head multiplies its rows as stored and divides the products by the rows' norms instead.
+  if (!stored_head && (!frozen || a.normalized_head != w.lm_head))
     normalize_rows_forward(a.head.data(), a.head_norm.data(), w.lm_head, V, H, pool);
   a.normalized_head = frozen ? w.lm_head : nullptr;
   if (!frozen) zero(a.dhead, static_cast<size_t>(V * H));
@@ -348,12 +565,20 @@ double model_pass(TrainModel<T>& model, LoraModel<T>* lora, TrainContext<T>& a, 
       std::copy_n(a.lnf.data() + hr.row * H, H, a.head_in.data() + r * H);
       a.head_targets[static_cast<size_t>(r)] = hr.target;
     }
-    matmul_forward(a.logits.data(), a.head_in.data(), a.head.data(), C, H, V, pool);
+    if (stored_head) {
+      if constexpr (std::is_same_v<T, float>) stored_head_forward(a.logits.data(), a.head_in.data(), *stored, C, pool);
+    } else {
+      matmul_forward(a.logits.data(), a.head_in.data(), a.head.data(), C, H, V, pool);
+    }
     cross_entropy_forward_backward(a.logits.data(), a.ce.data() + c0, a.z.data() + c0, a.head_targets.data(), C, V,
                                    ce_scale, z_scale, pool);
     std::fill_n(a.dhead_in.data(), C * H, T(0));
-    matmul_backward(a.dhead_in.data(), frozen ? nullptr : a.dhead.data(), a.logits.data(), a.head_in.data(),
-                    a.head.data(), C, H, V, pool);
+    if (stored_head) {
+      if constexpr (std::is_same_v<T, float>) stored_head_backward(a.dhead_in.data(), a.logits.data(), *stored, C, pool);
+    } else {
+      matmul_backward(a.dhead_in.data(), frozen ? nullptr : a.dhead.data(), a.logits.data(), a.head_in.data(),
+                      a.head.data(), C, H, V, pool);
+    }
     for (int64_t r = 0; r < C; ++r)
       std::copy_n(a.dhead_in.data() + r * H, H, a.dlnf.data() + a.head_rows[static_cast<size_t>(c0 + r)].row * H);
   }
@@ -368,6 +593,7 @@ double model_pass(TrainModel<T>& model, LoraModel<T>* lora, TrainContext<T>& a, 
   zero(a.dx, static_cast<size_t>(N * H));
   rmsnorm_backward(a.dx.data(), g.final_norm, a.dlnf.data(), x(L), w.final_norm, a.rstdf.data(), N, H, pool);
   for (int64_t l = L - 1; l >= 0; --l) {
+    if (a.checkpoint_activations) layer_forward(l, true);
     const auto& lw = w.layers[static_cast<size_t>(l)];
     const typename Weights<T>::Layer lg = frozen ? typename Weights<T>::Layer{} : g.layers[static_cast<size_t>(l)];
     T *ln1 = at(a.ln1, l, H), *qkv = at(a.qkv, l, 3 * H), *att = at(a.att, l, H), *x_mid = at(a.x_mid, l, H);
@@ -432,6 +658,10 @@ std::string find_non_finite(TrainModel<T>& model, const TrainContext<T>& a) {
   for (int64_t l = 0; l < s.layers; ++l) {
     const auto L = static_cast<size_t>(l);
     const std::string layer = cat("model.layers.", l, " ");
+    if (a.checkpoint_activations) {  // only the stream between layers is kept
+      if (auto found = scan(a.x, (L + 1) * N * H, H, layer + "hidden state after the MLP"); !found.empty()) return found;
+      continue;
+    }
     for (const auto& [v, per_row, what] :
          {std::tuple{&a.qkv, 3 * H, "W_pack output"}, std::tuple{&a.att, H, "attention output"},
           std::tuple{&a.x_mid, H, "hidden state after attention"}, std::tuple{&a.act, F, "MLP activation"},

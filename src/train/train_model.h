@@ -11,6 +11,7 @@
 #include "core/thread_pool.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
+#include "train/frozen_linear.h"
 #include "train/ops.h"
 
 namespace baichuan::train {
@@ -62,6 +63,10 @@ class TrainModel {
 
   // Parameters and gradients zero; without gradients (a LoRA base, frozen) grads() is empty.
   explicit TrainModel(const TrainShape& shape, bool with_gradients = true);
+  // A frozen base whose matrices stay in their stored types (QLoRA): the flat buffer holds the norms
+  // (and the embedding and lm_head unless `stored` holds them; layout() lists what it holds), and
+  // weights() has null pointers for what lives in `stored`.
+  TrainModel(const TrainShape& shape, std::shared_ptr<const StoredWeights> stored);
 
   const TrainShape& shape() const { return shape_; }
   const std::vector<ParamInfo>& layout() const { return layout_; }
@@ -75,13 +80,19 @@ class TrainModel {
   Weights<T> weights() { return bind(params_.data()); }
   Weights<T> gradients() { return bind(grads_.data()); }
   void zero_grads();
+  // The stored layer matrices of a quantized frozen base; nullptr when every weight is in params().
+  const StoredWeights* stored() const { return stored_.get(); }
+  // Bytes of the weights held: the flat buffer plus the stored matrices.
+  size_t weight_bytes() const { return params_.size() * sizeof(T) + (stored_ ? stored_->bytes() : 0); }
 
  private:
   Weights<T> bind(T* flat) const;
+  bool in_stored(const ParamInfo& p) const;  // held by stored_, not by the flat buffer
 
   TrainShape shape_;
   std::vector<ParamInfo> layout_;
   std::vector<T> params_, grads_;
+  std::shared_ptr<const StoredWeights> stored_;
 };
 
 // The weights of a checkpoint (any format open_checkpoint reads, any stored type) converted to T,
@@ -89,6 +100,21 @@ class TrainModel {
 // `with_gradients` false: a frozen base (LoRA), no gradient buffer.
 template <typename T>
 TrainModel<T> load_train_model(const Checkpoint& checkpoint, bool with_gradients = true);
+
+// A frozen LoRA base (no gradients): layer matrices, the embedding and lm_head in a block type with an
+// integer dot product (keeps_stored_type) stay in that type, copied in the official row order (W_pack
+// as its Q, K, V row blocks, GGUF's permuted Q/K rows undone) and the file's pages let go; the rest is
+// float32 as in load_train_model. A checkpoint without such matrices loads exactly as
+// load_train_model(c, false).
+TrainModel<float> load_frozen_base(const Checkpoint& checkpoint);
+// The bytes load_frozen_base holds for `checkpoint` (for the memory plan, before loading), and the
+// stored block types ("" when the base is all float32).
+struct FrozenBaseSize {
+  uint64_t bytes = 0;
+  std::string stored_types;
+  bool stored_head = false;  // no float32 normalised copy of lm_head in the context
+};
+FrozenBaseSize frozen_base_size(const Checkpoint& checkpoint);
 
 // Random weights for tests: matrices ~ N(0, std^2), norm weights ~ 1 + N(0, std^2).
 template <typename T>
@@ -112,6 +138,10 @@ LossNorm count_loss_tokens(std::span<const Record> batch);
 // Serves one model; grows to the largest batch seen and is reused across steps.
 template <typename T>
 struct TrainContext {
+  // Per-layer activation checkpointing: the forward keeps each layer's input x(l) only, and the
+  // backward recomputes the layer's activations from it (one layer's worth of buffers instead of L).
+  // Every op is deterministic, so losses and gradients are bit-identical either way.
+  bool checkpoint_activations = false;
   int64_t batch = 0, seq_len = 0;
   std::vector<int32_t> ids;
   std::vector<uint8_t> key_mask;  // input_ids != pad
@@ -123,7 +153,8 @@ struct TrainContext {
   RopeTable<T> rope;
   std::vector<T> alibi_slopes;
   // Per layer (stacked): the residual stream x (num_layers + 1 of them), norms and their 1/rms,
-  // W_pack output after RoPE, attention log-sum-exp and output, the stream after attention, MLP.
+  // W_pack output after RoPE, attention log-sum-exp and output, the stream after attention, MLP
+  // (those after x: one layer's only, when checkpointing activations).
   std::vector<T> x, ln1, rstd1, qkv, lse, att, x_mid, ln2, rstd2, gate, up, act, lnf, rstdf;
   // NormHead: normalised rows, their norms and gradient; a chunk of logits, its rows and targets.
   std::vector<T> head, head_norm, dhead, logits, head_in, dhead_in;

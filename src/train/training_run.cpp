@@ -74,6 +74,7 @@ nlohmann::ordered_json TrainSettings::to_json() const {
   j["eval_split"] = eval_split;
   j["eval_every"] = eval_every;
   j["save_every"] = save_every;
+  if (checkpoint_activations) j["checkpoint_activations"] = true;
   if (lora) {
     j["lora"] = lora->to_json();
     j["base_model"] = base_model;
@@ -111,6 +112,7 @@ TrainSettings TrainSettings::from_json(const nlohmann::json& j, const TrainSetti
     get("save_every", s.save_every);
     if (j.contains("lora")) s.lora = LoraSpec::from_json(j.at("lora"), what);
     get("base_model", s.base_model);
+    get("checkpoint_activations", s.checkpoint_activations);
   } catch (const nlohmann::json::exception& e) {
     fail(what, ": settings: ", e.what());
   }
@@ -218,6 +220,7 @@ RunResult run_finetune(Model& model, AdamW<float>& optimizer, const TrainSetting
   }
 
   TrainContext<float> ctx;
+  ctx.checkpoint_activations = s.checkpoint_activations;
   RunResult result;
   const auto start = std::chrono::steady_clock::now();
   const double seconds_before = state.seconds;

@@ -36,6 +36,7 @@ struct TrainSettings {
   int64_t eval_every = 0, save_every = 0;
   std::optional<LoraSpec> lora;  // set: LoRA fine-tuning of base_model (frozen)
   std::string base_model;        // the checkpoint a LoRA run adapts (a resumed run reloads it)
+  bool checkpoint_activations = false;  // TrainContext::checkpoint_activations (same results, less memory)
 
   nlohmann::ordered_json to_json() const;
   // Fields absent from `j` keep their values in `base`.

@@ -3,7 +3,9 @@
 //                              Face folder (and --gguf TYPE) at the end; data parallel when started
 //                              by `mpirun -np K` (train/data_parallel.h)
 //   ... --lora [SPEC]          LoRA instead (train/lora.h): the base frozen, the adapters trained,
-//                              checkpointed and written at the end
+//                              checkpointed and written at the end; a quantized GGUF base keeps
+//                              its layer matrices quantized (QLoRA, train/frozen_linear.h), while full
+//                              fine-tuning dequantizes them to float32 (it trains them)
 //   --one-step STEP.json       exactly one AdamW step on a step file, for the official golden step
 #include <chrono>
 #include <filesystem>
@@ -53,6 +55,7 @@ struct FinetuneCommand {
   std::string data, eval_data, out_dir, resume, schedule = "cosine", betas = "0.9,0.999", gguf, memory_limit;
   std::string lora_spec;
   bool lora = false;  // --lora given (its value may be empty: the official defaults)
+  bool checkpoint_activations = false;
   int64_t stop_after = 0, epochs = 1, max_steps = 0, batch = 1, grad_accum = 1, warmup = 0, eval_every = 0, save_every = 0;
   double lr = 1e-4, min_lr = 0, weight_decay = 0, eps = 1e-8, clip = 1.0, eval_split = 0;
   uint64_t seed = 42;
@@ -126,7 +129,7 @@ int run_lora_finetune_command(const FinetuneCommand& cmd, const train::TrainSett
                               const train::TokenDataset& probe, int threads, const train::Communicator& ranks) {
   std::ostream null_stream(nullptr);
   std::ostream& say = ranks.is_root() ? std::cerr : null_stream;
-  auto base = train::load_train_model<float>(checkpoint, /*with_gradients=*/false);
+  auto base = train::load_frozen_base(checkpoint);
   train::LoraModel<float> lora(base, *settings.lora, settings.seed);
   train::AdamW<float> optimizer(lora.params().size());
   std::optional<train::LoadedCheckpoint> resumed;
@@ -137,8 +140,12 @@ int run_lora_finetune_command(const FinetuneCommand& cmd, const train::TrainSett
   } else {
     lora.init();
   }
-  say << "loaded " << settings.base_model << " (" << checkpoint.description << ") as a frozen float32 base: Baichuan 2 "
-      << checkpoint.config.family() << ", " << base.params().size() << " parameters; LoRA " << settings.lora->describe()
+  say << "loaded " << settings.base_model << " (" << checkpoint.description << ") as a frozen base ("
+      << (base.stored() ? "quantized matrices as stored, " + gibibytes(static_cast<double>(base.stored()->bytes())) +
+                              ", the rest float32"
+                        : std::string("float32"))
+      << "): Baichuan 2 " << checkpoint.config.family() << ", " << gibibytes(static_cast<double>(base.weight_bytes()))
+      << " of weights; LoRA " << settings.lora->describe()
       << ": " << lora.params().size() << " trainable parameters; data " << settings.data << " (" << probe.size()
       << " records of " << probe.row_length() << ", " << train::dataset_format_name(probe.format()) << "); "
       << threads << " threads\n";
@@ -211,6 +218,7 @@ int run_full_finetune_command(CLI::App& app, const FinetuneCommand& cmd, const L
     from_cmd.eval_split = cmd.eval_split;
     from_cmd.eval_every = cmd.eval_every;
     from_cmd.save_every = cmd.save_every;
+    from_cmd.checkpoint_activations = cmd.checkpoint_activations;
     if (cmd.lora) {
       from_cmd.lora = train::LoraSpec::parse(cmd.lora_spec);
       if (!cmd.model.empty()) from_cmd.base_model = std::filesystem::absolute(cmd.model).string();
@@ -259,8 +267,13 @@ int run_full_finetune_command(CLI::App& app, const FinetuneCommand& cmd, const L
 
   const train::TrainShape shape = train::TrainShape::from(cfg);
   const int64_t seq_len = probe.row_length();
-  const train::MemoryPlan plan = settings.lora ? train::lora_memory_plan(shape, *settings.lora, settings.batch, seq_len)
-                                               : train::full_finetune_memory_plan(shape, settings.batch, seq_len);
+  // A LoRA base keeps its quantized layer matrices as stored (QLoRA); full fine-tuning trains float32
+  // weights, so it dequantizes them.
+  const train::FrozenBaseSize frozen_base = settings.lora ? train::frozen_base_size(checkpoint) : train::FrozenBaseSize{};
+  const train::MemoryPlan plan =
+      settings.lora ? train::lora_memory_plan(shape, *settings.lora, settings.batch, seq_len,
+                                              settings.checkpoint_activations, &frozen_base)
+                    : train::full_finetune_memory_plan(shape, settings.batch, seq_len, settings.checkpoint_activations);
   const uint64_t limit =
       cmd.memory_limit.empty() ? physical_memory_bytes() : train::parse_byte_size(cmd.memory_limit, "--memory-limit");
   // The ranks on one machine share its memory.
@@ -362,6 +375,9 @@ Run add_finetune(CLI::App& app) {
                  "LoRA instead of full fine-tuning: r=8,alpha=16,dropout=0.05,targets=W_pack,o_proj,...[,rslora=1]; "
                  "no value: fine-tune.py's W_pack, r 1, alpha 32, dropout 0.1")
       ->expected(0, 1);
+  app.add_flag("--checkpoint-activations", cmd->checkpoint_activations,
+               "Keep only each layer's input in the forward and recompute the layer in the backward: the same "
+               "losses and gradients, activations of one layer instead of all");
   app.add_option("--memory-limit", cmd->memory_limit,
                  "Refuse a memory plan above this size (default: the machine's RAM), e.g. 8G");
   CLI::App* self = &app;

@@ -1,0 +1,126 @@
+#include "train/frozen_linear.h"
+
+#include <algorithm>
+#include <array>
+
+#include "kernels/activations.h"
+#include "kernels/vec.h"
+#include "quant/type_traits.h"
+#include "train/grad_kernels.h"
+
+namespace baichuan::train {
+
+namespace {
+
+// The dequantized tile of the backward: kStoredTileRows rows of W (the K of accumulate_products,
+// whose own K block is 256) by kStoredTileCols columns (a multiple of every block size): 512 KiB.
+constexpr int64_t kStoredTileRows = 256, kStoredTileCols = 512;
+
+// Column boundaries every part's blocks agree on (the block sizes are powers of two).
+int64_t column_grain(const StoredMatrix& m) {
+  int64_t grain = 16;  // as matmul_backward's, for the float parts
+  for (const kernels::WeightMatrix& p : m.parts)
+    grain = std::max(grain, static_cast<int64_t>(dtype_info(p.dtype).block_elems));
+  return grain;
+}
+
+// Columns [c0, c0 + n) of row r of `w` as floats; c0 is a multiple of the type's block size.
+void stored_row_columns(const kernels::WeightMatrix& w, int64_t r, int64_t c0, int64_t n, float* out) {
+  const DTypeInfo info = dtype_info(w.dtype);
+  const size_t offset = static_cast<size_t>(c0) / info.block_elems * info.block_bytes;
+  kernels::row_to_f32(w.dtype, w.row(r) + offset, out, n);
+}
+
+}  // namespace
+
+bool keeps_stored_type(DType type) {
+  return is_quantized(type) && quant::type_traits(type).dot != quant::DotActivations::None;
+}
+
+StoredWeights::StoredWeights(HugeBuffer bytes, std::vector<StoredMatrix> matrices, int64_t layers)
+    : bytes_(std::move(bytes)), matrices_(std::move(matrices)), layers_(layers) {
+  if (matrices_.size() != static_cast<size_t>(layers_) * std::size(kLoraTargets))
+    fail("stored layer matrices: ", matrices_.size(), " matrices for ", layers_, " layers");
+}
+
+const StoredMatrix& StoredWeights::get(int64_t layer, LoraTarget t) const {
+  return matrices_[static_cast<size_t>(layer) * std::size(kLoraTargets) + static_cast<size_t>(t)];
+}
+
+void stored_matrix_forward(float* out, const float* in, const StoredMatrix& m, int64_t N, ThreadPool& pool) {
+  std::array<kernels::MatmulOutput, 3> outputs;
+  if (m.parts.size() > outputs.size()) fail("stored matrix: more than ", outputs.size(), " row blocks");
+  int64_t row = 0;
+  for (size_t i = 0; i < m.parts.size(); ++i) {
+    outputs[i] = {m.parts[i], out + row, m.out};
+    row += m.parts[i].rows;
+  }
+  kernels::Activations x(in, N, m.in);
+  kernels::matmul(std::span<const kernels::MatmulOutput>(outputs.data(), m.parts.size()), x, pool);
+}
+
+// Threads split din by columns (as matmul_backward does); each walks its columns a tile at a time and,
+// within a tile, the rows of W in order, so every element sums its terms in order of the output row.
+void stored_matrix_backward(float* din, const float* dout, const StoredMatrix& m, int64_t N, ThreadPool& pool) {
+  const int64_t I = m.in, O = m.out;
+  pool.parallel_for(I, [&](int64_t begin, int64_t end, int) {
+    thread_local std::vector<float> tile;
+    tile.resize(static_cast<size_t>(kStoredTileRows * kStoredTileCols));
+    for (int64_t c0 = begin; c0 < end; c0 += kStoredTileCols) {
+      const int64_t cols = std::min(kStoredTileCols, end - c0);
+      int64_t first_row = 0;  // of the part, in W
+      for (const kernels::WeightMatrix& part : m.parts) {
+        for (int64_t r0 = 0; r0 < part.rows; r0 += kStoredTileRows) {
+          const int64_t rows = std::min(kStoredTileRows, part.rows - r0);
+          for (int64_t r = 0; r < rows; ++r) stored_row_columns(part, r0 + r, c0, cols, tile.data() + r * cols);
+          accumulate_products(din + c0, I, dout + first_row + r0, O, 1, N, tile.data(), cols, rows, cols);
+        }
+        first_row += part.rows;
+      }
+    }
+  }, column_grain(m));
+}
+
+void stored_embedding_forward(float* out, const int32_t* ids, const StoredMatrix& table, int64_t N) {
+  const kernels::WeightMatrix& w = table.parts.at(0);
+  for (int64_t n = 0; n < N; ++n) kernels::row_to_f32(w.dtype, w.row(ids[n]), out + n * table.in, table.in);
+}
+
+namespace {
+
+// x[n, v] *= inv_norm[v] over N rows of V.
+void scale_head_columns(float* x, const std::vector<float>& inv_norm, int64_t N, ThreadPool& pool) {
+  const auto V = static_cast<int64_t>(inv_norm.size());
+  pool.parallel_for(N * V, [&](int64_t begin, int64_t end, int) {
+    for (int64_t i = begin; i < end; ++i) x[i] *= inv_norm[static_cast<size_t>(i % V)];
+  }, 4096);
+}
+
+}  // namespace
+
+void stored_head_forward(float* logits, const float* in, const StoredWeights& w, int64_t N, ThreadPool& pool) {
+  stored_matrix_forward(logits, in, *w.head, N, pool);
+  scale_head_columns(logits, w.head_inv_norm, N, pool);
+}
+
+void stored_head_backward(float* din, float* dlogits, const StoredWeights& w, int64_t N, ThreadPool& pool) {
+  scale_head_columns(dlogits, w.head_inv_norm, N, pool);
+  stored_matrix_backward(din, dlogits, *w.head, N, pool);
+}
+
+void stored_matrix_backward_reference(float* din, const float* dout, const StoredMatrix& m, int64_t N) {
+  std::vector<double> sums(static_cast<size_t>(N * m.in), 0.0);
+  std::vector<float> row(static_cast<size_t>(m.in));
+  int64_t o = 0;
+  for (const kernels::WeightMatrix& part : m.parts)
+    for (int64_t r = 0; r < part.rows; ++r, ++o) {
+      kernels::row_to_f32(part.dtype, part.row(r), row.data(), m.in);
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t i = 0; i < m.in; ++i)
+          sums[static_cast<size_t>(n * m.in + i)] +=
+              static_cast<double>(dout[n * m.out + o]) * static_cast<double>(row[static_cast<size_t>(i)]);
+    }
+  for (size_t i = 0; i < sums.size(); ++i) din[i] = static_cast<float>(static_cast<double>(din[i]) + sums[i]);
+}
+
+}  // namespace baichuan::train
