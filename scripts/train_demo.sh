@@ -9,14 +9,14 @@
 #               `baichuan finetune` from the pre-trained model: data parallel on 2 ranks with mpirun when
 #               this build of finetune supports it, else one process with the same global batch
 # Usage: scripts/train_demo.sh [WORK_DIR]   (default build/demo-train; the result is copied to models/demo.gguf)
-# Environment: PRETRAIN_STEPS, SFT_STEPS (the defaults are sized for ~40 minutes on a busy 2-core machine;
+# Environment: PRETRAIN_STEPS, SFT_STEPS (defaults 3000 and 1600: 82 minutes on a busy 2-core machine;
 # PRETRAIN_STEPS=2 SFT_STEPS=2 DEMO_OUTPUT=/tmp/x.gguf is a quick trial of the whole flow).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${1:-build/demo-train}
 corpus=${DEMO_CORPUS:-../shared/data/corpus/quantangshi_tang_poems.txt}
-pretrain_steps=${PRETRAIN_STEPS:-240}
-sft_steps=${SFT_STEPS:-120}
+pretrain_steps=${PRETRAIN_STEPS:-3000}
+sft_steps=${SFT_STEPS:-1600}
 output=${DEMO_OUTPUT:-models/demo.gguf}
 bin=build/bin/baichuan
 run() { echo "+ $*" >&2; nice -n 10 "$@"; }

@@ -1,8 +1,9 @@
-// The demo model (models/demo.gguf, made by scripts/train_demo.sh; not shipped yet): it loads with its own
+// The shipped demo model (models/demo.gguf, made by scripts/train_demo.sh): it loads with its own
 // vocabulary, the chat pieces are the ids its generation config names, and a greedy answer to the chat
 // prompt of a title it was trained on has the shape of its training answers: an author line, verse
-// lines of clauses each ending in a punctuation mark, then EOS. (Lines of 5 or 7 characters it does
-// not reach yet: 0 of 100 titles, see models/README.md; the random start gets none of this shape.)
+// lines of clauses each ending in a punctuation mark, then EOS. (Lines of 5 or 7 characters it keeps in
+// 10 of 100 held-out titles, see models/README.md: too few to pin here; the random start gets none
+// of this shape.)
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -60,9 +61,6 @@ class DemoModel : public ::testing::Test {
   void SetUp() override {
     if (!file_exists(kDemoPath)) GTEST_SKIP() << "skipped: " << kDemoPath << " is absent (scripts/train_demo.sh makes it)";
     static std::unique_ptr<Model> model = load_model(kDemoPath);
-    if (model->tokenizer().vocab_size() != 8000)  // not the trained model's own vocabulary
-      GTEST_SKIP() << "skipped: " << kDemoPath << " is the random stand-in scripts/quickstart.sh writes while no "
-                   << "trained demo model is shipped (scripts/train_demo.sh makes one)";
     model_ = model.get();
   }
   Model* model_ = nullptr;
