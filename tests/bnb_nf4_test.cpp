@@ -386,10 +386,11 @@ TEST(BnbNf4, QuantizeAndConvertTakeTheFolder) {
 #endif
   REQUIRE_SHARED(four_bit_file());
   const std::string& dir = native_nf4_folder();
-  const Tensor& nf4 = open_checkpoint(dir).tensor("blk.0.ffn_down.weight");
+  const Checkpoint source = open_checkpoint(dir);
+  const Tensor& nf4 = source.tensor("blk.0.ffn_down.weight");
   ASSERT_EQ(nf4.dtype, DType::NF4);
   // The matrix's rows (128) are not whole K-quant blocks of 256: Q4_K falls back to Q5_0, as in llama.cpp.
-  for (auto [type, stored] : {std::pair{"f16", "F16"}, {"bf16", "BF16"}, {"q8_0", "Q8_0"}, {"q5_1", "Q5_1"}, {"q4_k", "Q5_0"}}) {
+  for (auto [type, stored] : {std::pair{"f16", "F16"}, {"q8_0", "Q8_0"}, {"q4_k", "Q5_0"}}) {
     SCOPED_TRACE(type);
     const std::string out = testing::temp_path("bnb_nf4", std::string(type) + ".gguf");
     const auto run = testing::baichuan_cli("quantize " + testing::quote(dir) + " " + testing::quote(out) + " " + type + " -t 2");
@@ -404,7 +405,7 @@ TEST(BnbNf4, QuantizeAndConvertTakeTheFolder) {
     EXPECT_EQ(std::memcmp(expected.data(), got.data(), got.size() * 4), 0);
   }
   const std::string converted = testing::temp_path("bnb_nf4", "converted.gguf");
-  const auto convert = testing::baichuan_cli("convert " + testing::quote(dir) + " " + testing::quote(converted));
+  const auto convert = testing::baichuan_cli("convert -m " + testing::quote(dir) + " -o " + testing::quote(converted));
   ASSERT_EQ(convert.exit_code, 0) << convert.err;
   EXPECT_EQ(open_checkpoint(converted).tensor("blk.1.ffn_up.weight").dtype, DType::F16);
 }

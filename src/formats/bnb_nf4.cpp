@@ -143,7 +143,8 @@ Nf4Path bnb_nf4_path() {
 }
 
 bool keeps_nf4_blocks(const std::vector<int64_t>& shape) {
-  return shape.size() == 2 && shape[1] % quant::kNf4BlockElems == 0 && bnb_nf4_path() == Nf4Path::Native;
+  // The path first: a misspelt BAICHUAN_NF4 is an error whatever the shapes.
+  return bnb_nf4_path() == Nf4Path::Native && shape.size() == 2 && shape[1] % quant::kNf4BlockElems == 0;
 }
 
 Tensor read_bnb_nf4(const Bnb4bitParts& parts, const std::string& name, const std::string& path) {
