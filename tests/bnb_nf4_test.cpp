@@ -410,7 +410,7 @@ TEST(BnbNf4, QuantizeAndConvertTakeTheFolder) {
   EXPECT_EQ(open_checkpoint(converted).tensor("blk.1.ffn_up.weight").dtype, DType::F16);
 }
 
-// The load line says which path the 4-bit weights took.
+// The load line and `inspect` say which path the 4-bit weights took.
 TEST(BnbNf4, LoadLineNamesThePath) {
 #ifdef BAICHUAN_SANITIZED_BUILD
   GTEST_SKIP() << "skipped in the sanitizer build: runs in the Release build";
@@ -423,6 +423,12 @@ TEST(BnbNf4, LoadLineNamesThePath) {
   const auto native = testing::baichuan_cli("generate -m " + testing::quote(native_nf4_folder()) + " -p hi -n 1 --greedy");
   ASSERT_EQ(native.exit_code, 0) << native.err;
   EXPECT_NE(native.err.find("14 matrices kept NF4"), std::string::npos) << native.err;
+  // `inspect` shows the path and the NF4 tensors.
+  const auto inspect = testing::baichuan_cli("inspect " + testing::quote(native_nf4_folder()));
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.err;
+  EXPECT_NE(inspect.out.find("14 matrices kept NF4"), std::string::npos) << inspect.out;
+  EXPECT_NE(inspect.out.find("    ffn_down: NF4, 2 tensors"), std::string::npos) << inspect.out;
+  EXPECT_NE(inspect.out.find("    output: F16, 1 tensor"), std::string::npos) << inspect.out;
   Nf4PathScope f16("f16");
   const auto forced = testing::baichuan_cli("generate -m " + testing::quote(native_nf4_folder()) + " -p hi -n 1 --greedy");
   ASSERT_EQ(forced.exit_code, 0) << forced.err;
