@@ -83,8 +83,11 @@ BENCHMARK_CAPTURE(BM_matmul, bf16_scalar, DType::BF16, Backend::Scalar)->Apply(m
 BENCHMARK_CAPTURE(BM_matmul, bf16_avx2, DType::BF16, Backend::Avx2)->Apply(matmul_args);
 BENCHMARK_CAPTURE(BM_matmul, q8_0_avx2, DType::Q8_0, Backend::Avx2)->Apply(quantized_matmul_args);
 BENCHMARK_CAPTURE(BM_matmul, q4_0_avx2, DType::Q4_0, Backend::Avx2)->Apply(quantized_matmul_args);
-// NF4 (the 4-bit Chat checkpoints kept in 4 bits): the same bytes per weight as Q4_0 (36 per 64).
+// NF4 (the 4-bit Chat checkpoints kept in 4 bits): the same bytes per weight as Q4_0 (36 per 64),
+// float products with the exact weights (kernels/nf4_dot.h), a kernel per backend.
+BENCHMARK_CAPTURE(BM_matmul, nf4_scalar, DType::NF4, Backend::Scalar)->Apply(quantized_matmul_args);
 BENCHMARK_CAPTURE(BM_matmul, nf4_avx2, DType::NF4, Backend::Avx2)->Apply(quantized_matmul_args);
+BENCHMARK_CAPTURE(BM_matmul, nf4_avx512, DType::NF4, Backend::Avx512)->Apply(quantized_matmul_args);
 
 }  // namespace
 }  // namespace baichuan::bench

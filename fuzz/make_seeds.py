@@ -242,6 +242,80 @@ def lora_adapter_seeds():
     put("fuzz_lora_adapter", "gguf_model", b"\1" + lora_gguf(tensors[:2], kind="model"))
 
 
+# --- torch.save zips in the 4-bit Chat layout (bitsandbytes NF4), as formats/bnb_nf4's writer makes
+# them: the reference file's rows (32, 88) share blocks, so only these seeds reach the path that keeps
+# rows of whole 64-weight blocks in 4 bits ---
+def torch_bin_nf4(four_bit, halves):
+    import zipfile, io
+
+    def s(text):
+        text = text.encode()
+        return b"X" + struct.pack("<I", len(text)) + text
+
+    def glob(module, name):
+        return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+    def i(v):
+        return b"J" + struct.pack("<i", v)
+
+    def ints(vs):
+        return b"(" + b"".join(i(v) for v in vs) + b"t"
+
+    od = glob("collections", "OrderedDict") + b")R"
+    storages = []
+
+    def storage(data):
+        storages.append(data)
+        return str(len(storages) - 1)
+
+    def tensor(kind, key, numel, size):
+        stride = [1] * len(size)
+        for k in range(len(size) - 1, 0, -1):
+            stride[k - 1] = stride[k] * size[k]
+        return (glob("torch._utils", "_rebuild_tensor_v2") + b"((" + s("storage") + glob("torch", kind) + s(key) +
+                s("cpu") + i(numel) + b"tQ" + i(0) + ints(size) + ints(stride) + b"\x89" + od + b"tR")
+
+    nf4 = [-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
+           -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
+           0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0]
+    code2 = storage(struct.pack("<256f", *[k / 300.0 for k in range(256)]))
+    code = storage(struct.pack("<16f", *nf4))
+    pkl = b"\x80\x02}("
+    for name, shape in halves:
+        n = shape[0] * (shape[1] if len(shape) > 1 else 1)
+        key = storage(struct.pack("<%de" % n, *[0.25 * (k % 7) for k in range(n)]))
+        pkl += s(name) + glob("torch._utils", "_rebuild_parameter") + b"(" + tensor("HalfStorage", key, n, shape) + b"\x89" + od + b"tR"
+    for name, (rows, cols) in four_bit:
+        n = rows * cols
+        nblocks = (n + 63) // 64
+        nblocks2 = (nblocks + 255) // 256
+        data = storage(bytes((k * 37 + 11) & 255 for k in range((n + 1) // 2)))
+        qabsmax = storage(bytes((k * 53 + 3) & 255 for k in range(nblocks)))
+        offset = storage(struct.pack("<f", 0.125))
+        absmax2 = storage(struct.pack("<%df" % nblocks2, *[0.75] * nblocks2))
+        pkl += s(name + ".data") + tensor("ByteStorage", data, (n + 1) // 2, [(n + 1) // 2, 1])
+        pkl += (s(name + ".quant_state") + b"](" + tensor("ByteStorage", qabsmax, nblocks, [nblocks]) +
+                glob("torch", "Size") + b"(" + ints([rows, cols]) + b"tR" + glob("torch", "float16") + i(64) + b"](" +
+                tensor("FloatStorage", offset, 1, []) + b"](" + tensor("FloatStorage", absmax2, nblocks2, [nblocks2]) +
+                tensor("FloatStorage", code2, 256, [256]) + i(256) + b"\x89" + glob("torch", "float32") + b"NNee" +
+                s("nf4") + tensor("FloatStorage", code, 16, [16]) + b"e")
+    pkl += b"u."
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("pytorch_model/data.pkl", pkl)
+        for k, data in enumerate(storages):
+            z.writestr("pytorch_model/data/%d" % k, data)
+        z.writestr("pytorch_model/version", "3\n")
+    return out.getvalue()
+
+
+def torch_bin_seeds():
+    halves = [("model.norm.weight", [4])]
+    put("fuzz_torch_bin", "nf4_whole_blocks", torch_bin_nf4([("model.layers.0.mlp.up_proj.weight", (2, 128))], halves))
+    put("fuzz_torch_bin", "nf4_shared_blocks",
+        torch_bin_nf4([("model.layers.0.mlp.down_proj.weight", (3, 40)), ("model.layers.0.self_attn.o_proj.weight", (1, 64))], halves))
+
+
 if __name__ == "__main__":
     tokenizer_seeds()
     config_seeds()
@@ -250,5 +324,6 @@ if __name__ == "__main__":
     belle_seeds()
     token_dataset_seeds()
     lora_adapter_seeds()
+    torch_bin_seeds()
     if len(sys.argv) > 1:
         mindrecord_seeds(sys.argv[1])

@@ -310,113 +310,13 @@ TEST(QuantDot, BadInputThrows) {
   }
 }
 
-// ---- NF4: its dot product multiplies the 8-bit codes kNf4Codes8, so its reference is built from them
-// (and checked separately against the exact dequantized weights, within the codes' rounding). -------
-
-// Random NF4 blocks: every code byte, absmax in [0.01, 0.1).
-std::vector<std::byte> random_nf4_blocks(int64_t nb, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> absmax(0.01f, 0.1f);
-  std::vector<std::byte> out(static_cast<size_t>(nb) * sizeof(quant::block_nf4));
-  for (auto& b : out) b = static_cast<std::byte>(rng());
-  for (int64_t i = 0; i < nb; ++i) {
-    const float d = absmax(rng);
-    std::memcpy(out.data() + static_cast<size_t>(i) * sizeof(quant::block_nf4), &d, 4);
-  }
-  return out;
-}
-
-// sum_i d * round(127 * value(c_i)) / 127 * a_i in double, decoding the block bytes here; and the
-// bound of its difference from the exact weights' dot product: sum_i |a_i| * d / 254 (plus the
-// float16 rounding of the exact weights, 2^-11 relative).
-struct Nf4Reference {
-  double codes_dot = 0, magnitude = 0, rounding_bound = 0;
-};
-
-Nf4Reference nf4_reference(const std::vector<std::byte>& w, const std::vector<float>& act, int64_t n) {
-  const auto a = dequantize_activations(DType::NF4, act, n);
-  Nf4Reference r;
-  for (int64_t i = 0; i < n; ++i) {
-    const std::byte* block = w.data() + static_cast<size_t>(i / 64) * sizeof(quant::block_nf4);
-    float d;
-    std::memcpy(&d, block, 4);
-    const int e = static_cast<int>(i % 64);
-    const auto byte = static_cast<uint8_t>(block[4 + e % 32]);
-    const int c = e < 32 ? byte & 0x0F : byte >> 4;
-    const double code = std::lround(127.0 * quant::kNf4Values[c]);
-    const double term = double{d} * code / 127.0 * a[static_cast<size_t>(i)];
-    r.codes_dot += term;
-    r.magnitude += std::abs(term);
-    r.rounding_bound += std::abs(a[static_cast<size_t>(i)]) * d * (0.5 / 127.0 + std::ldexp(1.0, -11));
-  }
-  return r;
-}
-
-void check_nf4_dot(const std::vector<std::byte>& w, const std::vector<float>& x, const char* what) {
-  const auto n = static_cast<int64_t>(x.size());
-  SCOPED_TRACE(::testing::Message() << "NF4 " << what << " n=" << n);
-  const auto act = quantize(DType::NF4, x);
-  const Nf4Reference ref = nf4_reference(w, act, n);
-  const double tolerance = 1e-5 * ref.magnitude + 1e-6;
-  const float got = scalar::dot_quantized(DType::NF4, w.data(), act.data(), n);
-  EXPECT_NEAR(got, ref.codes_dot, tolerance);
-
-  // Against the exact (dequantized) weights: within the rounding of the codes.
-  std::vector<float> wf(static_cast<size_t>(n));
-  quant::dequantize_row(DType::NF4, w.data(), wf.data(), n);
-  const auto a = dequantize_activations(DType::NF4, act, n);
-  double exact = 0;
-  for (int64_t i = 0; i < n; ++i) exact += double{wf[static_cast<size_t>(i)]} * a[static_cast<size_t>(i)];
-  EXPECT_NEAR(got, exact, ref.rounding_bound + tolerance);
-
-  std::vector<std::byte> odd(w.size() + 1);
-  std::memcpy(odd.data() + 1, w.data(), w.size());
-  EXPECT_EQ(scalar::dot_quantized(DType::NF4, odd.data() + 1, act.data(), n), got);
-  if (!simd_available()) return;
-  EXPECT_TRUE(same_bytes(quantize(DType::NF4, x, true), act));
-  const float simd = avx2::dot_quantized(DType::NF4, w.data(), act.data(), n);
-  EXPECT_NEAR(simd, got, tolerance);
-  EXPECT_EQ(avx2::dot_quantized(DType::NF4, odd.data() + 1, act.data(), n), simd);
-}
-
-TEST(QuantDotNf4, CodesAreTheRoundedValues) {
-  for (int c = 0; c < 16; ++c) EXPECT_EQ(quant::kNf4Codes8[c], std::lround(127.0 * quant::kNf4Values[c])) << c;
-}
-
-TEST(QuantDotNf4, ScalarAndSimdMatchTheReference) {
-  uint32_t seed = 500;
-  // Row lengths in blocks of 64: one, a few, and Baichuan 2 7B's and 13B's widths (4096, 11008, 13696).
-  for (int64_t nb : {1, 3, 64, 172, 214}) {
-    seed += 4;
-    const int64_t n = nb * 64;
-    check_nf4_dot(random_nf4_blocks(nb, seed), random_floats(n, seed + 1), "random blocks");
-    std::vector<float> w = random_floats(n, seed + 2, 0.05f);
-    std::vector<std::byte> q(static_cast<size_t>(nb) * sizeof(quant::block_nf4));
-    quant::quantize_row(DType::NF4, w.data(), q.data(), n);
-    check_nf4_dot(q, random_floats(n, seed + 3, 3.0f), "quantized weights");
-  }
-}
-
-TEST(QuantDotNf4, WorstCaseCodesDoNotOverflow) {
-  // Codes 0 and 15 (-127 and 127) everywhere, with +-127 activations.
-  for (uint8_t fill : {uint8_t{0x00}, uint8_t{0xFF}, uint8_t{0x0F}}) {
-    auto w = random_nf4_blocks(5, fill);
-    for (size_t i = 0; i < w.size(); ++i)
-      if (i % sizeof(quant::block_nf4) >= 4) w[i] = std::byte{fill};
-    check_nf4_dot(w, random_signs(5 * 64, 77 + fill), "saturated codes");
-  }
-}
-
-TEST(QuantDotNf4, SizesAndBadLengths) {
-  EXPECT_EQ(activation_kind(DType::NF4), ActivationKind::Blocks32);
-  EXPECT_EQ(activation_bytes(DType::NF4, 4096), 128 * sizeof(ActBlock32));
-  std::vector<float> x(96, 1.0f), act(64);
-  std::vector<std::byte> row(128);
-  EXPECT_THROW(activation_bytes(DType::NF4, 96), Error);  // whole 32-element blocks, not whole NF4 blocks
-  EXPECT_THROW(scalar::dot_quantized(DType::NF4, row.data(), act.data(), 96), Error);
-  if (simd_available()) {
-    EXPECT_THROW(avx2::dot_quantized(DType::NF4, row.data(), act.data(), 96), Error);
-  }
+// NF4 has no integer dot product: its weights multiply float activations exactly (nf4_dot_test.cpp).
+TEST(QuantDotNf4, HasNoIntegerDotProduct) {
+  EXPECT_THROW(activation_kind(DType::NF4), Error);
+  std::vector<float> x(64, 1.0f), act(64);
+  std::vector<std::byte> row(36);
+  EXPECT_THROW(scalar::quantize_activations(DType::NF4, x.data(), 64, act.data()), Error);
+  EXPECT_THROW(scalar::dot_quantized(DType::NF4, row.data(), act.data(), 64), Error);
 }
 
 }  // namespace

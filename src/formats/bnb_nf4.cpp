@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/json_file.h"
 #include "core/mapped_file.h"
 #include "formats/torch_zip_writer.h"
 #include "quant/blocks.h"
@@ -134,15 +135,33 @@ Tensor bnb_nf4_blocks(const Bnb4bitParts& p, const std::string& name, const std:
   return owned_tensor(name, DType::NF4, p.state.shape, std::move(buffer));
 }
 
-bool bnb_nf4_native_requested() {
+Nf4Path bnb_nf4_path() {
   const char* mode = std::getenv("BAICHUAN_NF4");
-  return mode && std::string_view(mode) == "native";
+  if (mode == nullptr || *mode == '\0' || std::string_view(mode) == "native") return Nf4Path::Native;
+  if (std::string_view(mode) == "f16") return Nf4Path::F16;
+  fail("BAICHUAN_NF4=", mode, ": unknown 4-bit path (use native, the default, or f16)");
+}
+
+bool keeps_nf4_blocks(const std::vector<int64_t>& shape) {
+  // The path first: a misspelt BAICHUAN_NF4 is an error whatever the shapes.
+  return bnb_nf4_path() == Nf4Path::Native && shape.size() == 2 && shape[1] % quant::kNf4BlockElems == 0;
 }
 
 Tensor read_bnb_nf4(const Bnb4bitParts& parts, const std::string& name, const std::string& path) {
-  if (bnb_nf4_native_requested() && parts.state.shape.size() == 2 && parts.state.shape[1] % quant::kNf4BlockElems == 0)
-    return bnb_nf4_blocks(parts, name, path);
+  if (keeps_nf4_blocks(parts.state.shape)) return bnb_nf4_blocks(parts, name, path);
   return dequantize_bnb_nf4(parts, name, path);
+}
+
+std::string describe_bnb_nf4_load(int64_t nf4_matrices, const std::string& config_path) {
+  if (nf4_matrices > 0)
+    return cat(", 4-bit weights: ", nf4_matrices, " matrices kept NF4 (exact float products; BAICHUAN_NF4=f16 dequantizes)");
+  const nlohmann::json config = read_json_file(config_path);
+  const auto q = config.find("quantization_config");
+  if (q == config.end() || !q->is_object()) return "";
+  const auto four_bit = q->find("load_in_4bit");
+  if (four_bit == q->end() || !four_bit->is_boolean() || !four_bit->get<bool>()) return "";
+  return bnb_nf4_path() == Nf4Path::F16 ? ", 4-bit weights dequantized to F16 (BAICHUAN_NF4=f16)"
+                                        : ", 4-bit weights dequantized to F16 (rows are not whole NF4 blocks of 64)";
 }
 
 // ---- writing ------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 // and `<weight>.quant_state` (block scales quantized again: double quantisation; see
 // torch_pickle.h's TorchQuantState and ../shared/reference/b2-7b-tiny-4bits/README.md).
 #pragma once
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -34,12 +35,21 @@ Tensor dequantize_bnb_nf4(const Bnb4bitParts& parts, const std::string& name, co
 // in the releases).
 Tensor bnb_nf4_blocks(const Bnb4bitParts& parts, const std::string& name, const std::string& path);
 
-// How the reader keeps a 4-bit weight: dequantize_bnb_nf4 (exact: the official code's F16 weights),
-// unless BAICHUAN_NF4=native asks for bnb_nf4_blocks where rows are whole blocks of 64. The native
-// path is opt-in because its integer dot (8-bit NF4 codes x 8-bit activations) gives logits ~1e-2
-// away from the official float computation and does not yet decode faster than Q4_0.
-bool bnb_nf4_native_requested();
+// How the reader keeps 4-bit weights: in 4 bits (NF4, the default: products in float32 with the
+// exact weights, kernels/nf4_dot.h) or dequantized to F16 (BAICHUAN_NF4=f16; the same weights,
+// twice the memory). Another value of BAICHUAN_NF4 is an error.
+enum class Nf4Path { Native, F16 };
+Nf4Path bnb_nf4_path();
+// Whether a 4-bit weight of this shape stays NF4: the native path and rows that are whole blocks of
+// 64 (every linear of the 7B and 13B releases; a block of the tiny fixture spans two rows).
+bool keeps_nf4_blocks(const std::vector<int64_t>& shape);
+// bnb_nf4_blocks where keeps_nf4_blocks, dequantize_bnb_nf4 otherwise.
 Tensor read_bnb_nf4(const Bnb4bitParts& parts, const std::string& name, const std::string& path);
+
+// What the load line says about a checkpoint's 4-bit weights, "" for a checkpoint without any:
+// nf4_matrices is how many of its tensors are NF4; the 4-bit releases are told by config.json's
+// quantization_config.load_in_4bit (config_path), for when every 4-bit weight was dequantized.
+std::string describe_bnb_nf4_load(int64_t nf4_matrices, const std::string& config_path);
 
 // ---- writing: the release layout, for benchmarks and tests (`baichuan init --format bnb-nf4`) ----
 

@@ -38,7 +38,11 @@ constexpr int64_t kDirectTokens = 1;  // up to this many tokens, dot the stored 
 constexpr size_t kMaxOutputs = 8;
 static_assert(kRowBlock == kPackRows, "a packed group is one unit of work");
 
-// F32/F16/BF16 rows [begin, end).
+// Block types with an integer dot product (quant_dot.h) multiply 8-bit activations; the others
+// (float types, and NF4, whose exact weights are floats: nf4_dot.h) multiply the float activations.
+bool takes_quantized_activations(DType t) { return quant::type_traits(t).dot != quant::DotActivations::None; }
+
+// F32/F16/BF16/NF4 rows [begin, end).
 void float_rows(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride, int64_t begin,
                 int64_t end) {
   if (n_tokens <= kDirectTokens) {  // decoding: one pass, converted on the fly
@@ -83,7 +87,7 @@ void matmul(std::span<const MatmulOutput> outputs, MatmulInput& x, ThreadPool& p
   for (size_t i = 0; i < outputs.size(); ++i) {
     const WeightMatrix& w = outputs[i].w;
     if (w.cols != x.cols()) fail("matmul: a matrix of ", w.cols, " columns applied to rows of ", x.cols());
-    if (is_quantized(w.dtype)) {
+    if (takes_quantized_activations(w.dtype)) {
       quantized[i] = x.quantized(w.dtype, pool);
       quantized_row[i] = x.quantized_row_bytes(w.dtype);
     }
@@ -98,7 +102,7 @@ void matmul(std::span<const MatmulOutput> outputs, MatmulInput& x, ThreadPool& p
       const int64_t row_begin = (lo - first_unit[i]) * kRowBlock, row_end = std::min(w.rows, (hi - first_unit[i]) * kRowBlock);
       if (w.layout == Layout::Interleaved8)
         packed_matmul(w, quantized[i], n_tokens, y, y_stride, row_begin / kPackRows, row_end / kPackRows);
-      else if (is_quantized(w.dtype))
+      else if (takes_quantized_activations(w.dtype))
         quantized_rows(w, quantized[i], quantized_row[i], n_tokens, y, y_stride, row_begin, row_end);
       else
         float_rows(w, x.floats(), n_tokens, y, y_stride, row_begin, row_end);

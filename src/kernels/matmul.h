@@ -36,9 +36,9 @@ struct MatmulOutput {
 };
 
 // Computes products that share their input in one pass of the pool: the threads split the rows of
-// all the matrices together (e.g. Q, K and V; gate and up). Quantized weights multiply the input
-// quantized to 8-bit blocks (made once per input, see MatmulInput); F32/F16/BF16 weights multiply
-// the floats. Each output element is computed the same way whatever the number of threads.
+// all the matrices together (e.g. Q, K and V; gate and up). GGUF block-quantized weights multiply
+// the input quantized to 8-bit blocks (made once per input, see MatmulInput); F32/F16/BF16 and NF4
+// weights multiply the floats. Each output element is computed the same way whatever the number of threads.
 void matmul(std::span<const MatmulOutput> outputs, MatmulInput& x, ThreadPool& pool);
 void matmul(const WeightMatrix& w, MatmulInput& x, float* y, int64_t y_stride, ThreadPool& pool);
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t y_stride, ThreadPool& pool);

@@ -17,7 +17,7 @@ ActivationKind activation_kind(DType weight_type) {
   const ActivationKind kind = quant::type_traits(weight_type).dot;
   if (kind == ActivationKind::None)
     fail("quantized dot product: unsupported weight type ", dtype_name(weight_type),
-         " (supported: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, NF4)");
+         " (supported: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K; float and NF4 weights multiply float activations)");
   return kind;
 }
 
@@ -200,25 +200,6 @@ float dot_q6_K(const std::byte* row, const ActBlock256* act, int64_t nb) {
   return sum;
 }
 
-// NF4: per block d * (sum over the two halves of d_a * sum(code * a)) / 127, with the 8-bit codes
-// kNf4Codes8 (low nibbles: elements 0..31, the first activation block; high nibbles: 32..63).
-float dot_nf4(const std::byte* row, const ActBlock32* act, int64_t nb32) {
-  float sum = 0.0f;
-  for (int64_t i = 0; i < nb32 / 2; ++i) {
-    const auto b = load_block<block_nf4>(row, i);
-    float d;
-    std::memcpy(&d, b.d, 4);
-    const ActBlock32 &lo = act[2 * i], &hi = act[2 * i + 1];
-    int sum_lo = 0, sum_hi = 0;
-    for (int j = 0; j < 32; ++j) {
-      sum_lo += kNf4Codes8[b.qs[j] & 0x0F] * lo.qs[j];
-      sum_hi += kNf4Codes8[b.qs[j] >> 4] * hi.qs[j];
-    }
-    sum += d * (lo.d * static_cast<float>(sum_lo) + hi.d * static_cast<float>(sum_hi));
-  }
-  return sum * (1.0f / 127.0f);
-}
-
 template <auto Dot, typename Act>
 float typed_dot(const std::byte* row, const void* act, int64_t nb) {
   return Dot(row, static_cast<const Act*>(act), nb);
@@ -235,7 +216,6 @@ constexpr std::array<DotKernel, kDTypeCount> kDots = [] {
   k[static_cast<size_t>(DType::Q4_K)] = typed_dot<dot_q45_K<block_q4_K>, ActBlock256>;
   k[static_cast<size_t>(DType::Q5_K)] = typed_dot<dot_q45_K<block_q5_K>, ActBlock256>;
   k[static_cast<size_t>(DType::Q6_K)] = typed_dot<dot_q6_K, ActBlock256>;
-  k[static_cast<size_t>(DType::NF4)] = typed_dot<dot_nf4, ActBlock32>;
   return k;
 }();
 

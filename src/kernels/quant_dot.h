@@ -1,9 +1,8 @@
 // Integer dot products of a stored quantized weight row with activations quantized on the fly to
-// 8-bit blocks: the inner loop of decoding with Q8_0/Q4_x/Q5_x/K-quant/NF4 weights. (NF4 multiplies
-// its 8-bit codes kNf4Codes8, so its dot product is that of weights off by at most d / 254 from the
-// exact ones; see quant/blocks.h.) The activations of a
-// token are quantized once per matrix; every row of that matrix is then one pass over its bytes,
-// multiplying 8-bit integers and scaling once per block.
+// 8-bit blocks: the inner loop of decoding with Q8_0/Q4_x/Q5_x/K-quant weights (NF4 weights multiply
+// float activations instead, exactly: nf4_dot.h). The activations of a token are quantized once per
+// matrix; every row of that matrix is then one pass over its bytes, multiplying 8-bit integers and
+// scaling once per block.
 //
 // Each function has a plain scalar reference (namespace scalar) that computes every block in exact
 // integer arithmetic and a SIMD version; the plain names dispatch on the active backend (cpu.h).
@@ -36,8 +35,7 @@ static_assert(sizeof(ActBlock32) == 40 && sizeof(ActBlock256) == 292, "no paddin
 
 using ActivationKind = quant::DotActivations;
 
-// What quant::type_traits says (Blocks32 for Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 and NF4, two per 64-element block;
-// Blocks256 for Q4_K/Q5_K/Q6_K);
+// What quant::type_traits says (Blocks32 for Q8_0/Q4_0/Q4_1/Q5_0/Q5_1, Blocks256 for Q4_K/Q5_K/Q6_K);
 // throws baichuan::Error for a type without an integer dot product.
 ActivationKind activation_kind(DType weight_type);
 

@@ -272,29 +272,6 @@ float dot_q6_K(const uint8_t* row, const ActBlock256* act, int64_t nb) {
   return hsum(acc);
 }
 
-// ---- NF4 -------------------------------------------------------------------------------------
-// One 64-element block against two activation blocks: the 32 code bytes give the codes of elements
-// 0..31 (low nibbles) and 32..63 (high nibbles); a byte shuffle maps them to the signed 8-bit values
-// kNf4Codes8, whose signs move onto the activations as for Q8_0. The /127 of the codes is applied once.
-float dot_nf4(const uint8_t* row, const ActBlock32* act, int64_t nb32) {
-  const __m256i table = _mm256_broadcastsi128_si256(load128(kNf4Codes8));
-  __m256 acc_lo = _mm256_setzero_ps(), acc_hi = _mm256_setzero_ps();
-  for (int64_t i = 0; i < nb32 / 2; ++i) {
-    const uint8_t* b = row + i * sizeof(block_nf4);
-    float d;
-    std::memcpy(&d, b, 4);
-    const __m256i packed = load256(b + offsetof(block_nf4, qs));
-    const __m256i w_lo = _mm256_shuffle_epi8(table, low_nibbles(packed));
-    const __m256i w_hi = _mm256_shuffle_epi8(table, high_nibbles(packed));
-    const ActBlock32 &lo = act[2 * i], &hi = act[2 * i + 1];
-    const __m256i p_lo = dot_u8_i8(_mm256_abs_epi8(w_lo), _mm256_sign_epi8(load256(lo.qs), w_lo));
-    const __m256i p_hi = dot_u8_i8(_mm256_abs_epi8(w_hi), _mm256_sign_epi8(load256(hi.qs), w_hi));
-    acc_lo = _mm256_fmadd_ps(_mm256_set1_ps(d * lo.d), _mm256_cvtepi32_ps(p_lo), acc_lo);
-    acc_hi = _mm256_fmadd_ps(_mm256_set1_ps(d * hi.d), _mm256_cvtepi32_ps(p_hi), acc_hi);
-  }
-  return hsum(_mm256_add_ps(acc_lo, acc_hi)) * (1.0f / 127.0f);
-}
-
 // ---- activation quantization ------------------------------------------------------------------
 
 float abs_max(const float* x, int n) {
@@ -356,7 +333,6 @@ constexpr std::array<DotKernel, kDTypeCount> kDots = [] {
   k[static_cast<size_t>(DType::Q4_K)] = typed_dot<dot_q45_K<block_q4_K>, ActBlock256>;
   k[static_cast<size_t>(DType::Q5_K)] = typed_dot<dot_q45_K<block_q5_K>, ActBlock256>;
   k[static_cast<size_t>(DType::Q6_K)] = typed_dot<dot_q6_K, ActBlock256>;
-  k[static_cast<size_t>(DType::NF4)] = typed_dot<dot_nf4, ActBlock32>;
   return k;
 }();
 

@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "core/tensor.h"
 #include "kernels/cpu.h"
+#include "kernels/nf4_dot.h"
 #include "quant/dequantize.h"
 
 namespace baichuan::kernels {
@@ -16,6 +17,7 @@ float dot_f32(const float* a, const float* b, int64_t n) {
 }
 
 float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n) {
+  if (dtype == DType::NF4) return scalar::nf4_dot_row(row, x, n);
   float sum = 0.0f;
   for (int64_t i = 0; i < n; ++i) sum += load_float(dtype, row, static_cast<size_t>(i)) * x[i];
   return sum;
@@ -42,6 +44,7 @@ float dot_f32(const float* a, const float* b, int64_t n) {
 }
 
 float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n) {
+  if (dtype == DType::NF4) return nf4_dot_row(row, x, n);  // its own AVX-512 kernel
   return avx2_kernels() ? avx2::dot_row(dtype, row, x, n) : scalar::dot_row(dtype, row, x, n);
 }
 
@@ -53,6 +56,7 @@ void dot_tile(const float* w, int nr, const float* x, int nt, int64_t n, float* 
 }
 
 void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n) {
+  if (dtype == DType::NF4) return nf4_row_to_f32(row, out, n);  // its own AVX-512 kernel
   if (avx2_kernels())
     avx2::row_to_f32(dtype, row, out, n);
   else

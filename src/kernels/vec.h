@@ -9,8 +9,8 @@
 namespace baichuan::kernels {
 
 float dot_f32(const float* a, const float* b, int64_t n);
-// Dot product of a stored F32/F16/BF16 row with a float vector, converting on the fly (one pass
-// over the weights: what decoding, bound by memory bandwidth, wants).
+// Dot product of a stored F32/F16/BF16 or NF4 (nf4_dot.h) row with a float vector, converting on
+// the fly (one pass over the weights: what decoding, bound by memory bandwidth, wants).
 float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n);
 // Converts n elements of a row to float (F32/F16/BF16, or a block type through dequantization).
 void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n);

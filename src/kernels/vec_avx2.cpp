@@ -3,6 +3,7 @@
 
 #include <cstring>
 
+#include "kernels/nf4_dot.h"
 #include "kernels/vec.h"
 
 namespace baichuan::kernels::avx2 {
@@ -124,6 +125,7 @@ float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n) {
     case DType::F32: return dot_row_typed<DType::F32>(row, x, n);
     case DType::F16: return dot_row_typed<DType::F16>(row, x, n);
     case DType::BF16: return dot_row_typed<DType::BF16>(row, x, n);
+    case DType::NF4: return avx2::nf4_dot_row(row, x, n);
     default: return scalar::dot_row(dtype, row, x, n);
   }
 }
@@ -134,6 +136,8 @@ void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n) {
     case DType::F32:
       std::memcpy(out, row, static_cast<size_t>(n) * 4);
       return;
+    case DType::NF4:
+      return avx2::nf4_row_to_f32(row, out, n);
     case DType::F16:
       for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i))));

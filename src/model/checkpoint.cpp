@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "formats/bnb_nf4.h"
 #include "formats/gguf.h"
 #include "formats/hf_folder.h"
 #include "formats/mindspore_ckpt.h"
@@ -60,6 +61,13 @@ Tensor row_slice(const Tensor& t, int64_t begin, int64_t count, std::string name
 void add(Checkpoint& c, const std::string& name, Tensor t) {
   t.name = name;
   c.tensors[name] = std::move(t);
+}
+
+// The load line's note on 4-bit weights (formats/bnb_nf4.h): how many matrices stay NF4.
+std::string describe_nf4_weights(const Checkpoint& c, const std::string& config_path) {
+  int64_t nf4 = 0;
+  for (const auto& [name, t] : c.tensors) nf4 += t.dtype == DType::NF4;
+  return formats::describe_bnb_nf4_load(nf4, config_path);
 }
 
 // Hugging Face names -> canonical; W_pack is split into Q, K, V row views (rows Q, then K, then V).
@@ -155,10 +163,12 @@ Checkpoint open_hf_or_mindspore(const std::string& path, const LoadOptions& opti
     auto weights = formats::read_hf_weights(path);
     c.description = "Hugging Face folder, " + weights.description;
     map_hf_names(c, std::move(weights.tensors), path + "/" + weights.description);
+    c.description += describe_nf4_weights(c, config_path);
   } else if (ends_with(path, ".safetensors") || ends_with(path, ".bin")) {
     c.description = "Hugging Face weights file " + fs::path(path).filename().string();
     auto tensors = ends_with(path, ".bin") ? formats::read_torch_bin(path) : formats::read_safetensors(path);
     map_hf_names(c, std::move(tensors), path);
+    c.description += describe_nf4_weights(c, config_path);
   } else {
     fail(path, ": not a checkpoint: expected a Hugging Face folder, a .safetensors/.bin/.ckpt/.gguf file");
   }

@@ -81,11 +81,6 @@ inline constexpr float kNf4Values[16] = {-1.0f,
                                          0.7229568362236023f,
                                          1.0f};
 
-// The NF4 values as the integer dot products use them: round(127 * kNf4Values[c]). The weight d * value
-// becomes (d / 127) * code, off by at most d / 254 (the dequantized values stay exact; only the
-// dot product of kernels/quant_dot.h uses these).
-inline constexpr int8_t kNf4Codes8[16] = {-127, -88, -67, -50, -36, -23, -12, 0, 10, 20, 31, 43, 56, 71, 92, 127};
-
 struct block_nf4 {
   uint8_t d[4];  // float32 absmax, little-endian (bytes, so the struct has no padding)
   uint8_t qs[kNf4BlockElems / 2];

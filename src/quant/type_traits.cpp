@@ -58,7 +58,7 @@ const std::array<TypeTraits, kDTypeCount> kTraits = [] {
   set(DType::Q4_K, {{}, 0, 0, dequantize_q4_K, quantize_q4_K, Blocks256, true});
   set(DType::Q5_K, {{}, 0, 0, dequantize_q5_K, quantize_q5_K, Blocks256, false});
   set(DType::Q6_K, {{}, 0, 0, dequantize_q6_K, quantize_q6_K, Blocks256, true});
-  set(DType::NF4, {{}, 0, 0, dequantize_nf4, quantize_nf4, Blocks32, false});  // two activation blocks per block
+  set(DType::NF4, {{}, 0, 0, dequantize_nf4, quantize_nf4, None, false});  // float dot: kernels/nf4_dot.h
   return t;
 }();
 

@@ -14,7 +14,7 @@
 namespace baichuan::quant {
 
 // The 8-bit activation blocks an integer dot product with weights of a type takes
-// (kernels/quant_dot.h): none (float types multiply floats), 32-element or 256-element blocks.
+// (kernels/quant_dot.h): none (float types, and NF4, multiply floats), 32-element or 256-element blocks.
 enum class DotActivations : uint8_t { None, Blocks32, Blocks256 };
 
 struct TypeTraits {

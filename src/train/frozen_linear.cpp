@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <array>
 
-#include "kernels/activations.h"
+#include "kernels/matmul_input.h"
 #include "kernels/vec.h"
 #include "quant/type_traits.h"
 #include "train/grad_kernels.h"
@@ -55,7 +55,7 @@ void stored_matrix_forward(float* out, const float* in, const StoredMatrix& m, i
     outputs[i] = {m.parts[i], out + row, m.out};
     row += m.parts[i].rows;
   }
-  kernels::Activations x(in, N, m.in);
+  kernels::MatmulInput x(in, N, m.in);
   kernels::matmul(std::span<const kernels::MatmulOutput>(outputs.data(), m.parts.size()), x, pool);
 }
 

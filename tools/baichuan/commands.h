@@ -21,5 +21,6 @@ Run add_eval(CLI::App& app);
 Run add_preprocess(CLI::App& app);
 Run add_finetune(CLI::App& app);
 Run add_merge_lora(CLI::App& app);
+Run add_inspect(CLI::App& app);
 
 }  // namespace baichuan::cli

@@ -37,6 +37,8 @@ int main(int argc, char** argv) {
       baichuan::cli::add_finetune);
   sub("merge-lora", "Merge LoRA adapters (PEFT or GGUF) into a checkpoint, written as convert writes",
       baichuan::cli::add_merge_lora);
+  sub("inspect", "What a checkpoint is: format, architecture, tensor types (NF4 too), head, tokenizer",
+      baichuan::cli::add_inspect);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
