@@ -50,7 +50,7 @@ struct FinetuneCommand {
   int threads = 0;
   // Full fine-tuning.
   std::string data, eval_data, out_dir, resume, schedule = "cosine", betas = "0.9,0.999", gguf, memory_limit;
-  std::string lora_spec;
+  std::string lora_spec, max_shard_size;
   bool lora = false;  // --lora given (its value may be empty: the official defaults)
   int64_t stop_after = 0, epochs = 1, max_steps = 0, batch = 1, grad_accum = 1, warmup = 0, eval_every = 0, save_every = 0;
   double lr = 1e-4, min_lr = 0, weight_decay = 0, eps = 1e-8, clip = 1.0, eval_split = 0;
@@ -105,6 +105,8 @@ train::RunOutputs finetune_run_outputs(const FinetuneCommand& cmd, const Checkpo
   outputs.command_line = finetune_command_line();
   outputs.sources = {checkpoint.config, checkpoint.generation_json,
                      checkpoint.tokenizer ? checkpoint.tokenizer->model_bytes() : ""};
+  if (!cmd.max_shard_size.empty())
+    outputs.sources.max_shard_bytes = train::parse_byte_size(cmd.max_shard_size, "--max-shard-size");
   outputs.stop_after = cmd.stop_after;
   outputs.log = [](const std::string& line) { std::cerr << line << "\n" << std::flush; };
   return outputs;
@@ -361,6 +363,9 @@ Run add_finetune(CLI::App& app) {
                  "LoRA instead of full fine-tuning: r=8,alpha=16,dropout=0.05,targets=W_pack,o_proj,...[,rslora=1]; "
                  "no value: fine-tune.py's W_pack, r 1, alpha 32, dropout 0.1")
       ->expected(0, 1);
+  app.add_option("--max-shard-size", cmd->max_shard_size,
+                 "Write the model's safetensors in shards of at most this size, with an index, as save_pretrained "
+                 "(default 2G)");
   app.add_option("--memory-limit", cmd->memory_limit,
                  "Refuse a memory plan above this size (default: the machine's RAM), e.g. 8G");
   CLI::App* self = &app;
