@@ -154,6 +154,11 @@ TEST(TrainOutputs, ShardsFollowSavePretrainedAndLoadAsOneFile) {
 // A run with a held-out split and a small --max-shard-size: loss.svg parses as XML with both series,
 // and the final model and checkpoint are sharded and read back.
 TEST(TrainOutputs, FinetuneWritesTheLossCurveAndShardedModel) {
+#ifdef BAICHUAN_SANITIZED_BUILD
+  // 4 steps and an export through the CLI (25 s at load 15 in Release); the loss curve and the shards
+  // run under the sanitizers in the two tests above.
+  GTEST_SKIP() << "skipped in the sanitizer build: runs in the Release build";
+#endif
   const std::string tiny = testing::shared_path("reference/b2-7b-tiny");
   REQUIRE_SHARED(tiny);
   REQUIRE_SHARED(testing::tokenizer_path());

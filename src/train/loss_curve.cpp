@@ -88,13 +88,13 @@ std::string loss_curve_svg(const std::string& csv, const std::string& what) {
   }
   auto x_of = [&](double x) { return left + plot_w * (x - x_lo) / (x_hi - x_lo); };
   auto y_of = [&](double y) { return top + plot_h * (1 - (y - y_lo) / (y_hi - y_lo)); };
-  const double y_step = tick_step(y_hi - y_lo, 6), x_step = tick_step(x_hi - x_lo, 8);
+  const double y_step = tick_step(y_hi - y_lo, 6), x_step = std::max(1.0, tick_step(x_hi - x_lo, 8));  // whole steps
   for (double y = std::ceil(y_lo / y_step) * y_step; y <= y_hi; y += y_step) {
     doc += svg::line(left, y_of(y), left + plot_w, y_of(y), "stroke=\"#ddd\"");
     doc += svg::text(left - 6, y_of(y) + 4, tick_label(y, y_step), "text-anchor=\"end\" fill=\"#555\"");
   }
   for (double x = std::ceil(x_lo / x_step) * x_step; x <= x_hi; x += x_step)
-    doc += svg::text(x_of(x), top + plot_h + 18, tick_label(x, std::max(1.0, x_step)), "text-anchor=\"middle\" fill=\"#555\"");
+    doc += svg::text(x_of(x), top + plot_h + 18, tick_label(x, x_step), "text-anchor=\"middle\" fill=\"#555\"");
   doc += svg::line(left, top + plot_h, left + plot_w, top + plot_h, "stroke=\"#555\"");
   doc += svg::text(left + plot_w / 2, top + plot_h + 40, "step", "text-anchor=\"middle\"");
 
