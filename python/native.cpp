@@ -21,6 +21,7 @@
 #include "core/version.h"
 #include "generate/chat_prompt.h"
 #include "generate/decoding.h"
+#include "model/lora_option.h"
 #include "model/model.h"
 #include "tokenizer/chat_template.h"
 
@@ -100,7 +101,8 @@ class ModelHandle {
  public:
   ModelHandle(const std::string& path, std::optional<int> threads, std::optional<int64_t> context,
               const std::string& kv_type, std::optional<std::string> config_path,
-              std::optional<std::string> tokenizer_path, std::optional<std::string> position) {
+              std::optional<std::string> tokenizer_path, std::optional<std::string> position,
+              py::handle lora) {
     // Arguments first: a typo should not cost a model load.
     if (threads && *threads <= 0) raise(PyExc_ValueError, cat("threads must be > 0, got ", *threads));
     try {
@@ -117,21 +119,38 @@ class ModelHandle {
       options.position = parse_position_encoding(*position);
       if (!options.position) raise(PyExc_ValueError, cat("position must be 'rope' or 'alibi', got '", *position, "'"));
     }
+    std::vector<std::string> loras;  // lora=: one "ADAPTER[:SCALE]" or a list of them
+    if (py::isinstance<py::str>(lora)) {
+      loras.push_back(lora.cast<std::string>());
+    } else if (!lora.is_none()) {
+      try {
+        loras = lora.cast<std::vector<std::string>>();
+      } catch (const py::cast_error&) {
+        raise(PyExc_TypeError, "lora must be 'ADAPTER[:SCALE]' or a list of them");
+      }
+    }
     if (!std::filesystem::exists(path)) raise(PyExc_FileNotFoundError, cat(path, ": no such file or directory"));
     try {
       py::gil_scoped_release nogil;
       ThreadPool pool(threads_);  // prepares the weights (head norms, packing)
-      model_ = load_model(path, options, &pool);
+      std::unique_ptr<Model> model = load_model(path, options, &pool);
+      // Adapters applied unmerged, exactly as the CLI's --lora ADAPTER[:SCALE] (one parser for both).
+      const auto adapters = read_lora_options(loras, model->config());
+      if (!adapters.empty())
+        model->attach_lora(std::make_shared<const LoraDeltas>(adapters, model->config(), model->checkpoint().qk_interleaved));
+      model_ = std::move(model);
     } catch (const Error& e) {
       raise(PyExc_OSError, e.what());  // the checkpoint cannot be used as it is
     }
     path_ = path;
+    loras_ = loras;
     context_ = context ? *context : std::max<int64_t>(model_->config().model_max_length, 4096);  // as the CLI
     idle_.push_back(new_session(kv_type_));  // checks the KV type against the model
   }
 
   const Model& model() const { return *model_; }
   const std::string& path() const { return path_; }
+  const std::vector<std::string>& loras() const { return loras_; }
   int64_t context() const { return context_; }
   int threads() const { return threads_; }
   py::object last_result() {
@@ -305,6 +324,7 @@ class ModelHandle {
   }
 
   std::unique_ptr<const Model> model_;
+  std::vector<std::string> loras_;
   std::string path_;
   int64_t context_ = 0;
   int threads_ = 1;
@@ -437,12 +457,14 @@ PYBIND11_MODULE(_native, m) {
 
   py::class_<ModelHandle, std::shared_ptr<ModelHandle>>(m, "Model", "A Baichuan 2 checkpoint loaded for inference")
       .def(py::init<const std::string&, std::optional<int>, std::optional<int64_t>, const std::string&,
-                    std::optional<std::string>, std::optional<std::string>, std::optional<std::string>>(),
+                    std::optional<std::string>, std::optional<std::string>, std::optional<std::string>,
+                    py::handle>(),
            py::arg("path"), py::arg("threads") = py::none(), py::arg("context") = py::none(), py::kw_only(),
            py::arg("kv_type") = "f16", py::arg("config_path") = py::none(), py::arg("tokenizer_path") = py::none(),
-           py::arg("position") = py::none(),
+           py::arg("position") = py::none(), py::arg("lora") = py::none(),
            "Loads a Hugging Face folder, MindSpore .ckpt or .gguf. threads: default all hardware threads; "
-           "context: KV cache size in tokens, default max(model_max_length, 4096); kv_type: f16, f32 (exact) or q8_0")
+           "context: KV cache size in tokens, default max(model_max_length, 4096); kv_type: f16, f32 (exact) or q8_0; "
+           "lora: adapters applied unmerged as the CLI's --lora, 'ADAPTER[:SCALE]' or a list of them (a PEFT folder or GGUF LoRA)")
       .def("tokenize", [](const ModelHandle& self, const std::string& text) { return self.ids_of(py::str(text)); },
            py::arg("text"), "Token ids of the text (no BOS), as the official tokenizer")
       .def(
@@ -502,6 +524,7 @@ PYBIND11_MODULE(_native, m) {
       .def_property_readonly("context", &ModelHandle::context)
       .def_property_readonly("threads", &ModelHandle::threads)
       .def_property_readonly("path", &ModelHandle::path)
+      .def_property_readonly("lora", &ModelHandle::loras, "The adapters applied unmerged, as given")
       .def_property_readonly("description", [](const ModelHandle& self) { return self.model().checkpoint().description; })
       .def_property_readonly("config", [](const ModelHandle& self) { return config_dict(self.model().config()); })
       .def_property_readonly("generation_config",

@@ -16,15 +16,16 @@ from ._native import __version__  # CMakeLists.txt's project version; pyproject.
 __all__ = ["Model", "TextStream", "TextGenerationPipeline", "pipeline"]
 
 TASKS = ("text_generation", "text-generation")
-_LOAD_KEYWORDS = ("threads", "context", "kv_type", "config_path", "tokenizer_path", "position")
+_LOAD_KEYWORDS = ("threads", "context", "kv_type", "config_path", "tokenizer_path", "position", "lora")
 
 
 def pipeline(task="text_generation", model=None, **kwargs):
     """A text-generation pipeline in the manner of openMind / transformers.
 
     `model` is a checkpoint path or a loaded Model. Keywords among threads, context, kv_type,
-    config_path, tokenizer_path and position load the model; any other keyword becomes a default
-    generation keyword of every call.
+    config_path, tokenizer_path, position and lora load the model; any other keyword becomes a default
+    generation keyword of every call. lora="ADAPTER[:SCALE]" (or a list of them) applies LoRA adapters
+    (PEFT folders or GGUF LoRA files) unmerged, as the CLI's --lora does.
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}: baichuan_cpp supports only 'text_generation'")

@@ -1,10 +1,12 @@
 #include "train/hf_export.h"
 
+#include <cstdio>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
+#include "core/error.h"
 #include "formats/safetensors.h"
 
 namespace baichuan::train {
@@ -34,6 +36,37 @@ std::string hf_config_json(const ModelConfig& c) {
   return j.dump(2) + "\n";
 }
 
+std::string write_safetensors_shards(const std::string& dir, std::span<const Tensor> tensors, uint64_t max_shard_bytes) {
+  namespace fs = std::filesystem;
+  if (max_shard_bytes == 0) fail("the maximum shard size must be positive");
+  std::vector<std::vector<Tensor>> shards(1);
+  uint64_t shard_bytes = 0, total_bytes = 0;
+  for (const Tensor& t : tensors) {
+    if (!shards.back().empty() && shard_bytes + t.nbytes > max_shard_bytes) shards.emplace_back(), shard_bytes = 0;
+    shards.back().push_back(t);
+    shard_bytes += t.nbytes;
+    total_bytes += t.nbytes;
+  }
+  if (shards.size() == 1) {
+    formats::write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors);
+    return "model.safetensors";
+  }
+  nlohmann::ordered_json weight_map;
+  for (size_t i = 0; i < shards.size(); ++i) {
+    char name[64];
+    std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
+    formats::write_safetensors((fs::path(dir) / name).string(), shards[i]);
+    for (const Tensor& t : shards[i]) weight_map[t.name] = name;
+  }
+  nlohmann::ordered_json index;
+  index["metadata"] = {{"total_size", total_bytes}};
+  index["weight_map"] = weight_map;
+  AtomicFile f((fs::path(dir) / "model.safetensors.index.json").string());
+  f.write(index.dump(2) + "\n");
+  f.commit();
+  return "model.safetensors.index.json";
+}
+
 void write_hf_folder(const std::string& dir, const TrainModel<float>& model, const HfFolderSources& sources) {
   namespace fs = std::filesystem;
   auto write_text = [&](const char* name, const std::string& text) {
@@ -53,7 +86,7 @@ void write_hf_folder(const std::string& dir, const TrainModel<float>& model, con
   if (!sources.tokenizer_model.empty()) write_text("tokenizer.model", sources.tokenizer_model);
   std::vector<Tensor> tensors;
   append_flat_views(tensors, model.layout(), "", model.params().data());
-  formats::write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors);
+  write_safetensors_shards(dir, tensors, sources.max_shard_bytes);
 }
 
 }  // namespace baichuan::train

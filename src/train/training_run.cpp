@@ -7,8 +7,10 @@
 #include <fstream>
 #include <type_traits>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "train/data_order.h"
+#include "train/loss_curve.h"
 #include "train/trainer.h"
 
 namespace baichuan::train {
@@ -231,6 +233,9 @@ RunResult run_finetune(Model& model, AdamW<float>& optimizer, const TrainSetting
     if (!ranks.is_root()) return;
     result.last_checkpoint = write_training_checkpoint(out.out_dir, state, model, optimizer, out.sources, csv);
     log("saved " + result.last_checkpoint);
+    AtomicFile curve((fs::path(out.out_dir) / "loss.svg").string());  // redrawn with each checkpoint
+    curve.write(loss_curve_svg(csv, csv_path));
+    curve.commit();
   };
   for (int64_t step = first_step; step <= schedule.total_steps; ++step) {
     // The step's records of every rank, in the one seeded order; this rank trains on its share.

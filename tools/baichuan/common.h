@@ -12,6 +12,7 @@
 #include "generate/sampling.h"
 #include "model/gguf_checkpoint.h"
 #include "model/lora_apply.h"
+#include "model/lora_option.h"
 #include "model/model.h"
 #include "tokenizer/chat_template.h"
 
@@ -24,16 +25,6 @@ CLI::Validator at_least(int64_t min);
 CLI::Validator number_above(double floor, bool or_equal);
 // Checks a -t value at parse time (ThreadPool::threads_for_request: 0 = all, at most the hardware's).
 CLI::Validator thread_count_check();
-
-// --lora ADAPTER[:SCALE]: a PEFT folder or GGUF LoRA adapter, and a multiplier of its own scale
-// (default 1). The text after the last ':' is the scale when it is a number, else part of the path.
-struct LoraOption {
-  std::string path;
-  float scale = 1.0f;
-};
-LoraOption parse_lora_option(const std::string& text);
-// Reads every --lora adapter, checked against `config` (Error naming the adapter at fault).
-std::vector<ScaledLoraAdapter> read_lora_options(const std::vector<std::string>& options, const ModelConfig& config);
 
 // -m and the options that say how to read it.
 struct ModelOptions {

@@ -53,7 +53,7 @@ struct FinetuneCommand {
   int threads = 0;
   // Full fine-tuning.
   std::string data, eval_data, out_dir, resume, schedule = "cosine", betas = "0.9,0.999", gguf, memory_limit;
-  std::string lora_spec;
+  std::string lora_spec, max_shard_size;
   bool lora = false;  // --lora given (its value may be empty: the official defaults)
   bool checkpoint_activations = false;
   int64_t stop_after = 0, epochs = 1, max_steps = 0, batch = 1, grad_accum = 1, warmup = 0, eval_every = 0, save_every = 0;
@@ -109,6 +109,8 @@ train::RunOutputs finetune_run_outputs(const FinetuneCommand& cmd, const Checkpo
   outputs.command_line = finetune_command_line();
   outputs.sources = {checkpoint.config, checkpoint.generation_json,
                      checkpoint.tokenizer ? checkpoint.tokenizer->model_bytes() : ""};
+  if (!cmd.max_shard_size.empty())
+    outputs.sources.max_shard_bytes = train::parse_byte_size(cmd.max_shard_size, "--max-shard-size");
   outputs.stop_after = cmd.stop_after;
   outputs.log = [](const std::string& line) { std::cerr << line << "\n" << std::flush; };
   return outputs;
@@ -378,6 +380,9 @@ Run add_finetune(CLI::App& app) {
   app.add_flag("--checkpoint-activations", cmd->checkpoint_activations,
                "Keep only each layer's input in the forward and recompute the layer in the backward: the same "
                "losses and gradients, activations of one layer instead of all");
+  app.add_option("--max-shard-size", cmd->max_shard_size,
+                 "Write the model's safetensors in shards of at most this size, with an index, as save_pretrained "
+                 "(default 2G)");
   app.add_option("--memory-limit", cmd->memory_limit,
                  "Refuse a memory plan above this size (default: the machine's RAM), e.g. 8G");
   CLI::App* self = &app;
