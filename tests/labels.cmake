@@ -11,12 +11,14 @@
 set(BAICHUAN_CLI_SUITES BenchCli Cli CliArguments CliChat DataParallelMpirun EvalCli FinetuneCli
     MergeLoraCli OutputSafety PreprocessCli PreprocessGolden QuantizeCli)
 set(BAICHUAN_CLI_CASES
-    BnbNf4.NativeNf4ModelMatchesItsDequantizedWeights
+    BnbNf4.LoadLineNamesThePath
+    BnbNf4.QuantizeAndConvertTakeTheFolder
     KernelBackend.EnvironmentForcesAPathTheCpuCanRun
     MindRecordFile.PreprocessOfTheGoldenSampleReadsBackBySpec
     PerplexityModel.CliJsonAndKlBase
     PerplexityModel.CliRefusesBadInput
-    TrainGolden.FinetuneOneStepCliMatchesTheOfficialCode)
+    TrainGolden.FinetuneOneStepCliMatchesTheOfficialCode
+    TrainOutputs.FinetuneWritesTheLossCurveAndShardedModel)
 set(BAICHUAN_SERVER_SUITES HttpServer HttpServerTest OpenAiApi SchedulerTest)
 set(BAICHUAN_SLOW_CASES
     TokenizerData.EveryDataLineMatchesSentencePieceRebuiltModelAndRoundTrips  # every corpus line in CI
@@ -34,6 +36,8 @@ set(BAICHUAN_SLOW_CASES
     PreprocessCli.BadInputGivesOneClearErrorAndNoOutput
     QuantizedModelThreads.OneAndTwoThreadsGiveIdenticalLogits
     PerplexityModel.CliJsonAndKlBase
+    BnbNf4.LoadLineNamesThePath
+    TrainOutputs.FinetuneWritesTheLossCurveAndShardedModel
     Tasks/EvalCli.RunsEndToEndOnTheDataSamples/"bbh")
 
 cmake_policy(PUSH)
