@@ -124,6 +124,37 @@ TEST_F(BenchCli, StreamsDecodeTogetherAndCountEveryStreamsTokens) {
   EXPECT_NE(table.out.find("tg3 x2"), std::string::npos) << table.out;
 }
 
+// -d D: each test after D tokens already in the cache, labelled as llama-bench labels it.
+TEST_F(BenchCli, DepthTimesTestsAfterTokensAlreadyInTheCache) {
+  CliRun r = baichuan_cli("bench -m " + model_ + " -p 8 -n 2 -d 0,70 -r 2 -t 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json rows = json::parse(r.out);
+  ASSERT_EQ(rows.size(), 4u) << r.out;
+  const std::pair<int, int> expected[] = {{8, 0}, {8, 70}, {0, 0}, {0, 70}};  // (n_prompt, n_depth)
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(rows[i]["n_prompt"], expected[i].first) << i;
+    EXPECT_EQ(rows[i]["n_depth"], expected[i].second) << i;
+    EXPECT_EQ(rows[i]["samples_ns"].size(), 2u) << i;
+  }
+  CliRun table = baichuan_cli("bench -m " + model_ + " -p 8 -n 2 -d 70 -r 1 -t 1");
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_EQ(table_rows(table.out, "pp8 @ d70").size(), 1u) << table.out;
+  EXPECT_EQ(table_rows(table.out, "tg2 @ d70").size(), 1u) << table.out;
+}
+
+// A mixed file reads as llama-bench names it (llama_model_ftype_name), not by its commonest type.
+TEST_F(BenchCli, MixedFileIsLabelledAsLlamaBenchDoes) {
+  const std::string mixed = (fs::path(::testing::TempDir()) / ("bench-q4km-" + std::to_string(getpid()) + ".gguf")).string();
+  CliRun init = baichuan_cli("init --preset tiny --type q4_k_m -o " + mixed);
+  ASSERT_EQ(init.exit_code, 0) << init.err;
+  CliRun r = baichuan_cli("bench -m " + mixed + " -p 4 -n 0 -r 1 -t 1");
+  fs::remove(mixed);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto rows = table_rows(r.out, "pp4");
+  ASSERT_EQ(rows.size(), 1u) << r.out;
+  EXPECT_EQ(rows[0][0], "baichuan ?B Q4_K - Medium");
+}
+
 TEST_F(BenchCli, BadArguments) {
   expect_error("bench -m /nonexistent/model.gguf -p 8 -n 4", "/nonexistent/model.gguf");
   expect_error("bench -m " + model_ + " -p 8 -n 4 -r 0", "-r");
@@ -132,6 +163,7 @@ TEST_F(BenchCli, BadArguments) {
   expect_error("bench -m " + model_ + " -p 0 -n 0", "nothing to measure");
   expect_error("bench -m " + model_ + " -p 8 -t 0", "-t");
   expect_error("bench -m " + model_ + " -n 8 -s 0", "--streams");
+  expect_error("bench -m " + model_ + " -p 8 -d -1", "-d");
   expect_error("bench -m " + model_ + " -p abc", "abc");
   expect_error("bench -p 8", "model");
 }

@@ -30,6 +30,9 @@ class KvCache {
   const std::byte* key(int64_t layer, int64_t pos) const { return keys_.get() + offset(layer, pos); }
   const std::byte* value(int64_t layer, int64_t pos) const { return values_.get() + offset(layer, pos); }
   size_t head_offset(int64_t head) const { return static_cast<size_t>(head) * head_bytes_; }
+  // Bytes from one position's row to the next within a layer: attention reads a head's keys of
+  // positions [0, n) at key(layer, 0) + head_offset(h) + j * position_stride().
+  size_t position_stride() const { return row_bytes_; }
 
   // Called by the forward pass after it has written positions [size, size + n).
   void advance(int64_t n) { size_ += n; }

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "core/error.h"
+#include "kernels/attention.h"
 #include "kernels/ops.h"
 #include "kernels/vec.h"
 #include "model/lora_apply.h"
@@ -220,54 +221,38 @@ void Model::attention(ModelContext& ctx, int64_t layer, int64_t n_rows, ThreadPo
 
   // Causal attention: row r attends to positions [0, pos]. ALiBi adds slope_h * j to the score of
   // key j, as the official mask does (the same for every query row; softmax ignores the offset).
-  // Rows of one sequence at consecutive positions go in tiles of kQueryTile: each cached key and
-  // value row is read once per tile and used by every query row of the tile. F16/F32 rows are
-  // converted inside the dot and axpy kernels; Q8_0 rows are expanded to float first.
-  constexpr int64_t kQueryTile = 4;
+  // Rows of one sequence at consecutive positions go in tiles of up to kAttentionQueryTile, and each
+  // (tile, head) is one blocked attention call (kernels/attention.h), whose work is linear in the
+  // keys. Units run from the last tile down: later tiles see more keys, so the long ones start first.
   auto& tiles = ctx.query_tiles;  // first row of each tile
   tiles.clear();
   for (int64_t r = 0; r < n_rows; ++r) {
-    const bool continues = !tiles.empty() && r - tiles.back() < kQueryTile &&
+    const bool continues = !tiles.empty() && r - tiles.back() < kernels::kAttentionQueryTile &&
                            info[static_cast<size_t>(r)].cache == info[static_cast<size_t>(r - 1)].cache &&
                            info[static_cast<size_t>(r)].pos == info[static_cast<size_t>(r - 1)].pos + 1;
     if (!continues) tiles.push_back(r);
   }
   const auto n_tiles = static_cast<int64_t>(tiles.size());
   pool.parallel_for(n_tiles * n_heads, [&](int64_t begin, int64_t end, int) {
-    thread_local std::vector<float> scores, expanded;
-    expanded.resize(static_cast<size_t>(d));
     for (int64_t unit = begin; unit < end; ++unit) {
-      const int64_t tile = unit / n_heads, h = unit % n_heads;
+      const int64_t tile = n_tiles - 1 - unit / n_heads, h = unit % n_heads;
       const int64_t r0 = tiles[static_cast<size_t>(tile)];
-      const int64_t nt = (tile + 1 < n_tiles ? tiles[static_cast<size_t>(tile + 1)] : n_rows) - r0;
       auto [cache, pos0] = info[static_cast<size_t>(r0)];
-      const int64_t last = pos0 + nt - 1, stride = last + 1;  // row i of the tile sees keys [0, pos0 + i]
-      const size_t head = cache->head_offset(h);
-      const DType kv_type = cache->type();
-      const bool expand = kv_type != DType::F32 && kv_type != DType::F16 && kv_type != DType::BF16;
-      scores.resize(static_cast<size_t>(nt * stride));
-      for (int64_t j = 0; j <= last; ++j) {
-        const std::byte* key = cache->key(layer, j) + head;
-        if (expand) kernels::row_to_f32(cache->type(), key, expanded.data(), d);
-        const float bias = rope ? 0.0f : alibi_slopes_[static_cast<size_t>(h)] * static_cast<float>(j);
-        for (int64_t i = std::max<int64_t>(0, j - pos0); i < nt; ++i) {
-          const float* query = q + (r0 + i) * H + h * d;
-          const float dot = expand ? kernels::dot_f32(query, expanded.data(), d) : kernels::dot_row(kv_type, key, query, d);
-          scores[static_cast<size_t>(i * stride + j)] = dot * scale + bias;
-        }
-      }
-      for (int64_t i = 0; i < nt; ++i) {
-        kernels::softmax_inplace(scores.data() + i * stride, pos0 + i + 1);
-        std::fill(att + (r0 + i) * H + h * d, att + (r0 + i) * H + (h + 1) * d, 0.0f);
-      }
-      for (int64_t j = 0; j <= last; ++j) {
-        const std::byte* value = cache->value(layer, j) + head;
-        if (expand) kernels::row_to_f32(cache->type(), value, expanded.data(), d);
-        const std::byte* row = expand ? reinterpret_cast<const std::byte*>(expanded.data()) : value;
-        for (int64_t i = std::max<int64_t>(0, j - pos0); i < nt; ++i)
-          kernels::axpy_row(expand ? DType::F32 : kv_type, row, scores[static_cast<size_t>(i * stride + j)],
-                            att + (r0 + i) * H + h * d, d);
-      }
+      kernels::AttentionHead head;
+      head.queries = q + r0 * H + h * d;
+      head.query_stride = H;
+      head.n_queries = (tile + 1 < n_tiles ? tiles[static_cast<size_t>(tile + 1)] : n_rows) - r0;
+      head.pos0 = pos0;
+      head.keys = cache->key(layer, 0) + cache->head_offset(h);
+      head.values = cache->value(layer, 0) + cache->head_offset(h);
+      head.kv_stride = cache->position_stride();
+      head.kv_type = cache->type();
+      head.head_dim = d;
+      head.scale = scale;
+      head.alibi_slope = rope ? 0.0f : alibi_slopes_[static_cast<size_t>(h)];
+      head.out = att + r0 * H + h * d;
+      head.out_stride = H;
+      kernels::attend(head);
     }
   });
 }

@@ -4,6 +4,9 @@
 //   tgN: N forward steps of one random token each, starting from an empty KV cache.
 //   tgN xS (--streams S): N steps that each feed one token to each of S sequences, as the server's
 //     continuous batching does; t/s counts the tokens of all S.
+//   "ppN @ dD", "tgN @ dD" (-d D): the same after D random tokens already in the cache, as newer
+//     llama-bench versions do: the D tokens are processed once (in steps of 512, not timed) and each
+//     repetition truncates the cache back to them, so attention over a long context is what changes.
 // Each test runs once to warm up (the whole prompt for pp, one token for tg, as llama-bench does),
 // then -r timed repetitions; t/s is the mean ± sample standard deviation over the repetitions.
 #include <sys/resource.h>
@@ -25,21 +28,23 @@
 #include "common.h"
 #include "core/error.h"
 #include "kernels/cpu.h"
+#include "model/quant_mix.h"
 
 namespace baichuan::cli {
 
 namespace {
 
 struct TestResult {
-  int64_t n_prompt = 0, n_gen = 0;
+  int64_t n_prompt = 0, n_gen = 0, n_depth = 0;
   int threads = 0, streams = 1;
   std::string test_time;        // RFC 3339, when the test started
   std::vector<uint64_t> samples_ns;
   uint64_t peak_rss_bytes = 0;  // of the process, after the test
 
   std::string name() const {
-    if (n_prompt > 0) return "pp" + std::to_string(n_prompt);
-    return "tg" + std::to_string(n_gen) + (streams > 1 ? " x" + std::to_string(streams) : "");
+    const std::string depth = n_depth > 0 ? " @ d" + std::to_string(n_depth) : "";
+    if (n_prompt > 0) return "pp" + std::to_string(n_prompt) + depth;
+    return "tg" + std::to_string(n_gen) + (streams > 1 ? " x" + std::to_string(streams) : "") + depth;
   }
   std::vector<double> samples_ts() const {
     std::vector<double> ts;
@@ -91,13 +96,48 @@ std::string cpu_model_name() {
   return "";
 }
 
-// What the weights are, as llama.cpp's model description says it: "baichuan 7B F16". The size is
-// told from the layer count as llama.cpp does (32 -> 7B, 40 -> 13B, else ?B); the type is the one
-// holding most matrix elements.
+// What the weights are, as llama.cpp's model description says it: "baichuan 7B F16",
+// "baichuan 7B Q4_K - Medium". The size is told from the layer count as llama.cpp does (32 -> 7B,
+// 40 -> 13B, else ?B). The type is llama.cpp's name of the file type (llama_model_ftype_name) whose
+// per-tensor choice (model/quant_mix.h) gives every tensor its stored type; when none does (e.g. a
+// file another tool wrote), the type holding most matrix elements.
 struct ModelSummary {
   std::string type;
   uint64_t bytes = 0, params = 0;
 };
+
+std::string bench_llama_ftype_label(uint32_t llama_ftype) {
+  switch (llama_ftype) {
+    case 0: return "all F32";
+    case 1: return "F16";
+    case 32: return "BF16";
+    case 2: return "Q4_0";
+    case 3: return "Q4_1";
+    case 7: return "Q8_0";
+    case 8: return "Q5_0";
+    case 9: return "Q5_1";
+    case 14: return "Q4_K - Small";
+    case 15: return "Q4_K - Medium";
+    case 16: return "Q5_K - Small";
+    case 17: return "Q5_K - Medium";
+    case 18: return "Q6_K";
+  }
+  return "";
+}
+
+// The first of our file types that stores every tensor as this checkpoint does, as llama.cpp names it.
+std::string bench_file_type_label(const Checkpoint& checkpoint) {
+  std::istringstream names(file_type_names());
+  std::string name;
+  while (std::getline(names, name, ',')) {
+    const FileType type = parse_file_type(name.substr(name.find_first_not_of(' ')));
+    const bool matches = std::all_of(checkpoint.tensors.begin(), checkpoint.tensors.end(), [&](const auto& entry) {
+      return tensor_type_for(type, entry.first, entry.second.shape, checkpoint.config) == entry.second.dtype;
+    });
+    if (matches) return bench_llama_ftype_label(llama_file_type(type));
+  }
+  return "";
+}
 
 ModelSummary summarize(const Model& model) {
   ModelSummary s;
@@ -111,7 +151,9 @@ ModelSummary summarize(const Model& model) {
                                [](const auto& a, const auto& b) { return a.second < b.second; });
   const auto& c = model.config();
   std::string size = c.num_layers == 32 ? "7B" : c.num_layers == 40 ? "13B" : "?B";
-  s.type = "baichuan " + size + " " + (most == matrix_elems.end() ? std::string("?") : std::string(dtype_name(most->first)));
+  std::string type = bench_file_type_label(model.checkpoint());
+  if (type.empty()) type = most == matrix_elems.end() ? std::string("?") : std::string(dtype_name(most->first));
+  s.type = "baichuan " + size + " " + type;
   return s;
 }
 
@@ -147,7 +189,7 @@ size_t columns(const std::string& s) {
 
 struct BenchCommand {
   ModelOptions model;
-  std::vector<int64_t> prompts{512}, gens{128};
+  std::vector<int64_t> prompts{512}, gens{128}, depths{0};
   std::vector<int> threads, streams{1};
   int reps = 3;
   bool json = false;
@@ -161,6 +203,8 @@ struct BenchCommand {
       if (t <= 0) fail("-t: thread counts must be >= 1, got ", t);
       ThreadPool::threads_for_request(t);  // refuses more than the hardware threads
     }
+    for (int64_t d : depths)
+      if (d < 0) fail("-d: depths must be >= 0 (tokens already in the cache), got ", d);
     if (reps <= 0) fail("-r: repetitions must be >= 1, got ", reps);
     for (int s : streams)
       if (s <= 0) fail("--streams: stream counts must be >= 1, got ", s);
@@ -182,12 +226,23 @@ struct BenchCommand {
 
     std::vector<TestResult> results;
     ModelContext context;
+    // Fills a cache with `depth` random tokens, in steps of 512 tokens (llama-bench's micro-batch).
+    auto fill_depth = [&](KvCache& cache, int64_t depth, ThreadPool& pool) {
+      std::vector<int32_t> ids(static_cast<size_t>(std::min<int64_t>(depth, 512)));
+      while (cache.size() < depth) {
+        ids.resize(static_cast<size_t>(std::min<int64_t>(depth - cache.size(), 512)));
+        for (auto& id : ids) id = random_id(rng);
+        SequenceStep step{&cache, ids, false, &logits};
+        m->forward(context, std::span<SequenceStep>(&step, 1), pool);
+      }
+    };
     for (int n_threads : thread_counts) {
       ThreadPool pool(n_threads);
+      // Each repetition starts from the caches holding exactly their first `depth` positions.
       auto time_reps = [&](TestResult& r, std::vector<KvCache>& caches, const std::function<void()>& body) {
         r.test_time = utc_now();
         for (int i = 0; i < reps; ++i) {
-          for (auto& cache : caches) cache.clear();
+          for (auto& cache : caches) cache.truncate(r.n_depth);
           auto start = std::chrono::steady_clock::now();
           body();
           auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
@@ -199,43 +254,50 @@ struct BenchCommand {
       };
       for (int64_t p : prompts) {
         if (p == 0) continue;
-        TestResult r;
-        r.n_prompt = p, r.threads = n_threads;
-        std::vector<KvCache> caches;
-        caches.push_back(m->new_cache(p));
-        std::vector<int32_t> ids(static_cast<size_t>(p));
-        for (auto& id : ids) id = random_id(rng);
-        auto body = [&] {
-          SequenceStep step{&caches[0], ids, false, &logits};
-          m->forward(context, std::span<SequenceStep>(&step, 1), pool);
-        };
-        body();  // warm-up
-        time_reps(r, caches, body);
+        for (int64_t depth : depths) {
+          TestResult r;
+          r.n_prompt = p, r.n_depth = depth, r.threads = n_threads;
+          std::vector<KvCache> caches;
+          caches.push_back(m->new_cache(depth + p));
+          fill_depth(caches[0], depth, pool);
+          std::vector<int32_t> ids(static_cast<size_t>(p));
+          for (auto& id : ids) id = random_id(rng);
+          auto body = [&] {
+            SequenceStep step{&caches[0], ids, false, &logits};
+            m->forward(context, std::span<SequenceStep>(&step, 1), pool);
+          };
+          body();  // warm-up
+          time_reps(r, caches, body);
+        }
       }
       for (int64_t n : gens) {
         if (n == 0) continue;
-        for (int n_streams : streams) {
-          TestResult r;
-          r.n_gen = n, r.threads = n_threads, r.streams = n_streams;
-          std::vector<KvCache> caches;
-          for (int s = 0; s < n_streams; ++s) caches.push_back(m->new_cache(n));
-          std::vector<int32_t> ids(static_cast<size_t>(n * n_streams));
-          for (auto& id : ids) id = random_id(rng);
-          std::vector<std::vector<float>> stream_logits(static_cast<size_t>(n_streams));
-          // Position i of every stream in one forward step.
-          auto decode_step = [&](int64_t i) {
-            std::vector<SequenceStep> steps;
-            for (int s = 0; s < n_streams; ++s)
-              steps.push_back({&caches[static_cast<size_t>(s)],
-                               std::span<const int32_t>(ids).subspan(static_cast<size_t>(s * n + i), 1), false,
-                               &stream_logits[static_cast<size_t>(s)]});
-            m->forward(context, steps, pool);
-          };
-          decode_step(0);  // warm-up: one token
-          time_reps(r, caches, [&] {
-            for (int64_t i = 0; i < n; ++i) decode_step(i);
-          });
-        }
+        for (int64_t depth : depths)
+          for (int n_streams : streams) {
+            TestResult r;
+            r.n_gen = n, r.n_depth = depth, r.threads = n_threads, r.streams = n_streams;
+            std::vector<KvCache> caches;
+            for (int s = 0; s < n_streams; ++s) {
+              caches.push_back(m->new_cache(depth + n));
+              fill_depth(caches.back(), depth, pool);
+            }
+            std::vector<int32_t> ids(static_cast<size_t>(n * n_streams));
+            for (auto& id : ids) id = random_id(rng);
+            std::vector<std::vector<float>> stream_logits(static_cast<size_t>(n_streams));
+            // Position i of every stream in one forward step.
+            auto decode_step = [&](int64_t i) {
+              std::vector<SequenceStep> steps;
+              for (int s = 0; s < n_streams; ++s)
+                steps.push_back({&caches[static_cast<size_t>(s)],
+                                 std::span<const int32_t>(ids).subspan(static_cast<size_t>(s * n + i), 1), false,
+                                 &stream_logits[static_cast<size_t>(s)]});
+              m->forward(context, steps, pool);
+            };
+            decode_step(0);  // warm-up: one token
+            time_reps(r, caches, [&] {
+              for (int64_t i = 0; i < n; ++i) decode_step(i);
+            });
+          }
       }
     }
 
@@ -307,6 +369,7 @@ struct BenchCommand {
           {"type_v", kv_type},
           {"n_prompt", r.n_prompt},
           {"n_gen", r.n_gen},
+          {"n_depth", r.n_depth},
           {"n_streams", r.streams},
           {"test_time", r.test_time},
           {"avg_ns", static_cast<uint64_t>(mean(r.samples_ns))},
@@ -336,6 +399,9 @@ Run add_bench(CLI::App& app) {
   app.add_option("-p,--n-prompt", cmd->prompts, "Prompt sizes to time, comma-separated (0 = skip); default 512")
       ->delimiter(',');
   app.add_option("-n,--n-gen", cmd->gens, "Generation lengths to time, comma-separated (0 = skip); default 128")
+      ->delimiter(',');
+  app.add_option("-d,--n-depth", cmd->depths,
+                 "Tokens already in the KV cache before each test, comma-separated (default 0)")
       ->delimiter(',');
   app.add_option("-t,--threads", cmd->threads, "Thread counts, comma-separated (default: all hardware threads)")
       ->delimiter(',');
