@@ -26,9 +26,9 @@
 
 #include "commands.h"
 #include "common.h"
+#include "convert/quant_mix.h"
 #include "core/error.h"
 #include "kernels/cpu.h"
-#include "model/quant_mix.h"
 
 namespace baichuan::cli {
 
