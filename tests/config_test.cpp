@@ -73,6 +73,20 @@ TEST(Config, ErrorsNameTheFileAndField) {
             std::string::npos);
   EXPECT_THROW(parse_generation_config(R"({"do_sample": "yes"})", "g.json"), Error);
   EXPECT_THROW(parse_generation_config(R"({"max_new_tokens": -1})", "g.json"), Error);
+  // A token id that does not fit int32 is refused as stated, not wrapped into the vocabulary's range
+  // (4294967297 would wrap to 1; found by fuzz_model_config).
+  EXPECT_NE(error_of(R"({"vocab_size": 100, "hidden_size": 8, "intermediate_size": 16, "num_attention_heads": 2,
+                         "num_hidden_layers": 1, "bos_token_id": 4294967297})")
+                .find("field 'bos_token_id' is 4294967297, not a token id"),
+            std::string::npos);
+  try {
+    parse_generation_config(R"({"assistant_token_id": 1933333333336})", "g.json");
+    ADD_FAILURE() << "a 41-bit assistant_token_id was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("g.json: field 'assistant_token_id' is 1933333333336, not a token id"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 // Crafted sizes are refused by a limit before they size anything, naming the field and value; float

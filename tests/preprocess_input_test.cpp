@@ -138,6 +138,7 @@ TEST(ConversationReader, BadRecordsNameFileRecordAndField) {
       {R"({"id": "x", "conversations": ["just text"]})", "field 'conversations[0]': expected an object"},
       {R"({"id": "x", "conversations": {"from": "human"}})", "field 'conversations': expected an array of turns, got an object"},
       {R"({"id": "x", "dialog": []})", "field 'conversations': missing"},
+      {R"({"id": "x", "conversations": []})", "field 'conversations': empty: a record needs at least one turn"},
       {R"("a string")", "record 2: expected an object, got a string \"a string\""},
   };
   for (const auto& c : cases) {

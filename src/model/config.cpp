@@ -1,6 +1,7 @@
 #include "model/config.h"
 
 #include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -20,6 +21,15 @@ int64_t get_int(const json& j, const char* key, const std::string& what, std::op
   }
   if (!it->is_number_integer()) fail(what, ": field '", key, "' must be an integer, got ", it->dump());
   return it->get<int64_t>();
+}
+
+// A token id: any integer the file states must fit int32 unchanged (a huge value would otherwise wrap
+// into the vocabulary's range silently).
+int32_t get_token_id(const json& j, const char* key, const std::string& what, int32_t fallback) {
+  const int64_t id = get_int(j, key, what, fallback);
+  if (id < 0 || id > std::numeric_limits<int32_t>::max())
+    fail(what, ": field '", key, "' is ", id, ", not a token id (0 to ", std::numeric_limits<int32_t>::max(), ")");
+  return static_cast<int32_t>(id);
 }
 
 double get_number(const json& j, const char* key, const std::string& what, double fallback) {
@@ -71,9 +81,9 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
                                has_max_pos ? std::optional<int64_t>(get_int(j, "max_position_embeddings", what))
                                            : std::optional<int64_t>(4096));
   c.position = position_override.value_or(has_max_pos ? PositionEncoding::Rope : PositionEncoding::Alibi);
-  c.bos_token_id = static_cast<int32_t>(get_int(j, "bos_token_id", what, 1));
-  c.eos_token_id = static_cast<int32_t>(get_int(j, "eos_token_id", what, 2));
-  c.pad_token_id = static_cast<int32_t>(get_int(j, "pad_token_id", what, 0));
+  c.bos_token_id = get_token_id(j, "bos_token_id", what, 1);
+  c.eos_token_id = get_token_id(j, "eos_token_id", what, 2);
+  c.pad_token_id = get_token_id(j, "pad_token_id", what, 0);
   // Fields other models use that Baichuan 2 does not support: refuse rather than silently ignore.
   if (auto it = j.find("hidden_act"); it != j.end() && *it != "silu")
     fail(what, ": hidden_act ", it->dump(), " is not supported (Baichuan 2 uses \"silu\")");
@@ -96,9 +106,9 @@ GenerationConfig parse_generation_config(const std::string& json_text, const std
     if (!it->is_boolean()) fail(what, ": field 'do_sample' must be true or false, got ", it->dump());
     g.do_sample = it->get<bool>();
   }
-  g.user_token_id = static_cast<int32_t>(get_int(j, "user_token_id", what, g.user_token_id));
-  g.assistant_token_id = static_cast<int32_t>(get_int(j, "assistant_token_id", what, g.assistant_token_id));
-  g.eos_token_id = static_cast<int32_t>(get_int(j, "eos_token_id", what, g.eos_token_id));
+  g.user_token_id = get_token_id(j, "user_token_id", what, g.user_token_id);
+  g.assistant_token_id = get_token_id(j, "assistant_token_id", what, g.assistant_token_id);
+  g.eos_token_id = get_token_id(j, "eos_token_id", what, g.eos_token_id);
   if (g.max_new_tokens < 0) fail(what, ": max_new_tokens must be >= 0, got ", g.max_new_tokens);
   return g;
 }

@@ -75,6 +75,7 @@ Conversation belle_conversation(const json& record, int64_t number) {
   c.id = record_id(record, number);
   const json& turns = member(record, "conversations", "");
   if (!turns.is_array()) throw RecordError("conversations", "expected an array of turns, got " + describe(turns));
+  if (turns.empty()) throw RecordError("conversations", "empty: a record needs at least one turn");
   c.turns.reserve(turns.size());
   for (size_t i = 0; i < turns.size(); ++i) {
     const std::string path = cat("conversations[", i, "]");
