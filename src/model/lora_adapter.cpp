@@ -35,18 +35,6 @@ constexpr size_t kMaxPatternBytes = 256;
 // The module path after kPeftPrefix: "model.layers.{i}.self_attn.W_pack" etc.
 const char* lora_target_parent(LoraTarget t) { return t == LoraTarget::WPack || t == LoraTarget::OProj ? "self_attn" : "mlp"; }
 
-// The GGUF base tensor role(s) of a target: W_pack is split into three.
-std::vector<std::string> lora_gguf_roles(LoraTarget t) {
-  switch (t) {
-    case LoraTarget::WPack: return {"attn_q", "attn_k", "attn_v"};
-    case LoraTarget::OProj: return {"attn_output"};
-    case LoraTarget::GateProj: return {"ffn_gate"};
-    case LoraTarget::UpProj: return {"ffn_up"};
-    case LoraTarget::DownProj: return {"ffn_down"};
-  }
-  return {};
-}
-
 std::regex lora_compile_regex(const std::string& pattern, const std::string& what) {
   if (pattern.size() > kMaxPatternBytes) fail(what, ": the pattern is longer than ", kMaxPatternBytes, " characters");
   try {
@@ -457,6 +445,17 @@ std::optional<LoraTarget> parse_lora_target(const std::string& name) {
   for (LoraTarget t : kLoraTargets)
     if (name == lora_target_name(t)) return t;
   return std::nullopt;
+}
+
+std::vector<std::string> lora_gguf_roles(LoraTarget t) {
+  switch (t) {
+    case LoraTarget::WPack: return {"attn_q", "attn_k", "attn_v"};
+    case LoraTarget::OProj: return {"attn_output"};
+    case LoraTarget::GateProj: return {"ffn_gate"};
+    case LoraTarget::UpProj: return {"ffn_up"};
+    case LoraTarget::DownProj: return {"ffn_down"};
+  }
+  fail("unknown LoRA target");
 }
 
 std::string lora_module_path(int64_t layer, LoraTarget target) {

@@ -29,6 +29,9 @@ std::optional<LoraTarget> parse_lora_target(const std::string& name);  // the in
 // "model.layers.3.self_attn.W_pack", "model.layers.3.mlp.down_proj": the module path PEFT matches
 // target_modules, rank_pattern and alpha_pattern against.
 std::string lora_module_path(int64_t layer, LoraTarget target);
+// The GGUF base tensor role(s) of a target, whose rows stack up to its official matrix: W_pack is
+// {"attn_q", "attn_k", "attn_v"}, the others one role each.
+std::vector<std::string> lora_gguf_roles(LoraTarget target);
 // The target's weight shape [out, in] for this model (W_pack: [3 * hidden, hidden]).
 int64_t lora_in_features(const ModelConfig& config, LoraTarget target);
 int64_t lora_out_features(const ModelConfig& config, LoraTarget target);

@@ -196,18 +196,6 @@ int64_t official_to_stored_row(const Checkpoint& c, const TrainShape& s, const s
   return head * d + (within < half ? 2 * within : 2 * (within - half) + 1);
 }
 
-// The checkpoint roles of each LoRA target's matrix, whose rows stack up to the official matrix.
-std::vector<std::string> target_roles(LoraTarget t) {
-  switch (t) {
-    case LoraTarget::WPack: return {"attn_q", "attn_k", "attn_v"};
-    case LoraTarget::OProj: return {"attn_output"};
-    case LoraTarget::GateProj: return {"ffn_gate"};
-    case LoraTarget::UpProj: return {"ffn_up"};
-    case LoraTarget::DownProj: return {"ffn_down"};
-  }
-  fail("unknown LoRA target");
-}
-
 // Copies every checkpoint tensor whose destination in `model` is not null (the layer matrices of a
 // stored base are) to float, in the official row order; with `release`, lets go of the file's pages.
 template <typename T>
@@ -253,7 +241,7 @@ std::vector<std::vector<std::pair<std::string, std::string>>> layer_matrix_sourc
   for (int64_t l = 0; l < s.layers; ++l)
     for (LoraTarget t : kLoraTargets) {
       auto& blocks = out.emplace_back();
-      for (const std::string& role : target_roles(t)) blocks.emplace_back(layer_tensor(l, role), role);
+      for (const std::string& role : lora_gguf_roles(t)) blocks.emplace_back(layer_tensor(l, role), role);
     }
   return out;
 }
