@@ -1,15 +1,6 @@
 // AVX-512F (16 floats) instance of the blocked attention (kernels/attention_kernel.h): twice the
 // query rows per score register and twice the head columns per accumulator of the AVX2 one.
-// GCC 12's AVX-512 intrinsics warn -Wmaybe-uninitialized where inlined (GCC bug 105593; see
-// packed_matmul_avx512.cpp).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#else
-#include <immintrin.h>
-#endif
+#include "kernels/avx512_intrinsics.h"  // <immintrin.h> without GCC 12's false warning
 
 #include "kernels/attention.h"
 #include "kernels/attention_kernel.h"

@@ -1,15 +1,7 @@
 // AVX-512 versions of kernels/nf4_dot.h (F, with AVX2/FMA/F16C); called only after a CPU check.
 // A block's 16 weights fill one 512-bit register, so one `vpermps` looks up 16 codes (it reads the
 // low 4 bits of each index lane: the low nibble needs no mask, the high one a shift).
-// GCC 12's AVX-512 intrinsics trip -Wmaybe-uninitialized (GCC bug 105593; see packed_matmul_avx512.cpp).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#else
-#include <immintrin.h>
-#endif
+#include "kernels/avx512_intrinsics.h"  // <immintrin.h> without GCC 12's false warning
 
 #include <cstring>
 

@@ -10,17 +10,7 @@
 // result is bit-identical to the AVX2 path for any T and any thread split. A thread's range with an
 // odd number of groups leaves one group, which the AVX2 kernel computes (same bits by the same argument),
 // and so does a single token (decoding is bound by memory, where the 16-row tile lost).
-// GCC 12's AVX-512 intrinsics start from `_mm512_undefined_*()`, a self-initialised variable that
-// -Wmaybe-uninitialized reports wherever they are inlined (GCC bug 105593); the warning is silenced
-// for the header only.
-#if defined(__GNUC__) && !defined(__clang__)  // clang has no such warning (and would warn about the name)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#else
-#include <immintrin.h>
-#endif
+#include "kernels/avx512_intrinsics.h"  // <immintrin.h> without GCC 12's false warning
 
 #include <algorithm>
 #include <cstring>
