@@ -106,6 +106,26 @@ TEST(TrainModel, ResultsAreBitIdenticalForAnyThreadCount) {
   }
 }
 
+// Record 0 of padded_records has no padding; appended pad positions (id 0, label -100) are not
+// computed, unless z-loss averages over them as the official code does.
+TEST(TrainModel, TrailingPaddingIsCutUnlessZLossReadsIt) {
+  for (double z_loss : {0.0, 0.01}) {
+    TrainShape s = small_shape(PositionEncoding::Alibi, 50, 16, 4, 24);
+    s.z_loss_weight = z_loss;
+    std::vector<Record> batch = padded_records(3, 9, s.vocab, 41);
+    for (Record& r : batch) {
+      r.input_ids.resize(14, 0);
+      r.labels.resize(14, -100);
+    }
+    TrainModel<float> model(s);
+    randomize(model, 42, 0.2);
+    TrainContext<float> ctx;
+    ThreadPool pool(2);
+    loss_and_grads(model, ctx, batch, pool);
+    EXPECT_EQ(ctx.seq_len, z_loss == 0 ? 9 : 14) << "z_loss_weight " << z_loss;
+  }
+}
+
 TEST(TrainModel, MicroBatchesAddUpToTheWholeBatch) {
   const TrainShape s = small_shape(PositionEncoding::Alibi, 50, 16, 4, 24);
   const std::vector<Record> records = padded_records(2, 9, s.vocab, 31);

@@ -394,6 +394,24 @@ LossNorm count_loss_tokens(std::span<const Record> batch) {
 
 namespace {
 
+// The positions of a batch that are computed: up to the last token or label of its longest record.
+// The padding after it changes neither the loss nor a gradient: attention is causal, so no earlier
+// position sees it, and its labels are -100; its outputs would be exact zeros in every sum. So it is
+// cut, as a collator padding to the longest record does (the official script pads every record to
+// seq_length). Not with z-loss: the official z-loss averages over every position, padding included.
+int64_t computed_length(const TrainShape& s, std::span<const Record> batch) {
+  const auto Tn = static_cast<int64_t>(batch[0].input_ids.size());
+  if (s.z_loss_weight != 0) return Tn;
+  int64_t length = 2;
+  for (const Record& r : batch)
+    for (auto t = static_cast<int64_t>(std::min(r.input_ids.size(), r.labels.size())) - 1; t >= length; --t)
+      if (r.input_ids[static_cast<size_t>(t)] != s.pad_token_id || r.labels[static_cast<size_t>(t)] != kIgnoreIndex) {
+        length = t + 1;
+        break;
+      }
+  return std::min(length, Tn);
+}
+
 // Checks the batch and fills ids, the key mask and the rows the loss reads; sizes the buffers.
 template <typename T>
 void prepare(TrainContext<T>& a, const TrainShape& s, std::span<const Record> batch, bool head_gradient,
@@ -402,6 +420,7 @@ void prepare(TrainContext<T>& a, const TrainShape& s, std::span<const Record> ba
   const auto B = static_cast<int64_t>(batch.size());
   const auto Tn = static_cast<int64_t>(batch[0].input_ids.size());
   if (Tn < 2) fail("training batch: record 0 has ", Tn, " tokens; a record needs at least 2");
+  const int64_t Tc = computed_length(s, batch);
   a.ids.clear();
   a.key_mask.clear();
   a.head_rows.clear();
@@ -417,20 +436,21 @@ void prepare(TrainContext<T>& a, const TrainShape& s, std::span<const Record> ba
       if (label != kIgnoreIndex && (label < 0 || label >= s.vocab))
         fail("training batch: record ", b, ": labels[", t, "] = ", label, " is neither -100 nor a token id below ",
              s.vocab);
+      if (t >= Tc) continue;
       a.ids.push_back(id);
       a.key_mask.push_back(id != s.pad_token_id);
       // Row t predicts labels[t + 1]; with z-loss every row but the last is read.
-      if (t + 1 < Tn) {
+      if (t + 1 < Tc) {
         const int32_t next = r.labels[static_cast<size_t>(t + 1)];
         if (next != kIgnoreIndex || s.z_loss_weight != 0)
-          a.head_rows.push_back({b * Tn + t, next == kIgnoreIndex ? -1 : next});
+          a.head_rows.push_back({b * Tc + t, next == kIgnoreIndex ? -1 : next});
       }
     }
   }
-  if (a.batch != B || a.seq_len != Tn) {
+  if (a.batch != B || a.seq_len != Tc) {
     a.batch = B;
-    a.seq_len = Tn;
-    if (s.position == PositionEncoding::Rope) a.rope = rope_table<T>(Tn, s.head_dim(), s.rope_theta);
+    a.seq_len = Tc;
+    if (s.position == PositionEncoding::Rope) a.rope = rope_table<T>(Tc, s.head_dim(), s.rope_theta);
     if (s.position == PositionEncoding::Alibi) {
       const std::vector<float> slopes = kernels::alibi_slopes(s.heads, s.max_alibi_bias);
       a.alibi_slopes.assign(slopes.begin(), slopes.end());
