@@ -81,6 +81,23 @@ TEST(TrainLora, RopeAdapterGradientsMatchFiniteDifferences) { check_lora_gradien
 
 TEST(TrainLora, AlibiAdapterGradientsMatchFiniteDifferences) { check_lora_gradient(PositionEncoding::Alibi, 9, 3); }
 
+// Held-out evaluation of an adapter: the loss of the LoRA pass, bit for bit, and no gradient written.
+TEST(TrainLora, ForwardLossIsThePassLossWithoutGradients) {
+  const TrainShape s = train_fixtures::small_shape(PositionEncoding::Alibi, 29, 12, 3, 20);
+  TrainModel<float> base(s);
+  randomize(base, 91, 0.2);
+  LoraModel<float> lora(base, LoraSpec::parse("r=2,alpha=4,targets=W_pack,o_proj,up_proj"), 92);
+  for (float& p : lora.params()) p += 0.01f;  // B starts at zero: make the adapters count
+  const std::vector<Record> batch = train_fixtures::padded_records(2, 9, s.vocab, 93);
+  TrainContext<float> ctx;
+  ThreadPool pool(2);
+  const LossNorm norm = count_loss_tokens(batch);
+  const double loss = forward_loss(lora, ctx, std::span<const Record>(batch), norm, pool);
+  EXPECT_TRUE(std::all_of(lora.grads().begin(), lora.grads().end(), [](float g) { return g == 0; }));
+  EXPECT_EQ(loss, forward_backward(lora, ctx, std::span<const Record>(batch), norm, pool));
+  EXPECT_TRUE(std::any_of(lora.grads().begin(), lora.grads().end(), [](float g) { return g != 0; }));
+}
+
 TEST(TrainLora, LayoutNamesEveryAdapterAsPeftDoes) {
   const TrainShape s = train_fixtures::small_shape(PositionEncoding::Rope, 19, 8, 2, 10);
   TrainModel<float> base(s, false);

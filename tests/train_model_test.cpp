@@ -126,6 +126,24 @@ TEST(TrainModel, TrailingPaddingIsCutUnlessZLossReadsIt) {
   }
 }
 
+// Held-out evaluation: the loss of the full pass, bit for bit, and no gradient written.
+TEST(TrainModel, ForwardLossIsThePassLossWithoutGradients) {
+  for (double z_loss : {0.0, 0.01}) {
+    TrainShape s = small_shape(PositionEncoding::Rope, 50, 16, 4, 24);
+    s.z_loss_weight = z_loss;
+    const std::vector<Record> batch = padded_records(3, 11, s.vocab, 51);
+    TrainModel<float> model(s);
+    randomize(model, 52, 0.2);
+    TrainContext<float> ctx;
+    ThreadPool pool(2);
+    model.zero_grads();
+    const double loss = forward_loss(model, ctx, std::span<const Record>(batch), count_loss_tokens(batch), pool);
+    EXPECT_TRUE(std::all_of(model.grads().begin(), model.grads().end(), [](float g) { return g == 0; }));
+    EXPECT_EQ(loss, loss_and_grads(model, ctx, batch, pool)) << "z_loss_weight " << z_loss;
+    EXPECT_EQ(loss, forward_loss(model, ctx, std::span<const Record>(batch), count_loss_tokens(batch), pool));
+  }
+}
+
 TEST(TrainModel, MicroBatchesAddUpToTheWholeBatch) {
   const TrainShape s = small_shape(PositionEncoding::Alibi, 50, 16, 4, 24);
   const std::vector<Record> records = padded_records(2, 9, s.vocab, 31);

@@ -114,6 +114,11 @@ template <typename T>
 double forward_backward(LoraModel<T>& lora, TrainContext<T>& ctx, std::span<const Record> batch, const LossNorm& norm,
                         ThreadPool& pool);
 
+// Its loss alone (held-out evaluation): no gradient is computed or changed; dropout as set.
+template <typename T>
+double forward_loss(LoraModel<T>& lora, TrainContext<T>& ctx, std::span<const Record> batch, const LossNorm& norm,
+                    ThreadPool& pool);
+
 // The first non-finite adapter value, or else the first non-finite value of the base pass.
 template <typename T>
 std::string find_non_finite(LoraModel<T>& lora, const TrainContext<T>& ctx);

@@ -483,11 +483,12 @@ void prepare(TrainContext<T>& a, const TrainShape& s, std::span<const Record> ba
 
 // The pass of both kinds of training: full (lora == nullptr: every parameter's gradient) and LoRA
 // (the base frozen: no base gradient, no weight-gradient products; the adapters' gradients).
+// Without `backward`, only the loss (held-out evaluation): no gradient is computed or touched.
 template <typename T>
 double model_pass(TrainModel<T>& model, LoraModel<T>* lora, TrainContext<T>& a, std::span<const Record> batch,
-                  const LossNorm& norm, ThreadPool& pool) {
+                  const LossNorm& norm, ThreadPool& pool, bool backward) {
   const TrainShape& s = model.shape();
-  const bool frozen = lora != nullptr;
+  const bool frozen = lora != nullptr || !backward;
   const StoredWeights* stored = model.stored();
   const StoredMatrix* stored_head = stored && stored->head ? &*stored->head : nullptr;
   prepare(a, s, batch, !frozen, stored_head == nullptr);
@@ -500,16 +501,16 @@ double model_pass(TrainModel<T>& model, LoraModel<T>* lora, TrainContext<T>& a, 
   const Weights<T> w = model.weights();
   Weights<T> g{};  // all null when frozen
   if (!frozen) g = model.gradients();
-  if (frozen) lora_prepare(*lora, a, N);
+  if (lora) lora_prepare(*lora, a, N);
   // The frozen weight of module t of layer l: float rows W, or the stored matrix of a quantized base.
   auto frozen_weight = [&](const T* W, int64_t I, int64_t O, int64_t l, LoraTarget t) {
     return FrozenLinear<T>{W, stored ? &stored->get(l, t) : nullptr, I, O};
   };
   // A linear layer (module t of layer l): out [N, O] = in [N, I] . W^T, plus its adapter.
   auto linear_forward = [&](T* out, const T* in, const T* W, int64_t I, int64_t O, int64_t l, LoraTarget t) {
-    if (!frozen) return matmul_forward(out, in, W, N, I, O, pool);
+    if (!lora && !stored) return matmul_forward(out, in, W, N, I, O, pool);
     frozen_linear_forward(out, in, frozen_weight(W, I, O, l, t), N, pool);
-    if (const LoraSlot* slot = lora->slot(l, t)) lora_forward(*lora, *slot, out, in, a, N, pool);
+    if (const LoraSlot* slot = lora ? lora->slot(l, t) : nullptr) lora_forward(*lora, *slot, out, in, a, N, pool);
   };
   // Its backward: din += dout . W (and dW += dout^T . in when training the base). With the base
   // frozen, the gradient below layer 0's W_pack reaches only the frozen embedding: not computed.
@@ -558,9 +559,9 @@ double model_pass(TrainModel<T>& model, LoraModel<T>* lora, TrainContext<T>& a, 
   // A frozen head is normalised once per context (V x H values, 2 GB for 7B: more than the layers
   // of a short batch cost to read); a trained one changes every step.
   // A stored head multiplies its rows as stored and divides the products by the rows' norms instead.
-  if (!stored_head && (!frozen || a.normalized_head != w.lm_head))
+  if (!stored_head && (!lora || a.normalized_head != w.lm_head))
     normalize_rows_forward(a.head.data(), a.head_norm.data(), w.lm_head, V, H, pool);
-  a.normalized_head = frozen ? w.lm_head : nullptr;
+  a.normalized_head = lora ? w.lm_head : nullptr;
   if (!frozen) zero(a.dhead, static_cast<size_t>(V * H));
   zero(a.dlnf, static_cast<size_t>(N * H));
   const double ce_scale = 1.0 / static_cast<double>(norm.ce_tokens);
@@ -580,6 +581,7 @@ double model_pass(TrainModel<T>& model, LoraModel<T>* lora, TrainContext<T>& a, 
     }
     cross_entropy_forward_backward(a.logits.data(), a.ce.data() + c0, a.z.data() + c0, a.head_targets.data(), C, V,
                                    ce_scale, z_scale, pool);
+    if (!backward) continue;
     std::fill_n(a.dhead_in.data(), C * H, T(0));
     if (stored_head) {
       if constexpr (std::is_same_v<T, float>) stored_head_backward(a.dhead_in.data(), a.logits.data(), *stored, C, pool);
@@ -596,6 +598,8 @@ double model_pass(TrainModel<T>& model, LoraModel<T>* lora, TrainContext<T>& a, 
     ce_sum += a.ce[static_cast<size_t>(r)];
     z_sum += a.z[static_cast<size_t>(r)];
   }
+  const double loss = ce_sum * ce_scale + z_sum * z_scale;
+  if (!backward) return loss;
 
   // ---- backward ----
   zero(a.dx, static_cast<size_t>(N * H));
@@ -626,7 +630,7 @@ double model_pass(TrainModel<T>& model, LoraModel<T>* lora, TrainContext<T>& a, 
       rmsnorm_backward(a.dx.data(), lg.attn_norm, a.dln.data(), x(l), lw.attn_norm, at(a.rstd1, l, 1), N, H, pool);
   }
   if (!frozen) embedding_backward(g.embed, a.dx.data(), a.ids.data(), N, H, s.pad_token_id);
-  return ce_sum * ce_scale + z_sum * z_scale;
+  return loss;
 }
 
 }  // namespace
@@ -634,13 +638,25 @@ double model_pass(TrainModel<T>& model, LoraModel<T>* lora, TrainContext<T>& a, 
 template <typename T>
 double forward_backward(TrainModel<T>& model, TrainContext<T>& ctx, std::span<const Record> batch,
                         const LossNorm& norm, ThreadPool& pool) {
-  return model_pass<T>(model, nullptr, ctx, batch, norm, pool);
+  return model_pass<T>(model, nullptr, ctx, batch, norm, pool, true);
 }
 
 template <typename T>
 double forward_backward(LoraModel<T>& lora, TrainContext<T>& ctx, std::span<const Record> batch, const LossNorm& norm,
                         ThreadPool& pool) {
-  return model_pass(lora.base(), &lora, ctx, batch, norm, pool);
+  return model_pass(lora.base(), &lora, ctx, batch, norm, pool, true);
+}
+
+template <typename T>
+double forward_loss(TrainModel<T>& model, TrainContext<T>& ctx, std::span<const Record> batch, const LossNorm& norm,
+                    ThreadPool& pool) {
+  return model_pass<T>(model, nullptr, ctx, batch, norm, pool, false);
+}
+
+template <typename T>
+double forward_loss(LoraModel<T>& lora, TrainContext<T>& ctx, std::span<const Record> batch, const LossNorm& norm,
+                    ThreadPool& pool) {
+  return model_pass(lora.base(), &lora, ctx, batch, norm, pool, false);
 }
 
 template <typename T>
@@ -687,6 +703,10 @@ std::string find_non_finite(TrainModel<T>& model, const TrainContext<T>& a) {
                                       const LossNorm&, ThreadPool&);                                    \
   template double forward_backward<T>(LoraModel<T>&, TrainContext<T>&, std::span<const Record>,         \
                                       const LossNorm&, ThreadPool&);                                    \
+  template double forward_loss<T>(TrainModel<T>&, TrainContext<T>&, std::span<const Record>,            \
+                                  const LossNorm&, ThreadPool&);                                        \
+  template double forward_loss<T>(LoraModel<T>&, TrainContext<T>&, std::span<const Record>,             \
+                                  const LossNorm&, ThreadPool&);                                        \
   template std::string find_non_finite<T>(TrainModel<T>&, const TrainContext<T>&);
 
 BAICHUAN_TRAIN_MODEL(float)

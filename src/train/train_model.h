@@ -176,6 +176,11 @@ template <typename T>
 double forward_backward(TrainModel<T>& model, TrainContext<T>& ctx, std::span<const Record> batch,
                         const LossNorm& norm, ThreadPool& pool);
 
+// The same loss without the backward pass (held-out evaluation): no gradient is computed or changed.
+template <typename T>
+double forward_loss(TrainModel<T>& model, TrainContext<T>& ctx, std::span<const Record> batch, const LossNorm& norm,
+                    ThreadPool& pool);
+
 // After a non-finite loss: the first non-finite parameter or activation of the last forward pass,
 // e.g. "parameter model.layers.1.mlp.up_proj.weight[17] = nan"; "" when all are finite.
 template <typename T>

@@ -168,7 +168,7 @@ double evaluate_loss(Model& model, TrainContext<float>& ctx, const TokenDataset&
   double loss = 0;
   for (size_t i = 0; i < all.size(); i += static_cast<size_t>(batch)) {
     const size_t n = std::min(all.size() - i, static_cast<size_t>(batch));
-    loss += forward_backward(model, ctx, std::span<const Record>(all.data() + i, n), norm, pool);
+    loss += forward_loss(model, ctx, std::span<const Record>(all.data() + i, n), norm, pool);
   }
   return ranks ? ranks->sum(loss) : loss;
 }
