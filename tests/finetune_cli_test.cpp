@@ -287,6 +287,13 @@ TEST_F(FinetuneCli, LoraResumeIsBitIdenticalAcrossThreadCounts) {
   EXPECT_EQ(csv_without_seconds(dir / "full/train_log.csv"), csv_without_seconds(dir / "part/train_log.csv"));
   for (const char* file : {"adapter/adapter_model.safetensors", "adapter.gguf", "checkpoint-000004/optimizer.safetensors"})
     EXPECT_EQ(read_text_file(dir / ("full/" + std::string(file))), read_text_file(dir / ("part/" + std::string(file)))) << file;
+  // Another base on resume is allowed, with a warning that names the option as the user types it.
+  fs::create_directory_symlink(tiny_model(), dir / "base-link");
+  const CliRun rebased = baichuan_cli("finetune --resume " + dir / "full" + " -m " + dir / "base-link" + " -o " +
+                                      dir / "rebased --max-steps 5 -t 2");
+  ASSERT_EQ(rebased.exit_code, 0) << rebased.err;
+  EXPECT_NE(rebased.err.find("warning: -m \"" + fs::absolute(dir / "base-link").string() + "\" replaces"),
+            std::string::npos) << rebased.err;
 }
 
 TEST_F(FinetuneCli, LoraWithoutASpecIsFineTunePysConfig) {

@@ -7,6 +7,7 @@
 //                              its layer matrices quantized (QLoRA, train/frozen_linear.h), while full
 //                              fine-tuning dequantizes them to float32 (it trains them)
 //   --one-step STEP.json       exactly one AdamW step on a step file, for the official golden step
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -172,6 +173,14 @@ int run_lora_finetune_command(const FinetuneCommand& cmd, const train::TrainSett
 // Refuses to resume a checkpoint of K ranks with another number of ranks unless the step still takes
 // as many records (ranks x batch x grad-accum): the one data order then continues exactly. Returns
 // whether the step takes as many records as the checkpoint's.
+// The command-line option of a saved setting: its name with dashes; the base model is -m.
+std::string finetune_option_of(const std::string& setting) {
+  if (setting == "base_model") return "-m";
+  std::string option = "--" + setting;
+  std::replace(option.begin(), option.end(), '_', '-');
+  return option;
+}
+
 bool check_resume_ranks(const std::string& dir, const nlohmann::json& saved, const train::TrainSettings& now) {
   const train::TrainSettings before = train::TrainSettings::from_json(saved, train::TrainSettings{}, dir);
   const int64_t rows_before = before.ranks * before.batch * before.grad_accum, rows_now = now.ranks * now.batch * now.grad_accum;
@@ -221,18 +230,15 @@ int run_full_finetune_command(CLI::App& app, const FinetuneCommand& cmd, const L
     from_cmd.eval_every = cmd.eval_every;
     from_cmd.save_every = cmd.save_every;
     from_cmd.checkpoint_activations = cmd.checkpoint_activations;
-    if (cmd.lora) {
-      from_cmd.lora = train::LoraSpec::parse(cmd.lora_spec);
-      if (!cmd.model.empty()) from_cmd.base_model = std::filesystem::absolute(cmd.model).string();
-    }
+    if (cmd.lora) from_cmd.lora = train::LoraSpec::parse(cmd.lora_spec);
+    if (!cmd.model.empty()) from_cmd.base_model = std::filesystem::absolute(cmd.model).string();
     const nlohmann::ordered_json all = from_cmd.to_json();
     for (const auto& [key, value] : all.items()) {
-      std::string option = "--" + key;
-      for (char& c : option) c = c == '_' ? '-' : c;
-      if (key == "weight_decay") option = "--weight-decay";
+      const std::string option = finetune_option_of(key);
       if (app.get_option_no_throw(option) && app.get_option(option)->count() > 0) given[key] = value;
-      if (key == "base_model" && !cmd.model.empty()) given[key] = value;  // -m names the base of a LoRA run
     }
+    // -m names the base of a LoRA run, also when resuming one (a full run's checkpoint holds its weights).
+    if (!cmd.model.empty()) given["base_model"] = from_cmd.base_model;
     settings = from_cmd;
   }
   std::string weights_path = cmd.model;
@@ -251,7 +257,7 @@ int run_full_finetune_command(CLI::App& app, const FinetuneCommand& cmd, const L
     for (const auto& [key, value] : given.items())
       if (resume_settings.contains(key) && resume_settings[key] != value && key != "max_steps" && key != "epochs" &&
           key != "eval_every" && key != "save_every" && !(same_step && (key == "batch" || key == "grad_accum")))
-        say << "warning: --" << key << " " << value.dump() << " replaces the checkpoint's " << resume_settings[key].dump()
+        say << "warning: " << finetune_option_of(key) << " " << value.dump() << " replaces the checkpoint's " << resume_settings[key].dump()
             << ": the run will not match an uninterrupted one\n";
     weights_path = settings.lora ? settings.base_model : *resume_dir;  // a LoRA checkpoint holds only the adapter
   }
