@@ -7,6 +7,7 @@
 #include <cstring>
 #include <random>
 
+#include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu.h"
 #include "kernels/matmul.h"
@@ -241,6 +242,28 @@ TEST(PackedMatrix, KeepsTheFileBytesOnlyReordered) {
   set_backend(Backend::Scalar);
   EXPECT_FALSE(can_pack(quantize_matrix(DType::Q4_K, 16, 256, 6).matrix)) << "the scalar backend reads the file layout";
   set_backend(saved);
+}
+
+// Training's backward reads rows of a packed matrix back: every row, any block range, the file's bytes.
+TEST(PackedMatrix, UnpacksEveryRowToTheFileBytes) {
+  if (!cpu_features().avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  ThreadPool pool(2);
+  for (DType type : {DType::Q4_0, DType::Q8_0}) {
+    auto q = quantize_matrix(type, 24, 160, 7);
+    PackedMatrix packed(q.matrix, pool);
+    const size_t block = dtype_info(type).block_bytes;
+    std::vector<std::byte> row(q.matrix.row_bytes);
+    for (int64_t r = 0; r < 24; ++r)
+      for (int64_t first : {0, 2, 4}) {
+        const int64_t n = 5 - first;
+        unpack_blocks(packed.view(), r, first, n, row.data());
+        EXPECT_EQ(std::memcmp(row.data(), q.matrix.row(r) + first * block, n * block), 0)
+            << dtype_name(type) << " row " << r << " blocks " << first << "+" << n;
+      }
+  }
+  EXPECT_FALSE(can_unpack(DType::Q4_K));
+  EXPECT_THROW(unpack_blocks(quantize_matrix(DType::Q4_0, 8, 64, 8).matrix, 0, 0, 1, nullptr), baichuan::Error)
+      << "a matrix in the file layout";
 }
 
 // K-quants: the f16 scales and quants in their documented places; Q4_K's 6-bit scales and mins

@@ -7,9 +7,12 @@
 
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <random>
 
 #include "core/error.h"
+#include "kernels/cpu.h"
+#include "kernels/packed_matrix.h"
 #include "kernels/vec.h"
 #include "quant/type_traits.h"
 #include "train/frozen_linear.h"
@@ -180,6 +183,13 @@ TEST(TrainQlora, StoredBackwardMatchesReferenceForEveryBlockType) {
     matmul_backward(floats.data(), static_cast<float*>(nullptr), dout.data(), static_cast<const float*>(nullptr),
                     wf.data(), N, I, m.out, pool);
     EXPECT_EQ(0, std::memcmp(got.data(), floats.data(), got.size() * sizeof(float)));
+    // A base packed for the forward (Q4_0, Q8_0: load_frozen_base packs them) reads the same rows back.
+    if (!kernels::can_pack(a.view) || !kernels::can_unpack(type)) continue;
+    const kernels::PackedMatrix pa(a.view, pool), pb(b.view, pool);
+    const StoredMatrix packed{{pa.view(), pb.view(), c.view}, I, 72};
+    std::vector<float> from_packed = start;
+    stored_matrix_backward(from_packed.data(), dout.data(), packed, N, pool);
+    EXPECT_EQ(0, std::memcmp(got.data(), from_packed.data(), got.size() * sizeof(float)));
   }
 }
 
@@ -192,8 +202,16 @@ TEST(TrainQlora, StoredForwardIsTheQuantizedProduct) {
     SCOPED_TRACE(dtype_info(type).name);
     const QuantizedRows q = quantize_rows(w.data(), 16, I, type), r = quantize_rows(w.data() + 16 * I, 32, I, type);
     const StoredMatrix m{{q.view, r.view}, I, O};
+    for (bool packed : {false, true}) {
+    SCOPED_TRACE(packed ? "packed" : "file layout");
+    std::optional<kernels::PackedMatrix> pq, pr;
+    StoredMatrix used = m;
+    if (packed) {
+      if (!kernels::can_pack(q.view)) continue;
+      used.parts = {pq.emplace(q.view, pool).view(), pr.emplace(r.view, pool).view()};
+    }
     std::vector<float> got(static_cast<size_t>(N * O)), want(got.size());
-    stored_matrix_forward(got.data(), x.data(), m, N, pool);
+    stored_matrix_forward(got.data(), x.data(), used, N, pool);
     const std::vector<float> wf = dequantized(m);
     kernels::WeightMatrix f32;
     f32.data = reinterpret_cast<const std::byte*>(wf.data());
@@ -214,6 +232,7 @@ TEST(TrainQlora, StoredForwardIsTheQuantizedProduct) {
       }
     EXPECT_LT(max_err, bound);
     EXPECT_GT(max_err, 0.0);  // the activations really are quantized (the float product would be exact)
+    }
   }
 }
 
@@ -232,6 +251,13 @@ TEST(TrainQlora, Q8BaseGradientsMatchTheDequantizedBase) {
   TrainModel<float> floats = load_train_model<float>(c.checkpoint, false);
   ASSERT_NE(stored.stored(), nullptr);
   ASSERT_TRUE(stored.stored()->embed && stored.stored()->head);
+  if (kernels::avx2_kernels()) {
+    // The layer matrices run the packed tiles; the embedding is read by rows, and this head's 300 rows
+    // are not whole groups of 8, so both stay in the file layout.
+    EXPECT_EQ(stored.stored()->get(1, LoraTarget::DownProj).parts[0].layout, kernels::Layout::Interleaved8);
+    EXPECT_EQ(stored.stored()->head->parts[0].layout, kernels::Layout::Rows);
+    EXPECT_EQ(stored.stored()->embed->parts[0].layout, kernels::Layout::Rows);
+  }
   ASSERT_EQ(floats.stored(), nullptr);
   EXPECT_EQ(stored.weight_bytes(), frozen_base_size(c.checkpoint).bytes);
   EXPECT_LT(stored.weight_bytes(), floats.weight_bytes());

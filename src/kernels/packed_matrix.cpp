@@ -136,6 +136,23 @@ PackedMatrix::PackedMatrix(const WeightMatrix& w, ThreadPool& pool) : source_(w)
   });
 }
 
+bool can_unpack(DType dtype) { return dtype == DType::Q4_0 || dtype == DType::Q8_0; }
+
+// The inverse of pack_blocks32 for one row and a range of blocks.
+void unpack_blocks(const WeightMatrix& packed, int64_t r, int64_t first_block, int64_t blocks, std::byte* out) {
+  if (packed.layout != Layout::Interleaved8 || !can_unpack(packed.dtype))
+    fail("unpack_blocks: not a packed Q4_0 / Q8_0 matrix (", dtype_name(packed.dtype), ")");
+  const size_t bb = block_bytes(packed.dtype), qb = quant_bytes(packed.dtype);
+  const int64_t slot = r % kPackRows;
+  const std::byte* group = packed.row(r / kPackRows);  // row_bytes is a group's stride when packed
+  for (int64_t b = first_block; b < first_block + blocks; ++b, out += bb) {
+    const std::byte* in = group + static_cast<size_t>(b * kPackRows) * bb;
+    std::memcpy(out, in + slot * sizeof(uint16_t), sizeof(uint16_t));
+    const std::byte* chunks = in + kPackRows * sizeof(uint16_t);
+    for (size_t c = 0; c < qb / 4; ++c) std::memcpy(out + sizeof(uint16_t) + c * 4, chunks + 32 * c + slot * 4, 4);
+  }
+}
+
 WeightMatrix PackedMatrix::view() const {
   WeightMatrix w = source_;
   w.layout = Layout::Interleaved8;

@@ -65,6 +65,14 @@ class PackedMatrix {
   HugeBuffer data_;
 };
 
+// Whether unpack_blocks reads packed matrices of `dtype`: the types of 32-element blocks (Q4_0, Q8_0),
+// whose packed groups hold the file's blocks reordered; the K-quants re-encode their scales.
+bool can_unpack(DType dtype);
+
+// Blocks [first_block, first_block + blocks) of row r of a packed matrix, in the file layout (the
+// bytes the row had before packing): what training's backward reads to dequantize W.
+void unpack_blocks(const WeightMatrix& packed, int64_t r, int64_t first_block, int64_t blocks, std::byte* out);
+
 // y[t * y_stride + r] for rows r in [group_begin * 8, group_end * 8) of a packed matrix, from
 // activations quantized as quantize_activations does for w.dtype (ActBlock32 or ActBlock256).
 void packed_matmul(const WeightMatrix& w, const std::byte* activations, int64_t n_tokens, float* y, int64_t y_stride,

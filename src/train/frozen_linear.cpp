@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 
 #include "kernels/matmul_input.h"
+#include "kernels/packed_matrix.h"
 #include "kernels/vec.h"
 #include "quant/type_traits.h"
 #include "train/grad_kernels.h"
@@ -27,8 +29,15 @@ int64_t column_grain(const StoredMatrix& m) {
 // Columns [c0, c0 + n) of row r of `w` as floats; c0 is a multiple of the type's block size.
 void stored_row_columns(const kernels::WeightMatrix& w, int64_t r, int64_t c0, int64_t n, float* out) {
   const DTypeInfo info = dtype_info(w.dtype);
-  const size_t offset = static_cast<size_t>(c0) / info.block_elems * info.block_bytes;
-  kernels::row_to_f32(w.dtype, w.row(r) + offset, out, n);
+  const auto first_block = static_cast<int64_t>(static_cast<size_t>(c0) / info.block_elems);
+  if (w.layout == kernels::Layout::Interleaved8) {
+    thread_local std::vector<std::byte> blocks;
+    const auto count = static_cast<int64_t>((static_cast<size_t>(n) + info.block_elems - 1) / info.block_elems);
+    blocks.resize(static_cast<size_t>(count) * info.block_bytes);
+    kernels::unpack_blocks(w, r, first_block, count, blocks.data());
+    return kernels::row_to_f32(w.dtype, blocks.data(), out, n);
+  }
+  kernels::row_to_f32(w.dtype, w.row(r) + static_cast<size_t>(first_block) * info.block_bytes, out, n);
 }
 
 }  // namespace
@@ -45,6 +54,24 @@ StoredWeights::StoredWeights(HugeBuffer bytes, std::vector<StoredMatrix> matrice
 
 const StoredMatrix& StoredWeights::get(int64_t layer, LoraTarget t) const {
   return matrices_[static_cast<size_t>(layer) * std::size(kLoraTargets) + static_cast<size_t>(t)];
+}
+
+void StoredWeights::pack(ThreadPool& pool) {
+  auto pack_part = [&](kernels::WeightMatrix& part) {
+    if (!kernels::can_pack(part) || !kernels::can_unpack(part.dtype)) return;
+    const kernels::PackedMatrix packed(part, pool);
+    // Every part lies in bytes_, and a packed Q4_0 / Q8_0 matrix has the rows' size: copy it back.
+    std::byte* at = bytes_.data() + (part.data - bytes_.data());
+    if (packed.bytes() != static_cast<size_t>(part.rows) * part.row_bytes)
+      fail("packing a ", dtype_name(part.dtype), " matrix changed its size");
+    std::memcpy(at, packed.view().data, packed.bytes());
+    part = packed.view();
+    part.data = at;
+  };
+  for (StoredMatrix& m : matrices_)
+    for (kernels::WeightMatrix& part : m.parts) pack_part(part);
+  if (head)
+    for (kernels::WeightMatrix& part : head->parts) pack_part(part);
 }
 
 void stored_matrix_forward(float* out, const float* in, const StoredMatrix& m, int64_t N, ThreadPool& pool) {
@@ -114,7 +141,7 @@ void stored_matrix_backward_reference(float* din, const float* dout, const Store
   int64_t o = 0;
   for (const kernels::WeightMatrix& part : m.parts)
     for (int64_t r = 0; r < part.rows; ++r, ++o) {
-      kernels::row_to_f32(part.dtype, part.row(r), row.data(), m.in);
+      stored_row_columns(part, r, 0, m.in, row.data());
       for (int64_t n = 0; n < N; ++n)
         for (int64_t i = 0; i < m.in; ++i)
           sums[static_cast<size_t>(n * m.in + i)] +=

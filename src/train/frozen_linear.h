@@ -6,7 +6,8 @@
 //  - float rows of the TrainModel (a float checkpoint, as before);
 //  - a StoredMatrix: the rows in the checkpoint's own block type (QLoRA: Q8_0, Q4_0, Q4_K, Q6_K...).
 //    The forward is the inference kernel (kernels::matmul: activations quantized to the dot's 8-bit
-//    blocks, integer dot products). The backward dequantizes a tile of W (rows x columns) per thread
+//    blocks, integer dot products), on the packed 8-row tiles for Q4_0 / Q8_0 (StoredWeights::pack,
+//    in place: no second copy). The backward dequantizes a tile of W (rows x columns) per thread
 //    into floats and accumulates dout . tile with grad_kernels' accumulate_products, terms in order
 //    of the output row, so it is bit-identical to matmul_backward on the dequantized float matrix.
 #pragma once
@@ -28,7 +29,7 @@ namespace baichuan::train {
 // A frozen matrix [out, in] in stored types: row blocks stacked along the output rows, each in its
 // own type (W_pack's Q, K and V can be three types in a quantization mix such as Q4_K_M).
 struct StoredMatrix {
-  std::vector<kernels::WeightMatrix> parts;  // file layout (Layout::Rows), rows in order
+  std::vector<kernels::WeightMatrix> parts;  // rows in order; file layout or packed (Interleaved8)
   int64_t in = 0, out = 0;
 };
 
@@ -44,6 +45,9 @@ class StoredWeights {
  public:
   StoredWeights(HugeBuffer bytes, std::vector<StoredMatrix> layer_matrices, int64_t layers);
   const StoredMatrix& get(int64_t layer, LoraTarget t) const;
+  // Regroups the layer matrices and the head that kernels can both pack and unpack (Q4_0, Q8_0) into
+  // the packed layout, in the same bytes (call after head_inv_norm, which reads the rows).
+  void pack(ThreadPool& pool);
   size_t bytes() const { return bytes_.size() + head_inv_norm.size() * sizeof(float); }
 
   std::optional<StoredMatrix> embed, head;  // [vocab, hidden]; absent: float32 in the TrainModel

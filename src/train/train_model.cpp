@@ -341,6 +341,8 @@ TrainModel<float> load_frozen_base(const Checkpoint& c) {
     }
     stored->head = std::move(head);
   }
+  ThreadPool pool(1);  // a memory copy: one thread keeps up
+  stored->pack(pool);
   TrainModel<float> model(s, std::shared_ptr<const StoredWeights>(std::move(stored)));
   copy_float_weights(model, c, /*release=*/true);
   return model;
