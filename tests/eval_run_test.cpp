@@ -342,6 +342,9 @@ TEST(EvalCli, BadInputIsAClearError) {
   r = baichuan_cli("eval --compare " + quote(bad));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("missing field 'model'"), std::string::npos) << r.err;
+  r = baichuan_cli("eval --compare " + quote(bad) + " -m " + quote(model) + " --lora adapter.gguf");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("-m, --lora, --task, --data and --json do not apply"), std::string::npos) << r.err;
   r = baichuan_cli("eval --task ceval");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("-m MODEL"), std::string::npos) << r.err;

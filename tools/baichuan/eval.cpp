@@ -29,6 +29,10 @@ struct EvalCommand {
   std::vector<std::string> compare;
 
   int run_compare() {
+    // Options of a run would be ignored here: say so rather than print a comparison the user did not ask for.
+    if (!model.path.empty() || !model.loras.empty() || !options.task.empty() || !options.data.empty() ||
+        !json_out.empty())
+      fail("--compare prints saved runs side by side: -m, --lora, --task, --data and --json do not apply to it");
     std::vector<eval::EvalReport> runs;
     std::vector<std::string> labels;
     for (const auto& path : compare) {
