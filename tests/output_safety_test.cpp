@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "cli_runner.h"
 #include "core/mapped_file.h"
@@ -100,6 +101,20 @@ TEST_F(OutputSafety, OutputPathsAreCheckedBeforeTheWork) {
   auto logits = baichuan_cli("logits -m " + quote(m7) + " -p hi -o " + quote(m7 + "/model.safetensors"));
   EXPECT_EQ(logits.exit_code, 1) << logits.err;
   EXPECT_EQ(read_text_file(m7 + "/model.safetensors"), before);
+}
+
+// An adapter given to --lora is an input too: as a file, or any file of a PEFT folder. Checked before
+// the adapters are read, so these placeholder files need not be adapters.
+TEST_F(OutputSafety, AdaptersGivenToLoraAreNotOverwritten) {
+  const std::string m7 = path("b2-7b-tiny"), gguf = path("adapter.gguf"), peft = path("peft");
+  std::ofstream(gguf) << "an adapter";
+  fs::create_directories(peft);
+  std::ofstream(peft + "/adapter_model.safetensors") << "adapter weights";
+  expect_refused("logits -m " + quote(m7) + " --lora " + quote(gguf) + " -p hi -o " + quote(gguf), gguf);
+  expect_refused("logits -m " + quote(m7) + " --lora " + quote(gguf + ":0.5") + " -p hi -o " + quote(gguf), gguf);
+  expect_refused("logits -m " + quote(m7) + " --lora " + quote(peft) + " -p hi -o " +
+                     quote(peft + "/adapter_model.safetensors"),
+                 peft + "/adapter_model.safetensors");
 }
 
 // A crafted layer count is refused at once, naming the file, field and value (it used to allocate

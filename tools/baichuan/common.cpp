@@ -133,8 +133,18 @@ std::unique_ptr<Model> ModelOptions::load() const {
 void ModelOptions::check_output(const std::string& out) const {
   namespace fs = std::filesystem;
   if (!path.empty()) refuse_overwriting_checkpoint(out, path, load_options());
-  fs::path folder = fs::path(out).parent_path();
   std::error_code ec;
+  for (const std::string& option : loras) {  // an adapter file, or any file of an adapter folder
+    const fs::path adapter = parse_lora_option(option).path;
+    std::vector<fs::path> inputs{adapter};
+    if (fs::is_directory(adapter, ec))
+      for (const auto& entry : fs::directory_iterator(adapter, ec)) inputs.push_back(entry.path());
+    for (const fs::path& input : inputs)
+      if (fs::exists(out, ec) && fs::equivalent(out, input, ec))
+        fail("the output ", out, " is ", input == adapter ? "" : "a file of ", "the adapter ", adapter.string(),
+             " given to --lora; writing there would destroy the input: choose another output path");
+  }
+  fs::path folder = fs::path(out).parent_path();
   if (!folder.empty() && !fs::is_directory(folder, ec)) fail(out, ": the folder ", folder.string(), " does not exist");
   if (fs::is_directory(out, ec)) fail(out, ": is a folder; give a file path for the output");
 }
