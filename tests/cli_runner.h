@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/mapped_file.h"
+#include "test_files.h"
 
 namespace baichuan::testing {
 
@@ -24,16 +25,10 @@ inline std::string quote(const std::string& s) {
   return q + "'";
 }
 
-// A path in the test temp dir unique to this process (ctest runs tests in parallel processes).
-inline std::string temp_path(const std::string& prefix, const std::string& name) {
-  return (std::filesystem::path(::testing::TempDir()) / (prefix + "_" + std::to_string(getpid()) + "_" + name)).string();
-}
-
 inline CliRun baichuan_cli(const std::string& args) {
   namespace fs = std::filesystem;
-  // ctest runs tests in parallel processes: each run gets its own output files.
   static int counter = 0;
-  fs::path dir = fs::path(::testing::TempDir()) / ("cli-" + std::to_string(getpid()) + "-" + std::to_string(counter++));
+  fs::path dir = test_files_dir() / ("cli-" + std::to_string(counter++));
   fs::create_directories(dir);
   std::string out = (dir / "out.txt").string(), err = (dir / "err.txt").string();
   int status = std::system((std::string(BAICHUAN_CLI_PATH) + " " + args + " >" + out + " 2>" + err + " </dev/null").c_str());

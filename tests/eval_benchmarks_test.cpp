@@ -9,6 +9,7 @@
 #include "eval/bbh.h"
 #include "eval/benchmarks.h"
 #include "shared_data.h"
+#include "test_files.h"
 
 using namespace baichuan::eval;
 using baichuan::testing::shared_path;
@@ -25,9 +26,7 @@ std::map<std::string, std::pair<size_t, size_t>> counts(const std::vector<Subjec
 struct TempDir {
   std::filesystem::path path;
   TempDir() {
-    path = std::filesystem::temp_directory_path() /
-           ("baichuan_eval_test_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    path = baichuan::testing::temp_path("eval_benchmarks", ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(path);
   }
   ~TempDir() { std::filesystem::remove_all(path); }

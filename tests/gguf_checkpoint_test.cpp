@@ -16,6 +16,7 @@
 #include "model/model.h"
 #include "greedy.h"
 #include "shared_data.h"
+#include "test_files.h"
 
 namespace baichuan {
 namespace gguf_checkpoint_test {  // named, not anonymous: the tests compile as a unity build
@@ -23,7 +24,7 @@ namespace gguf_checkpoint_test {  // named, not anonymous: the tests compile as 
 namespace fs = std::filesystem;
 using testing::shared_path;
 
-std::string temp(const std::string& name) { return (fs::path(::testing::TempDir()) / ("ggufck_" + name)).string(); }
+std::string temp(const std::string& name) { return testing::temp_path("ggufck", name); }
 
 class GgufCheckpoint : public ::testing::Test {
  protected:

@@ -9,13 +9,14 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "formats/gguf.h"
+#include "test_files.h"
 
 using namespace baichuan;
 using namespace baichuan::gguf;
 
 namespace gguf_test {  // named, not anonymous: the tests compile as a unity build
 
-std::string temp_path(const std::string& name) { return ::testing::TempDir() + "gguf_test_" + name; }
+std::string temp_path(const std::string& name) { return baichuan::testing::temp_path("gguf_test", name); }
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -20,6 +20,7 @@
 #include "greedy.h"
 #include "shared_data.h"
 #include "tokenizer/chat_template.h"
+#include "test_files.h"
 
 namespace baichuan {
 namespace golden_test {  // named, not anonymous: the tests compile as a unity build
@@ -48,7 +49,7 @@ class Golden : public ::testing::TestWithParam<Case> {
     golden_ = json::parse(read_text_file(dir_ + "/golden.json"));
     std::string path = shared_path("reference/" + c.model);
     if (!c.gguf_type.empty()) {
-      auto out = std::filesystem::path(::testing::TempDir()) / (c.name + ".gguf");
+      auto out = std::filesystem::path(testing::temp_path("golden", c.name + ".gguf"));
       ConvertOptions options;
       options.type = c.gguf_type == "f32" ? DType::F32 : c.gguf_type == "f16" ? DType::F16 : DType::BF16;
       options.normalize_head = !c.raw_head;

@@ -16,6 +16,7 @@
 #include "model/gguf_checkpoint.h"
 #include "model/model.h"
 #include "shared_data.h"
+#include "test_files.h"
 
 namespace baichuan {
 namespace model_context_test {  // named, not anonymous: the tests compile as a unity build
@@ -63,7 +64,7 @@ TEST_P(SharedModel, TwoThreadsGiveTheLogitsOfSequentialRuns) {
   const auto golden = nlohmann::json::parse(read_text_file(folder + "/golden.json"));
   std::string path = folder;
   if (!c.type.empty()) {
-    path = (std::filesystem::path(::testing::TempDir()) / ("model_context_" + c.name + ".gguf")).string();
+    path = testing::temp_path("model_context", c.name + ".gguf");
     ConvertOptions options;
     options.type = c.type == "q4_0" ? DType::Q4_0 : DType::Q8_0;
     write_gguf_checkpoint(open_checkpoint(folder), path, options);

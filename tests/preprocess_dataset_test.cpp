@@ -2,6 +2,7 @@
 // token file's checks; the JSON list reader's errors; AtomicFile's skip_to / write_at that the
 // writers rely on.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>

@@ -15,6 +15,7 @@
 #include "model/model.h"
 #include "greedy.h"
 #include "shared_data.h"
+#include "test_files.h"
 
 namespace baichuan {
 namespace quantized_model_test {  // named, not anonymous: the tests compile as a unity build
@@ -60,7 +61,7 @@ TEST_P(QuantizedModel, StaysCloseToFloat32) {
   std::string folder = shared_path("reference/b2-7b-tiny");
   REQUIRE_SHARED(folder + "/golden.json");
   auto golden = nlohmann::json::parse(read_text_file(folder + "/golden.json"));
-  std::string path = (std::filesystem::path(::testing::TempDir()) / ("quant_" + std::string(dtype_name(type)) + ".gguf")).string();
+  std::string path = testing::temp_path("quant", std::string(dtype_name(type)) + ".gguf");
   ConvertOptions options;
   options.type = type;
   write_gguf_checkpoint(open_checkpoint(folder), path, options);
@@ -107,7 +108,7 @@ TEST(QuantizedModelThreads, OneAndTwoThreadsGiveIdenticalLogits) {
   auto golden = nlohmann::json::parse(read_text_file(folder + "/golden.json"));
   auto ids = golden["prompts"][0]["ids"].get<std::vector<int32_t>>();
   for (DType type : {DType::Q4_0, DType::Q8_0, DType::Q5_1, DType::F16}) {
-    std::string path = (std::filesystem::path(::testing::TempDir()) / ("threads_" + std::string(dtype_name(type)) + ".gguf")).string();
+    std::string path = testing::temp_path("threads", std::string(dtype_name(type)) + ".gguf");
     ConvertOptions options;
     options.type = type;
     write_gguf_checkpoint(open_checkpoint(folder), path, options);

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "formats/hf_folder.h"
 #include "formats/safetensors.h"
+#include "test_files.h"
 
 namespace baichuan::formats {
 namespace safetensors_test {  // named, not anonymous: the tests compile as a unity build
@@ -62,7 +63,7 @@ TEST(Safetensors, ReadsNamesShapesTypesAndValues) {
 
 // The shard index words its JSON faults as config.json and the safetensors header do (core/json_file.h).
 TEST(Safetensors, ShardIndexJsonFaultsUseTheOneWording) {
-  const auto folder = std::filesystem::path(::testing::TempDir()) / ("shard_index_" + std::to_string(getpid()));
+  const auto folder = std::filesystem::path(testing::temp_path("safetensors", "shard_index"));
   std::filesystem::create_directories(folder);
   const std::string index = (folder / "model.safetensors.index.json").string();
   for (const auto& [text, words] : {std::pair{"{\"weight_map\": ", ": invalid JSON: "}, {"[1]", ": not a JSON object"}}) {
