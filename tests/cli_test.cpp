@@ -9,8 +9,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "core/mapped_file.h"
 #include "cli_runner.h"
+#include "core/mapped_file.h"
+#include "golden.h"
 #include "shared_data.h"
 
 namespace baichuan {
@@ -39,8 +40,8 @@ class Cli : public ::testing::Test {
  protected:
   void SetUp() override {
     model_ = shared_path("reference/b2-7b-tiny");
-    REQUIRE_SHARED(model_ + "/golden.json");
-    golden_ = json::parse(read_text_file(model_ + "/golden.json"));
+    REQUIRE_SHARED(testing::golden_json_path(model_));
+    golden_ = testing::read_golden(model_);
   }
   // A failing run: exit code 1, one line on stderr containing `words`.
   void expect_error(const std::string& args, const std::string& words) {
@@ -199,13 +200,9 @@ TEST_F(Cli, KvCacheTypes) {
     std::memcpy(logits.back().data(), bytes.data(), bytes.size());
   }
   for (size_t t = 1; t < logits.size(); ++t) {
-    float max_err = 0, max_ref = 0;
-    for (size_t i = 0; i < logits[0].size(); ++i) {
-      max_err = std::max(max_err, std::abs(logits[t][i] - logits[0][i]));
-      max_ref = std::max(max_ref, std::abs(logits[0][i]));
-    }
-    EXPECT_LE(max_err / max_ref, t == 1 ? 1e-3f : 2e-2f) << (t == 1 ? "f16" : "q8_0");
-    EXPECT_GT(max_err, 0.0f) << "the cache type made no difference: was it applied?";
+    const double error = testing::max_relative_error(logits[t], logits[0]);
+    EXPECT_LE(error, t == 1 ? 1e-3 : 2e-2) << (t == 1 ? "f16" : "q8_0");
+    EXPECT_GT(error, 0.0) << "the cache type made no difference: was it applied?";
   }
   CliRun r = baichuan_cli("generate -m " + model_ + " --kv-type q8_0 -p hi -n 1");
   EXPECT_NE(r.exit_code, 0);
