@@ -42,7 +42,7 @@ std::vector<std::vector<std::string>> table_rows(const std::string& out, const s
 class BenchCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    model_ = (fs::path(::testing::TempDir()) / ("bench-tiny-" + std::to_string(getpid()) + ".gguf")).string();
+    model_ = testing::temp_path("bench", "tiny.gguf");
     CliRun r = baichuan_cli("init --preset tiny --type f16 -o " + model_);
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
@@ -144,7 +144,7 @@ TEST_F(BenchCli, DepthTimesTestsAfterTokensAlreadyInTheCache) {
 
 // A mixed file reads as llama-bench names it (llama_model_ftype_name), not by its commonest type.
 TEST_F(BenchCli, MixedFileIsLabelledAsLlamaBenchDoes) {
-  const std::string mixed = (fs::path(::testing::TempDir()) / ("bench-q4km-" + std::to_string(getpid()) + ".gguf")).string();
+  const std::string mixed = testing::temp_path("bench", "q4km.gguf");
   CliRun init = baichuan_cli("init --preset tiny --type q4_k_m -o " + mixed);
   ASSERT_EQ(init.exit_code, 0) << init.err;
   CliRun r = baichuan_cli("bench -m " + mixed + " -p 4 -n 0 -r 1 -t 1");

@@ -45,7 +45,7 @@ std::string four_bit_dir() { return shared_path("reference/b2-7b-tiny-4bits"); }
 std::string four_bit_file() { return four_bit_dir() + "/pytorch_model.bin"; }
 
 std::string sha256_of(const std::string& bytes) {
-  const std::string path = (fs::path(::testing::TempDir()) / "bnb_nf4_sha_input").string();
+  const std::string path = testing::temp_path("bnb_nf4", "sha_input");
   {
     std::ofstream out(path, std::ios::binary);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
@@ -278,7 +278,7 @@ TEST(BnbNf4, WholeBlockRowsStayNf4AndDequantizeBitExactly) {
 // The writer (`init --format bnb-nf4`): what it writes, the reader reads back, values computed here
 // from the inputs by the formulas of the fixture's README.
 TEST(BnbNf4, WrittenFileReadsBack) {
-  const std::string path = (fs::path(::testing::TempDir()) / "bnb_nf4_written.bin").string();
+  const std::string path = testing::temp_path("bnb_nf4", "written.bin");
   const std::vector<uint16_t> halves = {f32_to_f16(1.5f), f32_to_f16(-2.0f), f32_to_f16(0.25f),
                                         f32_to_f16(3.0f), f32_to_f16(-0.5f), f32_to_f16(7.0f)};
   std::vector<uint8_t> codes(2 * 128 / 2), qabsmax = {3, 250, 17, 128};

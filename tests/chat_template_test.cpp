@@ -8,12 +8,16 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "error_matchers.h"
+#include "golden.h"
 #include "shared_data.h"
 #include "tokenizer/chat_template.h"
 
 using namespace baichuan;
 
 namespace chat_template_test {  // named, not anonymous: the tests compile as a unity build
+
+using baichuan::testing::throws_error;
 
 const std::string kModelPath = baichuan::testing::shared_path("assets/baichuan2/tokenizer.model");
 
@@ -22,24 +26,10 @@ const Tokenizer& tokenizer() {
   return t;
 }
 
-// The Error message of `f`, or "" when it does not throw.
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-#define EXPECT_MENTIONS(message, word) EXPECT_NE((message).find(word), std::string::npos) << (message)
-
-
 TEST(ChatTemplate, GoldenIdsOfBothReferenceFolders) {
   for (const char* folder : {"b2-7b-tiny", "b2-13b-tiny"}) {
     std::string dir = baichuan::testing::shared_path(std::string("reference/") + folder);
-    REQUIRE_SHARED(dir + "/golden.json");
+    REQUIRE_SHARED(baichuan::testing::golden_json_path(dir));
     Tokenizer tok = Tokenizer::from_file(dir + "/tokenizer.model");
     auto config = nlohmann::json::parse(read_text_file(dir + "/config.json"));
     auto gen = nlohmann::json::parse(read_text_file(dir + "/generation_config.json"));
@@ -48,7 +38,7 @@ TEST(ChatTemplate, GoldenIdsOfBothReferenceFolders) {
     cfg.max_new_tokens = gen.at("max_new_tokens");
     cfg.user_token_id = gen.at("user_token_id");
     cfg.assistant_token_id = gen.at("assistant_token_id");
-    auto golden = nlohmann::json::parse(read_text_file(dir + "/golden.json"));
+    auto golden = baichuan::testing::read_golden(dir);
     ASSERT_FALSE(golden["chats"].empty());
     for (const auto& chat : golden["chats"]) {
       auto messages = parse_chat_messages(chat["messages"].dump(), "golden chat");
@@ -140,26 +130,20 @@ TEST(ChatTemplate, MaxMessageTokensRefusesALongMessage) {
   std::string long_text;
   for (int i = 0; i < 2000; ++i) long_text += "apple pie ";
   EXPECT_EQ(build_chat_input(t, {{"user", "short"}}, cfg), build_chat_input(t, {{"user", "short"}}, {}));
-  std::string e = error_of([&] { build_chat_input(t, {{"user", "short"}, {"assistant", long_text}}, cfg); });
-  EXPECT_MENTIONS(e, "message 1");
-  EXPECT_MENTIONS(e, "more than 10 tokens");
-  e = error_of([&] { build_chat_input(t, {{"system", long_text}, {"user", "x"}}, cfg); });
-  EXPECT_MENTIONS(e, "message 0");
+  EXPECT_THAT([&] { build_chat_input(t, {{"user", "short"}, {"assistant", long_text}}, cfg); },
+              throws_error("message 1", "more than 10 tokens"));
+  EXPECT_THAT([&] { build_chat_input(t, {{"system", long_text}, {"user", "x"}}, cfg); }, throws_error("message 0"));
 }
 
 TEST(ChatTemplate, BuildErrors) {
   REQUIRE_SHARED(kModelPath);
   const Tokenizer& t = tokenizer();
   ChatTemplateConfig cfg;
-  std::string e = error_of([&] { build_chat_input(t, {}, cfg); });
-  EXPECT_MENTIONS(e, "empty");
-  e = error_of([&] { build_chat_input(t, {{"user", "a"}, {"system", "s"}}, cfg); });
-  EXPECT_MENTIONS(e, "message 1");
-  EXPECT_MENTIONS(e, "system");
-  EXPECT_MENTIONS(e, "first");
-  e = error_of([&] { build_chat_input(t, {{"user", "a"}, {"robot", "b"}}, cfg); });
-  EXPECT_MENTIONS(e, "unknown role \"robot\"");
-  EXPECT_MENTIONS(e, "message 1");
+  EXPECT_THAT([&] { build_chat_input(t, {}, cfg); }, throws_error("empty"));
+  EXPECT_THAT([&] { build_chat_input(t, {{"user", "a"}, {"system", "s"}}, cfg); },
+              throws_error("message 1", "system", "first"));
+  EXPECT_THAT([&] { build_chat_input(t, {{"user", "a"}, {"robot", "b"}}, cfg); },
+              throws_error("unknown role \"robot\"", "message 1"));
 }
 
 TEST(ChatParse, ReadsMessages) {
@@ -172,29 +156,21 @@ TEST(ChatParse, ReadsMessages) {
 }
 
 TEST(ChatParse, ErrorsNameTheSourceAndTheMessage) {
-  std::string e = error_of([] { parse_chat_messages("[{\"role\": ", "request.json"); });
-  EXPECT_MENTIONS(e, "request.json");
-  EXPECT_MENTIONS(e, "invalid JSON");
-  e = error_of([] { parse_chat_messages(R"({"role": "user"})", "request.json"); });
-  EXPECT_MENTIONS(e, "request.json");
-  EXPECT_MENTIONS(e, "array");
-  e = error_of([] { parse_chat_messages(R"([{"role": "user", "content": "a"}, 3])", "req"); });
-  EXPECT_MENTIONS(e, "message 1");
-  EXPECT_MENTIONS(e, "object");
-  e = error_of([] { parse_chat_messages(R"([{"content": "a"}])", "req"); });
-  EXPECT_MENTIONS(e, "message 0");
-  EXPECT_MENTIONS(e, "\"role\"");
-  e = error_of([] { parse_chat_messages(R"([{"role": "user"}])", "req"); });
-  EXPECT_MENTIONS(e, "\"content\"");
-  e = error_of([] { parse_chat_messages(R"([{"role": 1, "content": "a"}])", "req"); });
-  EXPECT_MENTIONS(e, "\"role\"");
-  EXPECT_MENTIONS(e, "string");
-  e = error_of([] { parse_chat_messages(R"([{"role": "user", "content": null}])", "req"); });
-  EXPECT_MENTIONS(e, "\"content\"");
-  EXPECT_MENTIONS(e, "string");
-  e = error_of([] { parse_chat_messages(R"([{"role": "user", "content": "a"}, {"role": "bot", "content": ""}])", "req"); });
-  EXPECT_MENTIONS(e, "message 1");
-  EXPECT_MENTIONS(e, "unknown role \"bot\"");
+  EXPECT_THAT([] { parse_chat_messages("[{\"role\": ", "request.json"); },
+              throws_error("request.json", "invalid JSON"));
+  EXPECT_THAT([] { parse_chat_messages(R"({"role": "user"})", "request.json"); },
+              throws_error("request.json", "array"));
+  EXPECT_THAT([] { parse_chat_messages(R"([{"role": "user", "content": "a"}, 3])", "req"); },
+              throws_error("message 1", "object"));
+  EXPECT_THAT([] { parse_chat_messages(R"([{"content": "a"}])", "req"); }, throws_error("message 0", "\"role\""));
+  EXPECT_THAT([] { parse_chat_messages(R"([{"role": "user"}])", "req"); }, throws_error("\"content\""));
+  EXPECT_THAT([] { parse_chat_messages(R"([{"role": 1, "content": "a"}])", "req"); },
+              throws_error("\"role\"", "string"));
+  EXPECT_THAT([] { parse_chat_messages(R"([{"role": "user", "content": null}])", "req"); },
+              throws_error("\"content\"", "string"));
+  EXPECT_THAT(
+      [] { parse_chat_messages(R"([{"role": "user", "content": "a"}, {"role": "bot", "content": ""}])", "req"); },
+      throws_error("message 1", "unknown role \"bot\""));
 }
 
 }  // namespace chat_template_test

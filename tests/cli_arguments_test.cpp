@@ -81,9 +81,9 @@ TEST(CliArguments, OutputToAFullDiskIsAnError) {
   REQUIRE_SHARED(tiny());
   if (!file_exists("/dev/full")) GTEST_SKIP() << "no /dev/full here";
   const std::string err = testing::temp_path("cliargs", "full.err");
-  const int status = std::system((std::string(BAICHUAN_CLI_PATH) + " generate -m " + quote(tiny()) +
-                                  " -p hi -n 20 --greedy --json >/dev/full 2>" + err)
-                                     .c_str());
+  const int status = std::system(
+      (testing::cli_program() + " generate -m " + quote(tiny()) + " -p hi -n 20 --greedy --json >/dev/full 2>" + err)
+          .c_str());
   EXPECT_EQ(WEXITSTATUS(status), 1);
   EXPECT_NE(read_text_file(err).find("error: writing the output to stdout failed: No space left on device"),
             std::string::npos)
@@ -100,13 +100,13 @@ struct ChatProcess {
   explicit ChatProcess(const std::string& args) {
     out_path = testing::temp_path("chatproc", "out.txt");
     err_path = testing::temp_path("chatproc", "err.txt");
+    const std::string cmd = "exec " + testing::cli_program() + " " + args + " >" + out_path + " 2>" + err_path;
     int fds[2];
     if (pipe(fds) != 0) throw std::runtime_error("pipe");
     pid = fork();
     if (pid == 0) {
       dup2(fds[0], 0);
       close(fds[1]);
-      std::string cmd = "exec " + std::string(BAICHUAN_CLI_PATH) + " " + args + " >" + out_path + " 2>" + err_path;
       execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }

@@ -1,6 +1,7 @@
 // Runs the `baichuan` CLI built with the tests (BAICHUAN_CLI_PATH) and captures its exit code,
 // stdout and stderr, for the end-to-end tests of the subcommands.
 #pragma once
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <string>
 
 #include "core/mapped_file.h"
+#include "test_files.h"
 
 namespace baichuan::testing {
 
@@ -24,19 +26,24 @@ inline std::string quote(const std::string& s) {
   return q + "'";
 }
 
-// A path in the test temp dir unique to this process (ctest runs tests in parallel processes).
-inline std::string temp_path(const std::string& prefix, const std::string& name) {
-  return (std::filesystem::path(::testing::TempDir()) / (prefix + "_" + std::to_string(getpid()) + "_" + name)).string();
+// The CLI built with the tests, for every test that runs it. Under CTest each case finds its labels in
+// BAICHUAN_TEST_LABELS (tests/labels.cmake); one that runs the CLI without the `cli` label would also run in
+// the sanitizer tree, which has no CLI, so it fails here, saying where the label goes.
+inline std::string cli_program() {
+  const char* labels = std::getenv("BAICHUAN_TEST_LABELS");
+  if (labels && ("," + std::string(labels) + ",").find(",cli,") == std::string::npos)
+    ADD_FAILURE() << "this test runs the baichuan CLI but its CTest labels are '" << labels
+                  << "': add its suite to BAICHUAN_CLI_SUITES or its name to BAICHUAN_CLI_CASES in tests/labels.cmake";
+  return BAICHUAN_CLI_PATH;
 }
 
 inline CliRun baichuan_cli(const std::string& args) {
   namespace fs = std::filesystem;
-  // ctest runs tests in parallel processes: each run gets its own output files.
   static int counter = 0;
-  fs::path dir = fs::path(::testing::TempDir()) / ("cli-" + std::to_string(getpid()) + "-" + std::to_string(counter++));
+  fs::path dir = test_files_dir() / ("cli-" + std::to_string(counter++));
   fs::create_directories(dir);
   std::string out = (dir / "out.txt").string(), err = (dir / "err.txt").string();
-  int status = std::system((std::string(BAICHUAN_CLI_PATH) + " " + args + " >" + out + " 2>" + err + " </dev/null").c_str());
+  int status = std::system((cli_program() + " " + args + " >" + out + " 2>" + err + " </dev/null").c_str());
   CliRun run{WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_text_file(out), read_text_file(err)};
   fs::remove_all(dir);
   return run;

@@ -9,8 +9,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "core/mapped_file.h"
 #include "cli_runner.h"
+#include "core/mapped_file.h"
+#include "golden.h"
 #include "shared_data.h"
 
 namespace baichuan {
@@ -25,7 +26,7 @@ using testing::CliRun;
 using testing::quote;
 
 fs::path temp_copy_of(const std::string& folder, const std::string& name) {
-  fs::path dst = fs::path(::testing::TempDir()) / name;
+  fs::path dst = testing::temp_path("cli", name);
   fs::remove_all(dst);
   fs::copy(folder, dst, fs::copy_options::recursive);
   for (auto& e : fs::recursive_directory_iterator(dst)) fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
@@ -39,8 +40,8 @@ class Cli : public ::testing::Test {
  protected:
   void SetUp() override {
     model_ = shared_path("reference/b2-7b-tiny");
-    REQUIRE_SHARED(model_ + "/golden.json");
-    golden_ = json::parse(read_text_file(model_ + "/golden.json"));
+    REQUIRE_SHARED(testing::golden_json_path(model_));
+    golden_ = testing::read_golden(model_);
   }
   // A failing run: exit code 1, one line on stderr containing `words`.
   void expect_error(const std::string& args, const std::string& words) {
@@ -62,7 +63,7 @@ TEST_F(Cli, TokenizeJsonGivesTheGoldenIds) {
 
 TEST_F(Cli, TokenizeChatJsonGivesTheGoldenIds) {
   const auto& c = golden_["chats"][1];
-  fs::path messages = fs::path(::testing::TempDir()) / "messages.json";
+  fs::path messages = testing::temp_path("cli", "messages.json");
   write_file(messages, c["messages"].dump());
   CliRun r = baichuan_cli("tokenize -m " + model_ + " --chat " + messages.string() + " --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -81,7 +82,7 @@ TEST_F(Cli, GenerateJsonGivesTheGoldenGreedyTokens) {
 
 TEST_F(Cli, LogitsWritesTheLastPositionAsFloat32) {
   const auto& p = golden_["prompts"][1];
-  fs::path out = fs::path(::testing::TempDir()) / "logits.f32";
+  fs::path out = testing::temp_path("cli", "logits.f32");
   CliRun r = baichuan_cli("logits -m " + model_ + " --kv-type f32 -p " + quote(p["text"]) + " -o " + out.string());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::string ours = read_text_file(out.string());
@@ -107,7 +108,7 @@ TEST_F(Cli, SeededSamplingIsRepeatable) {
 TEST_F(Cli, MissingAndUnreadableInputs) {
   expect_error("generate -m /nonexistent/model -p hi", "/nonexistent/model");
   expect_error("generate -m " + model_ + " --chat /nonexistent.json", "/nonexistent.json");
-  fs::path empty = fs::path(::testing::TempDir()) / "empty_dir";
+  fs::path empty = testing::temp_path("cli", "empty_dir");
   fs::create_directories(empty);
   expect_error("generate -m " + empty.string() + " -p hi", "config.json");
 }
@@ -124,7 +125,7 @@ TEST_F(Cli, CorruptedConfigAndMessages) {
   write_file(dir / "config.json", cfg.dump());
   expect_error("tokenize -m " + dir.string() + " -p hi", "has shape [88, 32], expected [90, 32]");
 
-  fs::path messages = fs::path(::testing::TempDir()) / "bad_messages.json";
+  fs::path messages = testing::temp_path("cli", "bad_messages.json");
   write_file(messages, R"([{"role": "robot", "content": "hi"}])");
   expect_error("generate -m " + model_ + " --chat " + messages.string(), "robot");
   write_file(messages, "[{");
@@ -145,7 +146,7 @@ TEST_F(Cli, TruncatedWeightFilesInEveryFormat) {
   fs::resize_file(ms / "baichuan2_7b_tiny.ckpt", 1000000);
   expect_error("tokenize -m " + (ms / "baichuan2_7b_tiny.ckpt").string() + " -p hi", "baichuan2_7b_tiny.ckpt");
 
-  fs::path gguf = fs::path(::testing::TempDir()) / "trunc.gguf";
+  fs::path gguf = testing::temp_path("cli", "trunc.gguf");
   ASSERT_EQ(baichuan_cli("convert -m " + model_ + " -o " + gguf.string() + " --type f16").exit_code, 0);
   fs::resize_file(gguf, fs::file_size(gguf) - 100);
   expect_error("tokenize -m " + gguf.string() + " -p hi", "trunc.gguf");
@@ -177,7 +178,7 @@ TEST_F(Cli, BadFlagValues) {
 // --kv-type: a Q8_0 cache on a model whose heads are whole blocks stays close to float32; a head
 // size that is not, or an unknown type, is refused before the model loads.
 TEST_F(Cli, KvCacheTypes) {
-  fs::path dir = fs::path(::testing::TempDir()) / "kv_types";
+  fs::path dir = testing::temp_path("cli", "kv_types");
   fs::create_directories(dir);
   json config = json::parse(read_text_file(model_ + "/config.json"));
   config["hidden_size"] = 64;
@@ -199,13 +200,9 @@ TEST_F(Cli, KvCacheTypes) {
     std::memcpy(logits.back().data(), bytes.data(), bytes.size());
   }
   for (size_t t = 1; t < logits.size(); ++t) {
-    float max_err = 0, max_ref = 0;
-    for (size_t i = 0; i < logits[0].size(); ++i) {
-      max_err = std::max(max_err, std::abs(logits[t][i] - logits[0][i]));
-      max_ref = std::max(max_ref, std::abs(logits[0][i]));
-    }
-    EXPECT_LE(max_err / max_ref, t == 1 ? 1e-3f : 2e-2f) << (t == 1 ? "f16" : "q8_0");
-    EXPECT_GT(max_err, 0.0f) << "the cache type made no difference: was it applied?";
+    const double error = testing::max_relative_error(logits[t], logits[0]);
+    EXPECT_LE(error, t == 1 ? 1e-3 : 2e-2) << (t == 1 ? "f16" : "q8_0");
+    EXPECT_GT(error, 0.0) << "the cache type made no difference: was it applied?";
   }
   CliRun r = baichuan_cli("generate -m " + model_ + " --kv-type q8_0 -p hi -n 1");
   EXPECT_NE(r.exit_code, 0);
@@ -216,7 +213,7 @@ TEST_F(Cli, KvCacheTypes) {
 }
 
 TEST_F(Cli, InitWritesAWorkingRandomModel) {
-  fs::path out = fs::path(::testing::TempDir()) / "random.gguf";
+  fs::path out = testing::temp_path("cli", "random.gguf");
   CliRun r = baichuan_cli("init --config " + model_ + "/config.json --type bf16 -o " + out.string());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   CliRun g = baichuan_cli("generate -m " + out.string() + " -p hello -n 4 --greedy --ignore-eos --json");

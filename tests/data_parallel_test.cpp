@@ -70,10 +70,10 @@ constexpr const char* kRankEnvironment = "";
 
 std::string mpirun_finetune(int ranks, const std::string& args) {
   return kRankEnvironment + mpirun_path() + " " + kMpirunFlags + " -np " + std::to_string(ranks) + " " +
-         BAICHUAN_CLI_PATH + " finetune " + args;
+         testing::cli_program() + " finetune " + args;
 }
 
-std::string finetune(const std::string& args) { return std::string(BAICHUAN_CLI_PATH) + " finetune " + args; }
+std::string finetune(const std::string& args) { return testing::cli_program() + " finetune " + args; }
 
 constexpr int64_t kVocab = 512, kRowLength = 16, kRecords = 24;
 

@@ -6,9 +6,11 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "error_matchers.h"
 #include "eval/bbh.h"
 #include "eval/benchmarks.h"
 #include "shared_data.h"
+#include "test_files.h"
 
 using namespace baichuan::eval;
 using baichuan::testing::shared_path;
@@ -25,9 +27,7 @@ std::map<std::string, std::pair<size_t, size_t>> counts(const std::vector<Subjec
 struct TempDir {
   std::filesystem::path path;
   TempDir() {
-    path = std::filesystem::temp_directory_path() /
-           ("baichuan_eval_test_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    path = baichuan::testing::temp_path("eval_benchmarks", ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(path);
   }
   ~TempDir() { std::filesystem::remove_all(path); }
@@ -37,15 +37,7 @@ struct TempDir {
   }
 };
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const baichuan::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
+using baichuan::testing::error_message_of;
 
 // Row counts below were taken with Python's csv / json modules (header rows not counted).
 TEST(EvalBenchmarks, CevalParsesAll) {
@@ -62,7 +54,7 @@ TEST(EvalBenchmarks, CevalParsesAll) {
   EXPECT_EQ(one[0].display_name, "计算机网络");
   EXPECT_EQ(one[0].category, "STEM");
   EXPECT_EQ(one[0].items[0].answer, 'C');
-  EXPECT_NE(error_of([&] { read_ceval(dir, {"no_such_subject"}); }).find("no_such_subject"), std::string::npos);
+  EXPECT_NE(error_message_of([&] { read_ceval(dir, {"no_such_subject"}); }).find("no_such_subject"), std::string::npos);
 }
 
 TEST(EvalBenchmarks, MmluParsesAll) {
@@ -137,12 +129,12 @@ TEST(EvalBenchmarks, GaokaoTakesOnlyFilesObjPromptTypesSingleChoice) {
   EXPECT_EQ(subjects[0].name, "2010-2022_Biology_MCQs");
   EXPECT_EQ(subjects[0].shots.size(), 2u);
   // Asked for by name, a file of another type is an error that says why.
-  std::string e = error_of([&] { read_gaokao(root, {"2010-2022_Physics_MCQs"}); });
+  std::string e = error_message_of([&] { read_gaokao(root, {"2010-2022_Physics_MCQs"}); });
   EXPECT_NE(e.find("Obj_Prompt.json: types '2010-2022_Physics_MCQs' as multi_choice"), std::string::npos) << e;
-  e = error_of([&] { read_gaokao(root, {"2010-2022_Other_MCQs"}); });
+  e = error_message_of([&] { read_gaokao(root, {"2010-2022_Other_MCQs"}); });
   EXPECT_NE(e.find("Obj_Prompt.json: does not list '2010-2022_Other_MCQs'"), std::string::npos) << e;
   tmp.write("g/Obj_Prompt.json", "{\"examples\": [{\"keyword\": \"2010-2022_Biology_MCQs\"}]}");
-  e = error_of([&] { read_gaokao(root); });
+  e = error_message_of([&] { read_gaokao(root); });
   EXPECT_NE(e.find("Obj_Prompt.json: examples[0]: field 'type' missing"), std::string::npos) << e;
 }
 
@@ -161,7 +153,7 @@ TEST(EvalBenchmarks, GaokaoWithoutObjPromptTakesFilesWithOneLetterAnswers) {
                                                            {"2010-2022_History_MCQs", {5, 280}},
                                                            {"2010-2022_Math_I_MCQs", {5, 209}}};
   EXPECT_EQ(counts(read_gaokao(root)), want);
-  std::string e = error_of([&] { read_gaokao(root, {"2010-2022_Physics_MCQs"}); });
+  std::string e = error_message_of([&] { read_gaokao(root, {"2010-2022_Physics_MCQs"}); });
   EXPECT_NE(e.find("2010-2022_Physics_MCQs.json: not every answer is one letter"), std::string::npos) << e;
 }
 
@@ -242,28 +234,28 @@ TEST(EvalBenchmarks, MalformedInputsNameFileAndLine) {
   const std::string root = tmp.path.string();
   tmp.write("m/dev/x_dev.csv", "q,a,b,c,d,A\n");
   tmp.write("m/val/x_val.csv", "q,a,b,c,d,A\nq2,a,b,c,E\n");  // missing column on line 2
-  std::string e = error_of([&] { read_mmlu(root + "/m"); });
+  std::string e = error_message_of([&] { read_mmlu(root + "/m"); });
   EXPECT_NE(e.find("x_val.csv:2"), std::string::npos) << e;
   tmp.write("m/val/x_val.csv", "q,a,b,c,d,A\n\"q\n2\",a,b,c,d,E\n");  // answer not in A-D, row starts on line 2
-  e = error_of([&] { read_mmlu(root + "/m"); });
+  e = error_message_of([&] { read_mmlu(root + "/m"); });
   EXPECT_NE(e.find("x_val.csv:2"), std::string::npos) << e;
   EXPECT_NE(e.find("'E'"), std::string::npos) << e;
 
   tmp.write("a/v1/t.jsonl", "{\"question\":\"q\",\"options\":[\"(A)1\",\"(B)2\",\"(C)3\",\"(D)4\"],\"label\":\"A\"}\n{bad\n");
-  e = error_of([&] { read_agieval(root + "/a"); });
+  e = error_message_of([&] { read_agieval(root + "/a"); });
   EXPECT_NE(e.find("t.jsonl:2"), std::string::npos) << e;
 
   tmp.write("g/Objective_Questions/x_MCQs.json", "{\"keywords\": \"x\", \"example\": [");
-  e = error_of([&] { read_gaokao(root + "/g"); });
+  e = error_message_of([&] { read_gaokao(root + "/g"); });
   EXPECT_NE(e.find("x_MCQs.json: invalid JSON"), std::string::npos) << e;
   tmp.write("g/Objective_Questions/x_MCQs.json", "{\"example\": [{\"answer\": [\"A\"]}]}");
-  e = error_of([&] { read_gaokao(root + "/g"); });
+  e = error_message_of([&] { read_gaokao(root + "/g"); });
   EXPECT_NE(e.find("example[0]: field 'question'"), std::string::npos) << e;
 
   tmp.write("c/subject_mapping.json", "{\"x\": [\"X\", \"某\", \"STEM\"]}");
   tmp.write("c/dev/x_dev.csv", "id,question,A,B,C,D,answer,explanation\n0,q,a,b,c,d,A,e\n");
   tmp.write("c/val/x_val.csv", "id,question,A,B,C,D\n0,q,a,b,c,d\n");  // test-style header, no answers
-  e = error_of([&] { read_ceval(root + "/c"); });
+  e = error_message_of([&] { read_ceval(root + "/c"); });
   EXPECT_NE(e.find("x_val.csv:1: header column 7"), std::string::npos) << e;
 }
 

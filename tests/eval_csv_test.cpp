@@ -1,10 +1,12 @@
 #include <gtest/gtest.h>
 
 #include "core/error.h"
+#include "error_matchers.h"
 #include "eval/csv.h"
 
 using baichuan::Error;
 using baichuan::eval::parse_csv;
+using baichuan::testing::throws_error;
 
 TEST(EvalCsv, QuotedFieldsWithCommasNewlinesAndQuotes) {
   auto rows = parse_csv("a,\"b, c\",\"say \"\"hi\"\"\"\r\n\"multi\nline\",x,\r\nlast,1,2", "t.csv");
@@ -32,16 +34,6 @@ TEST(EvalCsv, CrlfInsideQuotedFieldIsKept) {
 }
 
 TEST(EvalCsv, ErrorsNameFileAndLine) {
-  try {
-    parse_csv("a,b\nc,\"unterminated\n", "bad.csv");
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("bad.csv:2"), std::string::npos) << e.what();
-  }
-  try {
-    parse_csv("a,b\n\"x\"y,z\n", "bad.csv");
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("bad.csv:2"), std::string::npos) << e.what();
-  }
+  EXPECT_THAT([] { parse_csv("a,b\nc,\"unterminated\n", "bad.csv"); }, throws_error("bad.csv:2"));
+  EXPECT_THAT([] { parse_csv("a,b\n\"x\"y,z\n", "bad.csv"); }, throws_error("bad.csv:2"));
 }

@@ -2,6 +2,7 @@
 // logits of the official code imply (and reusing the shots' KV cache changes nothing); every task runs
 // end to end through `baichuan eval` on ../shared/data/eval; the report's averages, JSON round trip,
 // --compare and --plot.
+#include "error_matchers.h"
 #include "eval/evaluation.h"
 
 #include <gtest/gtest.h>
@@ -18,6 +19,7 @@
 #include "eval/choice_scorer.h"
 #include "eval/prompts.h"
 #include "eval/report.h"
+#include "golden.h"
 #include "model/model.h"
 #include "shared_data.h"
 
@@ -25,6 +27,7 @@ namespace baichuan {
 namespace eval_run_test {  // named, not anonymous: the tests compile as a unity build
 
 namespace fs = std::filesystem;
+using baichuan::testing::throws_error;
 using nlohmann::json;
 using testing::baichuan_cli;
 using testing::CliRun;
@@ -37,8 +40,8 @@ class ScorerOnReference : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ScorerOnReference, PicksTheLetterTheGoldenLogitsImply) {
   const std::string dir = shared_path("reference/" + GetParam());
-  REQUIRE_SHARED(dir + "/golden.json");
-  const json golden = json::parse(read_text_file(dir + "/golden.json"));
+  REQUIRE_SHARED(testing::golden_json_path(dir));
+  const json golden = testing::read_golden(dir);
   auto model = load_model(dir);
   model->set_kv_type(DType::F32);
   ThreadPool pool(2);
@@ -46,7 +49,7 @@ TEST_P(ScorerOnReference, PicksTheLetterTheGoldenLogitsImply) {
   const auto ids = scorer.choice_ids();
   for (const auto& p : golden["prompts"]) {
     const auto prompt = p["ids"].get<std::vector<int32_t>>();
-    const auto logits = testing::read_f32_file(dir + "/" + p["last_logits_file"].get<std::string>());
+    const auto logits = testing::golden_last_logits(dir, p);
     ASSERT_EQ(logits.size(), static_cast<size_t>(model->config().vocab_size));
     const char expected = eval::choose_letter(logits.data(), ids);
     const eval::Choice c = scorer.score(prompt);
@@ -108,13 +111,8 @@ TEST(EvalReport, PromptRoundTripsAndOlderFilesWithoutItLoad) {
 
   json wrong = j;
   wrong["items"][0]["prompt"] = 7;
-  try {
-    eval::report_from_json(wrong, "x.json");
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("x.json: items[0]: field 'prompt' has the wrong type"), std::string::npos)
-        << e.what();
-  }
+  EXPECT_THAT([&] { eval::report_from_json(wrong, "x.json"); },
+              throws_error("x.json: items[0]: field 'prompt' has the wrong type"));
 
   r.items[0].prompt = "caf\xE9 \xFF";  // Latin-1 bytes from a benchmark file in another encoding
   EXPECT_EQ(json::parse(eval::report_json_text(r))["items"][0]["prompt"], "caf\uFFFD \uFFFD");
@@ -147,12 +145,8 @@ TEST(EvalReport, AveragesAsEachBenchmarkDefinesThem) {
   EXPECT_EQ(eval::to_json(back), eval::to_json(r));
   json broken = eval::to_json(r);
   broken["items"][0].erase("prediction");
-  try {
-    eval::report_from_json(broken, "x.json");
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("x.json: items[0]: missing field 'prediction'"), std::string::npos) << e.what();
-  }
+  EXPECT_THAT([&] { eval::report_from_json(broken, "x.json"); },
+              throws_error("x.json: items[0]: missing field 'prediction'"));
 }
 
 // Every task through the CLI on the real data samples with the tiny 7B reference (random weights, so

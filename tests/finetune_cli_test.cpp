@@ -126,7 +126,7 @@ void kill_inside_checkpoint_write_and_resume(const std::string& extra, const std
   ASSERT_EQ(baichuan_cli(train_args(data, dir / "full", common)).exit_code, 0);
   // Start a run that pauses inside the write of checkpoint 4, then SIGKILL it there.
   const std::string err = dir / "err.txt";
-  const std::string cmd = "BAICHUAN_CHECKPOINT_FAULT=pause:4 " + std::string(BAICHUAN_CLI_PATH) + " " +
+  const std::string cmd = "BAICHUAN_CHECKPOINT_FAULT=pause:4 " + testing::cli_program() + " " +
                           train_args(data, dir / "killed", common) + " >/dev/null 2>" + err + " & echo $!";
   FILE* p = popen(cmd.c_str(), "r");
   ASSERT_NE(p, nullptr);
@@ -171,7 +171,7 @@ TEST_F(FinetuneCli, LoraKillInsideACheckpointWriteLeavesThePreviousOneResumable)
 TEST_F(FinetuneCli, FullDiskWhileCheckpointingLosesNothing) {
   ScratchDir dir;
   const std::string data = belle8(dir);
-  const int status = std::system(("BAICHUAN_CHECKPOINT_FAULT=fail:4 " + std::string(BAICHUAN_CLI_PATH) + " " +
+  const int status = std::system(("BAICHUAN_CHECKPOINT_FAULT=fail:4 " + testing::cli_program() + " " +
                                   train_args(data, dir / "out2", "--batch 2 --save-every 2 --max-steps 4 -t 1") +
                                   " >/dev/null 2>" + dir / "err2.txt")
                                      .c_str());

@@ -11,11 +11,14 @@
 #include "convert/gguf_convert.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "error_matchers.h"
 #include "generate/generator.h"
+#include "golden.h"
+#include "greedy.h"
 #include "model/gguf_checkpoint.h"
 #include "model/model.h"
-#include "greedy.h"
 #include "shared_data.h"
+#include "test_files.h"
 
 namespace baichuan {
 namespace gguf_checkpoint_test {  // named, not anonymous: the tests compile as a unity build
@@ -23,11 +26,11 @@ namespace gguf_checkpoint_test {  // named, not anonymous: the tests compile as 
 namespace fs = std::filesystem;
 using testing::shared_path;
 
-std::string temp(const std::string& name) { return (fs::path(::testing::TempDir()) / ("ggufck_" + name)).string(); }
+std::string temp(const std::string& name) { return testing::temp_path("ggufck", name); }
 
 class GgufCheckpoint : public ::testing::Test {
  protected:
-  void SetUp() override { REQUIRE_SHARED(shared_path("reference/b2-13b-tiny/golden.json")); }
+  void SetUp() override { REQUIRE_SHARED(testing::golden_json_path(shared_path("reference/b2-13b-tiny"))); }
 
   std::string convert(const std::string& folder, DType type, bool normalize_head, const std::string& name) {
     ConvertOptions o;
@@ -83,7 +86,7 @@ TEST_F(GgufCheckpoint, NormalizedHeadHasUnitRowsAndTheSameLogits) {
   // 13 s under AddressSanitizer; the normalised head is written there by the merge-lora and convert tests.
   GTEST_SKIP() << "skipped in the sanitizer build: runs in the Release build";
 #endif
-  auto golden = nlohmann::json::parse(read_text_file(shared_path("reference/b2-7b-tiny/golden.json")));
+  auto golden = testing::read_golden(shared_path("reference/b2-7b-tiny"));
   Model raw(open_checkpoint(convert("b2-7b-tiny", DType::F32, false, "raw.gguf")));
   Model unit(open_checkpoint(convert("b2-7b-tiny", DType::F32, true, "unit.gguf")));
   const Tensor& head = unit.checkpoint().tensor("output.weight");
@@ -112,7 +115,7 @@ TEST_F(GgufCheckpoint, DefaultConvertStoresANormalisedHeadAndSaysSo) {
 #endif
   ConvertOptions defaults;
   EXPECT_TRUE(defaults.normalize_head);
-  auto golden = nlohmann::json::parse(read_text_file(shared_path("reference/b2-7b-tiny/golden.json")));
+  auto golden = testing::read_golden(shared_path("reference/b2-7b-tiny"));
   ThreadPool pool(2);
   for (DType type : {DType::F16, DType::BF16}) {
     const std::string tag = std::string(dtype_name(type));
@@ -140,13 +143,8 @@ TEST_F(GgufCheckpoint, DefaultConvertStoresANormalisedHeadAndSaysSo) {
       KvCache cache = model.new_cache(static_cast<int64_t>(ids.size()));
       ModelContext context;
       auto logits = model.forward_last(context, cache, ids, pool);
-      auto expected = testing::read_f32_file(shared_path("reference/b2-7b-tiny/" + p["last_logits_file"].get<std::string>()));
-      float max_err = 0, max_ref = 0;
-      for (size_t i = 0; i < logits.size(); ++i) {
-        max_err = std::max(max_err, std::abs(logits[i] - expected[i]));
-        max_ref = std::max(max_ref, std::abs(expected[i]));
-      }
-      EXPECT_LE(max_err / max_ref, 5e-4f) << tag;
+      const auto expected = testing::golden_last_logits(shared_path("reference/b2-7b-tiny"), p);
+      EXPECT_LE(testing::max_relative_error(logits, expected), 5e-4) << tag;
       auto greedy = p["greedy"].get<std::vector<int32_t>>();
       EXPECT_EQ(testing::greedy_tokens(model, pool, ids, greedy.size()), greedy) << tag;
     }
@@ -187,7 +185,7 @@ TEST_F(GgufCheckpoint, FileWithoutOurExtraKeysRebuildsTheTokenizerAndMatchesGold
     gguf::write_file(plain, meta, tensors);
 
     Model model(open_checkpoint(plain));
-    auto golden = nlohmann::json::parse(read_text_file(shared_path(std::string("reference/") + folder + "/golden.json")));
+    auto golden = testing::read_golden(shared_path(std::string("reference/") + folder));
     ThreadPool pool(2);
     for (const auto& p : golden["prompts"]) {
       auto ids = model.tokenizer().encode(p["text"].get<std::string>());
@@ -208,12 +206,7 @@ std::string load_error_after(const std::string& source, const std::string& name,
   edit(tensors);
   std::string path = temp(name);
   gguf::write_file(path, f.metadata, tensors);
-  try {
-    Model model(open_checkpoint(path));
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
+  return baichuan::testing::error_message_of([&] { Model model(open_checkpoint(path)); });
 }
 
 TEST_F(GgufCheckpoint, MissingTensorsAndUncomputableTypesAreNamed) {
@@ -246,12 +239,7 @@ TEST_F(GgufCheckpoint, CraftedMetadataIsRefusedNamingTheKey) {
       tensors.push_back({t.name, t.dtype, t.shape, [&t](std::byte* out, size_t n) { std::memcpy(out, t.data, n); }});
     std::string path = temp("meta_edit.gguf");
     gguf::write_file(path, f.metadata, tensors);
-    try {
-      Model model(open_checkpoint(path));
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string();
+    return baichuan::testing::error_message_of([&] { Model model(open_checkpoint(path)); });
   };
   std::string layers = error_with("baichuan.block_count", gguf::Value::u32(2147483647));
   EXPECT_NE(layers.find("baichuan.block_count is 2147483647, more than the supported"), std::string::npos) << layers;

@@ -15,10 +15,12 @@
 #include "core/mapped_file.h"
 #include "generate/generator.h"
 #include "generate/sampling.h"
+#include "golden.h"
+#include "greedy.h"
 #include "model/gguf_checkpoint.h"
 #include "model/model.h"
-#include "greedy.h"
 #include "shared_data.h"
+#include "test_files.h"
 #include "tokenizer/chat_template.h"
 
 namespace baichuan {
@@ -44,11 +46,11 @@ class Golden : public ::testing::TestWithParam<Case> {
   void SetUp() override {
     const Case& c = GetParam();
     dir_ = shared_path("reference/" + c.folder);
-    REQUIRE_SHARED(dir_ + "/golden.json");
-    golden_ = json::parse(read_text_file(dir_ + "/golden.json"));
+    REQUIRE_SHARED(testing::golden_json_path(dir_));
+    golden_ = testing::read_golden(dir_);
     std::string path = shared_path("reference/" + c.model);
     if (!c.gguf_type.empty()) {
-      auto out = std::filesystem::path(::testing::TempDir()) / (c.name + ".gguf");
+      auto out = std::filesystem::path(testing::temp_path("golden", c.name + ".gguf"));
       ConvertOptions options;
       options.type = c.gguf_type == "f32" ? DType::F32 : c.gguf_type == "f16" ? DType::F16 : DType::BF16;
       options.normalize_head = !c.raw_head;
@@ -83,14 +85,9 @@ TEST_P(Golden, PromptIdsLogitsAndGreedyTokens) {
 
     KvCache cache = model_->new_cache(static_cast<int64_t>(ids.size()));
     auto logits = model_->forward_last(context_, cache, ids, pool_);
-    auto expected = testing::read_f32_file(dir_ + "/" + p["last_logits_file"].get<std::string>());
+    auto expected = testing::golden_last_logits(dir_, p);
     ASSERT_EQ(logits.size(), expected.size());
-    float max_err = 0, max_ref = 0;
-    for (size_t i = 0; i < logits.size(); ++i) {
-      max_err = std::max(max_err, std::abs(logits[i] - expected[i]));
-      max_ref = std::max(max_ref, std::abs(expected[i]));
-    }
-    EXPECT_LE(max_err / max_ref, 1e-5f);
+    EXPECT_LE(testing::max_relative_error(logits, expected), 1e-5);
 
     auto golden_greedy = p["greedy"].get<std::vector<int32_t>>();
     EXPECT_EQ(greedy(ids, static_cast<int64_t>(golden_greedy.size())), golden_greedy);
@@ -101,23 +98,17 @@ TEST_P(Golden, PromptIdsLogitsAndGreedyTokens) {
 // move by about 1e-4 of their range, greedy tokens stay the official ones on these checkpoints.
 TEST_P(Golden, DefaultF16CacheStaysClose) {
   model_->set_kv_type(DType::F16);
-  float worst = 0;
+  double worst = 0;
   for (const auto& p : golden_["prompts"]) {
     auto ids = p["ids"].get<std::vector<int32_t>>();
     KvCache cache = model_->new_cache(static_cast<int64_t>(ids.size()));
     auto logits = model_->forward_last(context_, cache, ids, pool_);
-    auto expected = testing::read_f32_file(dir_ + "/" + p["last_logits_file"].get<std::string>());
-    float max_err = 0, max_ref = 0;
-    for (size_t i = 0; i < logits.size(); ++i) {
-      max_err = std::max(max_err, std::abs(logits[i] - expected[i]));
-      max_ref = std::max(max_ref, std::abs(expected[i]));
-    }
-    worst = std::max(worst, max_err / max_ref);
+    worst = std::max(worst, testing::max_relative_error(logits, testing::golden_last_logits(dir_, p)));
     auto golden_greedy = p["greedy"].get<std::vector<int32_t>>();
     EXPECT_EQ(greedy(ids, static_cast<int64_t>(golden_greedy.size())), golden_greedy);
   }
   std::cout << "F16 KV cache: worst relative logit error " << worst << "\n";
-  EXPECT_LE(worst, 1e-3f);
+  EXPECT_LE(worst, 1e-3);
   model_->set_kv_type(DType::F32);
 }
 

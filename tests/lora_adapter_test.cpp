@@ -24,6 +24,7 @@
 #include "model/model.h"
 #include "model/model_context.h"
 #include "shared_data.h"
+#include "test_files.h"
 
 namespace baichuan {
 namespace lora_adapter_test {  // named, not anonymous: the tests compile as a unity build
@@ -34,7 +35,7 @@ using testing::shared_path;
 std::string tiny(const std::string& name) { return shared_path("reference/" + name); }
 
 std::string temp(const std::string& name) {
-  return (fs::path(::testing::TempDir()) / ("lora_adapter_test_" + std::to_string(getpid()) + "_" + name)).string();
+  return testing::temp_path("lora_adapter_test", name);
 }
 
 std::vector<float> random_values(size_t n, uint64_t& state, double amplitude) {

@@ -23,7 +23,7 @@ using testing::shared_path;
 std::string tiny(const std::string& name) { return shared_path("reference/" + name); }
 
 std::string temp(const std::string& name) {
-  return (fs::path(::testing::TempDir()) / ("merge_lora_cli_test_" + std::to_string(getpid()) + "_" + name)).string();
+  return testing::temp_path("merge_lora_cli_test", name);
 }
 
 // Random A and B on every target of every layer (B not zero, so the adapter changes the logits).

@@ -14,6 +14,7 @@
 #include "cli_runner.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "error_matchers.h"
 #include "preprocess_fixtures.h"
 #include "train/dataset_reader.h"
 #include "train/mindrecord_reader.h"
@@ -417,12 +418,7 @@ TEST(MindRecordFile, PreprocessOfTheGoldenSampleReadsBackBySpec) {
 
 // The message of the Error that reading `path` throws ("" if it reads).
 std::string read_error(const std::string& path) {
-  try {
-    train::read_mindrecord_dataset(path);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
+  return baichuan::testing::error_message_of([&] { train::read_mindrecord_dataset(path); }, "");
 }
 
 void run_sql(const std::string& db_path, const char* sql) {

@@ -10,10 +10,12 @@
 #include <unistd.h>
 
 #include "core/error.h"
-#include "shared_data.h"
 #include "core/mapped_file.h"
+#include "error_matchers.h"
 #include "formats/mindspore_ckpt.h"
 #include "formats/safetensors.h"
+#include "shared_data.h"
+#include "test_files.h"
 
 using namespace baichuan;
 using baichuan::formats::read_mindspore_ckpt;
@@ -67,10 +69,9 @@ std::string bytes_0_to(size_t n) {
   return s;
 }
 
-// Named per process and test, so tests run in parallel by ctest never share a file.
+// Named after the test, in the process's own folder (test_files.h).
 std::string write_temp(const std::string& name, const std::string& bytes) {
-  std::string path = ::testing::TempDir() + std::to_string(::getpid()) + "_" +
-                     ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" + name;
+  std::string path = baichuan::testing::temp_path(::testing::UnitTest::GetInstance()->current_test_info()->name(), name);
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   return path;
@@ -89,11 +90,8 @@ std::string contents(const Tensor& t) { return std::string(reinterpret_cast<cons
 // The Error message of parsing `bytes`, or "" if it parsed.
 std::string parse_error(const std::string& bytes) {
   std::string path = write_temp("ms_bad.ckpt", bytes);
-  std::string msg;
-  try {
-    read_mindspore_ckpt(path);
-  } catch (const Error& e) {
-    msg = e.what();
+  const std::string msg = baichuan::testing::error_message_of([&] { read_mindspore_ckpt(path); }, "");
+  if (!msg.empty()) {
     EXPECT_EQ(msg.rfind(path, 0), 0u) << "message does not start with the path: " << msg;
   }
   std::remove(path.c_str());
@@ -310,7 +308,7 @@ TEST(MindSporeCkpt, MissingRequiredFields) {
   EXPECT_ERROR_WITH(value("w", field_varint(1, 1) + field_bytes(2, "Float32")), "parameter 'w'", "no tensor_content");
   EXPECT_ERROR_WITH("", "no parameters");
   EXPECT_ERROR_WITH(field_varint(2, 5), "no parameters");
-  EXPECT_THROW(read_mindspore_ckpt(::testing::TempDir() + "does_not_exist.ckpt"), Error);
+  EXPECT_THROW(read_mindspore_ckpt(baichuan::testing::temp_path("mindspore_ckpt", "does_not_exist.ckpt")), Error);
 }
 
 TEST(MindSporeCkpt, WrongWireTypesAreErrors) {

@@ -12,10 +12,12 @@
 
 #include "convert/gguf_convert.h"
 #include "core/mapped_file.h"
+#include "golden.h"
 #include "kernels/cpu.h"
 #include "model/gguf_checkpoint.h"
 #include "model/model.h"
 #include "shared_data.h"
+#include "test_files.h"
 
 namespace baichuan {
 namespace model_context_test {  // named, not anonymous: the tests compile as a unity build
@@ -59,11 +61,11 @@ class SharedModel : public ::testing::TestWithParam<Case> {};
 TEST_P(SharedModel, TwoThreadsGiveTheLogitsOfSequentialRuns) {
   const Case& c = GetParam();
   const std::string folder = shared_path("reference/" + c.folder);
-  REQUIRE_SHARED(folder + "/golden.json");
-  const auto golden = nlohmann::json::parse(read_text_file(folder + "/golden.json"));
+  REQUIRE_SHARED(testing::golden_json_path(folder));
+  const auto golden = testing::read_golden(folder);
   std::string path = folder;
   if (!c.type.empty()) {
-    path = (std::filesystem::path(::testing::TempDir()) / ("model_context_" + c.name + ".gguf")).string();
+    path = testing::temp_path("model_context", c.name + ".gguf");
     ConvertOptions options;
     options.type = c.type == "q4_0" ? DType::Q4_0 : DType::Q8_0;
     write_gguf_checkpoint(open_checkpoint(folder), path, options);
@@ -120,9 +122,9 @@ INSTANTIATE_TEST_SUITE_P(Checkpoints, SharedModel,
 // on another model, it gives the logits of a fresh context.
 TEST(ModelContext, ReusedAcrossModelsAndBatchSizesGivesFreshResults) {
   const std::string folder7 = shared_path("reference/b2-7b-tiny"), folder13 = shared_path("reference/b2-13b-tiny");
-  REQUIRE_SHARED(folder7 + "/golden.json");
-  REQUIRE_SHARED(folder13 + "/golden.json");
-  const auto ids = nlohmann::json::parse(read_text_file(folder7 + "/golden.json"))["prompts"][0]["ids"].get<std::vector<int32_t>>();
+  REQUIRE_SHARED(testing::golden_json_path(folder7));
+  REQUIRE_SHARED(testing::golden_json_path(folder13));
+  const auto ids = testing::read_golden(folder7)["prompts"][0]["ids"].get<std::vector<int32_t>>();
   ThreadPool pool(2);
   const auto m7 = load_model(folder7, {}, &pool), m13 = load_model(folder13, {}, &pool);
   ModelContext fresh, reused;

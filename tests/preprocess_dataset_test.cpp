@@ -2,6 +2,7 @@
 // token file's checks; the JSON list reader's errors; AtomicFile's skip_to / write_at that the
 // writers rely on.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -10,6 +11,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "error_matchers.h"
 #include "preprocess_fixtures.h"
 #include "train/dataset_file.h"
 #include "train/dataset_json.h"
@@ -140,12 +142,7 @@ TEST(TokenDataset, DamagedTokenFilesAreRefused) {
   const std::string good = read_text_file(dir / "t.tokens");
   auto error_of = [&](const std::string& bytes) -> std::string {
     write_text(dir / "x.tokens", bytes);
-    try {
-      TokenDataset::open(dir / "x.tokens");
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "";
+    return baichuan::testing::error_message_of([&] { TokenDataset::open(dir / "x.tokens"); }, "");
   };
   EXPECT_EQ(error_of(good), "");
   EXPECT_NE(error_of(good.substr(0, good.size() - 4)).find("truncated or damaged"), std::string::npos);
@@ -171,12 +168,7 @@ TEST(TokenDataset, JsonListErrorsNameRecordAndField) {
   ScratchDir dir;
   auto error_of = [&](const std::string& text) -> std::string {
     write_text(dir / "x.json", text);
-    try {
-      TokenDataset::open(dir / "x.json");
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "";
+    return baichuan::testing::error_message_of([&] { TokenDataset::open(dir / "x.json"); }, "");
   };
   EXPECT_EQ(error_of(R"([{"id": "a", "input_ids": [1, 2], "labels": [-100, 2], "more": {"input_ids": "x"}}])"), "");
   EXPECT_NE(error_of(R"([{"input_ids": [1, 2], "labels": [-100, 2]}, {"input_ids": [1], "labels": [2]}])")

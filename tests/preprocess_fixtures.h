@@ -2,7 +2,6 @@
 // where the real tokenizer and BELLE samples are.
 #pragma once
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -10,6 +9,7 @@
 #include <string>
 
 #include "shared_data.h"
+#include "test_files.h"
 
 namespace baichuan::testing {
 
@@ -19,9 +19,7 @@ class ScratchDir {
   ScratchDir() {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     static int counter = 0;
-    path_ = std::filesystem::path(::testing::TempDir()) /
-            ("pp-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + "-" + info->test_suite_name() + "." +
-             info->name());
+    path_ = test_files_dir() / ("pp-" + std::to_string(counter++) + "-" + info->test_suite_name() + "." + info->name());
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }

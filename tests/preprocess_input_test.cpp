@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "error_matchers.h"
 #include "preprocess_fixtures.h"
 #include "tokenizer/tokenizer.h"
 #include "train/belle_records.h"
@@ -46,12 +47,7 @@ ReadResult read_all(const std::string& path, InputLayout layout = InputLayout::A
 
 // The message of the Error reading `path` throws ("" if none).
 std::string read_error(const std::string& path, InputLayout layout = InputLayout::Auto) {
-  try {
-    read_all(path, layout);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
+  return baichuan::testing::error_message_of([&] { read_all(path, layout); }, "");
 }
 
 std::vector<std::pair<std::string, std::string>> turns(const Conversation& c) {

@@ -11,10 +11,12 @@
 #include "convert/gguf_convert.h"
 #include "core/mapped_file.h"
 #include "generate/generator.h"
+#include "golden.h"
+#include "greedy.h"
 #include "model/gguf_checkpoint.h"
 #include "model/model.h"
-#include "greedy.h"
 #include "shared_data.h"
+#include "test_files.h"
 
 namespace baichuan {
 namespace quantized_model_test {  // named, not anonymous: the tests compile as a unity build
@@ -58,9 +60,9 @@ class QuantizedModel : public ::testing::TestWithParam<std::pair<DType, double>>
 TEST_P(QuantizedModel, StaysCloseToFloat32) {
   auto [type, max_kl] = GetParam();
   std::string folder = shared_path("reference/b2-7b-tiny");
-  REQUIRE_SHARED(folder + "/golden.json");
-  auto golden = nlohmann::json::parse(read_text_file(folder + "/golden.json"));
-  std::string path = (std::filesystem::path(::testing::TempDir()) / ("quant_" + std::string(dtype_name(type)) + ".gguf")).string();
+  REQUIRE_SHARED(testing::golden_json_path(folder));
+  auto golden = testing::read_golden(folder);
+  std::string path = testing::temp_path("quant", std::string(dtype_name(type)) + ".gguf");
   ConvertOptions options;
   options.type = type;
   write_gguf_checkpoint(open_checkpoint(folder), path, options);
@@ -103,11 +105,11 @@ TEST(QuantizedModelThreads, OneAndTwoThreadsGiveIdenticalLogits) {
   GTEST_SKIP() << "skipped in the sanitizer build: runs in the Release build";
 #endif
   std::string folder = shared_path("reference/b2-7b-tiny");
-  REQUIRE_SHARED(folder + "/golden.json");
-  auto golden = nlohmann::json::parse(read_text_file(folder + "/golden.json"));
+  REQUIRE_SHARED(testing::golden_json_path(folder));
+  auto golden = testing::read_golden(folder);
   auto ids = golden["prompts"][0]["ids"].get<std::vector<int32_t>>();
   for (DType type : {DType::Q4_0, DType::Q8_0, DType::Q5_1, DType::F16}) {
-    std::string path = (std::filesystem::path(::testing::TempDir()) / ("threads_" + std::string(dtype_name(type)) + ".gguf")).string();
+    std::string path = testing::temp_path("threads", std::string(dtype_name(type)) + ".gguf");
     ConvertOptions options;
     options.type = type;
     write_gguf_checkpoint(open_checkpoint(folder), path, options);

@@ -1,6 +1,7 @@
 // The continuous-batching scheduler against one-sequence generation on the reference checkpoint:
 // requests decoded together give the tokens each gives alone; slots are reused, prefixes too.
 #include "server/scheduler.h"
+#include "golden.h"
 
 #include <gtest/gtest.h>
 
@@ -25,10 +26,10 @@ class SchedulerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const std::string dir = testing::shared_path("reference/b2-7b-tiny");
-    REQUIRE_SHARED(dir + "/golden.json");
+    REQUIRE_SHARED(testing::golden_json_path(dir));
     model_ = load_model(dir);
     model_->set_kv_type(DType::F32);  // exact, so batched and alone must agree to the token
-    auto golden = nlohmann::json::parse(read_text_file(dir + "/golden.json"));
+    auto golden = testing::read_golden(dir);
     for (const auto& p : golden["prompts"]) prompts_.push_back(p["ids"].get<std::vector<int32_t>>());
   }
 

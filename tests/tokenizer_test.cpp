@@ -15,11 +15,14 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
-#include "tokenizer/sentencepiece_model_proto.h"
+#include "error_matchers.h"
+#include "golden.h"
 #include "shared_data.h"
+#include "tokenizer/sentencepiece_model_proto.h"
 #include "tokenizer/tokenizer.h"
 
 using namespace baichuan;
+using baichuan::testing::throws_error;
 namespace fs = std::filesystem;
 
 namespace tokenizer_test {  // named, not anonymous: the tests compile as a unity build
@@ -60,10 +63,10 @@ std::vector<int32_t> concat(std::initializer_list<std::vector<int32_t>> parts) {
 TEST(TokenizerGolden, PromptIdsMatchOfficialTokenizer) {
   for (const char* folder : {"b2-7b-tiny", "b2-13b-tiny"}) {
     std::string dir = baichuan::testing::shared_path(std::string("reference/") + folder);
-    REQUIRE_SHARED(dir + "/golden.json");
+    REQUIRE_SHARED(baichuan::testing::golden_json_path(dir));
     REQUIRE_SHARED(kModelPath);
     Tokenizer tok = Tokenizer::from_file(dir + "/tokenizer.model");
-    auto golden = nlohmann::json::parse(read_text_file(dir + "/golden.json"));
+    auto golden = baichuan::testing::read_golden(dir);
     ASSERT_FALSE(golden["prompts"].empty());
     for (const auto& p : golden["prompts"]) {
       std::string text = p["text"];
@@ -130,12 +133,7 @@ TEST(TokenizerModelProto, SerializeParseRoundTripAndErrors) {
   EXPECT_EQ(back.trainer.pad_id, -1);
   EXPECT_EQ(back.normalizer.name, "identity");
   EXPECT_FALSE(back.normalizer.add_dummy_prefix);
-  try {
-    parse_model_proto(bytes.substr(0, bytes.size() - 3), "cut.model");
-    FAIL() << "expected an Error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("cut.model"), std::string::npos) << e.what();
-  }
+  EXPECT_THAT([&] { parse_model_proto(bytes.substr(0, bytes.size() - 3), "cut.model"); }, throws_error("cut.model"));
   EXPECT_THROW(Tokenizer::from_model_bytes("not a model proto", "junk.model"), Error);
 }
 
@@ -295,13 +293,8 @@ TEST(TokenizerFromVocab, RejectsBadVocabularies) {
   EXPECT_THROW(Tokenizer::from_vocab(pieces, scores, {2, 9}, "v"), Error);
   EXPECT_THROW(Tokenizer::from_vocab(pieces, scores, {1, 1}, "v"), Error);  // no unknown piece
   EXPECT_THROW(Tokenizer::from_vocab({}, {}, {}, "v"), Error);
-  try {
-    Tokenizer::from_vocab(pieces, scores, {2, 9}, "model.gguf: tokenizer.ggml.token_type");
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("model.gguf: tokenizer.ggml.token_type"), std::string::npos);
-    EXPECT_NE(std::string(e.what()).find("type 9"), std::string::npos) << e.what();
-  }
+  EXPECT_THAT([&] { Tokenizer::from_vocab(pieces, scores, {2, 9}, "model.gguf: tokenizer.ggml.token_type"); },
+              throws_error("model.gguf: tokenizer.ggml.token_type", "type 9"));
   Tokenizer tiny = Tokenizer::from_vocab(pieces, scores, {2, 1}, "v");
   EXPECT_EQ(tiny.encode("aa"), std::vector<int32_t>({1, 1}));
   EXPECT_EQ(tiny.decode({1, 1}), "aa");
@@ -456,12 +449,9 @@ TEST(Tokenizer, RefusesAModelWithAnEmptyOrNulPiece) {
       model.pieces.push_back({piece, -1.0f, 1});
     model.pieces[0].type = 2;
     model.pieces[1].type = model.pieces[2].type = 3;
-    try {
-      Tokenizer::from_model_bytes(serialize_model_proto(model), "bad.model");
-      ADD_FAILURE() << "piece of " << bad.size() << " bytes accepted";
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("piece 4 of the SentencePiece model"), std::string::npos) << e.what();
-    }
+    EXPECT_THAT([&] { Tokenizer::from_model_bytes(serialize_model_proto(model), "bad.model"); },
+                throws_error("piece 4 of the SentencePiece model"))
+        << "piece of " << bad.size() << " bytes";
   }
 }
 

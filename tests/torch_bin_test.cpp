@@ -10,12 +10,13 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "shared_data.h"
 #include "core/half.h"
 #include "core/mapped_file.h"
+#include "error_matchers.h"
 #include "formats/torch_bin.h"
 #include "formats/torch_bin_memory.h"
 #include "formats/torch_pickle.h"
+#include "shared_data.h"
 
 using namespace baichuan;
 using baichuan::formats::read_torch_bin;
@@ -45,16 +46,7 @@ std::vector<Tensor> parse(const std::string& bytes, const std::string& path = "t
   return read_torch_bin_memory(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size(), nullptr, path);
 }
 
-// The Error message of running `f`, or "" if it did not throw.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using baichuan::testing::error_message_of;
 
 // ---- byte builders -------------------------------------------------------------------------------
 
@@ -316,7 +308,7 @@ TEST(TorchBin, CorruptEndOfCentralDirectoryOffsetsAreErrors) {
   for (const Patch& p : patches) {
     std::string bad = good;
     bad.replace(p.at, p.bytes.size(), p.bytes);
-    std::string message = error_of([&] { parse(bad, "bad.bin"); });
+    std::string message = error_message_of([&] { parse(bad, "bad.bin"); });
     EXPECT_EQ(message.rfind("bad.bin: ", 0), 0u) << message;
     EXPECT_NE(message.find(p.message), std::string::npos) << message;
   }
@@ -362,41 +354,50 @@ TEST(TorchBin, AcceptsParametersMetadataAndSizeOneStrides) {
 
 TEST(TorchBin, NonContiguousTensorIsAnError) {
   SynthTensor t{.name = "w", .stride = {1, 2}};
-  auto message = error_of([&] { parse(make_checkpoint(state_dict_pickle({t}), {{"0", floats(kSeven)}}), "x.bin"); });
+  auto message = error_message_of([&] {
+    parse(make_checkpoint(state_dict_pickle({t}), {{"0", floats(kSeven)}}), "x.bin");
+  });
   EXPECT_NE(message.find("x.bin: tensor 'w': size [2, 3] with stride [1, 2] is not contiguous"), std::string::npos)
       << message;
 }
 
 TEST(TorchBin, StorageTooSmallNamesBothSizes) {
   SynthTensor t{.name = "model.layers.0.mlp.up_proj.weight", .key = "12", .storage_numel = 6};
-  auto message = error_of(
-      [&] { parse(make_checkpoint(state_dict_pickle({t}), {{"12", floats({1, 2})}}), "x.bin"); });
+  auto message = error_message_of([&] {
+    parse(make_checkpoint(state_dict_pickle({t}), {{"12", floats({1, 2})}}), "x.bin");
+  });
   EXPECT_EQ(message, "x.bin: tensor 'model.layers.0.mlp.up_proj.weight': storage 'data/12' holds 8 bytes, "
                      "the tensor needs 24");
   // The tensor must also fit in the element count its persistent id declares.
   SynthTensor big{.name = "w", .storage_numel = 6, .offset = 1};
-  message = error_of([&] { parse(make_checkpoint(state_dict_pickle({big}), {{"0", floats(kSeven)}}), "x.bin"); });
+  message = error_message_of([&] {
+    parse(make_checkpoint(state_dict_pickle({big}), {{"0", floats(kSeven)}}), "x.bin");
+  });
   EXPECT_NE(message.find("has 6 elements, the tensor needs 7"), std::string::npos) << message;
 }
 
 TEST(TorchBin, MissingOrCompressedStorageIsAnError) {
   SynthTensor t{.name = "w"};
-  auto message = error_of([&] { parse(make_checkpoint(state_dict_pickle({t}), {{"1", floats(kSeven)}}), "x.bin"); });
+  auto message = error_message_of([&] {
+    parse(make_checkpoint(state_dict_pickle({t}), {{"1", floats(kSeven)}}), "x.bin");
+  });
   EXPECT_NE(message.find("storage 'data/0' is missing"), std::string::npos) << message;
 
   std::string zip = make_zip({{"archive/data.pkl", state_dict_pickle({t})}, {"archive/data/0", floats(kSeven), 8}});
-  message = error_of([&] { parse(zip, "x.bin"); });
+  message = error_message_of([&] { parse(zip, "x.bin"); });
   EXPECT_NE(message.find("'archive/data/0' is compressed (method 8)"), std::string::npos) << message;
 }
 
 TEST(TorchBin, NotACheckpointIsAnError) {
-  EXPECT_NE(error_of([&] { parse("", "x.bin"); }).find("x.bin: not a zip archive"), std::string::npos);
-  EXPECT_NE(error_of([&] { parse(make_zip({{"a.txt", "hi"}}), "x.bin"); }).find("no '<name>/data.pkl'"),
+  EXPECT_NE(error_message_of([&] { parse("", "x.bin"); }).find("x.bin: not a zip archive"), std::string::npos);
+  EXPECT_NE(error_message_of([&] {
+              parse(make_zip({{"a.txt", "hi"}}), "x.bin");
+            }).find("no '<name>/data.pkl'"),
             std::string::npos);
   std::string big_endian = make_zip({{"archive/data.pkl", state_dict_pickle({})}, {"archive/byteorder", "big"}});
-  EXPECT_NE(error_of([&] { parse(big_endian, "x.bin"); }).find("byteorder is 'big'"), std::string::npos);
+  EXPECT_NE(error_message_of([&] { parse(big_endian, "x.bin"); }).find("byteorder is 'big'"), std::string::npos);
   EXPECT_TRUE(parse(make_zip({{"archive/data.pkl", state_dict_pickle({})}, {"archive/byteorder", "little"}})).empty());
-  EXPECT_NE(error_of([&] { read_torch_bin("/nonexistent/x.bin"); }).find("/nonexistent/x.bin: cannot open"),
+  EXPECT_NE(error_message_of([&] { read_torch_bin("/nonexistent/x.bin"); }).find("/nonexistent/x.bin: cannot open"),
             std::string::npos);
 }
 
@@ -431,31 +432,31 @@ TEST(TorchPickle, ReadsPythonPicklerOutput) {
 
 TEST(TorchPickle, ForbiddenGlobalIsRefusedByName) {
   std::string evil = "\x80\x02" + global("os", "system") + unicode("echo pwned") + "\x85R.";
-  auto message = error_of([&] { read_torch_pickle(evil, "x.bin"); });
+  auto message = error_message_of([&] { read_torch_pickle(evil, "x.bin"); });
   EXPECT_NE(message.find("x.bin: data.pkl: opcode GLOBAL (0x63) at offset 2: global 'os.system' is not allowed"),
             std::string::npos)
       << message;
   // The same inside a full archive, and via protocol 4's STACK_GLOBAL.
-  message = error_of([&] { parse(make_checkpoint(evil, {}), "x.bin"); });
+  message = error_message_of([&] { parse(make_checkpoint(evil, {}), "x.bin"); });
   EXPECT_NE(message.find("'os.system' is not allowed"), std::string::npos) << message;
   std::string evil4 = "\x80\x04\x8c\x08" "builtins" "\x8c\x04" "eval" "\x93.";
-  message = error_of([&] { read_torch_pickle(evil4, "x.bin"); });
+  message = error_message_of([&] { read_torch_pickle(evil4, "x.bin"); });
   EXPECT_NE(message.find("'builtins.eval' is not allowed"), std::string::npos) << message;
   // An allowed global may still not be called: storage types are only valid inside persistent ids.
-  message = error_of([&] { read_torch_pickle("\x80\x02" + global("torch", "FloatStorage") + ")R.", "x.bin"); });
+  message = error_message_of([&] { read_torch_pickle("\x80\x02" + global("torch", "FloatStorage") + ")R.", "x.bin"); });
   EXPECT_NE(message.find("'torch.FloatStorage' cannot be called"), std::string::npos) << message;
 }
 
 TEST(TorchPickle, UnsupportedOpcodeIsNamedWithItsOffset) {
-  auto message = error_of([&] { read_torch_pickle("\x80\x02}(i", "x.bin"); });
+  auto message = error_message_of([&] { read_torch_pickle("\x80\x02}(i", "x.bin"); });
   EXPECT_EQ(message, "x.bin: data.pkl: opcode INST (0x69) at offset 4: not supported in a torch state dict");
-  message = error_of([&] { read_torch_pickle("\x80\x02\xfe", "x.bin"); });
+  message = error_message_of([&] { read_torch_pickle("\x80\x02\xfe", "x.bin"); });
   EXPECT_NE(message.find("opcode unknown (0xfe) at offset 2"), std::string::npos) << message;
 }
 
 TEST(TorchPickle, HostilePicklesAreBoundedErrors) {
   auto rejects = [](const std::string& pickle, const std::string& needle) {
-    auto message = error_of([&] { read_torch_pickle(pickle, "x.bin"); });
+    auto message = error_message_of([&] { read_torch_pickle(pickle, "x.bin"); });
     EXPECT_NE(message.find(needle), std::string::npos) << "got: " << message;
   };
   rejects("\x80\x02X\xff\xff\xff\xff" "abc", "truncated");  // a 4 GiB string in 3 bytes
@@ -485,7 +486,7 @@ TEST(TorchPickle, TrailingBytesAfterStopAreIgnored) {
 
 TEST(TorchPickle, DuplicateNamesAreAnError) {
   SynthTensor t{.name = "w"};
-  auto message = error_of([&] { read_torch_pickle(state_dict_pickle({t, t}), "x.bin"); });
+  auto message = error_message_of([&] { read_torch_pickle(state_dict_pickle({t, t}), "x.bin"); });
   EXPECT_NE(message.find("tensor 'w' appears twice"), std::string::npos) << message;
 }
 

@@ -12,6 +12,7 @@
 #include "cli_runner.h"
 #include "core/json_file.h"
 #include "formats/safetensors.h"
+#include "golden.h"
 #include "shared_data.h"
 #include "train/step_file.h"
 #include "train/trainer.h"
@@ -57,13 +58,11 @@ Agreement compare(const Golden& g, const std::function<const float*(const std::s
       continue;
     }
     const bool vocab = name.ends_with("embed_tokens.weight") || name.ends_with("lm_head.weight");
-    double max_err = 0, max_ref = 0;
-    for (int64_t i = 0; i < ref.numel(); ++i) {
-      const int64_t src = vocab ? kept[static_cast<size_t>(i / hidden)] * hidden + i % hidden : i;
-      max_err = std::max(max_err, std::abs(static_cast<double>(mine[src]) - f32(ref)[i]));
-      max_ref = std::max(max_ref, std::abs(static_cast<double>(f32(ref)[i])));
-    }
-    const double rel = max_err / max_ref;
+    const std::vector<float> want(f32(ref), f32(ref) + ref.numel());
+    std::vector<float> got(want.size());
+    for (int64_t i = 0; i < ref.numel(); ++i)
+      got[static_cast<size_t>(i)] = mine[vocab ? kept[static_cast<size_t>(i / hidden)] * hidden + i % hidden : i];
+    const double rel = testing::max_relative_error(got, want);
     const bool is_grad = name.starts_with("grad.");
     EXPECT_LT(rel, is_grad ? 1e-4 : 1e-5) << name;
     double& worst = is_grad ? a.worst_grad : a.worst_param;

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "error_matchers.h"
 #include "train/lora.h"
 #include "train/memory_plan.h"
 #include "train/trainer.h"
@@ -17,6 +18,8 @@
 
 namespace baichuan::train {
 namespace train_lora_test {  // named, not anonymous: the tests compile as a unity build
+
+using baichuan::testing::throws_error;
 
 // Records whose padding grows by one token per record.
 std::vector<Record> lora_records(int64_t count, int64_t len, int64_t vocab, uint64_t seed) {
@@ -309,12 +312,7 @@ TEST(TrainLora, BadSpecsNameTheKeyOrValue) {
       {"8", "'8' is not key=value"},
   };
   for (const auto& [spec, expected] : cases) {
-    try {
-      LoraSpec::parse(spec);
-      ADD_FAILURE() << spec << ": expected an error";
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << spec << ": " << e.what();
-    }
+    EXPECT_THAT([&] { LoraSpec::parse(spec); }, throws_error(expected)) << spec;
   }
 }
 

@@ -9,12 +9,14 @@
 #include <random>
 
 #include "core/error.h"
+#include "error_matchers.h"
 #include "train/trainer.h"
 #include "train_fixtures.h"
 
 namespace baichuan::train {
 namespace train_model_test {  // named, not anonymous: the tests compile as a unity build
 
+using baichuan::testing::throws_error;
 using train_fixtures::padded_records;
 using train_fixtures::small_shape;
 
@@ -198,13 +200,8 @@ TEST(TrainModel, NonFiniteValuesStopTheStepNamingTheTensor) {
   TrainContext<float> ctx;
   ThreadPool pool(1);
   const std::vector<std::vector<Record>> batch{padded_records(2, 6, s.vocab, 52)};
-  try {
-    train_step(model, optimizer, ctx, batch, AdamWConfig{}, pool);
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("step 1"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("model.layers.1.mlp.up_proj.weight[5]"), std::string::npos) << e.what();
-  }
+  EXPECT_THAT([&] { train_step(model, optimizer, ctx, batch, AdamWConfig{}, pool); },
+              throws_error("step 1", "model.layers.1.mlp.up_proj.weight[5]"));
   EXPECT_EQ(0, std::memcmp(before.data(), model.params().data(), before.size() * sizeof(float)));
 }
 
@@ -214,12 +211,7 @@ TEST(TrainModel, RejectsBatchesItCannotTrainOn) {
   TrainContext<float> ctx;
   ThreadPool pool(1);
   auto message = [&](std::vector<Record> batch) {
-    try {
-      loss_and_grads(model, ctx, batch, pool);
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
+    return baichuan::testing::error_message_of([&] { loss_and_grads(model, ctx, batch, pool); });
   };
   EXPECT_NE(message({{{5, 6, 7}, {-100, 6, 7}}, {{5, 6}, {-100, 6}}}).find("record 1 has 2 input_ids"), std::string::npos);
   EXPECT_NE(message({{{5, 6, 23}, {-100, 6, 7}}}).find("input_ids[2] = 23 is outside"), std::string::npos);

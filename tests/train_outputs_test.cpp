@@ -13,6 +13,7 @@
 #include "cli_runner.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "error_matchers.h"
 #include "model/checkpoint.h"
 #include "preprocess_fixtures.h"
 #include "train/hf_export.h"
@@ -23,6 +24,7 @@ namespace baichuan {
 namespace train_outputs_test {  // named, not anonymous: the tests compile as a unity build
 
 namespace fs = std::filesystem;
+using baichuan::testing::throws_error;
 using testing::baichuan_cli;
 using testing::CliRun;
 using testing::ScratchDir;
@@ -81,20 +83,10 @@ TEST(TrainOutputs, LossCurveDrawsEveryStepAndEveryEvaluation) {
 }
 
 TEST(TrainOutputs, LossCurveRefusesABadLog) {
-  try {
-    train::loss_curve_svg("step,lr\n1,2\n", "run/train_log.csv");
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("run/train_log.csv: the header has no 'loss' column"), std::string::npos)
-        << e.what();
-  }
-  try {
-    train::loss_curve_svg("step,loss,eval_loss\n1,abc,\n", "log.csv");
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("log.csv: line 2, column loss: 'abc' is not a number"), std::string::npos)
-        << e.what();
-  }
+  EXPECT_THAT([] { train::loss_curve_svg("step,lr\n1,2\n", "run/train_log.csv"); },
+              throws_error("run/train_log.csv: the header has no 'loss' column"));
+  EXPECT_THAT([] { train::loss_curve_svg("step,loss,eval_loss\n1,abc,\n", "log.csv"); },
+              throws_error("log.csv: line 2, column loss: 'abc' is not a number"));
 }
 
 TEST(TrainOutputs, ShardsFollowSavePretrainedAndLoadAsOneFile) {

@@ -8,6 +8,7 @@
 
 #include "cli_runner.h"
 #include "core/error.h"
+#include "error_matchers.h"
 #include "formats/safetensors.h"
 #include "train/step_file.h"
 
@@ -60,12 +61,7 @@ TEST(TrainStepFile, ReadsTheGoldenLayout) {
 TEST(TrainStepFile, NamesTheFieldThatIsWrong) {
   auto message = [](const std::string& text) {
     const std::string path = write_temp("bad.json", text);
-    std::string what = "no error";
-    try {
-      read_step_file(path);
-    } catch (const Error& e) {
-      what = e.what();
-    }
+    const std::string what = baichuan::testing::error_message_of([&] { read_step_file(path); });
     std::filesystem::remove(path);
     return what;
   };
