@@ -116,7 +116,9 @@ void matmul_forward(T* out, const T* in, const T* w, int64_t N, int64_t I, int64
 
 namespace {
 
-constexpr int64_t kGradRows = 4, kGradCols = 16;  // the register tile of grad_kernels_avx2.cpp
+// Threads split the products in multiples of the widest register tile (grad_kernels_avx512.cpp), so
+// no thread gets a padded edge tile that a wider split would have avoided.
+constexpr int64_t kGradRows = 8, kGradCols = 32;
 
 // y[r, c] += sum_k a[r, k] b[k, c], k in order (see grad_kernels.h; double: the plain loops).
 template <typename T>
