@@ -3,8 +3,10 @@
 # (bench/train_torch_reference.py), side by side: rounds of ours then torch, medians, the ratio, and
 # both first-step losses (the same computation: equal within 1e-4 relative).
 #
-#   bench/train_vs_torch.sh [-b BIN] [-t THREADS] [-r ROUNDS] [-s STEPS] [--batch B] [--rows dense|sft] [--hidden H] [--layers L] [-w WORKDIR] [--torch-blas DIR]
+#   bench/train_vs_torch.sh [-b BIN]... [-t THREADS] [-r ROUNDS] [-s STEPS] [--batch B] [--rows dense|sft] [--hidden H] [--layers L] [-w WORKDIR] [--torch-blas DIR]
 #
+# -b BIN may be given more than once (e.g. a build of main's code, then yours): each round runs every
+# binary, then torch, and the summary has a line per binary (labelled ours, ours2, ours3...).
 # Defaults: the issue's shape (hidden 512, 8 layers, 4 heads, intermediate 1376, the real 125,696
 # vocabulary, sequence 512), batch 1, 3 steps per run (the first is a warm-up and not timed), 2 rounds.
 # Rows: dense (default; BELLE tokens packed, every position supervised: the head's full work, the
@@ -17,10 +19,10 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-bin=$root/build/bin/baichuan threads=2 rounds=2 steps=3 batch=1 rows=dense hidden=512 layers=8 work=/tmp/baichuan-train-vs-torch torch_blas=
+bins=() threads=2 rounds=2 steps=3 batch=1 rows=dense hidden=512 layers=8 work=/tmp/baichuan-train-vs-torch torch_blas=
 while [ $# -gt 0 ]; do
   case $1 in
-    -b) bin=$2; shift 2 ;;
+    -b) bins+=("$2"); shift 2 ;;
     -t) threads=$2; shift 2 ;;
     -r) rounds=$2; shift 2 ;;
     -s) steps=$2; shift 2 ;;
@@ -30,9 +32,11 @@ while [ $# -gt 0 ]; do
     --layers) layers=$2; shift 2 ;;
     -w) work=$2; shift 2 ;;
     --torch-blas) torch_blas=$2; shift 2 ;;
-    *) echo "usage: $0 [-b BIN] [-t THREADS] [-r ROUNDS] [-s STEPS] [--batch B] [--rows dense|sft] [--hidden H] [--layers L] [-w WORKDIR] [--torch-blas DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 [-b BIN]... [-t THREADS] [-r ROUNDS] [-s STEPS] [--batch B] [--rows dense|sft] [--hidden H] [--layers L] [-w WORKDIR] [--torch-blas DIR]" >&2; exit 2 ;;
   esac
 done
+[ ${#bins[@]} -gt 0 ] || bins=("$root/build/bin/baichuan")
+bin=${bins[0]}
 [ "$steps" -ge 2 ] || { echo "error: -s must be at least 2 (the first step is a warm-up)" >&2; exit 2; }
 py=/usr/bin/python3
 $py -c 'import torch' 2>/dev/null || { echo "error: $py cannot import torch (apt-get install python3-torch)" >&2; exit 1; }
@@ -86,18 +90,21 @@ fi
 results=$work/results.txt
 : >"$results"
 for round in $(seq 1 "$rounds"); do
-  rm -rf "$work/run"
-  "$bin" finetune -m "$work/init" --data "$work/batch.json" -o "$work/run" --max-steps "$steps" --batch "$batch" \
-      --lr 1e-4 --schedule constant --clip 1.0 -t "$threads" >/dev/null 2>"$work/ours.log" ||
-    { cat "$work/ours.log" >&2; exit 1; }
-  $py - "$work/run/train_log.csv" "$round" >>"$results" <<'EOF'
+  for i in "${!bins[@]}"; do
+    label=ours; [ "$i" -eq 0 ] || label=ours$((i + 1))
+    rm -rf "$work/run"
+    "${bins[$i]}" finetune -m "$work/init" --data "$work/batch.json" -o "$work/run" --max-steps "$steps" --batch "$batch" \
+        --lr 1e-4 --schedule constant --clip 1.0 -t "$threads" >/dev/null 2>"$work/ours.log" ||
+      { cat "$work/ours.log" >&2; exit 1; }
+    $py - "$work/run/train_log.csv" "$round" "$label" >>"$results" <<'EOF'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 tokens = float(rows[-1]["tokens"]) - float(rows[0]["tokens"])
 seconds = float(rows[-1]["seconds"]) - float(rows[0]["seconds"])
-print(f"ours {sys.argv[2]} {tokens / seconds:.2f} {float(rows[0]['loss']):.9g} {' '.join(r['loss'] for r in rows)}")
+print(f"{sys.argv[3]} {sys.argv[2]} {tokens / seconds:.2f} {float(rows[0]['loss']):.9g} {' '.join(r['loss'] for r in rows)}")
 EOF
-  tail -n 1 "$results"
+    tail -n 1 "$results"
+  done
   LD_LIBRARY_PATH="$torch_blas${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" OPENBLAS_NUM_THREADS=$threads OMP_NUM_THREADS=$threads \
   "$py" "$here/train_torch_reference.py" -m "$work/init" --data "$work/batch.json" --batch "$batch" --steps "$steps" \
       --lr 1e-4 --clip 1.0 -t "$threads" >"$work/torch.json"
@@ -113,11 +120,14 @@ rm -rf "$work/run"
 $py - "$results" <<'EOF'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1])]
-med = {who: statistics.median(float(r[2]) for r in rows if r[0] == who) for who in ("ours", "torch")}
-first = {who: float(next(r[3] for r in rows if r[0] == who)) for who in ("ours", "torch")}
-rel = abs(first["ours"] - first["torch"]) / abs(first["torch"])
-print(f"first-step loss: ours {first['ours']:.9g}, torch {first['torch']:.9g}, relative difference {rel:.2e}"
-      f" ({'within' if rel <= 1e-4 else 'OUTSIDE'} 1e-4)")
-print(f"tokens/s (median of {sum(r[0] == 'ours' for r in rows)} runs, steps after the first): ours {med['ours']:.1f}, "
-      f"torch {med['torch']:.1f}, ratio {med['ours'] / med['torch']:.2f}x")
+labels = [who for who in dict.fromkeys(r[0] for r in rows) if who != "torch"]  # ours, ours2, ... as they ran
+med = {who: statistics.median(float(r[2]) for r in rows if r[0] == who) for who in labels + ["torch"]}
+first = {who: float(next(r[3] for r in rows if r[0] == who)) for who in labels + ["torch"]}
+for who in labels:
+    rel = abs(first[who] - first["torch"]) / abs(first["torch"])
+    print(f"first-step loss: {who} {first[who]:.9g}, torch {first['torch']:.9g}, relative difference {rel:.2e}"
+          f" ({'within' if rel <= 1e-4 else 'OUTSIDE'} 1e-4)")
+for who in labels:
+    print(f"tokens/s (median of {sum(r[0] == who for r in rows)} runs, steps after the first): {who} {med[who]:.1f}, "
+          f"torch {med['torch']:.1f}, ratio {med[who] / med['torch']:.2f}x")
 EOF
