@@ -11,8 +11,6 @@ namespace baichuan::train {
 
 namespace {
 
-constexpr uint64_t kHeadChunkRowsPlanned = 32;  // kHeadChunkRows of train_model.cpp
-
 std::string plan_size(uint64_t bytes) {
   std::ostringstream out;
   out.precision(1);
@@ -35,8 +33,8 @@ ContextBytes train_context_bytes(const TrainShape& s, int64_t batch_rows, int64_
                           5 * N * H + 3 * N * H + 3 * N * F;  // backward scratch
   ContextBytes bytes;
   bytes.activations = floats * sizeof(float) + N * (sizeof(int32_t) + 1) + head_rows * (16 + 2 * sizeof(double));
-  bytes.head = (2 * V * H + V + kHeadChunkRowsPlanned * V + 2 * kHeadChunkRowsPlanned * H) * sizeof(float) +
-               kHeadChunkRowsPlanned * sizeof(int32_t);
+  const auto chunk = static_cast<uint64_t>(kHeadChunkRows);
+  bytes.head = (2 * V * H + V + chunk * V + 2 * chunk * H) * sizeof(float) + chunk * sizeof(int32_t);
   return bytes;
 }
 

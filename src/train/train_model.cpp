@@ -17,7 +17,6 @@ namespace baichuan::train {
 namespace {
 
 constexpr int32_t kIgnoreIndex = -100;  // CrossEntropyLoss's ignore_index, the official label padding
-constexpr int64_t kHeadChunkRows = 32;  // rows of logits alive at once: 32 x 125,696 floats = 16 MB
 
 std::string layer_name(int64_t l, const char* part) { return cat("model.layers.", l, ".", part, ".weight"); }
 

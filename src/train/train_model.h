@@ -16,6 +16,10 @@
 
 namespace baichuan::train {
 
+// Rows of logits alive at once (128 x 125,696 floats = 64 MB), never a whole batch's: the head's
+// weight gradient is rewritten once per chunk, so fewer, larger chunks read it fewer times.
+inline constexpr int64_t kHeadChunkRows = 256;
+
 // The architecture, from config.json.
 struct TrainShape {
   PositionEncoding position = PositionEncoding::Rope;
