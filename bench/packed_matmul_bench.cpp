@@ -121,7 +121,9 @@ BENCHMARK_CAPTURE(BM_packed_matmul, q4_0_avx512, DType::Q4_0, kernels::Backend::
 BENCHMARK_CAPTURE(BM_packed_matmul, q8_0_avx2, DType::Q8_0, kernels::Backend::Avx2)->Apply(args);
 BENCHMARK_CAPTURE(BM_packed_matmul, q8_0_avx512, DType::Q8_0, kernels::Backend::Avx512)->Apply(args);
 BENCHMARK_CAPTURE(BM_packed_matmul, q4_K_avx2, DType::Q4_K, kernels::Backend::Avx2)->Apply(args);
+BENCHMARK_CAPTURE(BM_packed_matmul, q4_K_avx512, DType::Q4_K, kernels::Backend::Avx512)->Apply(args);
 BENCHMARK_CAPTURE(BM_packed_matmul, q6_K_avx2, DType::Q6_K, kernels::Backend::Avx2)->Apply(args);
+BENCHMARK_CAPTURE(BM_packed_matmul, q6_K_avx512, DType::Q6_K, kernels::Backend::Avx512)->Apply(args);
 BENCHMARK_CAPTURE(BM_file_matmul, q4_K, DType::Q4_K)->Apply(args);
 BENCHMARK_CAPTURE(BM_file_matmul, q6_K, DType::Q6_K)->Apply(args);
 BENCHMARK_CAPTURE(BM_read_bytes, q4_0, DType::Q4_0)->Apply(read_args);
