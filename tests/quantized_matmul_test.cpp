@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <utility>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -140,15 +141,20 @@ INSTANTIATE_TEST_SUITE_P(Types, QuantizedMatmulTest,
                            return std::string(dtype_name(std::get<0>(info.param))) + "_" + backend_name(std::get<1>(info.param));
                          });
 
-// The quants of every block replaced by random bytes (scales kept): Q8_0 codes over all of
-// -128..127, Q4_0 every nibble; and activations with some blocks at full scale (codes +-127).
+// The bytes of every block other than its f16 scales replaced by random bytes: Q8_0 codes over all
+// of -128..127, Q4_0 every nibble, Q4_K every 6-bit scale and min, Q6_K every code and int8 scale
+// (-128 too); and activations with some blocks at full scale (codes +-127).
 Quantized random_codes(DType type, int64_t rows, int64_t cols, uint32_t seed) {
   Quantized q = quantize_matrix(type, rows, cols, seed);
   std::mt19937 rng(seed);
   const size_t block = dtype_info(type).block_bytes;
+  // [first, last) of a block's bytes that are not f16 scales.
+  const auto [first, last] = type == DType::Q4_K   ? std::pair<size_t, size_t>{4, block}           // d, dmin first
+                             : type == DType::Q6_K ? std::pair<size_t, size_t>{0, block - 2}       // d last
+                                                   : std::pair<size_t, size_t>{2, block};          // d first
   for (int64_t r = 0; r < rows; ++r)
     for (size_t b = 0; b < q.matrix.row_bytes / block; ++b)
-      for (size_t i = 2; i < block; ++i) const_cast<std::byte*>(q.matrix.row(r))[b * block + i] = static_cast<std::byte>(rng());
+      for (size_t i = first; i < last; ++i) const_cast<std::byte*>(q.matrix.row(r))[b * block + i] = static_cast<std::byte>(rng());
   return q;
 }
 
@@ -158,7 +164,7 @@ std::vector<float> extreme_floats(size_t n, uint32_t seed) {
   return x;
 }
 
-// AVX-512 tiles (16 rows x up to 4 tokens, VNNI) give the same bits as the AVX2 tiles, which the
+// AVX-512 tiles (16 rows x up to 4 tokens, VNNI; Q4_0, Q8_0, Q4_K, Q6_K) give the same bits as the AVX2 tiles, which the
 // test above holds to the reference: exact integer block sums, the same float steps in the same
 // order. Shapes cover odd numbers of groups (a thread's last group runs on AVX2), one and several
 // token tiles, and 1..3 threads (with several threads, small matrices are cut into chunks of single
@@ -168,10 +174,12 @@ TEST(PackedMatmulAvx512, SameBitsAsAvx2ForEveryTileWidthAndThreadSplit) {
     GTEST_SKIP() << "this CPU lacks AVX-512 F/BW/VL/DQ/VNNI: the avx512 kernels are not run here";
   const Backend saved = active_backend();
   ThreadPool one(1), two(2), three(3);
-  for (DType type : {DType::Q4_0, DType::Q8_0})
+  for (DType type : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K})
     for (bool extreme : {false, true})
       for (auto [rows, cols, tokens] : {std::tuple{8, 32, 1}, {16, 64, 1}, {24, 96, 2}, {40, 256, 3}, {136, 128, 4},
-                                        {56, 512, 5}, {128, 1024, 8}, {264, 256, 9}, {72, 4096, 1}, {48, 64, 17}}) {
+                                        {56, 512, 5}, {128, 1024, 8}, {264, 256, 9}, {72, 4096, 1}, {48, 64, 17},
+                                        {24, 768, 6}, {32, 256, 17}}) {
+        if (cols % dtype_info(type).block_elems != 0) continue;  // K-quants: multiples of 256
         const auto seed = static_cast<uint32_t>(rows * 7 + cols + tokens);
         auto q = extreme ? random_codes(type, rows, cols, seed) : quantize_matrix(type, rows, cols, seed);
         auto x = extreme ? extreme_floats(static_cast<size_t>(tokens * cols), seed + 1)
@@ -194,8 +202,8 @@ TEST(PackedMatmulAvx512, SameBitsAsAvx2ForEveryTileWidthAndThreadSplit) {
   set_backend(saved);
 }
 
-// Against the reference with every Q8_0 code and full-scale activations (the test above shows the
-// same bits as AVX2; this one does not lean on the AVX2 path).
+// Against the reference with every Q8_0 code (every K-quant scale) and full-scale activations (the
+// test above shows the same bits as AVX2; this one does not lean on the AVX2 path).
 TEST(PackedMatmulAvx512, ExtremeCodesMatchReference) {
   if (!backend_supported(Backend::Avx512))
     GTEST_SKIP() << "this CPU lacks AVX-512 F/BW/VL/DQ/VNNI: the avx512 kernels are not run here";
@@ -204,7 +212,7 @@ TEST(PackedMatmulAvx512, ExtremeCodesMatchReference) {
   // One thread: the pool cuts work into up to 4 chunks per thread, so 5 groups over 2 threads are
   // single groups, which all run the AVX2 tile; one thread runs pairs (0, 1), (2, 3) on AVX-512.
   ThreadPool one(1);
-  for (DType type : {DType::Q4_0, DType::Q8_0}) {
+  for (DType type : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
     const int64_t rows = 40, cols = 512, tokens = 6;
     auto q = random_codes(type, rows, cols, 11);
     auto x = extreme_floats(static_cast<size_t>(tokens * cols), 12);

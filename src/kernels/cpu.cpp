@@ -142,7 +142,7 @@ std::string describe_cpu() {
   if (s.empty()) s = "no SIMD extensions used ";
   const Backend active = active_backend();
   std::string kernels = "-> " + backend_name(active) + " kernels";
-  if (active == Backend::Avx512) kernels += " (packed Q4_0/Q8_0 tiles, NF4 rows; avx2 elsewhere)";
+  if (active == Backend::Avx512) kernels += " (packed Q4_0/Q8_0/Q4_K/Q6_K tiles, NF4 rows; avx2 elsewhere)";
   if (active != best_backend()) kernels += " (forced; best is " + backend_name(best_backend()) + ")";
   return s + kernels;
 }

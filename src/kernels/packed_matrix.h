@@ -83,7 +83,7 @@ void packed_matmul(const WeightMatrix& w, const std::byte* activations, int64_t 
                    int64_t group_begin, int64_t group_end);
 }  // namespace avx2
 
-// Q4_0 / Q8_0 only (has_packed_matmul); other packed types run the AVX2 kernel under the Avx512 backend.
+// Q4_0, Q8_0, Q4_K and Q6_K (has_packed_matmul: every packed type); one token runs the AVX2 tile.
 namespace avx512 {
 bool has_packed_matmul(DType dtype);
 void packed_matmul(const WeightMatrix& w, const std::byte* activations, int64_t n_tokens, float* y, int64_t y_stride,
