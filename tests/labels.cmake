@@ -9,7 +9,7 @@
 # The Node.js tests carry `node`, the pytest run `python`, the fuzz smoke runs `fuzz` (CMakeLists.txt).
 # A new test that runs the CLI: add its suite to BAICHUAN_CLI_SUITES or its name to BAICHUAN_CLI_CASES.
 set(BAICHUAN_CLI_SUITES BenchCli Cli CliArguments CliChat DataParallelMpirun EvalCli FinetuneCli
-    MergeLoraCli OutputSafety PreprocessCli PreprocessGolden QuantizeCli)
+    MergeLoraCli MergeLoraHf OutputSafety PreprocessCli PreprocessGolden QuantizeCli)
 set(BAICHUAN_CLI_CASES
     BnbNf4.LoadLineNamesThePath
     BnbNf4.QuantizeAndConvertTakeTheFolder
