@@ -61,9 +61,9 @@ TEST(CheckpointShards, ManifestNamesTheIndexAndEveryShardOfASplitCheckpoint) {
   for (const auto& [key, value] : c.files.items())
     for (const auto& name : value.is_array() ? value : nlohmann::json::array({value}))
       EXPECT_TRUE(fs::exists(c.dir + "/" + name.get<std::string>())) << key << ": " << name;
+  const nlohmann::json index = read_json_file(c.dir + "/model.safetensors.index.json");
   std::set<std::string> indexed;
-  for (const auto& [tensor, shard] : read_json_file(c.dir + "/model.safetensors.index.json").at("weight_map").items())
-    indexed.insert(shard.get<std::string>());
+  for (const auto& [tensor, shard] : index.at("weight_map").items()) indexed.insert(shard.get<std::string>());
   const auto listed = c.files.at("model_shards").get<std::set<std::string>>();
   EXPECT_GT(listed.size(), 1u);
   EXPECT_EQ(listed, indexed);
