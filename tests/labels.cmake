@@ -10,7 +10,7 @@
 # A new test that runs the CLI: add its suite to BAICHUAN_CLI_SUITES or its name to BAICHUAN_CLI_CASES
 # (under CTest, one that is missing fails, saying so: cli_runner.h).
 set(BAICHUAN_CLI_SUITES BenchCli Cli CliArguments CliChat DataParallelMpirun EvalCli FinetuneCli
-    MergeLoraCli OutputSafety PreprocessCli PreprocessGolden QuantizeCli)
+    MergeLoraCli MergeLoraHf OutputSafety PreprocessCli PreprocessGolden QuantizeCli)
 set(BAICHUAN_CLI_CASES
     BnbNf4.LoadLineNamesThePath
     BnbNf4.QuantizeAndConvertTakeTheFolder

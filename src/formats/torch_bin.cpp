@@ -87,6 +87,14 @@ Tensor resolve(const ZipArchive& zip, const std::string& prefix, TorchTensorReco
 
 std::vector<Tensor> read_torch_bin_memory(const std::byte* data, size_t size, std::shared_ptr<const void> owner,
                                           const std::string& path) {
+  // torch.save before PyTorch 1.6 (or with _use_new_zipfile_serialization=False) writes bare pickles
+  // that open with the pickled magic number 0x1950a86a20f9469cfc6c: name that instead of "not a zip".
+  static constexpr unsigned char kLegacyMagic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c,
+                                                   0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+  if (size >= sizeof kLegacyMagic && std::equal(kLegacyMagic, kLegacyMagic + sizeof kLegacyMagic,
+                                                reinterpret_cast<const unsigned char*>(data)))
+    fail(path, ": torch.save's legacy format (PyTorch before 1.6) is not supported; re-save it with torch.save from "
+               "PyTorch 1.6 or later (the zip format)");
   ZipArchive zip(data, size, path);
   std::string prefix;
   const ZipEntry& pickle = find_pickle(zip, prefix, path);

@@ -1,5 +1,5 @@
-// LoRA adapters in memory, and the two file formats they travel in (layouts in
-// ../shared/specs/finetune-formats.md):
+// LoRA adapters in memory (lora_adapter.cpp), and the two file formats they travel in (layouts in
+// ../shared/specs/finetune-formats.md; lora_peft_format.cpp and lora_gguf_format.cpp):
 //   - a PEFT folder: adapter_config.json + adapter_model.safetensors (or adapter_model.bin), tensors
 //     base_model.model.model.layers.{i}.self_attn.W_pack.lora_A.weight [r, in] / .lora_B.weight [out, r];
 //   - a llama.cpp GGUF LoRA adapter: blk.{i}.attn_q.weight.lora_a [r, in] / .lora_b [out, r], W_pack

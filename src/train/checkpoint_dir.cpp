@@ -70,8 +70,9 @@ struct CheckpointKind {
   const char* format;
   size_t parameters;
   const std::vector<ParamInfo>& layout;
-  nlohmann::ordered_json files;
-  std::function<void(const fs::path& dir)> write_weights;
+  // Writes the weights into `dir` and returns their entries of the manifest's "files" (the optimizer
+  // and the log are added after them).
+  std::function<nlohmann::ordered_json(const fs::path& dir)> write_weights;
 };
 
 std::string write_checkpoint_folder(const std::string& out_dir, const CheckpointState& state, const CheckpointKind& kind,
@@ -81,7 +82,9 @@ std::string write_checkpoint_folder(const std::string& out_dir, const Checkpoint
   try {
     fs::remove_all(tmp);  // a stale folder of a killed run
     fs::create_directories(tmp);
-    kind.write_weights(tmp);
+    nlohmann::ordered_json files = kind.write_weights(tmp);
+    files["optimizer"] = "optimizer.safetensors";
+    files["log"] = "train_log.csv";
     checkpoint_fault_hook(state.step, tmp);
     formats::write_safetensors((tmp / "optimizer.safetensors").string(), optimizer_tensors(kind.layout, optimizer));
     {
@@ -98,7 +101,7 @@ std::string write_checkpoint_folder(const std::string& out_dir, const Checkpoint
     manifest["tokens"] = state.tokens;
     manifest["seconds"] = state.seconds;
     manifest["parameters"] = kind.parameters;
-    manifest["files"] = kind.files;
+    manifest["files"] = files;
     manifest["settings"] = state.settings;
     manifest["command_line"] = state.command_line;
     {
@@ -144,21 +147,24 @@ LoadedCheckpoint read_checkpoint_folder(const std::string& dir, const char* form
 std::string write_training_checkpoint(const std::string& out_dir, const CheckpointState& state,
                                       const TrainModel<float>& model, const AdamW<float>& optimizer,
                                       const HfFolderSources& sources, const std::string& csv_log) {
-  const CheckpointKind kind{kCheckpointFormat, model.params().size(), model.layout(),
-                            {{"model", "model.safetensors"}, {"optimizer", "optimizer.safetensors"}, {"log", "train_log.csv"}},
-                            [&](const fs::path& dir) { write_hf_folder(dir.string(), model, sources); }};
+  const CheckpointKind kind{kCheckpointFormat, model.params().size(), model.layout(), [&](const fs::path& dir) {
+                              // "model": the file a reader opens first; "model_shards": what a sharded index lists.
+                              const std::vector<std::string> written = write_hf_folder(dir.string(), model, sources);
+                              nlohmann::ordered_json files = {{"model", written.front()}};
+                              if (written.size() > 1) files["model_shards"] = std::vector(written.begin() + 1, written.end());
+                              return files;
+                            }};
   return write_checkpoint_folder(out_dir, state, kind, optimizer, csv_log);
 }
 
 std::string write_training_checkpoint(const std::string& out_dir, const CheckpointState& state,
                                       const LoraModel<float>& lora, const AdamW<float>& optimizer,
                                       const HfFolderSources&, const std::string& csv_log) {
-  const CheckpointKind kind{kLoraCheckpointFormat, lora.params().size(), lora.layout(),
-                            {{"adapter", kLoraCheckpointWeights}, {"optimizer", "optimizer.safetensors"}, {"log", "train_log.csv"}},
-                            [&](const fs::path& dir) {
+  const CheckpointKind kind{kLoraCheckpointFormat, lora.params().size(), lora.layout(), [&](const fs::path& dir) {
                               // A PEFT folder: the checkpoint is also an adapter generate --lora reads.
                               write_peft_adapter(dir.string(),
                                                  to_lora_adapter(lora, state.settings.value("base_model", "")));
+                              return nlohmann::ordered_json{{"adapter", kLoraCheckpointWeights}};
                             }};
   return write_checkpoint_folder(out_dir, state, kind, optimizer, csv_log);
 }

@@ -2,7 +2,9 @@
 //   OUTDIR/checkpoint-000020/
 //     training_state.json    the manifest (written last): format, step, data position, RNG seed,
 //                            tokens and seconds so far, the settings and the command line
-//     config.json, generation_config.json, tokenizer.model, model.safetensors   (hf_export.h)
+//     config.json, generation_config.json, tokenizer.model, model.safetensors   (hf_export.h), or
+//     above --max-shard-size model.safetensors.index.json + model-0000i-of-0000N.safetensors; the
+//     manifest's "files" names the one a reader opens first ("model") and the shards ("model_shards")
 //     optimizer.safetensors  AdamW's m and v: adamw_m.<name>, adamw_v.<name> (F32); its step count
 //                            is the manifest's step
 //     train_log.csv          the CSV log up to this step (a resumed run continues it)

@@ -36,7 +36,7 @@ std::string hf_config_json(const ModelConfig& c) {
   return j.dump(2) + "\n";
 }
 
-std::string write_safetensors_shards(const std::string& dir, std::span<const Tensor> tensors, uint64_t max_shard_bytes) {
+std::vector<std::string> write_safetensors_shards(const std::string& dir, std::span<const Tensor> tensors, uint64_t max_shard_bytes) {
   namespace fs = std::filesystem;
   if (max_shard_bytes == 0) fail("the maximum shard size must be positive");
   std::vector<std::vector<Tensor>> shards(1);
@@ -49,13 +49,15 @@ std::string write_safetensors_shards(const std::string& dir, std::span<const Ten
   }
   if (shards.size() == 1) {
     formats::write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors);
-    return "model.safetensors";
+    return {"model.safetensors"};
   }
+  std::vector<std::string> files{"model.safetensors.index.json"};
   nlohmann::ordered_json weight_map;
   for (size_t i = 0; i < shards.size(); ++i) {
     char name[64];
     std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
     formats::write_safetensors((fs::path(dir) / name).string(), shards[i]);
+    files.push_back(name);
     for (const Tensor& t : shards[i]) weight_map[t.name] = name;
   }
   nlohmann::ordered_json index;
@@ -64,10 +66,10 @@ std::string write_safetensors_shards(const std::string& dir, std::span<const Ten
   AtomicFile f((fs::path(dir) / "model.safetensors.index.json").string());
   f.write(index.dump(2) + "\n");
   f.commit();
-  return "model.safetensors.index.json";
+  return files;
 }
 
-void write_hf_folder(const std::string& dir, const TrainModel<float>& model, const HfFolderSources& sources) {
+std::vector<std::string> write_hf_folder(const std::string& dir, const TrainModel<float>& model, const HfFolderSources& sources) {
   namespace fs = std::filesystem;
   auto write_text = [&](const char* name, const std::string& text) {
     AtomicFile f((fs::path(dir) / name).string());
@@ -86,7 +88,7 @@ void write_hf_folder(const std::string& dir, const TrainModel<float>& model, con
   if (!sources.tokenizer_model.empty()) write_text("tokenizer.model", sources.tokenizer_model);
   std::vector<Tensor> tensors;
   append_flat_views(tensors, model.layout(), "", model.params().data());
-  write_safetensors_shards(dir, tensors, sources.max_shard_bytes);
+  return write_safetensors_shards(dir, tensors, sources.max_shard_bytes);
 }
 
 }  // namespace baichuan::train

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "model/config.h"
 #include "train/train_model.h"
@@ -28,10 +29,12 @@ struct HfFolderSources {
 // model-00001-of-0000N.safetensors ... plus model.safetensors.index.json ({"metadata": {"total_size"},
 // "weight_map": {name: shard}}), cut as save_pretrained cuts: in order, a new shard when the next
 // tensor would take the current one past the limit (a larger tensor gets a shard of its own).
-// Each file is written atomically. Returns the name of the file a reader opens first.
-std::string write_safetensors_shards(const std::string& dir, std::span<const Tensor> tensors, uint64_t max_shard_bytes);
+// Each file is written atomically. Returns the names of the files written, the one a reader opens
+// first at the front: {"model.safetensors"}, or the index followed by the shards in order.
+std::vector<std::string> write_safetensors_shards(const std::string& dir, std::span<const Tensor> tensors, uint64_t max_shard_bytes);
 
 // Writes the four files into the existing folder `dir`, each atomically (temporary name, fsync, rename).
-void write_hf_folder(const std::string& dir, const TrainModel<float>& model, const HfFolderSources& sources);
+// Returns the weight files as write_safetensors_shards does (for manifests that list them).
+std::vector<std::string> write_hf_folder(const std::string& dir, const TrainModel<float>& model, const HfFolderSources& sources);
 
 }  // namespace baichuan::train

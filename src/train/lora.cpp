@@ -155,9 +155,7 @@ LoraModel<T>::LoraModel(TrainModel<T>& base, const LoraSpec& spec, uint64_t seed
       slot.b = offset;
       layout_.push_back({prefix + ".lora_B.weight", {slot.out, r}, offset, static_cast<size_t>(slot.out * r)});
       offset += layout_.back().numel;
-      slot.input_cols = input_cols_;
       slot.rank_cols = rank_cols_;
-      input_cols_ += static_cast<size_t>(slot.in);
       rank_cols_ += static_cast<size_t>(r);
       max_in_ = std::max(max_in_, slot.in);
       max_out_ = std::max(max_out_, slot.out);
@@ -215,13 +213,29 @@ bool LoraModel<T>::dropout_keeps(const LoraSlot& slot, uint64_t i) const {
   return unit_interval(splitmix64(state)) >= spec_.dropout;
 }
 
+namespace {
+
+// xd = dropout(in) for `slot` in the current pass: torch's dropout, kept elements scaled by 1 / (1 - p).
+// A pure function of the pass, the slot and the element, so the backward recomputes it from the
+// layer's input rather than keeping every adapter's dropped-out input from the forward.
+template <typename T>
+void lora_dropout_input(const LoraModel<T>& lora, const LoraSlot& s, const T* in, T* xd, int64_t N, ThreadPool& pool) {
+  const T keep_scale = static_cast<T>(1.0 / (1.0 - lora.spec().dropout));
+  pool.parallel_for(N, [&](int64_t begin, int64_t end, int) {
+    for (int64_t i = begin * s.in; i < end * s.in; ++i)
+      xd[i] = lora.dropout_keeps(s, static_cast<uint64_t>(i)) ? in[i] * keep_scale : T(0);
+  }, 16);
+}
+
+}  // namespace
+
 template <typename T>
 void lora_prepare(const LoraModel<T>& lora, TrainContext<T>& a, int64_t N) {
   const auto n = static_cast<size_t>(N);
   auto grow = [](std::vector<T>& v, size_t size) {
     if (v.size() < size) v.resize(size);
   };
-  if (lora.dropout_active()) grow(a.lora_input, n * lora.input_cols());
+  if (lora.dropout_active()) grow(a.lora_input, n * static_cast<size_t>(lora.max_in()));
   grow(a.lora_mid, n * lora.rank_cols());
   grow(a.lora_scratch, n * static_cast<size_t>(lora.max_out()));
   grow(a.lora_dmid, n * static_cast<size_t>(lora.spec().rank));
@@ -233,14 +247,9 @@ void lora_forward(const LoraModel<T>& lora, const LoraSlot& s, T* out, const T* 
                   ThreadPool& pool) {
   const int64_t r = lora.spec().rank;
   const T* x = in;
-  if (lora.dropout_active()) {  // torch's dropout: kept elements scaled by 1 / (1 - p)
-    T* xd = a.lora_input.data() + s.input_cols * static_cast<size_t>(N);
-    const T keep_scale = static_cast<T>(1.0 / (1.0 - lora.spec().dropout));
-    pool.parallel_for(N, [&](int64_t begin, int64_t end, int) {
-      for (int64_t i = begin * s.in; i < end * s.in; ++i)
-        xd[i] = lora.dropout_keeps(s, static_cast<uint64_t>(i)) ? in[i] * keep_scale : T(0);
-    }, 16);
-    x = xd;
+  if (lora.dropout_active()) {
+    lora_dropout_input(lora, s, in, a.lora_input.data(), N, pool);
+    x = a.lora_input.data();
   }
   T* u = a.lora_mid.data() + s.rank_cols * static_cast<size_t>(N);
   matmul_forward(u, x, lora.params().data() + s.a, N, s.in, r, pool);
@@ -269,7 +278,8 @@ void lora_backward(LoraModel<T>& lora, const LoraSlot& s, T* din, const T* dout,
     matmul_backward(din, lora.grads().data() + s.a, du, in, lora.params().data() + s.a, N, s.in, r, pool);
     return;
   }
-  const T* xd = a.lora_input.data() + s.input_cols * static_cast<size_t>(N);
+  T* xd = a.lora_input.data();  // the forward's dropped-out input, recomputed bit for bit
+  lora_dropout_input(lora, s, in, xd, N, pool);
   T* dxd = a.lora_dinput.data();
   std::fill_n(dxd, N * s.in, T(0));
   matmul_backward(dxd, lora.grads().data() + s.a, du, xd, lora.params().data() + s.a, N, s.in, r, pool);

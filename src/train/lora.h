@@ -44,14 +44,16 @@ struct LoraSpec {
   std::string describe() const;  // "r 8, alpha 16 (scale 2), dropout 0.05, targets W_pack,o_proj"
 };
 
-// The adapter of one (layer, target): where its A and B sit in the flat buffers, and where its
-// activations sit in TrainContext's LoRA buffers (offsets per row: multiply by the row count).
+// The adapter of one (layer, target): where its A and B sit in the flat buffers, and where its A x
+// sits in TrainContext's lora_mid (an offset per row: multiply by the row count). Its dropped-out
+// input is not kept: the backward recomputes it from the layer's input and the pass's mask, so dropout
+// costs one slot's input of scratch, with or without activation checkpointing.
 struct LoraSlot {
   int64_t layer = 0;
   LoraTarget target = LoraTarget::WPack;
   int64_t in = 0, out = 0;
-  size_t a = 0, b = 0;                     // offsets of A [r, in] and B [out, r]
-  size_t input_cols = 0, rank_cols = 0;    // offsets in ctx.lora_input (in per row), ctx.lora_mid (r per row)
+  size_t a = 0, b = 0;     // offsets of A [r, in] and B [out, r]
+  size_t rank_cols = 0;    // offset in ctx.lora_mid (r per row)
 };
 
 template <typename T>
@@ -73,7 +75,6 @@ class LoraModel {
   const std::vector<ParamInfo>& layout() const { return layout_; }
   const std::vector<LoraSlot>& slots() const { return slots_; }
   const LoraSlot* slot(int64_t layer, LoraTarget t) const;  // nullptr when `t` is not adapted
-  size_t input_cols() const { return input_cols_; }          // sum of `in` over the slots
   size_t rank_cols() const { return rank_cols_; }            // r times the number of slots
   int64_t max_in() const { return max_in_; }
   int64_t max_out() const { return max_out_; }
@@ -100,7 +101,7 @@ class LoraModel {
   LoraSpec spec_;
   std::vector<ParamInfo> layout_;
   std::vector<LoraSlot> slots_;
-  size_t input_cols_ = 0, rank_cols_ = 0;
+  size_t rank_cols_ = 0;
   int64_t max_out_ = 0, max_in_ = 0;
   std::vector<T> params_, grads_;
   uint64_t seed_ = 0;
@@ -125,7 +126,8 @@ std::string find_non_finite(LoraModel<T>& lora, const TrainContext<T>& ctx);
 
 // The adapter's part of one linear layer, called by the pass in train_model.cpp. lora_prepare sizes
 // ctx's LoRA buffers for N rows; lora_forward adds scale * B A dropout(in) to out [N, slot.out] and
-// keeps what the backward reads; lora_backward adds the gradient to din [N, slot.in] and to A and B.
+// keeps A dropout(in); lora_backward adds the gradient to din [N, slot.in] and to A and B, given the
+// same `in` as the forward (kept or recomputed with the layer).
 template <typename T>
 void lora_prepare(const LoraModel<T>& lora, TrainContext<T>& ctx, int64_t N);
 template <typename T>

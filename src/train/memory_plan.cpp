@@ -60,11 +60,10 @@ MemoryPlan lora_memory_plan(const TrainShape& shape, const LoraSpec& spec, int64
   // The adapters of one layer (LoraModel's layout): r (in + out) per target.
   const auto H = static_cast<uint64_t>(shape.hidden), r = static_cast<uint64_t>(spec.rank),
              L = static_cast<uint64_t>(shape.layers), N = static_cast<uint64_t>(batch_rows * seq_len);
-  uint64_t adapter = 0, inputs = 0, max_in = 0, max_out = 0;
+  uint64_t adapter = 0, max_in = 0, max_out = 0;
   for (LoraTarget t : spec.targets) {
     const auto in = static_cast<uint64_t>(lora_target_in(shape, t)), out = static_cast<uint64_t>(lora_target_out(shape, t));
     adapter += L * r * (in + out);
-    inputs += L * in;
     max_in = std::max(max_in, in);
     max_out = std::max(max_out, out);
   }
@@ -77,8 +76,9 @@ MemoryPlan lora_memory_plan(const TrainShape& shape, const LoraSpec& spec, int64
   plan.gradients = adapter * sizeof(float);
   plan.optimizer = 2 * adapter * sizeof(float);
   const ContextBytes ctx = train_context_bytes(shape, batch_rows, seq_len, checkpointed);
-  // TrainContext's lora_* buffers (lora.cpp: lora_prepare).
-  const uint64_t lora_floats = (spec.dropout > 0 ? N * (inputs + max_in) : 0) + N * L * spec.targets.size() * r +
+  // TrainContext's lora_* buffers (lora.cpp: lora_prepare): A x of every adapter; with dropout, one
+  // adapter's dropped-out input and its gradient (recomputed in the backward, not kept per layer).
+  const uint64_t lora_floats = (spec.dropout > 0 ? 2 * N * max_in : 0) + N * L * spec.targets.size() * r +
                                N * max_out + N * r;
   plan.activations = ctx.activations + lora_floats * sizeof(float);
   plan.head = ctx.head - static_cast<uint64_t>(shape.vocab) * H * sizeof(float);  // no NormHead gradient

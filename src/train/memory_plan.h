@@ -26,7 +26,7 @@ MemoryPlan full_finetune_memory_plan(const TrainShape& shape, int64_t batch_rows
                                      bool checkpointed = false);
 // LoRA: the frozen base (no gradient) of `base` bytes and kind (frozen_base_size; float32 when
 // base.stored_types is empty), the adapters with their gradients and AdamW state, the same
-// activations plus the adapters' (dropped-out inputs, A x), and no NormHead gradient.
+// activations plus the adapters' (A x of each, one dropped-out input), and no NormHead gradient.
 MemoryPlan lora_memory_plan(const TrainShape& shape, const LoraSpec& spec, int64_t batch_rows, int64_t seq_len,
                             bool checkpointed = false, const FrozenBaseSize* base = nullptr);
 

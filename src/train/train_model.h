@@ -167,7 +167,7 @@ struct TrainContext {
   std::vector<double> ce, z;  // per head row
   // Backward scratch.
   std::vector<T> tmp, dx, dln, datt, dqkv, dact, dgate, dup, dlnf;
-  // LoRA (lora.h): the dropped-out inputs and A x of every adapter, and scratch.
+  // LoRA (lora.h): A x of every adapter; scratch, the dropped-out input of the adapter at hand among it.
   std::vector<T> lora_input, lora_mid, lora_scratch, lora_dmid, lora_dinput;
 };
 
