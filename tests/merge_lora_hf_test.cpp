@@ -75,7 +75,7 @@ class MergeLoraHf : public ::testing::Test {
   void SetUp() override {
     REQUIRE_SHARED(tiny("b2-7b-tiny/model.safetensors"));
     REQUIRE_SHARED(tiny("b2-13b-tiny/pytorch_model.bin.index.json"));
-    dir_ = fs::path(::testing::TempDir()) / ("merge_lora_hf_test_" + std::to_string(getpid()));
+    dir_ = testing::temp_path("merge_lora_hf_test", "files");
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }

@@ -37,7 +37,7 @@ ModelConfig tiny_config() {
 class PeftBin : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = fs::path(::testing::TempDir()) / ("peft_bin_test_" + std::to_string(getpid()));
+    dir_ = testing::temp_path("peft_bin_test", "files");
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     const std::string script = fs::path(__FILE__).parent_path() / "make_peft_bin_adapter.py";
