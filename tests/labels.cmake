@@ -13,6 +13,7 @@ set(BAICHUAN_CLI_SUITES BenchCli Cli CliArguments CliChat DataParallelMpirun Eva
     MergeLoraCli MergeLoraHf OutputSafety PreprocessCli PreprocessGolden QuantizeCli)
 set(BAICHUAN_CLI_CASES
     BnbNf4.LoadLineNamesThePath
+    BnbNf4.NativeNf4ModelComputesTheExactWeightsLogits
     BnbNf4.QuantizeAndConvertTakeTheFolder
     KernelBackend.EnvironmentForcesAPathTheCpuCanRun
     MindRecordFile.PreprocessOfTheGoldenSampleReadsBackBySpec

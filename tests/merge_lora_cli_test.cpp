@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "cli_runner.h"
+#include "lora_fixtures.h"
 #include "core/splitmix64.h"
 #include "model/gguf_checkpoint.h"
 #include "model/lora_adapter.h"
@@ -24,24 +25,6 @@ std::string tiny(const std::string& name) { return shared_path("reference/" + na
 
 std::string temp(const std::string& name) {
   return testing::temp_path("merge_lora_cli_test", name);
-}
-
-// Random A and B on every target of every layer (B not zero, so the adapter changes the logits).
-LoraAdapter random_lora(const ModelConfig& c, int64_t r, double alpha, uint64_t seed) {
-  LoraAdapter a;
-  a.config.r = r;
-  a.config.lora_alpha = alpha;
-  uint64_t state = seed;
-  auto values = [&](int64_t n) {
-    std::vector<float> v(static_cast<size_t>(n));
-    for (float& x : v) x = static_cast<float>(0.3 * (static_cast<double>(splitmix64(state) >> 11) * 0x1p-53 * 2 - 1));
-    return v;
-  };
-  for (int64_t l = 0; l < c.num_layers; ++l)
-    for (LoraTarget t : kLoraTargets)
-      a.modules.push_back({l, t, r, alpha, lora_scale(alpha, r, false), values(r * lora_in_features(c, t)),
-                           values(lora_out_features(c, t) * r)});
-  return a;
 }
 
 std::vector<float> read_logits(const std::string& path) { return testing::read_f32_file(path); }
@@ -75,9 +58,9 @@ class MergeLoraCli : public ::testing::Test {
   std::pair<std::string, std::string> adapters(const std::string& base, const std::string& name) {
     const ModelConfig c = open_checkpoint(base).config;
     const std::string peft = temp(name + "_peft");
-    write_peft_adapter(peft, random_lora(c, 4, 8, 1));
+    write_peft_adapter(peft, lora_fixtures::random_lora(c, 4, 8, 1));
     const std::string gguf = temp(name + "_lora.gguf");
-    write_gguf_lora_adapter(gguf, random_lora(c, 2, 2, 2), c);
+    write_gguf_lora_adapter(gguf, lora_fixtures::random_lora(c, 2, 2, 2), c);
     return {peft, gguf};
   }
 

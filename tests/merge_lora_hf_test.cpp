@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_runner.h"
+#include "golden.h"
+#include "lora_fixtures.h"
 #include "core/error.h"
 #include "core/json_file.h"
 #include "core/splitmix64.h"
@@ -26,37 +28,10 @@ namespace merge_lora_hf_test {  // named, not anonymous: the tests compile as a 
 namespace fs = std::filesystem;
 using testing::baichuan_cli;
 using testing::quote;
+using testing::max_relative_error;
 using testing::shared_path;
 
 std::string tiny(const std::string& name) { return shared_path("reference/" + name); }
-
-// Random A and B (B not zero, so the adapter changes the logits) on the given targets of every layer.
-LoraAdapter random_peft_lora(const ModelConfig& c, int64_t r, double alpha, uint64_t seed) {
-  LoraAdapter a;
-  a.config.r = r;
-  a.config.lora_alpha = alpha;
-  uint64_t state = seed;
-  auto values = [&](int64_t n) {
-    std::vector<float> v(static_cast<size_t>(n));
-    for (float& x : v) x = static_cast<float>(0.3 * (static_cast<double>(splitmix64(state) >> 11) * 0x1p-53 * 2 - 1));
-    return v;
-  };
-  for (int64_t l = 0; l < c.num_layers; ++l)
-    for (LoraTarget t : kLoraTargets)
-      a.modules.push_back({l, t, r, alpha, lora_scale(alpha, r, false), values(r * lora_in_features(c, t)),
-                           values(lora_out_features(c, t) * r)});
-  return a;
-}
-
-double max_relative_error(const std::vector<float>& a, const std::vector<float>& b) {
-  if (a.size() != b.size() || b.empty()) return INFINITY;
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
-    scale = std::max(scale, std::abs(static_cast<double>(b[i])));
-  }
-  return diff / scale;
-}
 
 const Tensor& tensor_named(const formats::HfWeights& w, const std::string& name) {
   for (const Tensor& t : w.tensors)
@@ -85,7 +60,7 @@ class MergeLoraHf : public ::testing::Test {
 
   std::string peft_adapter(const std::string& base, const std::string& name, uint64_t seed = 1) {
     const std::string out = path(name);
-    write_peft_adapter(out, random_peft_lora(open_checkpoint(base).config, 4, 8, seed));
+    write_peft_adapter(out, lora_fixtures::random_lora(open_checkpoint(base).config, 4, 8, seed));
     return out;
   }
 
