@@ -15,7 +15,7 @@ namespace baichuan::train {
 namespace {
 
 // The dequantized tile of the backward: kStoredTileRows rows of W (the K of accumulate_products,
-// whose own K block is 256) by kStoredTileCols columns (a multiple of every block size): 512 KiB.
+// which blocks K by kGradBlockK itself) by kStoredTileCols columns (a multiple of every block size): 512 KiB.
 constexpr int64_t kStoredTileRows = 256, kStoredTileCols = 512;
 
 // Column boundaries every part's blocks agree on (the block sizes are powers of two).

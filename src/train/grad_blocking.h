@@ -10,7 +10,7 @@
 // of kCols columns (contiguous whatever b's strides, so a transposed b costs one pass), and a panel
 // (16 KB for 32 columns) stays in L1 while the strips of a block of kGradBlockRows rows of a (in L2)
 // pass over it. a is read in place, a broadcast per row and k (packing it cost as much as the
-// products when few columns use each value: the head's din has 32 rows of 125,696 k); only the last,
+// products when few columns use each value: the head's din has at most 256 rows of 125,696 k); only the last,
 // partial strip is copied, padded with zero rows. Padding rows and columns are computed in lanes of
 // their own: they never touch an element of y, whose chain of terms stays in order of k across
 // blocks (y holds the running sum in between).

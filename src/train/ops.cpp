@@ -137,9 +137,10 @@ void accumulate(T* y, int64_t y_stride, const T* a, int64_t a_row, int64_t a_col
 
 // din [N, I] += dout [N, O] . w [O, I] and dw [O, I] += dout^T . in [N, I]; every element sums its
 // terms in order of o (of n). Threads split din by columns, so w is read once per call however few
-// the rows (the head: 32 rows against 125,696 rows of w), and dw by rows. Each column chunk reads
-// all of dout, so with few rows (the head's 16 MB of dout per 32 rows) the chunks are 4 tiles wide:
-// the head's din took 17% less time than with chunks of one tile (BM_train_product/head_din).
+// the rows (the head: up to kHeadChunkRows rows against 125,696 rows of w), and dw by rows. Each
+// column chunk reads all of dout, so with fewer than kFewGradRows rows the chunks are 4 tiles wide:
+// with the head's former 32-row chunks (16 MB of dout) its din took 17% less time than with chunks of
+// one tile (BM_train_product/head_din). A full 256-row head chunk is not below that bound.
 template <typename T>
 void matmul_backward(T* din, T* dw, const T* dout, const T* in, const T* w, int64_t N, int64_t I, int64_t O,
                      ThreadPool& pool) {
