@@ -140,15 +140,15 @@ void q8_0_tile(const std::byte* group0, size_t group_stride, const ActBlock32* a
 
 // A pair table (packed_matrix.h: byte 16p + 2r + i is the value of sub-block 2p + i of row r) of
 // group g and of g + 1, widened to int16: 32-bit lane L holds row L's pair (rows 8..15 from g + 1).
+inline __m256i pair_tables(const std::byte* p0, const std::byte* p1) {
+  return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p0))),
+                                 _mm_loadu_si128(reinterpret_cast<const __m128i*>(p1)), 1);
+}
 inline __m512i pair_table_u8(const std::byte* p0, const std::byte* p1) {
-  return _mm512_cvtepu8_epi16(_mm256_inserti128_si256(
-      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p0))),
-      _mm_loadu_si128(reinterpret_cast<const __m128i*>(p1)), 1));
+  return _mm512_cvtepu8_epi16(pair_tables(p0, p1));
 }
 inline __m512i pair_table_i8(const std::byte* p0, const std::byte* p1) {
-  return _mm512_cvtepi8_epi16(_mm256_inserti128_si256(
-      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p0))),
-      _mm_loadu_si128(reinterpret_cast<const __m128i*>(p1)), 1));
+  return _mm512_cvtepi8_epi16(pair_tables(p0, p1));
 }
 // Value i (0 or 1) of each lane's pair as int32 (sign-extended: the pairs of Q4_K are 0..63).
 inline __m512i pair_value(__m512i pairs, int i) {
