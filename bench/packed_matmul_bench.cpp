@@ -2,12 +2,12 @@
 // bytes, for a matrix that fits in L2/L3 (4096 x 4096) and one that does not (32768 x 4096, like the
 // head): decoding should run at the read's speed; prompts (32 tokens) are bound by integer
 // arithmetic. BM_file_matmul runs the same matrix in the file layout (row by row dot products).
-#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
 
 #include "bench_util.h"
+#include "read_stream.h"
 #include "core/thread_pool.h"
 #include "kernels/matmul.h"
 #include "kernels/packed_matrix.h"
@@ -78,38 +78,15 @@ void BM_file_matmul(benchmark::State& state, DType dtype) {
   run_matmul(state, w, p.file.size());
 }
 
-// Sums `bytes` bytes as 64-bit words over the pool: the plain read the decoding kernels are held to.
-void read_words(ThreadPool& pool, const std::byte* data, size_t bytes) {
-  const auto n = static_cast<int64_t>(bytes / 8);
-  std::vector<uint64_t> sums(static_cast<size_t>(pool.size()), 0);
-  pool.parallel_for(n, [&](int64_t begin, int64_t end, int thread) {
-    uint64_t acc = 0;
-    for (int64_t i = begin; i < end; ++i) {
-      uint64_t v;
-      std::memcpy(&v, data + 8 * i, 8);
-      acc += v;
-    }
-    sums[static_cast<size_t>(thread)] += acc;
-  }, 4096);
-  benchmark::DoNotOptimize(sums.data());
-}
-
-// The memory roofline: sums the same packed bytes with the same threads.
+// The memory roofline at the size of the matrix: the same packed bytes read with the same threads
+// (read_stream.h). 72 MiB for 32768 rows is within reach of a large L3 between passes: the DRAM
+// figure to hold decoding to is BM_read_stream's (read_bench.cpp).
 void BM_read_bytes(benchmark::State& state, DType dtype) {
   ThreadPool pool(static_cast<int>(state.range(2)));
   const auto& p = packed(dtype, state.range(0));
-  for (auto _ : state) read_words(pool, p.packed->view().data, p.packed->bytes());
+  for (auto _ : state)
+    benchmark::DoNotOptimize(read_stream(pool, p.packed->view().data, p.packed->bytes(), kDecodePrefetchBytes));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(p.packed->bytes()));
-}
-
-// The same read over 1 GiB, far beyond any L3 (the 32768-row matrix above is 72 MiB, within reach of
-// a large L3 keeping part of it between passes): DRAM bandwidth alone, what a decoding step that
-// reads GBs of weights can approach.
-void BM_read_dram(benchmark::State& state) {
-  ThreadPool pool(static_cast<int>(state.range(0)));
-  static const std::vector<std::byte> buffer(size_t{1} << 30, std::byte{1});
-  for (auto _ : state) read_words(pool, buffer.data(), buffer.size());
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(buffer.size()));
 }
 
 void args(benchmark::internal::Benchmark* b) {
@@ -138,7 +115,6 @@ BENCHMARK_CAPTURE(BM_packed_matmul, q6_K_avx512, DType::Q6_K, kernels::Backend::
 BENCHMARK_CAPTURE(BM_file_matmul, q4_K, DType::Q4_K)->Apply(args);
 BENCHMARK_CAPTURE(BM_file_matmul, q6_K, DType::Q6_K)->Apply(args);
 BENCHMARK_CAPTURE(BM_read_bytes, q4_0, DType::Q4_0)->Apply(read_args);
-BENCHMARK(BM_read_dram)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->MinTime(min_time())->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace baichuan::bench
