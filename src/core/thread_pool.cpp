@@ -16,7 +16,25 @@ namespace baichuan {
 
 namespace {
 
-constexpr int kChunksPerThread = 4;  // enough to rebalance, few enough to keep chunks long
+// A job's first 3/4 goes in kLongChunksPerThread chunks per thread, the last 1/4 in up to
+// kShortChunksPerThread per thread: long chunks cost few claims, and the short ones at the end let
+// the threads finish within 1/32 of a thread's share of each other. Decoding waits at ~160 job ends
+// per token (7B); with 4 equal chunks per thread, perf of a 2-thread tg64 put the pool's two spin
+// loops at 8.6% of the samples against 56% in the matrix tiles.
+constexpr int64_t kLongChunksPerThread = 2;
+constexpr int64_t kShortChunksPerThread = 8;
+
+// The first unit of chunk c of a job of `units` units split as above (c = job_chunks_ gives `units`).
+int64_t chunk_start(int64_t c, int64_t units, int n_threads) {
+  const int64_t n_long = kLongChunksPerThread * n_threads, tail = units / 4, head = units - tail;
+  const int64_t n_short = std::min(tail, kShortChunksPerThread * n_threads);
+  if (c <= n_long) return head * c / n_long;
+  return head + tail * (c - n_long) / n_short;
+}
+
+int64_t chunk_count(int64_t units, int n_threads) {
+  return kLongChunksPerThread * n_threads + std::min(units / 4, kShortChunksPerThread * n_threads);
+}
 constexpr auto kSpin = std::chrono::microseconds(200);  // then sleep
 
 }  // namespace
@@ -50,8 +68,8 @@ void ThreadPool::run_chunks(int thread_index) {
   for (;;) {
     const int64_t c = next_chunk_.fetch_add(1, std::memory_order_relaxed);
     if (c >= job_chunks_) return;
-    const int64_t begin = std::min(job_n_, units * c / job_chunks_ * job_grain_);
-    const int64_t end = std::min(job_n_, units * (c + 1) / job_chunks_ * job_grain_);
+    const int64_t begin = std::min(job_n_, chunk_start(c, units, n_threads_) * job_grain_);
+    const int64_t end = std::min(job_n_, chunk_start(c + 1, units, n_threads_) * job_grain_);
     if (begin < end) (*job_)(begin, end, thread_index);
   }
 }
@@ -67,7 +85,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   job_ = &fn;
   job_n_ = n;
   job_grain_ = grain;
-  job_chunks_ = std::min<int64_t>(units, static_cast<int64_t>(n_threads_) * kChunksPerThread);
+  job_chunks_ = chunk_count(units, n_threads_);
   next_chunk_.store(0, std::memory_order_relaxed);
   pending_.store(n_threads_ - 1, std::memory_order_relaxed);
   bool sleeping;

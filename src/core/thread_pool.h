@@ -1,6 +1,6 @@
-// The thread pool of every computation. parallel_for splits [0, n) into chunks that threads claim
-// one at a time (the caller's thread works too), so a thread slowed by another process on the
-// machine takes fewer chunks and all threads finish together. Between jobs, workers spin briefly
+// The thread pool of every computation. parallel_for splits [0, n) into long chunks, then short ones,
+// that threads claim one at a time (the caller's thread works too): a thread slowed by another process
+// takes fewer chunks, and all finish within a short chunk of each other. Between jobs, workers spin briefly
 // before sleeping: decoding issues hundreds of small jobs per token, and waking a sleeping thread
 // costs tens of microseconds each time.
 //
