@@ -140,8 +140,8 @@ std::string describe_cpu() {
   // Say why this path: forced lower, or the best these flags allow (and what the next path would need).
   if (active != best) path += " (forced; these flags allow " + backend_name(best) + ")";
   else if (best == Backend::Avx512) path += " (the best path)";
-  else path += std::string(" (the best path; ") + backend_name(Backend(int(best) + 1)) + " needs " +
-               missing_features(Backend(int(best) + 1)) + ")";
+  else if (best == Backend::Avx2) path += " (the best path; avx512 needs AVX-512 F/BW/VL/DQ/VNNI)";
+  else path += " (the best path; avx2 needs AVX2, FMA and F16C)";
   return flags + path;
 }
 
