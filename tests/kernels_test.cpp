@@ -153,6 +153,10 @@ TEST(KernelBackend, EnvironmentForcesAPathTheCpuCanRun) {
       EXPECT_EQ(run.exit_code, 0) << run.err;
       EXPECT_NE(run.out.find("-> " + backend_name(b) + " kernels"), std::string::npos) << run.out;
       EXPECT_EQ(run.out.find("forced") != std::string::npos, b != best_backend()) << run.out;
+      EXPECT_EQ(run.out.find("the best path") != std::string::npos, b == best_backend()) << run.out;
+      // The flags seen are named whichever path runs.
+      EXPECT_EQ(run.out.find("AVX2 ") != std::string::npos, cpu_features().avx2) << run.out;
+      EXPECT_EQ(run.out.find("AVX512_VNNI ") != std::string::npos, cpu_features().avx512vnni) << run.out;
     } else {
       EXPECT_EQ(run.exit_code, 1);
       EXPECT_NE(run.err.find("BAICHUAN_CPU=" + backend_name(b) + ": this CPU lacks"), std::string::npos) << run.err;

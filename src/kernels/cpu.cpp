@@ -129,22 +129,20 @@ std::string backend_name(Backend backend) {
 
 std::string describe_cpu() {
   const auto& f = cpu_features();
-  std::string s;
-  if (f.avx2) s += "AVX2 ";
-  if (f.fma) s += "FMA ";
-  if (f.f16c) s += "F16C ";
-  if (f.avx512f) s += "AVX512F ";
-  if (f.avx512bw) s += "AVX512BW ";
-  if (f.avx512vl) s += "AVX512VL ";
-  if (f.avx512dq) s += "AVX512DQ ";
-  if (f.avx512vnni) s += "AVX512_VNNI ";
-  if (f.avx512bf16) s += "AVX512_BF16 ";
-  if (s.empty()) s = "no SIMD extensions used ";
-  const Backend active = active_backend();
-  std::string kernels = "-> " + backend_name(active) + " kernels";
-  if (active == Backend::Avx512) kernels += " (packed Q4_0/Q8_0/Q4_K/Q6_K tiles, NF4 rows; avx2 elsewhere)";
-  if (active != best_backend()) kernels += " (forced; best is " + backend_name(best_backend()) + ")";
-  return s + kernels;
+  std::string flags;
+  for (const auto& [seen, name] : {std::pair{f.avx2, "AVX2"}, {f.fma, "FMA"}, {f.f16c, "F16C"}, {f.avx512f, "AVX512F"},
+                                   {f.avx512bw, "AVX512BW"}, {f.avx512vl, "AVX512VL"}, {f.avx512dq, "AVX512DQ"},
+                                   {f.avx512vnni, "AVX512_VNNI"}, {f.avx512bf16, "AVX512_BF16"}})
+    if (seen) flags += std::string(name) + " ";
+  if (flags.empty()) flags = "no AVX2/AVX-512 flags ";
+  const Backend active = active_backend(), best = best_backend();
+  std::string path = "-> " + backend_name(active) + " kernels";
+  // Say why this path: forced lower, or the best these flags allow (and what the next path would need).
+  if (active != best) path += " (forced; these flags allow " + backend_name(best) + ")";
+  else if (best == Backend::Avx512) path += " (the best path)";
+  else if (best == Backend::Avx2) path += " (the best path; avx512 needs AVX-512 F/BW/VL/DQ/VNNI)";
+  else path += " (the best path; avx2 needs AVX2, FMA and F16C)";
+  return flags + path;
 }
 
 }  // namespace baichuan::kernels

@@ -5,7 +5,7 @@
 namespace baichuan::kernels {
 
 // Ordered: each backend can run the kernels of those below it. Avx512 has its own kernels only
-// where they were written (packed Q4_0 / Q8_0 tiles); everything else runs the AVX2 kernels.
+// where they were written; everything else runs the AVX2 kernels.
 enum class Backend { Scalar, Avx2, Avx512 };
 
 struct CpuFeatures {
@@ -29,6 +29,7 @@ inline bool avx2_kernels() { return active_backend() >= Backend::Avx2; }
 // Forces a backend (tests compare SIMD against scalar); one the CPU cannot run is refused.
 void set_backend(Backend backend);
 std::string backend_name(Backend backend);
-std::string describe_cpu();  // e.g. "AVX2 FMA F16C -> avx2 kernels"
+// The flags seen and the path chosen, e.g. "AVX2 FMA F16C -> avx2 kernels (the best path; avx512 needs ...)".
+std::string describe_cpu();
 
 }  // namespace baichuan::kernels
