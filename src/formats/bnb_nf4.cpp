@@ -172,10 +172,11 @@ Tensor bnb_nf4_blocks(const Bnb4bitParts& p, const std::string& name, const std:
       }
       for (int j = 0; j < 32; ++j) block.qs[j] = static_cast<uint8_t>(code[j] | code[j + 32] << 4);
     }
-    // These codes are not needed again: a memory-mapped file drops them from resident memory, so
-    // the weights are not resident twice (a no-op for other memory; partial pages stay).
-    MappedFile::release_pages(p.data.data + 32 * first, static_cast<size_t>(32 * (end - first)));
   });
+  // The file's codes are not needed again: a memory-mapped file drops them from resident memory, so
+  // the weights are not resident twice (a no-op for other memory). Once per weight: chunk ends are
+  // not page-aligned, and each would keep a page.
+  MappedFile::release_pages(p.data.data, p.data.nbytes);
   return std::move(result.tensor);
 }
 
