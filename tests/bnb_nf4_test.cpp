@@ -314,6 +314,58 @@ TEST(BnbNf4, WrittenFileReadsBack) {
   }
 }
 
+// A weight of more blocks than one thread's chunk at load (kBlocksPerChunk, 32768 blocks), so the
+// conversion runs over several chunks on the pool, the last one partial and none aligned with the
+// rows: both paths (NF4 kept, F16 dequantized) give every weight as the formulas of the fixture's
+// README computed here, whatever the machine's thread count.
+TEST(BnbNf4, LargeWeightsAreConvertedExactlyInParallelChunks) {
+  const int64_t rows = 3, cols = 64 * 32771, n = rows * cols, nblocks = n / 64;
+  std::vector<uint8_t> codes(static_cast<size_t>(n / 2)), qabsmax(static_cast<size_t>(nblocks));
+  uint32_t state = 12345;
+  for (uint8_t& c : codes) c = static_cast<uint8_t>((state = state * 1664525u + 1013904223u) >> 24);
+  for (size_t b = 0; b < qabsmax.size(); ++b) qabsmax[b] = static_cast<uint8_t>((b * 7 + 3) % 256);
+  std::vector<float> absmax2(static_cast<size_t>((nblocks + 255) / 256)), code2(256);
+  for (size_t k = 0; k < absmax2.size(); ++k) absmax2[k] = 0.5f + static_cast<float>(k) / 97.0f;
+  for (size_t k = 0; k < 256; ++k) code2[k] = static_cast<float>(k) / 300.0f - 0.2f;
+  auto bytes_of = [](const void* data) {
+    return [data](std::byte* out, size_t first, size_t count) { std::memcpy(out, static_cast<const std::byte*>(data) + first, count); };
+  };
+  const std::string path = testing::temp_path("bnb_nf4", "large.bin");
+  formats::write_bnb_nf4_bin(path, {{"model.layers.0.mlp.down_proj.weight", {rows, cols}, true, bytes_of(codes.data()),
+                                     bytes_of(qabsmax.data()), absmax2, 0.0625f}},
+                             code2);
+  std::vector<uint16_t> expected(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    volatile float scaled = code2[qabsmax[static_cast<size_t>(i / 64)]] * absmax2[static_cast<size_t>(i / 64 / 256)];
+    const float absmax = scaled + 0.0625f;
+    const uint8_t byte = codes[static_cast<size_t>(i / 2)];
+    expected[static_cast<size_t>(i)] = f32_to_f16(quant::kNf4Values[i % 2 == 0 ? byte >> 4 : byte & 15] * absmax);
+  }
+  auto mismatches = [&](const std::vector<uint16_t>& got) {
+    int64_t bad = 0;
+    for (size_t i = 0; i < got.size(); ++i) bad += got[i] != expected[i];
+    return bad;
+  };
+
+  const auto nf4 = formats::read_torch_bin(path);
+  ASSERT_EQ(nf4.size(), 1u);
+  ASSERT_EQ(nf4[0].dtype, DType::NF4);
+  std::vector<float> row(static_cast<size_t>(cols));
+  std::vector<uint16_t> got(static_cast<size_t>(n));
+  for (int64_t r = 0; r < rows; ++r) {
+    quant::dequantize_row(DType::NF4, nf4[0].data + r * (cols / 64) * 36, row.data(), cols);
+    for (int64_t c = 0; c < cols; ++c) got[static_cast<size_t>(r * cols + c)] = f32_to_f16(row[static_cast<size_t>(c)]);
+  }
+  EXPECT_EQ(mismatches(got), 0);
+
+  Nf4PathScope f16_path("f16");
+  const auto f16 = formats::read_torch_bin(path);
+  ASSERT_EQ(f16.size(), 1u);
+  ASSERT_EQ(f16[0].dtype, DType::F16);
+  std::memcpy(got.data(), f16[0].data, got.size() * 2);
+  EXPECT_EQ(mismatches(got), 0);
+}
+
 // A 4-bit folder whose linears all stay NF4 (rows of 64 and 128: the fixture's rows of 32 and 88
 // cannot, its blocks span rows), written once per test run by `init --format bnb-nf4`.
 const std::string& native_nf4_folder() {
