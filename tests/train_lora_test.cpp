@@ -11,7 +11,10 @@
 
 #include "core/error.h"
 #include "error_matchers.h"
+#include "model/lora_apply.h"
 #include "train/lora.h"
+#include "train/lora_export.h"
+#include "train/lora_merge.h"
 #include "train/memory_plan.h"
 #include "train/trainer.h"
 #include "train_fixtures.h"
@@ -29,6 +32,18 @@ std::vector<Record> lora_records(int64_t count, int64_t len, int64_t vocab, uint
 LoraSpec all_targets(int64_t rank, double alpha, double dropout) {
   return LoraSpec::parse(cat("r=", rank, ",alpha=", alpha, ",dropout=", dropout,
                              ",targets=W_pack,o_proj,gate_proj,up_proj,down_proj"));
+}
+
+// The config.json of a training shape (what the adapter checks against).
+ModelConfig config_of_shape(const TrainShape& s) {
+  ModelConfig c;
+  c.vocab_size = s.vocab;
+  c.hidden_size = s.hidden;
+  c.intermediate_size = s.ffn;
+  c.num_heads = s.heads;
+  c.num_layers = s.layers;
+  c.position = s.position;
+  return c;
 }
 
 // B = 0 makes A's gradient 0: give both random values for the checks.
@@ -164,7 +179,9 @@ TEST(TrainLora, MergedModelGivesTheUnmergedLoss) {
     const double unmerged = lora_loss_and_grads(lora, ctx, batches[0], pool);  // dropout is off outside a step
     TrainModel<float> merged(s);
     std::copy(base.params().begin(), base.params().end(), merged.params().begin());
-    merge_lora_into(merged, lora);
+    // merge-lora's path: the adapter as exported, merged as LoraDeltas add it.
+    const LoraDeltas deltas({ScaledLoraAdapter{to_lora_adapter(lora, ""), 1.0f}}, config_of_shape(s), false);
+    merge_lora_deltas(merged, deltas, pool);
     const double merged_loss =
         forward_backward(merged, ctx, std::span<const Record>(batches[0]), count_loss_tokens(batches[0]), pool);
     EXPECT_NEAR(merged_loss, unmerged, 1e-5 * std::abs(unmerged));

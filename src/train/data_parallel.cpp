@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <type_traits>
 
 #include "core/error.h"
 
@@ -55,7 +56,19 @@ void check_mpi(int code, const char* call) {
 }
 
 template <typename T>
-void all_reduce_in_place(std::span<T> values, MPI_Datatype type, MPI_Op op) {
+MPI_Datatype mpi_type_of() {
+  if constexpr (std::is_same_v<T, float>) return MPI_FLOAT;
+  else if constexpr (std::is_same_v<T, double>) return MPI_DOUBLE;
+  else if constexpr (std::is_same_v<T, int64_t>) return MPI_INT64_T;
+  else {
+    static_assert(std::is_same_v<T, uint64_t>, "no MPI type for this element type");
+    return MPI_UINT64_T;
+  }
+}
+
+template <typename T>
+void all_reduce_in_place(std::span<T> values, MPI_Op op) {
+  const MPI_Datatype type = mpi_type_of<T>();
   // MPI counts are int: large buffers go in pieces of at most 2^30 elements.
   constexpr size_t kMaxCount = size_t{1} << 30;
   for (size_t i = 0; i < values.size(); i += kMaxCount) {
@@ -65,6 +78,16 @@ void all_reduce_in_place(std::span<T> values, MPI_Datatype type, MPI_Op op) {
   }
 }
 #endif
+
+// Element-wise sums over the `ranks` ranks of the job, in place (nothing to add up with one).
+template <typename T>
+void sum_over_ranks(std::span<T> values, int ranks) {
+#ifdef BAICHUAN_MPI
+  if (ranks > 1) all_reduce_in_place(values, MPI_SUM);
+#else
+  (void)values, (void)ranks;
+#endif
+}
 
 }  // namespace
 
@@ -117,29 +140,9 @@ std::string Communicator::describe() const {
   return size_ > 1 ? cat("rank ", rank_, " of ", size_) : std::string();
 }
 
-void Communicator::sum(std::span<float> values) const {
-#ifdef BAICHUAN_MPI
-  if (size_ > 1) all_reduce_in_place(values, MPI_FLOAT, MPI_SUM);
-#else
-  (void)values;
-#endif
-}
-
-void Communicator::sum(std::span<double> values) const {
-#ifdef BAICHUAN_MPI
-  if (size_ > 1) all_reduce_in_place(values, MPI_DOUBLE, MPI_SUM);
-#else
-  (void)values;
-#endif
-}
-
-void Communicator::sum(std::span<int64_t> values) const {
-#ifdef BAICHUAN_MPI
-  if (size_ > 1) all_reduce_in_place(values, MPI_INT64_T, MPI_SUM);
-#else
-  (void)values;
-#endif
-}
+void Communicator::sum(std::span<float> values) const { sum_over_ranks(values, size_); }
+void Communicator::sum(std::span<double> values) const { sum_over_ranks(values, size_); }
+void Communicator::sum(std::span<int64_t> values) const { sum_over_ranks(values, size_); }
 
 double Communicator::sum(double value) const {
   sum(std::span<double>(&value, 1));
@@ -156,8 +159,8 @@ bool Communicator::same_on_every_rank(uint64_t value) const {
   uint64_t low = value, high = value;
 #ifdef BAICHUAN_MPI
   if (size_ > 1) {
-    all_reduce_in_place(std::span<uint64_t>(&low, 1), MPI_UINT64_T, MPI_MIN);
-    all_reduce_in_place(std::span<uint64_t>(&high, 1), MPI_UINT64_T, MPI_MAX);
+    all_reduce_in_place(std::span<uint64_t>(&low, 1), MPI_MIN);
+    all_reduce_in_place(std::span<uint64_t>(&high, 1), MPI_MAX);
   }
 #endif
   return low == high;

@@ -91,4 +91,17 @@ std::vector<std::string> write_hf_folder(const std::string& dir, const TrainMode
   return write_safetensors_shards(dir, tensors, sources.max_shard_bytes);
 }
 
+void replace_hf_folder(const std::string& dir, const TrainModel<float>& model, const HfFolderSources& sources) {
+  namespace fs = std::filesystem;
+  const fs::path final_dir(dir), parent = final_dir.parent_path(), name = final_dir.filename();
+  const fs::path tmp = parent / cat(".", name.string(), ".tmp"), old = parent / cat(".", name.string(), ".old");
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  write_hf_folder(tmp.string(), model, sources);
+  fs::remove_all(old);
+  if (fs::exists(final_dir)) fs::rename(final_dir, old);
+  fs::rename(tmp, final_dir);
+  fs::remove_all(old);
+}
+
 }  // namespace baichuan::train

@@ -37,4 +37,9 @@ std::vector<std::string> write_safetensors_shards(const std::string& dir, std::s
 // Returns the weight files as write_safetensors_shards does (for manifests that list them).
 std::vector<std::string> write_hf_folder(const std::string& dir, const TrainModel<float>& model, const HfFolderSources& sources);
 
+// write_hf_folder into a new folder `dir` as a whole: written into the hidden sibling .NAME.tmp, then
+// renamed into place (an existing `dir` is replaced), so an interrupted run leaves either the old
+// folder or the new one.
+void replace_hf_folder(const std::string& dir, const TrainModel<float>& model, const HfFolderSources& sources);
+
 }  // namespace baichuan::train

@@ -186,14 +186,8 @@ const LoraSlot* LoraModel<T>::slot(int64_t layer, LoraTarget t) const {
 
 template <typename T>
 const ParamInfo& LoraModel<T>::info(const std::string& name) const {
-  for (const ParamInfo& p : layout_)
-    if (p.name == name) return p;
+  if (const ParamInfo* p = this->find(name)) return *p;
   fail("LoRA adapter: no tensor named '", name, "' (", spec_.describe(), ")");
-}
-
-template <typename T>
-void LoraModel<T>::zero_grads() {
-  std::fill(grads_.begin(), grads_.end(), T(0));
 }
 
 template <typename T>
@@ -232,14 +226,11 @@ void lora_dropout_input(const LoraModel<T>& lora, const LoraSlot& s, const T* in
 template <typename T>
 void lora_prepare(const LoraModel<T>& lora, TrainContext<T>& a, int64_t N) {
   const auto n = static_cast<size_t>(N);
-  auto grow = [](std::vector<T>& v, size_t size) {
-    if (v.size() < size) v.resize(size);
-  };
-  if (lora.dropout_active()) grow(a.lora_input, n * static_cast<size_t>(lora.max_in()));
-  grow(a.lora_mid, n * lora.rank_cols());
-  grow(a.lora_scratch, n * static_cast<size_t>(lora.max_out()));
-  grow(a.lora_dmid, n * static_cast<size_t>(lora.spec().rank));
-  if (lora.spec().dropout > 0) grow(a.lora_dinput, n * static_cast<size_t>(lora.max_in()));
+  if (lora.dropout_active()) grow_buffer(a.lora_input, n * static_cast<size_t>(lora.max_in()));
+  grow_buffer(a.lora_mid, n * lora.rank_cols());
+  grow_buffer(a.lora_scratch, n * static_cast<size_t>(lora.max_out()));
+  grow_buffer(a.lora_dmid, n * static_cast<size_t>(lora.spec().rank));
+  if (lora.spec().dropout > 0) grow_buffer(a.lora_dinput, n * static_cast<size_t>(lora.max_in()));
 }
 
 template <typename T>
@@ -290,47 +281,13 @@ void lora_backward(LoraModel<T>& lora, const LoraSlot& s, T* din, const T* dout,
   }, 16);
 }
 
-template <typename T>
-std::string find_non_finite(LoraModel<T>& lora, const TrainContext<T>& ctx) {
-  for (const ParamInfo& p : lora.layout()) {
-    auto v = lora.param(p);
-    for (size_t i = 0; i < v.size(); ++i)
-      if (!std::isfinite(v[i])) return cat("parameter ", p.name, "[", i, "] = ", v[i]);
-  }
-  return find_non_finite(lora.base(), ctx);
-}
-
-template <typename T>
-void merge_lora_into(TrainModel<T>& model, const LoraModel<T>& lora) {
-  const Weights<T> w = model.weights();
-  const int64_t r = lora.spec().rank;
-  const double scale = lora.spec().scale();
-  for (const LoraSlot& s : lora.slots()) {
-    const auto& L = w.layers[static_cast<size_t>(s.layer)];
-    T* dst = s.target == LoraTarget::WPack     ? L.w_pack
-             : s.target == LoraTarget::OProj    ? L.o_proj
-             : s.target == LoraTarget::GateProj ? L.gate
-             : s.target == LoraTarget::UpProj   ? L.up
-                                                : L.down;
-    const T *A = lora.params().data() + s.a, *B = lora.params().data() + s.b;
-    for (int64_t o = 0; o < s.out; ++o)
-      for (int64_t i = 0; i < s.in; ++i) {
-        double sum = 0;
-        for (int64_t k = 0; k < r; ++k) sum += static_cast<double>(B[o * r + k]) * static_cast<double>(A[k * s.in + i]);
-        dst[o * s.in + i] = static_cast<T>(static_cast<double>(dst[o * s.in + i]) + scale * sum);
-      }
-  }
-}
-
 #define BAICHUAN_LORA(T)                                                                                            \
   template class LoraModel<T>;                                                                                     \
   template void lora_prepare<T>(const LoraModel<T>&, TrainContext<T>&, int64_t);                                    \
   template void lora_forward<T>(const LoraModel<T>&, const LoraSlot&, T*, const T*, TrainContext<T>&, int64_t,     \
                                 ThreadPool&);                                                                      \
   template void lora_backward<T>(LoraModel<T>&, const LoraSlot&, T*, const T*, const T*, TrainContext<T>&, int64_t, \
-                                 ThreadPool&);                                                                     \
-  template std::string find_non_finite<T>(LoraModel<T>&, const TrainContext<T>&);                                  \
-  template void merge_lora_into<T>(TrainModel<T>&, const LoraModel<T>&);
+                                 ThreadPool&);
 
 BAICHUAN_LORA(float)
 BAICHUAN_LORA(double)

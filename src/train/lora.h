@@ -4,7 +4,7 @@
 // one of the same layout), named as PEFT names them, so AdamW, clipping, checkpoints and a data-
 // parallel all-reduce treat a LoraModel exactly as they treat a TrainModel.
 //
-// The forward and backward passes are train_model.cpp's (forward_backward has a LoraModel overload):
+// The forward and backward passes are train_pass.cpp's (forward_backward takes a LoraModel too):
 // with a LoraModel the base weights get no gradient and the weight-gradient products of the frozen
 // layers are skipped; the gradient still flows through them to their input (frozen_linear.h).
 #pragma once
@@ -57,10 +57,8 @@ struct LoraSlot {
 };
 
 template <typename T>
-class LoraModel {
+class LoraModel : public FlatParams<T> {
  public:
-  using value_type = T;
-
   // Adapters for `spec` on `base` (which the LoraModel reads and never changes; it must outlive it),
   // A and B zero. `seed` (the run's) seeds init() and the dropout masks.
   LoraModel(TrainModel<T>& base, const LoraSpec& spec, uint64_t seed);
@@ -71,21 +69,13 @@ class LoraModel {
   TrainModel<T>& base() const { return *base_; }
   const LoraSpec& spec() const { return spec_; }
   T scale() const { return static_cast<T>(spec_.scale()); }
-  // Parameter names: "base_model.model.model.layers.0.self_attn.W_pack.lora_A.weight" (PEFT's).
-  const std::vector<ParamInfo>& layout() const { return layout_; }
+  // Parameter names (layout()): "base_model.model.model.layers.0.self_attn.W_pack.lora_A.weight" (PEFT's).
   const std::vector<LoraSlot>& slots() const { return slots_; }
   const LoraSlot* slot(int64_t layer, LoraTarget t) const;  // nullptr when `t` is not adapted
   size_t rank_cols() const { return rank_cols_; }            // r times the number of slots
   int64_t max_in() const { return max_in_; }
   int64_t max_out() const { return max_out_; }
-  std::span<T> params() { return params_; }
-  std::span<const T> params() const { return params_; }
-  std::span<T> grads() { return grads_; }
-  std::span<const T> grads() const { return grads_; }
-  std::span<T> param(const ParamInfo& p) { return std::span<T>(params_).subspan(p.offset, p.numel); }
-  std::span<T> grad(const ParamInfo& p) { return std::span<T>(grads_).subspan(p.offset, p.numel); }
   const ParamInfo& info(const std::string& name) const;  // throws Error for an unknown name
-  void zero_grads();
 
   // Dropout: off unless a training pass turns it on. The mask of pass (step, micro_batch) is a pure
   // function of (seed, step, micro_batch, layer, target, element), so it does not depend on the
@@ -97,34 +87,19 @@ class LoraModel {
   bool dropout_keeps(const LoraSlot& slot, uint64_t i) const;
 
  private:
+  using FlatParams<T>::layout_, FlatParams<T>::params_, FlatParams<T>::grads_;
+
   TrainModel<T>* base_;
   LoraSpec spec_;
-  std::vector<ParamInfo> layout_;
   std::vector<LoraSlot> slots_;
   size_t rank_cols_ = 0;
   int64_t max_out_ = 0, max_in_ = 0;
-  std::vector<T> params_, grads_;
   uint64_t seed_ = 0;
   bool dropout_on_ = false;
   uint64_t dropout_key_ = 0;
 };
 
-// The LoRA pass: the base frozen (its gradients untouched; the model may hold none), the adapters'
-// gradients added to lora.grads(). Same loss and arguments as the full forward_backward.
-template <typename T>
-double forward_backward(LoraModel<T>& lora, TrainContext<T>& ctx, std::span<const Record> batch, const LossNorm& norm,
-                        ThreadPool& pool);
-
-// Its loss alone (held-out evaluation): no gradient is computed or changed; dropout as set.
-template <typename T>
-double forward_loss(LoraModel<T>& lora, TrainContext<T>& ctx, std::span<const Record> batch, const LossNorm& norm,
-                    ThreadPool& pool);
-
-// The first non-finite adapter value, or else the first non-finite value of the base pass.
-template <typename T>
-std::string find_non_finite(LoraModel<T>& lora, const TrainContext<T>& ctx);
-
-// The adapter's part of one linear layer, called by the pass in train_model.cpp. lora_prepare sizes
+// The adapter's part of one linear layer, called by the pass in train_pass.cpp. lora_prepare sizes
 // ctx's LoRA buffers for N rows; lora_forward adds scale * B A dropout(in) to out [N, slot.out] and
 // keeps A dropout(in); lora_backward adds the gradient to din [N, slot.in] and to A and B, given the
 // same `in` as the forward (kept or recomputed with the layer).
@@ -136,9 +111,5 @@ void lora_forward(const LoraModel<T>& lora, const LoraSlot& slot, T* out, const 
 template <typename T>
 void lora_backward(LoraModel<T>& lora, const LoraSlot& slot, T* din, const T* dout, const T* in, TrainContext<T>& ctx,
                    int64_t N, ThreadPool& pool);
-
-// W += scale * B A for every adapted matrix of `model` (a copy of the base): the merged full model.
-template <typename T>
-void merge_lora_into(TrainModel<T>& model, const LoraModel<T>& lora);
 
 }  // namespace baichuan::train

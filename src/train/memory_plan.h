@@ -2,7 +2,7 @@
 // is refused with the reason instead of dying in the middle: float32 weights, gradients, AdamW's m
 // and v, the activations the backward pass keeps for one micro-batch of B rows, and the vocabulary-
 // sized NormHead buffers plus one chunk of logits. Mirrors the sizes TrainContext grows to
-// (train_model.cpp); the dataset is memory-mapped or small and not counted.
+// (train_batch.cpp); the dataset is memory-mapped or small and not counted.
 #pragma once
 #include <cstdint>
 #include <string>

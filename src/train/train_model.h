@@ -11,6 +11,7 @@
 #include "core/thread_pool.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
+#include "train/flat_params.h"
 #include "train/frozen_linear.h"
 #include "train/ops.h"
 
@@ -30,13 +31,6 @@ struct TrainShape {
 
   int64_t head_dim() const { return hidden / heads; }
   static TrainShape from(const ModelConfig& config);
-};
-
-// One parameter: its official Hugging Face name, shape and place in the flat buffers.
-struct ParamInfo {
-  std::string name;  // "model.layers.0.self_attn.W_pack.weight"
-  std::vector<int64_t> shape;
-  size_t offset = 0, numel = 0;
 };
 
 // The parameters in PyTorch's named_parameters() order (embed_tokens; per layer W_pack, o_proj,
@@ -61,10 +55,8 @@ struct Weights {
 };
 
 template <typename T>
-class TrainModel {
+class TrainModel : public FlatParams<T> {
  public:
-  using value_type = T;
-
   // Parameters and gradients zero; without gradients (a LoRA base, frozen) grads() is empty.
   explicit TrainModel(const TrainShape& shape, bool with_gradients = true);
   // A frozen base whose matrices stay in their stored types (QLoRA): the flat buffer holds the norms
@@ -73,17 +65,9 @@ class TrainModel {
   TrainModel(const TrainShape& shape, std::shared_ptr<const StoredWeights> stored);
 
   const TrainShape& shape() const { return shape_; }
-  const std::vector<ParamInfo>& layout() const { return layout_; }
-  std::span<T> params() { return params_; }
-  std::span<const T> params() const { return params_; }
-  std::span<T> grads() { return grads_; }
-  std::span<const T> grads() const { return grads_; }
-  std::span<T> param(const ParamInfo& p) { return std::span<T>(params_).subspan(p.offset, p.numel); }
-  std::span<T> grad(const ParamInfo& p) { return std::span<T>(grads_).subspan(p.offset, p.numel); }
   const ParamInfo& info(const std::string& name) const;  // throws Error for an unknown name
   Weights<T> weights() { return bind(params_.data()); }
   Weights<T> gradients() { return bind(grads_.data()); }
-  void zero_grads();
   // The stored layer matrices of a quantized frozen base; nullptr when every weight is in params().
   const StoredWeights* stored() const { return stored_.get(); }
   // Bytes of the weights held: the flat buffer plus the stored matrices.
@@ -92,10 +76,9 @@ class TrainModel {
  private:
   Weights<T> bind(T* flat) const;
   bool in_stored(const ParamInfo& p) const;  // held by stored_, not by the flat buffer
+  using FlatParams<T>::layout_, FlatParams<T>::params_, FlatParams<T>::grads_;
 
   TrainShape shape_;
-  std::vector<ParamInfo> layout_;
-  std::vector<T> params_, grads_;
   std::shared_ptr<const StoredWeights> stored_;
 };
 
@@ -171,23 +154,34 @@ struct TrainContext {
   std::vector<T> lora_input, lora_mid, lora_scratch, lora_dmid, lora_dinput;
 };
 
+// A TrainContext buffer with at least n elements: grown, never shrunk (a context is reused across batches).
+template <typename T>
+T* grow_buffer(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
 // The loss of `batch` and its gradient, added to model.grads(). The loss is the official one:
 //   mean cross-entropy of logits[t] against labels[t + 1] over labels != -100
 //   + z_loss_weight * mean over all rows t < T - 1 of max(logits[t])^2,
 // with the means taken over `norm` (so micro-batches of one step add up to the step's mean).
 // Returns this batch's share of the loss. Throws Error naming the record for invalid input.
-template <typename T>
-double forward_backward(TrainModel<T>& model, TrainContext<T>& ctx, std::span<const Record> batch,
+// `Model` is TrainModel<T> (every parameter trained) or LoraModel<T> (lora.h: the base frozen, its
+// gradients untouched and possibly absent; the adapters' gradients added to lora.grads()).
+template <typename Model>
+double forward_backward(Model& model, TrainContext<typename Model::value_type>& ctx, std::span<const Record> batch,
                         const LossNorm& norm, ThreadPool& pool);
 
-// The same loss without the backward pass (held-out evaluation): no gradient is computed or changed.
-template <typename T>
-double forward_loss(TrainModel<T>& model, TrainContext<T>& ctx, std::span<const Record> batch, const LossNorm& norm,
-                    ThreadPool& pool);
+// The same loss without the backward pass (held-out evaluation): no gradient is computed or changed
+// (a LoraModel's dropout as set).
+template <typename Model>
+double forward_loss(Model& model, TrainContext<typename Model::value_type>& ctx, std::span<const Record> batch,
+                    const LossNorm& norm, ThreadPool& pool);
 
-// After a non-finite loss: the first non-finite parameter or activation of the last forward pass,
-// e.g. "parameter model.layers.1.mlp.up_proj.weight[17] = nan"; "" when all are finite.
-template <typename T>
-std::string find_non_finite(TrainModel<T>& model, const TrainContext<T>& ctx);
+// After a non-finite loss: the first non-finite parameter (a LoraModel's adapters first, then its
+// base's) or activation of the last forward pass, e.g. "parameter model.layers.1.mlp.up_proj.weight[17]
+// = nan"; "" when all are finite.
+template <typename Model>
+std::string find_non_finite(Model& model, const TrainContext<typename Model::value_type>& ctx);
 
 }  // namespace baichuan::train

@@ -88,20 +88,12 @@ int finetune_one_step(const FinetuneCommand& cmd, const LoadOptions& options, in
   return 0;
 }
 
-// Writes OUTDIR/model (a Hugging Face folder) atomically: into a temporary folder, then renamed.
+// Writes OUTDIR/model (a Hugging Face folder) as a whole.
 std::string export_finetuned_model(const std::string& out_dir, const train::TrainModel<float>& model,
                                    const train::HfFolderSources& sources) {
-  namespace fs = std::filesystem;
-  const fs::path final_dir = fs::path(out_dir) / "model", tmp = fs::path(out_dir) / ".model.tmp",
-                 old = fs::path(out_dir) / ".model.old";
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  train::write_hf_folder(tmp.string(), model, sources);
-  fs::remove_all(old);
-  if (fs::exists(final_dir)) fs::rename(final_dir, old);
-  fs::rename(tmp, final_dir);
-  fs::remove_all(old);
-  return final_dir.string();
+  const std::string final_dir = (std::filesystem::path(out_dir) / "model").string();
+  train::replace_hf_folder(final_dir, model, sources);
+  return final_dir;
 }
 
 train::RunOutputs finetune_run_outputs(const FinetuneCommand& cmd, const Checkpoint& checkpoint) {

@@ -76,22 +76,14 @@ void check_hf_output(const fs::path& out, const ModelOptions& model) {
   }
 }
 
-// Writes the merged model into a temporary sibling folder, then moves it into place, so an interrupted
-// run leaves either the old folder or the new one.
+// Writes the merged model as a whole (replace_hf_folder), so an interrupted run leaves either the old
+// folder or the new one.
 void write_merged_hf_folder(const fs::path& out, const Checkpoint& checkpoint, const LoraDeltas& deltas,
                             const train::HfFolderSources& sources, int threads) {
-  const fs::path tmp = out.parent_path() / ("." + out.filename().string() + ".tmp"),
-                 old = out.parent_path() / ("." + out.filename().string() + ".old");
   auto model = train::load_train_model<float>(checkpoint, /*with_gradients=*/false);
   ThreadPool pool(threads);
   train::merge_lora_deltas(model, deltas, pool);
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  train::write_hf_folder(tmp.string(), model, sources);
-  fs::remove_all(old);
-  if (fs::exists(out)) fs::rename(out, old);
-  fs::rename(tmp, out);
-  fs::remove_all(old);
+  train::replace_hf_folder(out.string(), model, sources);
 }
 
 }  // namespace merge_lora
