@@ -1,8 +1,8 @@
 // The matrix products of one full fine-tuning step (train/ops.h matmul_forward / matmul_backward) on
 // the shape of bench/train_vs_torch.sh: hidden 512, intermediate 1376, the real 125,696 vocabulary,
 // 512 rows. Per step the trainer runs each layer product 8 times (8 layers) and each head product
-// 16 times (the head goes 32 rows at a time: kHeadChunkRows of train_model.cpp), so
-//   step's product time ~= 8 x sum(layer_*) + 16 x sum(head_*)
+// 512 / kHeadChunkRows times (the head goes kHeadChunkRows = 256 rows at a time, train/train_model.h), so
+//   step's product time ~= 8 x sum(layer_*) + 2 x sum(head_*)
 // Names read BM_train_product/<product>_<part>_<backend>/threads:N, part = forward (out = in . W^T),
 // din (din += dout . W) or dw (dW += dout^T . in). FLOP/s counts 2 x rows x in x out per product.
 #include <array>
@@ -10,6 +10,7 @@
 #include "bench_util.h"
 #include "core/thread_pool.h"
 #include "train/ops.h"
+#include "train/train_model.h"
 
 namespace baichuan::bench {
 namespace {
@@ -18,13 +19,13 @@ struct TrainProduct {
   const char* name;
   int64_t N, I, O;  // rows, inputs, outputs: W is [O, I]
 };
-constexpr int64_t kTrainRows = 512, kTrainHidden = 512, kTrainFfn = 1376, kTrainVocab = 125696, kHeadChunk = 32;
+constexpr int64_t kTrainRows = 512, kTrainHidden = 512, kTrainFfn = 1376, kTrainVocab = 125696;
 constexpr std::array<TrainProduct, 5> kTrainProducts{{
     {"w_pack", kTrainRows, kTrainHidden, 3 * kTrainHidden},
     {"o_proj", kTrainRows, kTrainHidden, kTrainHidden},
     {"gate_up", kTrainRows, kTrainHidden, kTrainFfn},  // gate and up: the same shape, run twice per layer
     {"down", kTrainRows, kTrainFfn, kTrainHidden},
-    {"head", kHeadChunk, kTrainHidden, kTrainVocab},
+    {"head", train::kHeadChunkRows, kTrainHidden, kTrainVocab},
 }};
 
 enum class ProductPart { Forward, Din, Dw };
