@@ -23,10 +23,7 @@ ActivationKind activation_kind(DType weight_type) {
 
 int64_t activation_blocks(DType weight_type, int64_t n) {
   const int64_t block = activation_kind(weight_type) == ActivationKind::Blocks32 ? 32 : 256;
-  const auto weight_block = static_cast<int64_t>(dtype_info(weight_type).block_elems);  // a multiple of block
-  if (n < 0 || n % weight_block != 0)
-    fail("quantized dot product: ", n, " elements of ", dtype_name(weight_type), " is not a whole number of ",
-         weight_block, "-element blocks");
+  quant::whole_blocks(weight_type, n, "quantized dot product");  // a weight block is a multiple of block
   return n / block;
 }
 
