@@ -550,5 +550,21 @@ TEST(QuantTraits, TableAgreesWithLayoutAndConverters) {
   EXPECT_THROW(from_float_row(DType::Q8_0, x.data(), out.data(), 4), Error);  // not a whole block
 }
 
+// One check of "n elements make whole blocks" serves every row converter; its message names the caller.
+TEST(QuantTraits, WholeBlocksCountsBlocksAndNamesTheCaller) {
+  EXPECT_EQ(whole_blocks(DType::Q4_K, 512, "x"), 2);  // 256-element super-blocks
+  EXPECT_EQ(whole_blocks(DType::Q8_0, 96, "x"), 3);
+  EXPECT_EQ(whole_blocks(DType::F32, 7, "x"), 7);
+  EXPECT_EQ(whole_blocks(DType::Q6_K, 0, "x"), 0);
+  EXPECT_THAT([] { whole_blocks(DType::Q6_K, -256, "reading"); }, throws_error("reading: -256 elements of Q6_K"));
+  std::vector<float> x(64);
+  std::vector<std::byte> out(1024);
+  EXPECT_THAT([&] { from_float_row(DType::Q8_0, x.data(), out.data(), 40); },
+              throws_error("storing floats: 40 elements of Q8_0 is not a whole number of 32-element blocks"));
+  EXPECT_THAT([&] { quantize_row(DType::Q5_0, x.data(), out.data(), 1); }, throws_error("quantize_row: 1 elements of Q5_0"));
+  EXPECT_THAT([&] { dequantize_row(DType::Q4_0, out.data(), x.data(), 33); },
+              throws_error("dequantize_row: 33 elements of Q4_0"));
+}
+
 }  // namespace
 }  // namespace baichuan::quant

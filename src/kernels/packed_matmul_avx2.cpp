@@ -13,15 +13,14 @@
 
 #include "core/error.h"
 #include "kernels/packed_matrix.h"
+#include "kernels/packed_tiles.h"
 #include "kernels/quant_dot.h"
 
 namespace baichuan::kernels::avx2 {
 
 namespace {
 
-constexpr int kTileTokens = 4;        // tokens sharing one unpacking of the weights
-constexpr int64_t kTileGroups = 16;   // 128 rows, kept in L2 while every token tile passes over them
-constexpr size_t kScaleBytes = 16;    // 8 f16 scales at the head of each packed block
+using packed_tiles::kScaleBytes, packed_tiles::kTileGroups, packed_tiles::kTileTokens, packed_tiles::prefetch_block;
 
 // The same 4 activation bytes in every 32-bit lane (they pair with 4 quants of each of 8 rows).
 inline __m256i broadcast4(const int8_t* p) {
@@ -45,18 +44,6 @@ inline void keep(__m256i& v) {
 
 inline __m256i load32(const std::byte* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 inline __m128i load16(const std::byte* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
-
-// Decoding streams each weight once from memory: ask for the lines a few blocks ahead, so the
-// loads find them in cache (the hardware prefetcher alone leaves one thread short of bandwidth).
-// `Stream` is set when the tokens fit in one tile (decoding, also batched): then every weight is used
-// once per pass and comes from memory, not from L2.
-constexpr size_t kPrefetchAhead = 1024;
-template <bool Stream>
-inline void prefetch_block(const std::byte* block, size_t bytes) {
-  if constexpr (Stream)
-    for (size_t line = 0; line < bytes; line += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(block + kPrefetchAhead + line), _MM_HINT_T0);
-}
 
 // Sum over 4-byte chunks k of maddubs(w[k], activations 4k..4k+3): 8 rows x 4k elements, int16
 // pairs per row lane.
@@ -300,17 +287,10 @@ void q6_K_tile(const std::byte* group, const ActBlock256* act, int64_t nb, float
 template <typename Act>
 using TileFn = void (*)(const std::byte*, const Act*, int64_t, float*, int64_t);
 
-#define BAICHUAN_TILE(Name, fn_, Act_)                \
-  template <int T, bool Stream>                       \
-  struct Name {                                       \
-    using Act = Act_;                                 \
-    static constexpr TileFn<Act> fn = fn_<T, Stream>; \
-  };
-BAICHUAN_TILE(Q4_0Tile, q4_0_tile, ActBlock32)
-BAICHUAN_TILE(Q8_0Tile, q8_0_tile, ActBlock32)
-BAICHUAN_TILE(Q4_KTile, q4_K_tile, ActBlock256)
-BAICHUAN_TILE(Q6_KTile, q6_K_tile, ActBlock256)
-#undef BAICHUAN_TILE
+BAICHUAN_PACKED_TILE(Q4_0Tile, q4_0_tile, ActBlock32)
+BAICHUAN_PACKED_TILE(Q8_0Tile, q8_0_tile, ActBlock32)
+BAICHUAN_PACKED_TILE(Q4_KTile, q4_K_tile, ActBlock256)
+BAICHUAN_PACKED_TILE(Q6_KTile, q6_K_tile, ActBlock256)
 
 // The tile function for n tokens (n <= kTileTokens).
 template <template <int, bool> class Tile, bool Stream>

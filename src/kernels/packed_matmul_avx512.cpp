@@ -18,15 +18,14 @@
 
 #include "core/error.h"
 #include "kernels/packed_matrix.h"
+#include "kernels/packed_tiles.h"
 #include "kernels/quant_dot.h"
 
 namespace baichuan::kernels::avx512 {
 
 namespace {
 
-constexpr int kTileTokens = 4;       // tokens sharing one unpacking of the weights
-constexpr int64_t kTileGroups = 16;  // 128 rows, kept in L2 while every token tile passes over them
-constexpr size_t kScaleBytes = 16;   // 8 f16 scales at the head of each packed block
+using packed_tiles::kScaleBytes, packed_tiles::kTileGroups, packed_tiles::kTileTokens, packed_tiles::prefetch_block;
 
 // The same 4 activation bytes in every 32-bit lane.
 inline __m512i broadcast4(const int8_t* p) {
@@ -47,16 +46,6 @@ inline __m512 load_scales_pair(const std::byte* b0, const std::byte* b1) {
   const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b0));
   const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1));
   return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1));
-}
-
-// As the AVX2 kernel: when the tokens fit in one tile (decoding) every weight comes from memory
-// once, so ask for the lines a few blocks ahead.
-constexpr size_t kPrefetchAhead = 1024;
-template <bool Stream>
-inline void prefetch_block(const std::byte* block, size_t bytes) {
-  if constexpr (Stream)
-    for (size_t line = 0; line < bytes; line += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(block + kPrefetchAhead + line), _MM_HINT_T0);
 }
 
 // Q4_0: x = d * (q - 8): the unsigned nibbles go straight into vpdpbusd as its unsigned operand, the
@@ -289,17 +278,10 @@ constexpr auto tile_for(int n, std::integer_sequence<int, T...>) {
   return table[n - 1];
 }
 
-#define BAICHUAN_TILE(Name, fn_, Act_)                \
-  template <int T, bool Stream>                       \
-  struct Name {                                       \
-    using Act = Act_;                                 \
-    static constexpr TileFn<Act> fn = fn_<T, Stream>; \
-  };
-BAICHUAN_TILE(Q4_0Tile, q4_0_tile, ActBlock32)
-BAICHUAN_TILE(Q8_0Tile, q8_0_tile, ActBlock32)
-BAICHUAN_TILE(Q4_KTile, q4_K_tile, ActBlock256)
-BAICHUAN_TILE(Q6_KTile, q6_K_tile, ActBlock256)
-#undef BAICHUAN_TILE
+BAICHUAN_PACKED_TILE(Q4_0Tile, q4_0_tile, ActBlock32)
+BAICHUAN_PACKED_TILE(Q8_0Tile, q8_0_tile, ActBlock32)
+BAICHUAN_PACKED_TILE(Q4_KTile, q4_K_tile, ActBlock256)
+BAICHUAN_PACKED_TILE(Q6_KTile, q6_K_tile, ActBlock256)
 
 // Pairs of groups in blocks of kTileGroups, each block visited by every token tile while it sits in
 // L2; an odd group left at the end goes to the AVX2 kernel.

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "kernels/cpu.h"
+#include "kernels/quant_dot_table.h"
 #include "quant/blocks.h"
 
 namespace baichuan::kernels {
@@ -23,10 +24,7 @@ ActivationKind activation_kind(DType weight_type) {
 
 int64_t activation_blocks(DType weight_type, int64_t n) {
   const int64_t block = activation_kind(weight_type) == ActivationKind::Blocks32 ? 32 : 256;
-  const auto weight_block = static_cast<int64_t>(dtype_info(weight_type).block_elems);  // a multiple of block
-  if (n < 0 || n % weight_block != 0)
-    fail("quantized dot product: ", n, " elements of ", dtype_name(weight_type), " is not a whole number of ",
-         weight_block, "-element blocks");
+  quant::whole_blocks(weight_type, n, "quantized dot product");  // a weight block is a multiple of block
   return n / block;
 }
 
@@ -200,24 +198,16 @@ float dot_q6_K(const std::byte* row, const ActBlock256* act, int64_t nb) {
   return sum;
 }
 
-template <auto Dot, typename Act>
-float typed_dot(const std::byte* row, const void* act, int64_t nb) {
-  return Dot(row, static_cast<const Act*>(act), nb);
-}
+// The kernel families of quant_dot_table.h.
+struct ScalarDots {
+  template <typename Block>
+  static constexpr auto blocks32 = &dot_blocks32<Block>;
+  template <typename Block>
+  static constexpr auto q45_K = &dot_q45_K<Block>;
+  static constexpr auto q6_K = &dot_q6_K;
+};
 
-// Indexed by DType; null for the types activation_kind rejects.
-constexpr std::array<DotKernel, kDTypeCount> kDots = [] {
-  std::array<DotKernel, kDTypeCount> k{};
-  k[static_cast<size_t>(DType::Q8_0)] = typed_dot<dot_blocks32<block_q8_0>, ActBlock32>;
-  k[static_cast<size_t>(DType::Q4_0)] = typed_dot<dot_blocks32<block_q4_0>, ActBlock32>;
-  k[static_cast<size_t>(DType::Q4_1)] = typed_dot<dot_blocks32<block_q4_1>, ActBlock32>;
-  k[static_cast<size_t>(DType::Q5_0)] = typed_dot<dot_blocks32<block_q5_0>, ActBlock32>;
-  k[static_cast<size_t>(DType::Q5_1)] = typed_dot<dot_blocks32<block_q5_1>, ActBlock32>;
-  k[static_cast<size_t>(DType::Q4_K)] = typed_dot<dot_q45_K<block_q4_K>, ActBlock256>;
-  k[static_cast<size_t>(DType::Q5_K)] = typed_dot<dot_q45_K<block_q5_K>, ActBlock256>;
-  k[static_cast<size_t>(DType::Q6_K)] = typed_dot<dot_q6_K, ActBlock256>;
-  return k;
-}();
+constexpr std::array<DotKernel, kDTypeCount> kDots = dot_kernel_table<ScalarDots>();
 
 }  // namespace
 

@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "kernels/quant_dot.h"
+#include "kernels/quant_dot_table.h"
 #include "quant/blocks.h"
 
 namespace baichuan::kernels::avx2 {
@@ -77,7 +78,12 @@ __m256i fifth_bits(const uint8_t* qh) {
 
 static_assert(offsetof(ActBlock32, d) == 0 && offsetof(ActBlock32, s) == 4);
 
-struct Q8_0 {
+// How the 32-element blocks of each type meet the activations: a specialization per GGUF block.
+template <typename Block>
+struct BlockFormat;
+
+template <>
+struct BlockFormat<block_q8_0> {
   using Block = block_q8_0;
   static constexpr bool kHasMin = false;
   static constexpr float kOffsetPerD = 0.0f;
@@ -88,14 +94,16 @@ struct Q8_0 {
   }
 };
 
-struct Q4_0 {
+template <>
+struct BlockFormat<block_q4_0> {
   using Block = block_q4_0;
   static constexpr bool kHasMin = false;
   static constexpr float kOffsetPerD = -8.0f;
   static __m256i dot(const uint8_t* b, __m256i a) { return dot_u8_i8(unpack_nibbles(b + offsetof(Block, qs)), a); }
 };
 
-struct Q4_1 {
+template <>
+struct BlockFormat<block_q4_1> {
   using Block = block_q4_1;
   static constexpr bool kHasMin = true;
   static __m256i dot(const uint8_t* b, __m256i a) { return dot_u8_i8(unpack_nibbles(b + offsetof(Block, qs)), a); }
@@ -107,14 +115,16 @@ __m256i dot_q5(const uint8_t* b, __m256i a) {
   return dot_u8_i8(q, a);
 }
 
-struct Q5_0 {
+template <>
+struct BlockFormat<block_q5_0> {
   using Block = block_q5_0;
   static constexpr bool kHasMin = false;
   static constexpr float kOffsetPerD = -16.0f;
   static __m256i dot(const uint8_t* b, __m256i a) { return dot_q5<Block>(b, a); }
 };
 
-struct Q5_1 {
+template <>
+struct BlockFormat<block_q5_1> {
   using Block = block_q5_1;
   static constexpr bool kHasMin = true;
   static __m256i dot(const uint8_t* b, __m256i a) { return dot_q5<Block>(b, a); }
@@ -317,24 +327,16 @@ void quantize_block(const float* x, int n, float& d, int8_t* qs) {
   for (int i = 0; i < n; i += 32) quantize32(x + i, _mm256_set1_ps(d), qs + i);
 }
 
-template <auto Dot, typename Act>
-float typed_dot(const std::byte* row, const void* act, int64_t nb) {
-  return Dot(reinterpret_cast<const uint8_t*>(row), static_cast<const Act*>(act), nb);
-}
+// The kernel families of quant_dot_table.h.
+struct Avx2Dots {
+  template <typename Block>
+  static constexpr auto blocks32 = &dot_blocks32<BlockFormat<Block>>;
+  template <typename Block>
+  static constexpr auto q45_K = &dot_q45_K<Block>;
+  static constexpr auto q6_K = &dot_q6_K;
+};
 
-// Indexed by DType; null for the types activation_kind rejects.
-constexpr std::array<DotKernel, kDTypeCount> kDots = [] {
-  std::array<DotKernel, kDTypeCount> k{};
-  k[static_cast<size_t>(DType::Q8_0)] = typed_dot<dot_blocks32<Q8_0>, ActBlock32>;
-  k[static_cast<size_t>(DType::Q4_0)] = typed_dot<dot_blocks32<Q4_0>, ActBlock32>;
-  k[static_cast<size_t>(DType::Q4_1)] = typed_dot<dot_blocks32<Q4_1>, ActBlock32>;
-  k[static_cast<size_t>(DType::Q5_0)] = typed_dot<dot_blocks32<Q5_0>, ActBlock32>;
-  k[static_cast<size_t>(DType::Q5_1)] = typed_dot<dot_blocks32<Q5_1>, ActBlock32>;
-  k[static_cast<size_t>(DType::Q4_K)] = typed_dot<dot_q45_K<block_q4_K>, ActBlock256>;
-  k[static_cast<size_t>(DType::Q5_K)] = typed_dot<dot_q45_K<block_q5_K>, ActBlock256>;
-  k[static_cast<size_t>(DType::Q6_K)] = typed_dot<dot_q6_K, ActBlock256>;
-  return k;
-}();
+constexpr std::array<DotKernel, kDTypeCount> kDots = dot_kernel_table<Avx2Dots>();
 
 }  // namespace
 

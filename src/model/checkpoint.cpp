@@ -70,52 +70,56 @@ std::string describe_nf4_weights(const Checkpoint& c, const std::string& config_
   return formats::describe_bnb_nf4_load(nf4, config_path);
 }
 
-// Hugging Face names -> canonical; W_pack is split into Q, K, V row views (rows Q, then K, then V).
-void map_hf_names(Checkpoint& c, std::vector<Tensor> tensors, const std::string& source) {
-  static const std::map<std::string, std::string> layer_roles = {
-      {"self_attn.o_proj", "attn_output"}, {"mlp.gate_proj", "ffn_gate"},        {"mlp.up_proj", "ffn_up"},
-      {"mlp.down_proj", "ffn_down"},       {"input_layernorm", "attn_norm"}, {"post_attention_layernorm", "ffn_norm"}};
-  const int64_t hidden = c.config.hidden_size;
+// How a source names the tensors: whole-model tensors in full, layer tensors by their part after
+// "model.layers.N.". Each maps to the canonical (GGUF) name.
+struct SourceNaming {
+  std::map<std::string, std::string> model, layer_parts;
+};
+
+// Renames the tensors `naming` knows and drops the rest (buffers such as rotary caches).
+// `take_layer_tensor(layer, part, tensor)` may claim a layer tensor first: it returns true when it did.
+template <typename TakeLayerTensor>
+void map_names(Checkpoint& c, std::vector<Tensor> tensors, const SourceNaming& naming,
+               TakeLayerTensor take_layer_tensor) {
   for (auto& t : tensors) {
-    if (t.name == "model.embed_tokens.weight") {
-      add(c, "token_embd.weight", std::move(t));
-    } else if (t.name == "model.norm.weight") {
-      add(c, "output_norm.weight", std::move(t));
-    } else if (t.name == "lm_head.weight") {
-      add(c, "output.weight", std::move(t));
+    if (auto whole = naming.model.find(t.name); whole != naming.model.end()) {
+      add(c, whole->second, std::move(t));
     } else if (auto parsed = parse_layer_name(t.name)) {
-      auto& [layer, part] = *parsed;
-      if (part == "self_attn.W_pack") {
-        if (t.shape != std::vector<int64_t>{3 * hidden, hidden})
-          fail(source, ": tensor '", t.name, "' has shape ", t.shape_str(), ", expected [", 3 * hidden, ", ", hidden, "]");
-        add(c, layer_tensor(layer, "attn_q"), row_slice(t, 0, hidden, ""));
-        add(c, layer_tensor(layer, "attn_k"), row_slice(t, hidden, hidden, ""));
-        add(c, layer_tensor(layer, "attn_v"), row_slice(t, 2 * hidden, hidden, ""));
-      } else if (auto role = layer_roles.find(part); role != layer_roles.end()) {
-        add(c, layer_tensor(layer, role->second), std::move(t));
-      }
+      if (take_layer_tensor(parsed->first, parsed->second, t)) continue;
+      if (auto role = naming.layer_parts.find(parsed->second); role != naming.layer_parts.end())
+        add(c, layer_tensor(parsed->first, role->second), std::move(t));
     }
   }
 }
 
+// Hugging Face names -> canonical; W_pack is split into Q, K, V row views (rows Q, then K, then V).
+void map_hf_names(Checkpoint& c, std::vector<Tensor> tensors, const std::string& source) {
+  static const SourceNaming naming = {
+      {{"model.embed_tokens.weight", "token_embd.weight"}, {"model.norm.weight", "output_norm.weight"},
+       {"lm_head.weight", "output.weight"}},
+      {{"self_attn.o_proj", "attn_output"}, {"mlp.gate_proj", "ffn_gate"},        {"mlp.up_proj", "ffn_up"},
+       {"mlp.down_proj", "ffn_down"},       {"input_layernorm", "attn_norm"}, {"post_attention_layernorm", "ffn_norm"}}};
+  const int64_t hidden = c.config.hidden_size;
+  map_names(c, std::move(tensors), naming, [&](int64_t layer, const std::string& part, const Tensor& t) {
+    if (part != "self_attn.W_pack") return false;
+    if (t.shape != std::vector<int64_t>{3 * hidden, hidden})
+      fail(source, ": tensor '", t.name, "' has shape ", t.shape_str(), ", expected [", 3 * hidden, ", ", hidden, "]");
+    add(c, layer_tensor(layer, "attn_q"), row_slice(t, 0, hidden, ""));
+    add(c, layer_tensor(layer, "attn_k"), row_slice(t, hidden, hidden, ""));
+    add(c, layer_tensor(layer, "attn_v"), row_slice(t, 2 * hidden, hidden, ""));
+    return true;
+  });
+}
+
 // MindFormers names -> canonical.
 void map_mindspore_names(Checkpoint& c, std::vector<Tensor> tensors) {
-  static const std::map<std::string, std::string> layer_roles = {
-      {"attention.wq", "attn_q"},     {"attention.wk", "attn_k"},     {"attention.wv", "attn_v"},
-      {"attention.wo", "attn_output"}, {"feed_forward.w1", "ffn_gate"}, {"feed_forward.w3", "ffn_up"},
-      {"feed_forward.w2", "ffn_down"}, {"attention_norm", "attn_norm"}, {"ffn_norm", "ffn_norm"}};
-  for (auto& t : tensors) {
-    if (t.name == "model.tok_embeddings.embedding_weight") {
-      add(c, "token_embd.weight", std::move(t));
-    } else if (t.name == "model.norm_out.weight") {
-      add(c, "output_norm.weight", std::move(t));
-    } else if (t.name == "lm_head.weight") {
-      add(c, "output.weight", std::move(t));
-    } else if (auto parsed = parse_layer_name(t.name)) {
-      if (auto role = layer_roles.find(parsed->second); role != layer_roles.end())
-        add(c, layer_tensor(parsed->first, role->second), std::move(t));
-    }
-  }
+  static const SourceNaming naming = {
+      {{"model.tok_embeddings.embedding_weight", "token_embd.weight"}, {"model.norm_out.weight", "output_norm.weight"},
+       {"lm_head.weight", "output.weight"}},
+      {{"attention.wq", "attn_q"},     {"attention.wk", "attn_k"},     {"attention.wv", "attn_v"},
+       {"attention.wo", "attn_output"}, {"feed_forward.w1", "ffn_gate"}, {"feed_forward.w3", "ffn_up"},
+       {"feed_forward.w2", "ffn_down"}, {"attention_norm", "attn_norm"}, {"ffn_norm", "ffn_norm"}}};
+  map_names(c, std::move(tensors), naming, [](int64_t, const std::string&, const Tensor&) { return false; });
 }
 
 void read_generation_config(Checkpoint& c, const std::string& folder) {

@@ -23,6 +23,16 @@ uint32_t load_u32_le(const uint8_t* p) {
          static_cast<uint32_t>(p[2]) << 16 | static_cast<uint32_t>(p[3]) << 24;
 }
 
+// Sub-block s of a Q4_K/Q5_K super-block as x = d * q - m: d = d_super * scale_s, m = dmin * min_s.
+struct SubBlockAffine {
+  float d, m;
+};
+template <typename Block>
+SubBlockAffine sub_block_affine(const Block& b, float d, float dmin, int s) {
+  const ScaleMin sm = scale_min_k4(b.scales, s);
+  return {d * sm.scale, dmin * sm.min};
+}
+
 }  // namespace
 
 void dequantize_q8_0(const std::byte* src, float* dst, int64_t nb) {
@@ -103,11 +113,9 @@ void dequantize_q4_K(const std::byte* src, float* dst, int64_t nb) {
     float* y = dst + i * kSuperElems;
     for (int c = 0; c < 4; ++c) {
       const uint8_t* q = b.qs + 32 * c;
-      const ScaleMin lo = scale_min_k4(b.scales, 2 * c), hi = scale_min_k4(b.scales, 2 * c + 1);
-      const float d1 = d * lo.scale, m1 = dmin * lo.min;
-      const float d2 = d * hi.scale, m2 = dmin * hi.min;
-      for (int l = 0; l < 32; ++l) y[64 * c + l] = d1 * static_cast<float>(q[l] & 0x0F) - m1;
-      for (int l = 0; l < 32; ++l) y[64 * c + 32 + l] = d2 * static_cast<float>(q[l] >> 4) - m2;
+      const SubBlockAffine lo = sub_block_affine(b, d, dmin, 2 * c), hi = sub_block_affine(b, d, dmin, 2 * c + 1);
+      for (int l = 0; l < 32; ++l) y[64 * c + l] = lo.d * static_cast<float>(q[l] & 0x0F) - lo.m;
+      for (int l = 0; l < 32; ++l) y[64 * c + 32 + l] = hi.d * static_cast<float>(q[l] >> 4) - hi.m;
     }
   }
 }
@@ -121,14 +129,12 @@ void dequantize_q5_K(const std::byte* src, float* dst, int64_t nb) {
     for (int c = 0; c < 4; ++c) {
       const uint8_t* q = b.qs + 32 * c;
       const int s1 = 2 * c, s2 = 2 * c + 1;
-      const ScaleMin lo = scale_min_k4(b.scales, s1), hi = scale_min_k4(b.scales, s2);
-      const float d1 = d * lo.scale, m1 = dmin * lo.min;
-      const float d2 = d * hi.scale, m2 = dmin * hi.min;
+      const SubBlockAffine lo = sub_block_affine(b, d, dmin, s1), hi = sub_block_affine(b, d, dmin, s2);
       for (int l = 0; l < 32; ++l) {
         const int q1 = (q[l] & 0x0F) | ((b.qh[l] >> s1) & 1) << 4;
         const int q2 = (q[l] >> 4) | ((b.qh[l] >> s2) & 1) << 4;
-        y[64 * c + l] = d1 * static_cast<float>(q1) - m1;
-        y[64 * c + 32 + l] = d2 * static_cast<float>(q2) - m2;
+        y[64 * c + l] = lo.d * static_cast<float>(q1) - lo.m;
+        y[64 * c + 32 + l] = hi.d * static_cast<float>(q2) - hi.m;
       }
     }
   }
@@ -184,11 +190,7 @@ bool can_dequantize(DType dtype) { return is_quantized(dtype) && type_traits(dty
 
 void dequantize_row(DType dtype, const std::byte* src, float* dst, int64_t n) {
   if (!can_dequantize(dtype)) fail("dequantize_row: unsupported type ", dtype_name(dtype));
-  const auto block = static_cast<int64_t>(dtype_info(dtype).block_elems);
-  if (n < 0 || n % block != 0)
-    fail("dequantize_row: ", n, " elements of ", dtype_name(dtype), " is not a whole number of ",
-         block, "-element blocks");
-  type_traits(dtype).to_float(src, dst, n / block);
+  type_traits(dtype).to_float(src, dst, whole_blocks(dtype, n, "dequantize_row"));
 }
 
 }  // namespace baichuan::quant

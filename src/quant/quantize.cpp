@@ -42,13 +42,21 @@ float signed_absmax(const float* x) {
   return max;
 }
 
-void min_max(const float* x, float& min, float& max) {
-  min = FLT_MAX;
-  max = -FLT_MAX;
+// 1 / d, or 0 for an all-zero block (whose codes then all take the zero point).
+float inverse_step(float d) { return d != 0.0f ? 1.0f / d : 0.0f; }
+
+// A block stored as min + d * q with q in 0..levels (Q4_1, Q5_1): its min, d and 1 / d.
+struct MinStep {
+  float min, d, id;
+};
+MinStep min_step(const float* x, float levels) {
+  float min = FLT_MAX, max = -FLT_MAX;
   for (int j = 0; j < kBlockElems; ++j) {
     if (x[j] < min) min = x[j];
     if (x[j] > max) max = x[j];
   }
+  const float d = (max - min) / levels;
+  return {min, d, inverse_step(d)};
 }
 
 }  // namespace
@@ -59,7 +67,7 @@ void quantize_q8_0(const float* src, std::byte* dst, int64_t nb) {
     float amax = 0.0f;
     for (int j = 0; j < kBlockElems; ++j) amax = std::fmax(amax, std::fabs(x[j]));
     const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const float id = inverse_step(d);
     block_q8_0 b{};
     b.d = f32_to_f16(d);
     for (int j = 0; j < kBlockElems; ++j) {
@@ -74,7 +82,7 @@ void quantize_q4_0(const float* src, std::byte* dst, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) {
     const float* x = src + i * kBlockElems;
     const float d = signed_absmax(x) / -8.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const float id = inverse_step(d);
     block_q4_0 b{};
     b.d = f32_to_f16(d);
     for (int j = 0; j < kBlockElems / 2; ++j) {
@@ -89,16 +97,13 @@ void quantize_q4_0(const float* src, std::byte* dst, int64_t nb) {
 void quantize_q4_1(const float* src, std::byte* dst, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) {
     const float* x = src + i * kBlockElems;
-    float min, max;
-    min_max(x, min, max);
-    const float d = (max - min) / 15.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const MinStep a = min_step(x, 15.0f);
     block_q4_1 b{};
-    b.d = f32_to_f16(d);
-    b.m = f32_to_f16(min);
+    b.d = f32_to_f16(a.d);
+    b.m = f32_to_f16(a.min);
     for (int j = 0; j < kBlockElems / 2; ++j) {
-      const int q0 = trunc_clamped((x[j] - min) * id + 0.5f, 0, 15);
-      const int q1 = trunc_clamped((x[j + kBlockElems / 2] - min) * id + 0.5f, 0, 15);
+      const int q0 = trunc_clamped((x[j] - a.min) * a.id + 0.5f, 0, 15);
+      const int q1 = trunc_clamped((x[j + kBlockElems / 2] - a.min) * a.id + 0.5f, 0, 15);
       b.qs[j] = static_cast<uint8_t>(q0 | q1 << 4);
     }
     store_block(dst, i, b);
@@ -126,7 +131,7 @@ void quantize_q5_0(const float* src, std::byte* dst, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) {
     const float* x = src + i * kBlockElems;
     const float d = signed_absmax(x) / -16.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const float id = inverse_step(d);
     block_q5_0 b{};
     b.d = f32_to_f16(d);
     for (int j = 0; j < kBlockElems; ++j) q[j] = trunc_clamped(x[j] * id + 16.5f, 0, 31);
@@ -139,14 +144,11 @@ void quantize_q5_1(const float* src, std::byte* dst, int64_t nb) {
   int q[kBlockElems];
   for (int64_t i = 0; i < nb; ++i) {
     const float* x = src + i * kBlockElems;
-    float min, max;
-    min_max(x, min, max);
-    const float d = (max - min) / 31.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const MinStep a = min_step(x, 31.0f);
     block_q5_1 b{};
-    b.d = f32_to_f16(d);
-    b.m = f32_to_f16(min);
-    for (int j = 0; j < kBlockElems; ++j) q[j] = trunc_clamped((x[j] - min) * id + 0.5f, 0, 31);
+    b.d = f32_to_f16(a.d);
+    b.m = f32_to_f16(a.min);
+    for (int j = 0; j < kBlockElems; ++j) q[j] = trunc_clamped((x[j] - a.min) * a.id + 0.5f, 0, 31);
     pack_q5(q, b);
     store_block(dst, i, b);
   }
@@ -178,11 +180,7 @@ bool can_quantize(DType dtype) { return is_quantized(dtype) && type_traits(dtype
 
 void quantize_row(DType dtype, const float* src, std::byte* dst, int64_t n) {
   if (!can_quantize(dtype)) fail("quantize_row: unsupported type ", dtype_name(dtype));
-  const auto block = static_cast<int64_t>(dtype_info(dtype).block_elems);
-  if (n < 0 || n % block != 0)
-    fail("quantize_row: ", n, " elements of ", dtype_name(dtype), " is not a whole number of ",
-         block, "-element blocks");
-  type_traits(dtype).from_float(src, dst, n / block);
+  type_traits(dtype).from_float(src, dst, whole_blocks(dtype, n, "quantize_row"));
 }
 
 }  // namespace baichuan::quant

@@ -174,6 +174,16 @@ AffineSuperBlock quantize_affine_super(const float* x, int qmax, GridSearch sear
   return b;
 }
 
+// A Q4_K/Q5_K block holding the super-block's d, dmin and packed scales; the codes are the caller's.
+template <typename Block>
+Block with_scales(const AffineSuperBlock& a) {
+  Block b{};
+  b.d = a.d;
+  b.dmin = a.dmin;
+  std::memcpy(b.scales, a.scales, kScaleBytesK);
+  return b;
+}
+
 // ---------------------------------------------------------------- Q6_K
 
 // Signed scale of one 16-element sub-block, x ~ scale * q with q in [-32, 31]. The element of
@@ -265,10 +275,7 @@ block_q6_K quantize_q6_super(const float* x) {
 void quantize_q4_K(const float* src, std::byte* dst, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) {
     const AffineSuperBlock a = quantize_affine_super(src + i * kSuperElems, 15, {-1.0f, 0.1f, 20});
-    block_q4_K b{};
-    b.d = a.d;
-    b.dmin = a.dmin;
-    std::memcpy(b.scales, a.scales, kScaleBytesK);
+    block_q4_K b = with_scales<block_q4_K>(a);
     // Chunk c of 64 elements: sub-block 2c in the low nibbles of qs[32c..], 2c + 1 in the high.
     for (int c = 0; c < 4; ++c)
       for (int l = 0; l < 32; ++l)
@@ -280,10 +287,7 @@ void quantize_q4_K(const float* src, std::byte* dst, int64_t nb) {
 void quantize_q5_K(const float* src, std::byte* dst, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) {
     const AffineSuperBlock a = quantize_affine_super(src + i * kSuperElems, 31, {-0.5f, 0.1f, 15});
-    block_q5_K b{};
-    b.d = a.d;
-    b.dmin = a.dmin;
-    std::memcpy(b.scales, a.scales, kScaleBytesK);
+    block_q5_K b = with_scales<block_q5_K>(a);
     // As Q4_K for the low 4 bits; bit 4 of element l of sub-block s is bit s of qh[l].
     for (int c = 0; c < 4; ++c) {
       for (int l = 0; l < 32; ++l) {

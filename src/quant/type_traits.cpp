@@ -70,13 +70,18 @@ const TypeTraits& type_traits(DType t) {
   return kTraits[i];
 }
 
+int64_t whole_blocks(DType type, int64_t n, std::string_view doing) {
+  const TypeTraits& t = type_traits(type);
+  const auto block = static_cast<int64_t>(t.block_elems);
+  if (n < 0 || n % block != 0)
+    fail(doing, ": ", n, " elements of ", t.name, " is not a whole number of ", block, "-element blocks");
+  return n / block;
+}
+
 void from_float_row(DType type, const float* src, std::byte* dst, int64_t n) {
   const TypeTraits& t = type_traits(type);
   if (!t.from_float) fail("cannot store float rows as ", t.name);
-  const auto block = static_cast<int64_t>(t.block_elems);
-  if (n < 0 || n % block != 0)
-    fail("storing floats as ", t.name, ": ", n, " elements is not a whole number of ", block, "-element blocks");
-  t.from_float(src, dst, n / block);
+  t.from_float(src, dst, whole_blocks(type, n, "storing floats"));
 }
 
 }  // namespace baichuan::quant

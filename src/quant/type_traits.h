@@ -30,6 +30,10 @@ struct TypeTraits {
 
 const TypeTraits& type_traits(DType t);
 
+// The number of blocks in a row of n elements of `type`; throws baichuan::Error, its message starting
+// with `doing`, when n is negative or not a whole number of blocks.
+int64_t whole_blocks(DType type, int64_t n, std::string_view doing);
+
 // The one converter from float rows to stored rows: n floats into `type` (F32, F16, BF16, or a block
 // type with from_float) at dst (any alignment). Throws baichuan::Error for another type or when n is
 // not a whole number of blocks.
