@@ -172,17 +172,6 @@ std::vector<int32_t> PromptOptions::ids(const Model& model) const {
   return model.tokenizer().encode(text);
 }
 
-void add_max_new_tokens_option(CLI::App& app, std::optional<int64_t>& n, const std::string& what) {
-  app.add_option("-n,--n-predict,--max-new-tokens", n,
-                 what + " in tokens (default: generation_config.json max_new_tokens; -1: until EOS or the context is full)")
-      ->check(at_least(-1));
-}
-
-int64_t max_new_tokens(const std::optional<int64_t>& n, const GenerationConfig& defaults) {
-  if (!n) return defaults.max_new_tokens;
-  return *n == -1 ? std::numeric_limits<int64_t>::max() : *n;
-}
-
 void SamplingOptions::add(CLI::App& app) {
   app.add_flag("--greedy", greedy, "Greedy decoding (arg-max; no repetition penalty unless --repeat-penalty)");
   app.add_option("--temp,--temperature", temperature, "Sampling temperature (0 = greedy)")
@@ -217,6 +206,27 @@ SamplingParams SamplingOptions::params(const GenerationConfig& defaults) const {
   }
   p.validate();
   return p;
+}
+
+void DecodingOptions::add(CLI::App& app, const std::string& tokens_what, const std::string& stop_what) {
+  sampling.add(app);
+  app.add_option("-n,--n-predict,--max-new-tokens", n_predict,
+                 tokens_what +
+                     " in tokens (default: generation_config.json max_new_tokens; -1: until EOS or the context is full)")
+      ->check(at_least(-1));
+  app.add_flag("--ignore-eos", ignore_eos, "Keep generating after the end-of-sequence token");
+  app.add_option("--stop", stop, stop_what + " when the text contains this string (repeatable)");
+}
+
+GenerateOptions DecodingOptions::options(const GenerationConfig& defaults) const {
+  GenerateOptions o;
+  o.sampling = sampling.params(defaults);
+  o.max_new_tokens = !n_predict ? defaults.max_new_tokens
+                     : *n_predict == -1 ? std::numeric_limits<int64_t>::max()
+                                        : *n_predict;
+  o.ignore_eos = ignore_eos;
+  o.stop = stop;
+  return o;
 }
 
 DType parse_float_type(const std::string& name) {
