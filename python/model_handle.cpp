@@ -4,11 +4,11 @@
 
 #include <chrono>
 #include <filesystem>
-#include <random>
 
 #include "conversions.h"
 #include "core/error.h"
 #include "generate/chat_prompt.h"
+#include "generate/generation_defaults.h"
 #include "model/lora_option.h"
 #include "tokenizer/chat_template.h"
 
@@ -59,7 +59,7 @@ ModelHandle::ModelHandle(const std::string& path, std::optional<int> threads, st
   }
   path_ = path;
   loras_ = loras;
-  context_ = context ? *context : std::max<int64_t>(model_->config().model_max_length, 4096);  // as the CLI
+  context_ = context ? *context : default_context(model_->config());  // as the CLI
   idle_.push_back(new_session(kv_type_));  // checks the KV type against the model
 }
 
@@ -181,13 +181,12 @@ GenerateOptions ModelHandle::options(const py::kwargs& kwargs) const {
                                               : keyword<std::vector<std::string>>(k, value, "a str or a list of str");
     else raise(PyExc_TypeError, cat("unexpected keyword argument '", k, "'"));
   }
-  if (do_sample) {
-    o.sampling.greedy = !*do_sample;
-    // Greedy is the plain arg-max unless a penalty is asked for (as the CLI's --greedy).
-    if (o.sampling.greedy) o.sampling.repetition_penalty = 1.0f;
-  }
+  if (do_sample && *do_sample)
+    o.sampling.greedy = false;
+  else if (do_sample)
+    use_greedy(o.sampling);  // the plain arg-max unless a penalty is asked for (as the CLI's --greedy)
   if (penalty) o.sampling.repetition_penalty = *penalty;
-  o.sampling.seed = seed ? *seed : std::random_device{}();
+  o.sampling.seed = seed ? *seed : random_seed();
   return o;
 }
 

@@ -14,8 +14,8 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <random>
 
+#include "generate/generation_defaults.h"
 #include "server/answer_channel.h"
 #include "server/chat_page.h"
 #include "server/generation_plan.h"
@@ -287,7 +287,7 @@ struct HttpServer::Routes {
   void generate(const std::string& body, httplib::Response& res, Endpoint endpoint) {
     CompletionRequest request =
         parse_completion_request(parse_json_body(body), endpoint, scheduler().model().generation());
-    if (!request.seeded) request.sampling.seed = std::random_device{}();
+    if (!request.seeded) request.sampling.seed = random_seed();
     PlannedGeneration plan = plan_generation(request, tokenizer(), server.options_.chat,
                                              server.options_.default_max_tokens, scheduler().options().context);
     const auto prompt_tokens = static_cast<int64_t>(plan.prompt.size());

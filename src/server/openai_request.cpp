@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "generate/generation_defaults.h"
+
 namespace baichuan::server {
 
 using nlohmann::json;
@@ -259,8 +261,7 @@ CompletionRequest parse_completion_request(const json& body, Endpoint endpoint, 
     const double t = number_field(*j, "temperature");
     if (t < 0) bad_field("temperature", cat("must be >= 0, got ", t));
     if (t == 0) {
-      s.greedy = true;
-      s.repetition_penalty = 1.0f;  // plain arg-max unless the request asks for a penalty below
+      use_greedy(s);  // plain arg-max unless the request asks for a penalty below
     } else {
       s.greedy = false;
       s.temperature = static_cast<float>(t);

@@ -7,12 +7,12 @@
 #include <filesystem>
 #include <iostream>
 #include <limits>
-#include <random>
 #include <set>
 
 #include "convert/gguf_convert.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "generate/generation_defaults.h"
 #include "kernels/cpu.h"
 #include "progress.h"
 
@@ -158,7 +158,7 @@ void PromptOptions::add(CLI::App& app) {
 }
 
 int64_t checked_context(const Model& model, int64_t ctx_flag, size_t prompt_tokens) {
-  int64_t context = ctx_flag > 0 ? ctx_flag : std::max<int64_t>(model.config().model_max_length, 4096);
+  int64_t context = ctx_flag > 0 ? ctx_flag : default_context(model.config());
   if (prompt_tokens == 0) fail("the prompt is empty");
   if (static_cast<int64_t>(prompt_tokens) > context)
     fail("the prompt has ", prompt_tokens, " tokens, more than the context of ", context, " (use --ctx)");
@@ -185,10 +185,7 @@ void SamplingOptions::add(CLI::App& app) {
 
 SamplingParams SamplingOptions::params(const GenerationConfig& defaults) const {
   SamplingParams p = SamplingParams::from(defaults);
-  if (greedy) {
-    p.greedy = true;
-    p.repetition_penalty = 1.0f;
-  }
+  if (greedy) use_greedy(p);
   if (temperature && *temperature == 0) {  // as the server and OpenAI: temperature 0 is greedy
     p.greedy = true;
   } else if (temperature) {
@@ -201,7 +198,7 @@ SamplingParams SamplingOptions::params(const GenerationConfig& defaults) const {
   if (seed && *seed >= 0) {
     p.seed = static_cast<uint64_t>(*seed);
   } else {
-    p.seed = std::random_device{}();
+    p.seed = random_seed();
     if (!p.greedy) std::cerr << "sampling seed " << p.seed << " (--seed " << p.seed << " repeats this run)\n";
   }
   p.validate();
