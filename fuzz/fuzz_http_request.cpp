@@ -9,7 +9,9 @@
 
 #include "core/error.h"
 #include "fuzz_support.h"
-#include "server/openai_api.h"
+#include "server/generation_plan.h"
+#include "server/openai_request.h"
+#include "server/openai_response.h"
 #include "tokenizer/tokenizer.h"
 
 namespace fuzz_http_request {

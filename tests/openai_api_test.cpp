@@ -5,7 +5,9 @@
 #include <chrono>
 #include <string>
 
-#include "server/openai_api.h"
+#include "server/generation_plan.h"
+#include "server/openai_request.h"
+#include "server/openai_response.h"
 #include "shared_data.h"
 
 namespace baichuan::server {

@@ -16,7 +16,8 @@
 #include <system_error>
 
 #include "core/error.h"
-#include "server/openai_api.h"
+#include "server/api_error.h"
+#include "server/openai_response.h"
 
 namespace baichuan::server {
 

@@ -8,18 +8,19 @@
 #include <cctype>
 #include <chrono>
 #include <cstdio>
-#include <iostream>
-#include <condition_variable>
 #include <ctime>
-#include <deque>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <mutex>
 #include <optional>
-#include <random>
 
+#include "generate/generation_defaults.h"
+#include "server/answer_channel.h"
 #include "server/chat_page.h"
-#include "server/openai_api.h"
+#include "server/generation_plan.h"
+#include "server/openai_request.h"
+#include "server/openai_response.h"
 
 namespace baichuan::server {
 
@@ -27,70 +28,9 @@ using nlohmann::json;
 
 namespace {
 
-constexpr auto kPollInterval = std::chrono::milliseconds(100);  // how often a waiting answer checks its client
 // After a request with a body this large, freed memory is handed back to the system: glibc keeps
 // what each thread's arena freed, so a burst of megabyte prompts would stay resident for good.
 constexpr size_t kTrimAfterBodyBytes = 64 * 1024;
-
-// One request's events handed from the scheduler's thread to the handler thread waiting for them.
-// Shared by both sides, so it outlives whichever lets go first.
-struct Channel {
-  struct Piece {
-    std::string text;
-    std::vector<TokenLogprobs> logprobs;  // of the tokens whose text this piece completes
-  };
-  std::mutex mutex;
-  std::condition_variable changed;
-  std::deque<Piece> pieces;
-  std::vector<TokenLogprobs> pending;       // logprobs of tokens whose text is still held back
-  std::vector<TokenLogprobs> prompt_scores;  // echo: the prompt tokens' logprobs
-  bool done = false;
-  GenerateResult result;
-  std::atomic<bool> abandoned{false};  // the client is gone: the next token ends the generation
-
-  static RequestEvents events(const std::shared_ptr<Channel>& channel) {
-    RequestEvents e;
-    e.on_token = [channel](int32_t, std::string_view text) {
-      if (!text.empty()) {
-        std::lock_guard lock(channel->mutex);
-        channel->pieces.push_back({std::string(text), std::move(channel->pending)});
-        channel->pending.clear();
-      }
-      channel->changed.notify_all();
-      return !channel->abandoned.load();
-    };
-    e.on_done = [channel](const GenerateResult& r) {
-      {
-        std::lock_guard lock(channel->mutex);
-        if (!channel->pending.empty()) channel->pieces.push_back({"", std::move(channel->pending)});
-        channel->result = r;
-        channel->done = true;
-      }
-      channel->changed.notify_all();
-    };
-    return e;
-  }
-  // For GenerateOptions::on_logprobs of a streamed answer.
-  static auto logprobs_hook(const std::shared_ptr<Channel>& channel) {
-    return [channel](const TokenLogprobs& l, bool prompt) {
-      std::lock_guard lock(channel->mutex);
-      (prompt ? channel->prompt_scores : channel->pending).push_back(l);
-    };
-  }
-};
-
-// What a streamed answer carries from one call of its content provider to the next.
-struct StreamState {
-  Endpoint endpoint = Endpoint::ChatCompletions;
-  ResponseMeta meta;
-  bool include_usage = false;
-  int64_t prompt_tokens = 0;
-  bool role_sent = false;
-  std::optional<LogprobsWriter> logprobs;  // when the request asked for them
-  bool echo_pending = false;               // completions with echo: the prompt is the first chunk
-  std::string echo;
-  int32_t first_prompt_id = -1;
-};
 
 void send_json(httplib::Response& res, int status, const json& body) {
   res.status = status;
@@ -141,10 +81,6 @@ std::function<void(int64_t, int64_t)> prompt_progress_logger(std::string who) {
     std::snprintf(rate, sizeof rate, "%.1f s, %.1f tokens/s", seconds, static_cast<double>(done) / std::max(seconds, 1e-9));
     std::cerr << cat(who, " prompt ", done, "/", total, " tokens, ", rate, "\n");  // one write
   };
-}
-
-void record_usage(int64_t prompt_tokens, int64_t completion_tokens) {
-  if (ClientConnection* c = ClientConnection::current()) c->set_usage(prompt_tokens, completion_tokens);
 }
 
 // The methods each route answers, for 405 instead of 404 on a known path.
@@ -351,7 +287,7 @@ struct HttpServer::Routes {
   void generate(const std::string& body, httplib::Response& res, Endpoint endpoint) {
     CompletionRequest request =
         parse_completion_request(parse_json_body(body), endpoint, scheduler().model().generation());
-    if (!request.seeded) request.sampling.seed = std::random_device{}();
+    if (!request.seeded) request.sampling.seed = random_seed();
     PlannedGeneration plan = plan_generation(request, tokenizer(), server.options_.chat,
                                              server.options_.default_max_tokens, scheduler().options().context);
     const auto prompt_tokens = static_cast<int64_t>(plan.prompt.size());
@@ -365,11 +301,11 @@ struct HttpServer::Routes {
                                                                                      : " POST /v1/completions"));
     }
 
-    auto channel = std::make_shared<Channel>();
-    if (request.stream && request.top_logprobs >= 0) plan.options.on_logprobs = Channel::logprobs_hook(channel);
+    auto channel = std::make_shared<AnswerChannel>();
+    if (request.stream && request.top_logprobs >= 0) plan.options.on_logprobs = AnswerChannel::logprobs_hook(channel);
     uint64_t id = 0;
     try {
-      id = scheduler().submit(std::move(plan.prompt), std::move(plan.options), Channel::events(channel));
+      id = scheduler().submit(std::move(plan.prompt), std::move(plan.options), AnswerChannel::events(channel));
     } catch (const QueueFull& e) {
       throw ApiError(503, cat("the server is busy: ", e.what()), {}, "server_busy", "server_error");
     } catch (const Error& e) {
@@ -379,7 +315,7 @@ struct HttpServer::Routes {
       scheduler().cancel(id);
       throw ApiError(503, "the server is shutting down", {}, "server_shutting_down", "server_error");
     }
-    StreamState answer;
+    AnswerState answer;
     answer.endpoint = endpoint;
     answer.meta = new_response_meta(endpoint, server.options_.model_name);
     answer.include_usage = request.include_usage;
@@ -395,121 +331,25 @@ struct HttpServer::Routes {
       answer_whole(res, answer, id, channel);
   }
 
-  static ApiError failure(const GenerateResult& r) {
-    if (r.finish_reason == FinishReason::Cancelled)
-      return ApiError(503, "the generation was cancelled: the server is shutting down", {}, "server_shutting_down",
-                      "server_error");
-    return ApiError(500, cat("the generation failed: ", r.text), {}, {}, "server_error");
-  }
-
-  // Waits for the whole answer. The client may leave meanwhile: its socket is looked at between
-  // waits, and a closed one cancels the generation, so the slot is free by the next step instead of
-  // when the answer would have been written to nobody.
-  void answer_whole(httplib::Response& res, StreamState& answer, uint64_t id, const std::shared_ptr<Channel>& channel) {
-    const int64_t prompt_tokens = answer.prompt_tokens;
-    const ClientConnection* client = ClientConnection::current();
-    GenerateResult result;
-    for (bool done = false; !done;) {
-      {
-        std::unique_lock lock(channel->mutex);
-        done = channel->changed.wait_for(lock, kPollInterval, [&] { return channel->done; });
-        if (done) result = channel->result;
-      }
-      if (!done && client && client->peer_gone()) {
-        channel->abandoned = true;
-        scheduler().cancel(id);
-        server.untrack(id);
-        res.set_header("Connection", "close");
-        throw ApiError(499, "the client closed the connection before the answer", {}, "client_closed");
-      }
+  // Waits for the whole answer. A client that leaves meanwhile cancels the generation.
+  void answer_whole(httplib::Response& res, AnswerState& answer, uint64_t id,
+                    const std::shared_ptr<AnswerChannel>& channel) {
+    const std::optional<GenerateResult> result = wait_for_whole_answer(*channel, ClientConnection::current());
+    if (!result) {
+      channel->abandoned = true;
+      scheduler().cancel(id);
+      server.untrack(id);
+      res.set_header("Connection", "close");
+      throw ApiError(499, "the client closed the connection before the answer", {}, "client_closed");
     }
     server.untrack(id);
-    record_usage(prompt_tokens, static_cast<int64_t>(result.tokens.size()));
-    if (result.finish_reason != FinishReason::Stop && result.finish_reason != FinishReason::Length) throw failure(result);
-    json logprobs = nullptr;
-    if (answer.logprobs) {
-      if (answer.echo_pending) {
-        LogprobsWriter::append(logprobs, answer.logprobs->unscored(answer.first_prompt_id));
-        LogprobsWriter::append(logprobs, answer.logprobs->piece(result.prompt_logprobs));
-      }
-      LogprobsWriter::append(logprobs, answer.logprobs->piece(result.logprobs));
-    }
-    send_json(res, 200,
-              completion_json(answer.endpoint, answer.meta, answer.echo + result.text, finish_reason_name(result.finish_reason),
-                              prompt_tokens, static_cast<int64_t>(result.tokens.size()), logprobs));
-  }
-
-  // One call of a stream's content provider: waits up to kPollInterval for pieces, writes them as
-  // chunks, and checks that the client is still there. Returns false to end the response.
-  static bool provide(StreamState& st, Channel& channel, const std::function<void()>& abandon,
-                      httplib::DataSink& sink) {
-    auto write = [&](const std::string& s) {
-      if (sink.write(s.data(), s.size())) return true;
-      abandon();
-      return false;
-    };
-    auto chunk = [&](const std::optional<std::string>& content, const json& logprobs) {
-      return sse_event(chunk_json(st.endpoint, st.meta, std::nullopt, content, "", st.include_usage, logprobs));
-    };
-    if (!st.role_sent) {  // OpenAI's first chat chunk names the role, before any token exists
-      st.role_sent = true;
-      return write(sse_event(chunk_json(st.endpoint, st.meta, "assistant", "", "", st.include_usage)));
-    }
-    std::deque<Channel::Piece> pieces;
-    std::vector<TokenLogprobs> prompt_scores;
-    bool done = false;
-    GenerateResult result;
-    {
-      std::unique_lock lock(channel.mutex);
-      channel.changed.wait_for(lock, kPollInterval, [&] { return channel.done || !channel.pieces.empty(); });
-      pieces.swap(channel.pieces);
-      done = channel.done;  // on_done follows every on_token, so no piece is left behind
-      if (done) result = channel.result;
-      if (st.echo_pending) prompt_scores = channel.prompt_scores;
-    }
-    // The echoed prompt goes first; with logprobs, once every prompt token is scored (before any
-    // token is generated).
-    if (st.echo_pending && (!st.logprobs || done || !pieces.empty())) {
-      st.echo_pending = false;
-      json logprobs = nullptr;
-      if (st.logprobs) {
-        LogprobsWriter::append(logprobs, st.logprobs->unscored(st.first_prompt_id));
-        LogprobsWriter::append(logprobs, st.logprobs->piece(prompt_scores));
-      }
-      if (!write(chunk(st.echo, logprobs))) return false;
-    }
-    for (const auto& piece : pieces) {
-      const json logprobs = st.logprobs ? st.logprobs->piece(piece.logprobs) : json(nullptr);
-      if (!write(chunk(piece.text, logprobs))) return false;
-    }
-    if (!done) {
-      if (pieces.empty() && !sink.is_writable()) {
-        abandon();
-        return false;
-      }
-      return true;
-    }
-    record_usage(st.prompt_tokens, static_cast<int64_t>(result.tokens.size()));
-    std::string tail;
-    if (result.finish_reason == FinishReason::Stop || result.finish_reason == FinishReason::Length) {
-      tail = sse_event(
-          chunk_json(st.endpoint, st.meta, std::nullopt, std::nullopt, finish_reason_name(result.finish_reason),
-                     st.include_usage));
-      if (st.include_usage)
-        tail += sse_event(
-            usage_chunk_json(st.endpoint, st.meta, st.prompt_tokens, static_cast<int64_t>(result.tokens.size())));
-    } else {
-      tail = sse_event(error_body(failure(result)));
-    }
-    tail += kSseDone;
-    if (!write(tail)) return false;
-    sink.done();
-    return true;
+    record_usage(answer.prompt_tokens, static_cast<int64_t>(result->tokens.size()));
+    send_json(res, 200, whole_answer_json(answer, *result));
   }
 
   // Server-sent events: httplib calls the provider until it calls sink.done() or returns false.
-  void stream(httplib::Response& res, StreamState answer, uint64_t id, const std::shared_ptr<Channel>& channel) {
-    auto state = std::make_shared<StreamState>(std::move(answer));
+  void stream(httplib::Response& res, AnswerState answer, uint64_t id, const std::shared_ptr<AnswerChannel>& channel) {
+    auto state = std::make_shared<AnswerState>(std::move(answer));
     Scheduler* sched = &scheduler();
     std::function<void()> abandon = [sched, id, channel] {
       channel->abandoned = true;
@@ -520,7 +360,7 @@ struct HttpServer::Routes {
         "text/event-stream",
         [state, channel, abandon](size_t, httplib::DataSink& sink) {
           try {
-            return provide(*state, *channel, abandon, sink);
+            return provide_stream_chunk(*state, *channel, abandon, sink);
           } catch (const std::exception&) {  // e.g. out of memory: end this stream, keep the server
             abandon();
             return false;

@@ -32,21 +32,14 @@ constexpr const char* kChatHelp =
 
 struct ChatCommand {
   ModelOptions model;
-  SamplingOptions sampling;
+  DecodingOptions decoding;
   std::string system;
-  std::optional<int64_t> n_predict;
   int64_t ctx = 0;
-  bool ignore_eos = false;
-  std::vector<std::string> stop;
 
   int run() {
     std::signal(SIGINT, on_chat_interrupt);  // before the load, so an early Ctrl-C is not fatal
     auto m = model.load();
-    GenerateOptions options;
-    options.sampling = sampling.params(m->generation());
-    options.max_new_tokens = max_new_tokens(n_predict, m->generation());
-    options.ignore_eos = ignore_eos;
-    options.stop = stop;
+    const GenerateOptions options = decoding.options(m->generation());
     ChatTemplateConfig tmpl = chat_template_config(*m);
     // The template keeps each prompt within its max length - max_new_tokens, so prompt and answer fit
     // in the context; an answer that runs past it ends with finish reason "length". Without --ctx and
@@ -55,7 +48,7 @@ struct ChatCommand {
     tmpl.model_max_length = context;
     // -n -1 (no limit) reserves the official max_new_tokens for the answer, as without -n: reserving
     // the whole context would leave the prompt one token.
-    const bool answer_limit = n_predict && *n_predict >= 0;
+    const bool answer_limit = decoding.n_predict && *decoding.n_predict >= 0;
     tmpl.max_new_tokens = std::min(answer_limit ? options.max_new_tokens : tmpl.max_new_tokens, context - 1);
     ThreadPool pool(model.thread_count());
     Generator generator(*m, pool, context);
@@ -128,13 +121,10 @@ Run add_chat(CLI::App& app) {
   auto cmd = std::make_shared<ChatCommand>();
   cmd->model.add(app);
   cmd->model.add_lora(app);
-  cmd->sampling.add(app);
+  cmd->decoding.add(app, "Longest answer", "End an answer");
   app.add_option("-s,--system", cmd->system, "System prompt");
-  add_max_new_tokens_option(app, cmd->n_predict, "Longest answer");
   app.add_option("-c,--ctx", cmd->ctx, "Context in tokens: history + answer (default: model_max_length)")
       ->check(at_least(1));
-  app.add_flag("--ignore-eos", cmd->ignore_eos, "Keep generating after the end-of-sequence token");
-  app.add_option("--stop", cmd->stop, "End an answer when its text contains this string (repeatable)");
   return [cmd] { return cmd->run(); };
 }
 

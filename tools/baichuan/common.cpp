@@ -7,12 +7,12 @@
 #include <filesystem>
 #include <iostream>
 #include <limits>
-#include <random>
 #include <set>
 
 #include "convert/gguf_convert.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "generate/generation_defaults.h"
 #include "kernels/cpu.h"
 #include "progress.h"
 
@@ -158,7 +158,7 @@ void PromptOptions::add(CLI::App& app) {
 }
 
 int64_t checked_context(const Model& model, int64_t ctx_flag, size_t prompt_tokens) {
-  int64_t context = ctx_flag > 0 ? ctx_flag : std::max<int64_t>(model.config().model_max_length, 4096);
+  int64_t context = ctx_flag > 0 ? ctx_flag : default_context(model.config());
   if (prompt_tokens == 0) fail("the prompt is empty");
   if (static_cast<int64_t>(prompt_tokens) > context)
     fail("the prompt has ", prompt_tokens, " tokens, more than the context of ", context, " (use --ctx)");
@@ -170,17 +170,6 @@ std::vector<int32_t> PromptOptions::ids(const Model& model) const {
     return build_chat_input(model.tokenizer(), parse_chat_messages(read_text_file(chat), chat), chat_template_config(model));
   if (!file.empty()) return model.tokenizer().encode(read_text_file(file));
   return model.tokenizer().encode(text);
-}
-
-void add_max_new_tokens_option(CLI::App& app, std::optional<int64_t>& n, const std::string& what) {
-  app.add_option("-n,--n-predict,--max-new-tokens", n,
-                 what + " in tokens (default: generation_config.json max_new_tokens; -1: until EOS or the context is full)")
-      ->check(at_least(-1));
-}
-
-int64_t max_new_tokens(const std::optional<int64_t>& n, const GenerationConfig& defaults) {
-  if (!n) return defaults.max_new_tokens;
-  return *n == -1 ? std::numeric_limits<int64_t>::max() : *n;
 }
 
 void SamplingOptions::add(CLI::App& app) {
@@ -196,10 +185,7 @@ void SamplingOptions::add(CLI::App& app) {
 
 SamplingParams SamplingOptions::params(const GenerationConfig& defaults) const {
   SamplingParams p = SamplingParams::from(defaults);
-  if (greedy) {
-    p.greedy = true;
-    p.repetition_penalty = 1.0f;
-  }
+  if (greedy) use_greedy(p);
   if (temperature && *temperature == 0) {  // as the server and OpenAI: temperature 0 is greedy
     p.greedy = true;
   } else if (temperature) {
@@ -212,11 +198,32 @@ SamplingParams SamplingOptions::params(const GenerationConfig& defaults) const {
   if (seed && *seed >= 0) {
     p.seed = static_cast<uint64_t>(*seed);
   } else {
-    p.seed = std::random_device{}();
+    p.seed = random_seed();
     if (!p.greedy) std::cerr << "sampling seed " << p.seed << " (--seed " << p.seed << " repeats this run)\n";
   }
   p.validate();
   return p;
+}
+
+void DecodingOptions::add(CLI::App& app, const std::string& tokens_what, const std::string& stop_what) {
+  sampling.add(app);
+  app.add_option("-n,--n-predict,--max-new-tokens", n_predict,
+                 tokens_what +
+                     " in tokens (default: generation_config.json max_new_tokens; -1: until EOS or the context is full)")
+      ->check(at_least(-1));
+  app.add_flag("--ignore-eos", ignore_eos, "Keep generating after the end-of-sequence token");
+  app.add_option("--stop", stop, stop_what + " when the text contains this string (repeatable)");
+}
+
+GenerateOptions DecodingOptions::options(const GenerationConfig& defaults) const {
+  GenerateOptions o;
+  o.sampling = sampling.params(defaults);
+  o.max_new_tokens = !n_predict ? defaults.max_new_tokens
+                     : *n_predict == -1 ? std::numeric_limits<int64_t>::max()
+                                        : *n_predict;
+  o.ignore_eos = ignore_eos;
+  o.stop = stop;
+  return o;
 }
 
 DType parse_float_type(const std::string& name) {

@@ -9,6 +9,7 @@
 #include "convert/gguf_convert.h"
 #include "core/thread_pool.h"
 #include "generate/chat_prompt.h"
+#include "generate/decoding.h"
 #include "generate/sampling.h"
 #include "model/gguf_checkpoint.h"
 #include "model/lora_apply.h"
@@ -52,12 +53,6 @@ struct PromptOptions {
   std::vector<int32_t> ids(const Model& model) const;
 };
 
-// -n / --max-new-tokens, one rule for every command: unset = generation_config.json's max_new_tokens;
-// -1 = no limit (until EOS, a stop string or the end of the context, as in llama.cpp); N >= 0 = at
-// most N; anything else is an argument error.
-void add_max_new_tokens_option(CLI::App& app, std::optional<int64_t>& n, const std::string& what);
-int64_t max_new_tokens(const std::optional<int64_t>& n, const GenerationConfig& defaults);
-
 // Sampling flags; unset ones take the model's generation_config.json defaults. --temp 0 means greedy
 // (as in the server); --seed -1 (or none) draws a random seed, printed on stderr so a run can be repeated.
 struct SamplingOptions {
@@ -67,6 +62,20 @@ struct SamplingOptions {
   std::optional<int64_t> seed;
   void add(CLI::App& app);
   SamplingParams params(const GenerationConfig& defaults) const;
+};
+
+// The flags of the commands that decode (generate, chat): sampling, -n, --ignore-eos and --stop.
+// -n / --max-new-tokens: unset = generation_config.json's max_new_tokens; -1 = no limit (until EOS, a
+// stop string or the end of the context, as in llama.cpp); N >= 0 = at most N; anything else is an
+// argument error.
+struct DecodingOptions {
+  SamplingOptions sampling;
+  std::optional<int64_t> n_predict;
+  bool ignore_eos = false;
+  std::vector<std::string> stop;
+  // `tokens_what` and `stop_what` word -n and --stop for the command ("Longest answer", ...).
+  void add(CLI::App& app, const std::string& tokens_what, const std::string& stop_what);
+  GenerateOptions options(const GenerationConfig& defaults) const;
 };
 
 // The context for a prompt: --ctx if given, else max(model_max_length, 4096); throws if the prompt

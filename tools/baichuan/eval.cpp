@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "eval/evaluation.h"
 #include "eval/svg_plot.h"
+#include "generate/generation_defaults.h"
 #include "progress.h"
 
 namespace baichuan::cli {
@@ -55,7 +56,7 @@ struct EvalCommand {
     for (const auto& out : {json_out, plot_out})
       if (!out.empty()) model.check_output(out);
     auto m = model.load();
-    options.context = ctx > 0 ? ctx : std::max<int64_t>(m->config().model_max_length, 4096);
+    options.context = ctx > 0 ? ctx : default_context(m->config());
     ThreadPool pool(model.thread_count());
     ProgressBar progress("eval " + options.task);
     auto report = eval::run_eval(*m, pool, options, [&](const eval::ItemDone& d) {

@@ -17,20 +17,14 @@ namespace {
 struct GenerateCommand {
   ModelOptions model;
   PromptOptions prompt;
-  SamplingOptions sampling;
-  std::optional<int64_t> n_predict;
+  DecodingOptions decoding;
   int64_t ctx = 0;
-  bool ignore_eos = false, json = false;
-  std::vector<std::string> stop;
+  bool json = false;
 
   int run() {
     auto m = model.load();
     auto ids = prompt.ids(*m);
-    GenerateOptions options;
-    options.max_new_tokens = max_new_tokens(n_predict, m->generation());
-    options.ignore_eos = ignore_eos;
-    options.sampling = sampling.params(m->generation());
-    options.stop = stop;
+    GenerateOptions options = decoding.options(m->generation());
     int64_t context = checked_context(*m, ctx, ids.size());
     ThreadPool pool(model.thread_count());
     // The cache holds the prompt and the answer, never more than the context (-n may be "no limit").
@@ -46,10 +40,10 @@ struct GenerateCommand {
         std::cout << text << std::flush;
         return true;
       };
-    Decoding decoding(*m, sequence, ids, options, long_prompt ? kLongPromptTokens / 2 : 0);
+    Decoding decode(*m, sequence, ids, options, long_prompt ? kLongPromptTokens / 2 : 0);
     ModelContext model_context;
-    while (!decoding.done()) decoding.step(model_context, pool, stream);
-    const GenerateResult& result = decoding.result();
+    while (!decode.done()) decode.step(model_context, pool, stream);
+    const GenerateResult& result = decode.result();
     if (json) {
       nlohmann::json out = {{"prompt_ids", ids}, {"tokens", result.tokens}, {"text", result.text}};
       std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
@@ -72,13 +66,10 @@ Run add_generate(CLI::App& app) {
   cmd->model.add(app);
   cmd->model.add_lora(app);
   cmd->prompt.add(app);
-  cmd->sampling.add(app);
-  add_max_new_tokens_option(app, cmd->n_predict, "Tokens to generate");
+  cmd->decoding.add(app, "Tokens to generate", "Stop");
   app.add_option("-c,--ctx", cmd->ctx, "Context size in tokens (default: max(model_max_length, 4096))")
       ->check(at_least(1));
-  app.add_flag("--ignore-eos", cmd->ignore_eos, "Keep generating after the end-of-sequence token");
   app.add_flag("--json", cmd->json, "Print one JSON line {prompt_ids, tokens, text}");
-  app.add_option("--stop", cmd->stop, "Stop when the text contains this string (repeatable)");
   return [cmd] { return cmd->run(); };
 }
 

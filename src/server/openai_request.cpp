@@ -1,33 +1,14 @@
-#include "server/openai_api.h"
+#include "server/openai_request.h"
 
 #include <algorithm>
 #include <cmath>
-#include <ctime>
 #include <limits>
-#include <random>
+
+#include "generate/generation_defaults.h"
 
 namespace baichuan::server {
 
 using nlohmann::json;
-
-ApiError::ApiError(int status_code, const std::string& message, std::string param_name, std::string error_code,
-                   std::string error_type)
-    : Error(message),
-      status(status_code),
-      param(std::move(param_name)),
-      code(std::move(error_code)),
-      type(std::move(error_type)) {}
-
-json error_body(const std::string& message, const std::string& type, const std::string& param,
-                const std::string& code) {
-  return {{"error",
-           {{"message", message},
-            {"type", type},
-            {"param", param.empty() ? json(nullptr) : json(param)},
-            {"code", code.empty() ? json(nullptr) : json(code)}}}};
-}
-
-json error_body(const ApiError& e) { return error_body(e.what(), e.type, e.param, e.code); }
 
 json parse_json_body(std::string_view body) {
   try {
@@ -38,8 +19,6 @@ json parse_json_body(std::string_view body) {
   }
 }
 
-std::string dump_json(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
 namespace {
 
 // A field that is present and not null (OpenAI clients send null for "unset").
@@ -47,10 +26,6 @@ const json* field(const json& body, const char* name) {
   auto it = body.find(name);
   if (it == body.end() || it->is_null()) return nullptr;
   return &*it;
-}
-
-[[noreturn]] void bad_field(const std::string& name, const std::string& message) {
-  throw ApiError(400, cat("'", name, "' ", message), name);
 }
 
 int64_t integer_field(const json& j, const std::string& name) {
@@ -286,8 +261,7 @@ CompletionRequest parse_completion_request(const json& body, Endpoint endpoint, 
     const double t = number_field(*j, "temperature");
     if (t < 0) bad_field("temperature", cat("must be >= 0, got ", t));
     if (t == 0) {
-      s.greedy = true;
-      s.repetition_penalty = 1.0f;  // plain arg-max unless the request asks for a penalty below
+      use_greedy(s);  // plain arg-max unless the request asks for a penalty below
     } else {
       s.greedy = false;
       s.temperature = static_cast<float>(t);
@@ -332,230 +306,6 @@ CompletionRequest parse_completion_request(const json& body, Endpoint endpoint, 
   }
   return r;
 }
-
-namespace {
-
-[[noreturn]] void context_exceeded(const std::string& param, const std::string& size, int64_t context) {
-  throw ApiError(400,
-                 cat("'", param, "' has ", size, " but the context is ", context,
-                     " tokens, which must hold the prompt and at least one generated token: shorten it",
-                     " (or start the server with a larger --ctx)"),
-                 param, "context_length_exceeded");
-}
-
-// A text that cannot fit in `max_tokens` even at the most bytes one token stands for is refused by
-// its size alone: tokenizing a megabyte costs a second and tens of megabytes.
-void check_text_size(std::string_view text, const Tokenizer& tokenizer, int64_t max_tokens, const std::string& param,
-                     int64_t context) {
-  const size_t per_token = tokenizer.max_bytes_per_token();
-  if (per_token == 0 || text.size() <= per_token * static_cast<size_t>(max_tokens)) return;
-  context_exceeded(param, cat(text.size(), " bytes, so at least ", (text.size() + per_token - 1) / per_token, " tokens,"),
-                   context);
-}
-
-}  // namespace
-
-PlannedGeneration plan_generation(const CompletionRequest& request, const Tokenizer& tokenizer,
-                                  const ChatTemplateConfig& chat, int64_t default_max_tokens, int64_t context) {
-  PlannedGeneration plan;
-  const int64_t wanted = request.max_tokens.value_or(default_max_tokens);
-  const int64_t most = std::max<int64_t>(context - 1, 0);  // prompt tokens that leave room for one more
-  const char* what = "prompt";
-  if (request.endpoint == Endpoint::ChatCompletions) {
-    what = "messages";
-    for (size_t i = 0; i < request.messages.size(); ++i)
-      check_text_size(request.messages[i].content, tokenizer, most, cat("messages[", i, "].content"), context);
-    // The official template drops old rounds to leave room for max_new_tokens; a smaller max_tokens
-    // leaves more history, a larger one never less than the model's own default budget. A message
-    // that alone is longer than the context is refused (the template would cut off its start, role
-    // token included), and its tokenizing stops there.
-    ChatTemplateConfig c = chat;
-    c.max_new_tokens = std::min(wanted, chat.max_new_tokens);
-    c.max_message_tokens = std::max<int64_t>(most, 1);
-    try {
-      plan.prompt = build_chat_input(tokenizer, request.messages, c);
-    } catch (const Error& e) {
-      throw ApiError(400, e.what(), "messages", "context_length_exceeded");
-    }
-  } else if (request.prompt_ids) {
-    plan.prompt = *request.prompt_ids;
-    const int32_t vocab = tokenizer.vocab_size();
-    for (int32_t id : plan.prompt)
-      if (id < 0 || id >= vocab)
-        bad_field("prompt", cat("holds token id ", id, ", outside the vocabulary [0, ", vocab, ")"));
-  } else {
-    check_text_size(request.prompt, tokenizer, most, "prompt", context);
-    EncodeOptions capped;
-    capped.max_tokens = static_cast<size_t>(most);
-    plan.prompt = tokenizer.encode(request.prompt, capped);
-    if (static_cast<int64_t>(plan.prompt.size()) > most)
-      context_exceeded("prompt", cat("more than ", most, " tokens"), context);
-  }
-  const auto n = static_cast<int64_t>(plan.prompt.size());
-  if (n == 0) bad_field(what, "is empty: there is nothing to continue from");
-  if (n >= context)
-    throw ApiError(400,
-                   cat("the prompt has ", n, " tokens but the context is ", context,
-                       " tokens, which must hold the prompt and at least one generated token: shorten the ", what,
-                       " (or start the server with a larger --ctx)"),
-                   what, "context_length_exceeded");
-
-  const int32_t vocab = tokenizer.vocab_size();
-  for (const auto& [id, bias] : request.logit_bias) {
-    if (id >= vocab)
-      bad_field("logit_bias", cat("has the key \"", id, "\", outside the vocabulary [0, ", vocab, ")"));
-    plan.options.logit_bias.emplace_back(static_cast<int32_t>(id), static_cast<float>(bias));
-  }
-  plan.options.top_logprobs = request.top_logprobs;
-  if (request.echo) {
-    plan.options.prompt_logprobs = true;
-    plan.echo = request.prompt_ids ? tokenizer.decode(*request.prompt_ids) : request.prompt;
-  }
-  plan.options.max_new_tokens = std::min(wanted, context - n);
-  plan.options.ignore_eos = request.ignore_eos;
-  plan.options.sampling = request.sampling;
-  plan.options.stop = request.stop;
-  return plan;
-}
-
-ResponseMeta new_response_meta(Endpoint endpoint, const std::string& model) {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  static constexpr char kHex[] = "0123456789abcdef";
-  ResponseMeta meta;
-  meta.id = endpoint == Endpoint::ChatCompletions ? "chatcmpl-" : "cmpl-";
-  for (int i = 0; i < 24; ++i) meta.id += kHex[rng() % 16];
-  meta.created = static_cast<int64_t>(std::time(nullptr));
-  meta.model = model;
-  return meta;
-}
-
-json usage_json(int64_t prompt_tokens, int64_t completion_tokens) {
-  return {{"prompt_tokens", prompt_tokens},
-          {"completion_tokens", completion_tokens},
-          {"total_tokens", prompt_tokens + completion_tokens}};
-}
-
-namespace {
-
-json envelope(const ResponseMeta& meta, const char* object) {
-  return {{"id", meta.id}, {"object", object}, {"created", meta.created}, {"model", meta.model}};
-}
-
-}  // namespace
-
-std::string LogprobsWriter::text_of(int32_t id) const { return token_bytes(tokenizer_, id); }
-
-json LogprobsWriter::entry(const TokenLogprob* chosen, int32_t id, const std::vector<TokenLogprob>* top) {
-  const std::string text = text_of(id);
-  if (endpoint_ == Endpoint::ChatCompletions) {
-    auto one = [&](const std::string& t, float logprob) {
-      json bytes = json::array();
-      for (char c : t) bytes.push_back(static_cast<unsigned char>(c));
-      return json{{"token", t}, {"logprob", logprob}, {"bytes", bytes}};
-    };
-    json e = one(text, chosen->logprob);
-    e["top_logprobs"] = json::array();
-    for (const auto& alt : *top) e["top_logprobs"].push_back(one(text_of(alt.id), alt.logprob));
-    return e;
-  }
-  json e = {{"token", text}, {"offset", offset_}};
-  for (char c : text)  // characters: every byte that does not continue a UTF-8 sequence
-    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) ++offset_;
-  if (!chosen) {
-    e["logprob"] = nullptr;
-    e["top"] = nullptr;
-    return e;
-  }
-  e["logprob"] = chosen->logprob;
-  json alternatives = json::object();
-  for (const auto& alt : *top) alternatives.emplace(text_of(alt.id), alt.logprob);  // a repeated text keeps the likelier
-  alternatives.emplace(text, chosen->logprob);  // OpenAI: the sampled token is always there (up to N+1)
-  e["top"] = alternatives;
-  return e;
-}
-
-namespace {
-
-// Completions' four parallel arrays from entries {token, offset, logprob, top}.
-json completion_logprobs(const std::vector<json>& entries) {
-  json out = {{"tokens", json::array()},
-              {"token_logprobs", json::array()},
-              {"top_logprobs", json::array()},
-              {"text_offset", json::array()}};
-  for (const json& e : entries) {
-    out["tokens"].push_back(e["token"]);
-    out["token_logprobs"].push_back(e["logprob"]);
-    out["top_logprobs"].push_back(e["top"]);
-    out["text_offset"].push_back(e["offset"]);
-  }
-  return out;
-}
-
-}  // namespace
-
-json LogprobsWriter::unscored(int32_t id) { return completion_logprobs({entry(nullptr, id, nullptr)}); }
-
-json LogprobsWriter::piece(std::span<const TokenLogprobs> tokens) {
-  std::vector<json> entries;
-  for (const auto& t : tokens) entries.push_back(entry(&t.chosen, t.chosen.id, &t.top));
-  if (endpoint_ == Endpoint::ChatCompletions) return {{"content", entries}, {"refusal", nullptr}};
-  return completion_logprobs(entries);
-}
-
-void LogprobsWriter::append(json& into, const json& piece) {
-  if (into.is_null()) {
-    into = piece;
-    return;
-  }
-  for (auto& [key, value] : piece.items())
-    if (value.is_array())
-      for (const auto& v : value) into[key].push_back(v);
-}
-
-json completion_json(Endpoint endpoint, const ResponseMeta& meta, const std::string& text,
-                     const std::string& finish_reason, int64_t prompt_tokens, int64_t completion_tokens,
-                     const json& logprobs) {
-  const bool chat = endpoint == Endpoint::ChatCompletions;
-  json out = envelope(meta, chat ? "chat.completion" : "text_completion");
-  json choice = {{"index", 0}, {"logprobs", logprobs}, {"finish_reason", finish_reason}};
-  if (chat)
-    choice["message"] = {{"role", "assistant"}, {"content", text}};
-  else
-    choice["text"] = text;
-  out["choices"] = json::array({choice});
-  out["usage"] = usage_json(prompt_tokens, completion_tokens);
-  return out;
-}
-
-json chunk_json(Endpoint endpoint, const ResponseMeta& meta, const std::optional<std::string>& role,
-                const std::optional<std::string>& content, const std::string& finish_reason, bool include_usage,
-                const json& logprobs) {
-  const bool chat = endpoint == Endpoint::ChatCompletions;
-  json out = envelope(meta, chat ? "chat.completion.chunk" : "text_completion");
-  json choice = {{"index", 0},
-                 {"logprobs", logprobs},
-                 {"finish_reason", finish_reason.empty() ? json(nullptr) : json(finish_reason)}};
-  if (chat) {
-    json delta = json::object();
-    if (role) delta["role"] = *role;
-    if (content) delta["content"] = *content;
-    choice["delta"] = delta;
-  } else {
-    choice["text"] = content.value_or("");
-  }
-  out["choices"] = json::array({choice});
-  if (include_usage) out["usage"] = nullptr;  // OpenAI: null on every chunk but the usage chunk
-  return out;
-}
-
-json usage_chunk_json(Endpoint endpoint, const ResponseMeta& meta, int64_t prompt_tokens, int64_t completion_tokens) {
-  json out = envelope(meta, endpoint == Endpoint::ChatCompletions ? "chat.completion.chunk" : "text_completion");
-  out["choices"] = json::array();
-  out["usage"] = usage_json(prompt_tokens, completion_tokens);
-  return out;
-}
-
-std::string sse_event(const json& data) { return "data: " + dump_json(data) + "\n\n"; }
 
 std::string parse_tokenize_request(const json& body) {
   if (!body.is_object())
