@@ -186,8 +186,8 @@ void SamplingOptions::add(CLI::App& app) {
 SamplingParams SamplingOptions::params(const GenerationConfig& defaults) const {
   SamplingParams p = SamplingParams::from(defaults);
   if (greedy) use_greedy(p);
-  if (temperature && *temperature == 0) {  // as the server and OpenAI: temperature 0 is greedy
-    p.greedy = true;
+  if (temperature && *temperature == 0) {  // as the server and OpenAI: temperature 0 is --greedy
+    use_greedy(p);
   } else if (temperature) {
     p.temperature = *temperature;
     p.greedy = false;  // an explicit temperature asks for sampling, whatever do_sample says
