@@ -21,6 +21,19 @@ inline TrainShape small_shape(PositionEncoding position, int64_t vocab, int64_t 
   return s;
 }
 
+// The config.json of a training shape: what adapters and checkpoints built from it are checked against.
+inline ModelConfig config_of_shape(const TrainShape& s) {
+  ModelConfig c;
+  c.vocab_size = s.vocab;
+  c.hidden_size = s.hidden;
+  c.intermediate_size = s.ffn;
+  c.num_heads = s.heads;
+  c.num_layers = s.layers;
+  c.position = s.position;
+  c.rms_norm_eps = s.rms_norm_eps;
+  return c;
+}
+
 // `count` records of `len` tokens as the official preprocessing lays them out: a 2-token prompt whose
 // labels are -100, an answer, right padding with id 0 and label -100 (record r has r * pad_step pad
 // tokens, at most len - 3).

@@ -34,18 +34,6 @@ LoraSpec all_targets(int64_t rank, double alpha, double dropout) {
                              ",targets=W_pack,o_proj,gate_proj,up_proj,down_proj"));
 }
 
-// The config.json of a training shape (what the adapter checks against).
-ModelConfig config_of_shape(const TrainShape& s) {
-  ModelConfig c;
-  c.vocab_size = s.vocab;
-  c.hidden_size = s.hidden;
-  c.intermediate_size = s.ffn;
-  c.num_heads = s.heads;
-  c.num_layers = s.layers;
-  c.position = s.position;
-  return c;
-}
-
 // B = 0 makes A's gradient 0: give both random values for the checks.
 template <typename T>
 void randomize_adapter(LoraModel<T>& lora, uint64_t seed, double std) {
@@ -180,7 +168,8 @@ TEST(TrainLora, MergedModelGivesTheUnmergedLoss) {
     TrainModel<float> merged(s);
     std::copy(base.params().begin(), base.params().end(), merged.params().begin());
     // merge-lora's path: the adapter as exported, merged as LoraDeltas add it.
-    const LoraDeltas deltas({ScaledLoraAdapter{to_lora_adapter(lora, ""), 1.0f}}, config_of_shape(s), false);
+    const LoraDeltas deltas({ScaledLoraAdapter{to_lora_adapter(lora, ""), 1.0f}}, train_fixtures::config_of_shape(s),
+                            false);
     merge_lora_deltas(merged, deltas, pool);
     const double merged_loss =
         forward_backward(merged, ctx, std::span<const Record>(batches[0]), count_loss_tokens(batches[0]), pool);

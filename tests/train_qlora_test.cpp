@@ -81,14 +81,7 @@ MemoryCheckpoint checkpoint_of(TrainModel<float>& model, DType matrix_type, DTyp
                                DType embed_head_type = DType::F32) {
   const TrainShape& s = model.shape();
   MemoryCheckpoint m;
-  ModelConfig& c = m.checkpoint.config;
-  c.vocab_size = s.vocab;
-  c.hidden_size = s.hidden;
-  c.intermediate_size = s.ffn;
-  c.num_heads = s.heads;
-  c.num_layers = s.layers;
-  c.position = s.position;
-  c.rms_norm_eps = s.rms_norm_eps;
+  m.checkpoint.config = train_fixtures::config_of_shape(s);
   m.checkpoint.qk_interleaved = interleaved;
   m.storage.reserve(256);
   auto add = [&](const std::string& name, const float* src, int64_t rows, int64_t cols, DType type, bool permute) {
