@@ -7,12 +7,12 @@
 #include <cstdint>
 
 #include "core/thread_pool.h"
+#include "kernels/packed_tiles.h"
 
 namespace baichuan::bench {
 
-// The prefetch distance of the single-token packed tiles (kPrefetchAhead in
-// src/kernels/packed_matmul_avx2.cpp and _avx512.cpp): keep the two equal.
-constexpr size_t kDecodePrefetchBytes = 1024;
+// The prefetch distance of the decoding tiles, so the roofline prefetches as they do.
+constexpr size_t kDecodePrefetchBytes = kernels::packed_tiles::kPrefetchAhead;
 
 // Sums `bytes` bytes (a multiple of 256) as 64-bit words, prefetching `prefetch` bytes ahead of
 // each 64-byte line (0: no software prefetch); returns the sum, so the caller can check that every

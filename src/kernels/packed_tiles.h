@@ -1,7 +1,7 @@
 // What the AVX2 and AVX-512 packed products (packed_matmul_avx2.cpp, packed_matmul_avx512.cpp) share
 // besides the packed layout (packed_matrix.h): the tile sizes, the prefetch of streamed weights, and
-// the wrapper that makes a tile function template a class template run_tiles can take. Included only
-// by those two files, each compiled for its own ISA.
+// the wrapper that makes a tile function template a class template run_tiles can take. Included by
+// those two files, each compiled for its own ISA, and by bench/read_stream.h for the prefetch distance.
 #pragma once
 #include <xmmintrin.h>  // _mm_prefetch
 
