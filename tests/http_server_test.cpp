@@ -26,6 +26,7 @@
 #include "generate/generator.h"
 #include "model/model_context.h"
 #include "server/scheduler.h"
+#include "running_server.h"
 #include "shared_data.h"
 #include "tokenizer/chat_template.h"
 
@@ -34,28 +35,6 @@ namespace http_server_test {  // named, not anonymous: the tests compile as a un
 
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-// A server on its own thread for the length of a test.
-struct RunningServer {
-  RunningServer(const Model& model, ThreadPool& pool, SchedulerOptions so, ServerOptions options)
-      : scheduler(model, pool, so), http(scheduler, std::move(options)) {
-    port = http.bind();
-    thread = std::thread([this] { http.listen(); });
-  }
-  ~RunningServer() {
-    http.stop();
-    thread.join();
-  }
-  httplib::Client client() const {
-    httplib::Client c("127.0.0.1", port);
-    c.set_read_timeout(120, 0);  // AddressSanitizer builds are slow
-    return c;
-  }
-  Scheduler scheduler;
-  HttpServer http;
-  int port = 0;
-  std::thread thread;
-};
 
 // Polls `condition` for up to `limit`.
 template <typename F>

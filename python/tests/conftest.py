@@ -1,5 +1,5 @@
-"""Shared fixtures: the tiny reference checkpoint (../shared/reference/b2-7b-tiny next to the repo)
-and its golden outputs from the official code."""
+"""Shared fixtures: the tiny reference checkpoints (../shared/reference next to the repo) and their
+golden outputs from the official code."""
 import json
 import os
 from pathlib import Path
@@ -13,14 +13,21 @@ except ImportError as e:  # a clear message instead of one error per test
                 "<build>/python on PYTHONPATH", returncode=2)
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = Path(os.environ.get("BAICHUAN_REFERENCE_DIR", REPO.parent / "shared" / "reference")) / "b2-7b-tiny"
+REFERENCE = Path(os.environ.get("BAICHUAN_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
+TINY = REFERENCE / "b2-7b-tiny"
+
+
+def reference_path(name):
+    """A reference checkpoint folder, or a skip when ../shared is absent."""
+    folder = REFERENCE / name
+    if not (folder / "golden.json").exists():
+        pytest.skip(f"reference checkpoint {folder} is absent")
+    return str(folder)
 
 
 @pytest.fixture(scope="session")
 def tiny_path():
-    if not (TINY / "golden.json").exists():
-        pytest.skip(f"reference checkpoint {TINY} is absent")
-    return str(TINY)
+    return reference_path("b2-7b-tiny")
 
 
 @pytest.fixture(scope="session")
