@@ -219,10 +219,12 @@ TEST(Kernels, RopeInterleavedOnPermutedRowsEqualsRotateHalf) {
     permuted[2 * i] = x[i];
     permuted[2 * i + 1] = x[i + d / 2];
   }
+  std::vector<float> rotation(d);
   for (int64_t pos : {0, 1, 17, 4095}) {
     auto a = x, b = permuted;
-    apply_rope(a.data(), d, pos, inv, false);
-    apply_rope(b.data(), d, pos, inv, true);
+    rope_rotation(pos, inv, rotation.data());
+    apply_rope(a.data(), d, rotation.data(), false);
+    apply_rope(b.data(), d, rotation.data(), true);
     for (int64_t i = 0; i < d / 2; ++i) {
       EXPECT_EQ(a[i], b[2 * i]);
       EXPECT_EQ(a[i + d / 2], b[2 * i + 1]);
@@ -233,7 +235,8 @@ TEST(Kernels, RopeInterleavedOnPermutedRowsEqualsRotateHalf) {
   }
   // Position 0 is the identity.
   auto a = x;
-  apply_rope(a.data(), d, 0, inv, false);
+  rope_rotation(0, inv, rotation.data());
+  apply_rope(a.data(), d, rotation.data(), false);
   EXPECT_EQ(a, x);
 }
 

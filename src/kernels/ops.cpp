@@ -21,12 +21,18 @@ std::vector<float> rope_inv_freq(int64_t head_dim, float theta) {
   return inv;
 }
 
-void apply_rope(float* head, int64_t head_dim, int64_t pos, const std::vector<float>& inv_freq, bool interleaved) {
+void rope_rotation(int64_t pos, const std::vector<float>& inv_freq, float* cos_sin) {
+  for (size_t i = 0; i < inv_freq.size(); ++i) {
+    float angle = static_cast<float>(pos) * inv_freq[i];  // rounded to float32 as torch does
+    cos_sin[2 * i] = static_cast<float>(std::cos(static_cast<double>(angle)));
+    cos_sin[2 * i + 1] = static_cast<float>(std::sin(static_cast<double>(angle)));
+  }
+}
+
+void apply_rope(float* head, int64_t head_dim, const float* cos_sin, bool interleaved) {
   int64_t half = head_dim / 2;
   for (int64_t i = 0; i < half; ++i) {
-    float angle = static_cast<float>(pos) * inv_freq[static_cast<size_t>(i)];  // rounded to float32 as torch does
-    float c = static_cast<float>(std::cos(static_cast<double>(angle)));
-    float s = static_cast<float>(std::sin(static_cast<double>(angle)));
+    const float c = cos_sin[2 * i], s = cos_sin[2 * i + 1];
     float* a = interleaved ? head + 2 * i : head + i;
     float* b = interleaved ? head + 2 * i + 1 : head + i + half;
     float x0 = *a, x1 = *b;

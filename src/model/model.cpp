@@ -129,6 +129,11 @@ void Model::forward(ModelContext& ctx, std::span<SequenceStep> steps, ThreadPool
   for (auto& s : steps)
     for (size_t t = 0; t < s.tokens.size(); ++t) ctx.rows.push_back({s.cache, s.cache->size() + static_cast<int64_t>(t)});
   auto rows = static_cast<size_t>(n_rows);
+  if (cfg.position == PositionEncoding::Rope) {  // sin and cos once per row, not per head and layer
+    const auto pairs = static_cast<int64_t>(rope_inv_freq_.size());
+    float* rope = grow(ctx.rope, rows * static_cast<size_t>(2 * pairs));
+    for (int64_t r = 0; r < n_rows; ++r) kernels::rope_rotation(ctx.rows[static_cast<size_t>(r)].pos, rope_inv_freq_, rope + r * 2 * pairs);
+  }
   float* x = grow(ctx.x, rows * H);
   float* xn = grow(ctx.xn, rows * H);
   float* q = grow(ctx.q, rows * H);
@@ -210,11 +215,13 @@ void Model::attention(ModelContext& ctx, int64_t layer, int64_t n_rows, ThreadPo
   pool.parallel_for(n_rows, [&](int64_t begin, int64_t end, int) {  // rows write distinct positions
     for (int64_t r = begin; r < end; ++r) {
       auto [cache, pos] = info[static_cast<size_t>(r)];
-      if (rope)
+      if (rope) {
+        const float* rotation = ctx.rope.data() + r * d;  // d / 2 (cos, sin) pairs
         for (int64_t h = 0; h < n_heads; ++h) {
-          kernels::apply_rope(q + r * H + h * d, d, pos, rope_inv_freq_, checkpoint_.qk_interleaved);
-          kernels::apply_rope(k + r * H + h * d, d, pos, rope_inv_freq_, checkpoint_.qk_interleaved);
+          kernels::apply_rope(q + r * H + h * d, d, rotation, checkpoint_.qk_interleaved);
+          kernels::apply_rope(k + r * H + h * d, d, rotation, checkpoint_.qk_interleaved);
         }
+      }
       cache->store(layer, pos, k + r * H, v + r * H);
     }
   });

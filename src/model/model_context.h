@@ -29,6 +29,7 @@ class ModelContext {
   };
   std::vector<float> x, xn, q, k, v, att, gate, up, head_in, logits;
   std::vector<RowPosition> rows;     // each row's cache and position, for RoPE and attention
+  std::vector<float> rope;           // each row's RoPE rotation (kernels::rope_rotation), for every layer
   std::vector<int64_t> query_tiles;  // attention: first row of each tile of one sequence's rows
   kernels::MatmulInput input;        // the current input of the matrix products, quantized once
 };
