@@ -30,9 +30,14 @@ def tiny_path():
     return reference_path("b2-7b-tiny")
 
 
+def read_golden(folder):
+    """A reference checkpoint's golden.json."""
+    return json.loads((Path(folder) / "golden.json").read_text(encoding="utf-8"))
+
+
 @pytest.fixture(scope="session")
 def golden(tiny_path):
-    return json.loads((Path(tiny_path) / "golden.json").read_text(encoding="utf-8"))
+    return read_golden(tiny_path)
 
 
 @pytest.fixture(scope="session")

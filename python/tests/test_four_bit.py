@@ -1,13 +1,12 @@
 """The official 4-bit Chat layout (bitsandbytes NF4, ../shared/reference/b2-7b-tiny-4bits) through the
 binding and the pipeline: the same golden outputs as the float checkpoint, from the same code paths."""
 import array
-import json
 from pathlib import Path
 
 import pytest
 
 import baichuan_cpp
-from conftest import reference_path, until_eos
+from conftest import read_golden, reference_path, until_eos
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +16,7 @@ def four_bit_path():
 
 @pytest.fixture(scope="module")
 def four_bit_golden(four_bit_path):
-    return json.loads((Path(four_bit_path) / "golden.json").read_text(encoding="utf-8"))
+    return read_golden(four_bit_path)
 
 
 @pytest.fixture(scope="module")
