@@ -85,15 +85,17 @@ void q4_0_tile(const std::byte* group0, size_t group_stride, const ActBlock32* a
   for (int t = 0; t < T; ++t) _mm512_storeu_ps(y + t * y_stride, acc[t]);
 }
 
-// Q8_0: signed weights and activations; vpdpbusd wants one unsigned operand, so |w| is that operand
-// and the activation takes w's sign (AVX-512 has no vpsignb: a masked subtraction from zero where
-// w < 0; where w = 0 the product is 0 either way). |-128| is 128 as an unsigned byte: exact.
+// Q8_0: signed weights and activations; vpdpbusd wants one unsigned operand, so the weights go in as
+// w + 128 (one xor per chunk, shared by every token) and each (row, token) block subtracts
+// 128 * sum(a), the activations' exact integer sum: the same int32 total as sum(w * a), at most
+// 32 * 255 * 127 before the subtraction. (The sign trick of the AVX2 tile needs a masked
+// subtraction per token per chunk here, AVX-512 having no vpsignb: prompts ran at ~70% of Q4_0's.)
 template <int T, bool Stream>
 void q8_0_tile(const std::byte* group0, size_t group_stride, const ActBlock32* act, int64_t nb, float* y,
                int64_t y_stride) {
   constexpr size_t kBlock = kScaleBytes + 256;
   const std::byte* group1 = group0 + group_stride;
-  const __m512i zero = _mm512_setzero_si512();
+  const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
   __m512 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
@@ -102,15 +104,10 @@ void q8_0_tile(const std::byte* group0, size_t group_stride, const ActBlock32* a
     prefetch_block<Stream>(b0, kBlock);
     prefetch_block<Stream>(b1, kBlock);
     __m512i isum[T];
-    for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
+    for (int t = 0; t < T; ++t) isum[t] = _mm512_set1_epi32(-128 * act[t * nb + b].sum);
     for (int c = 0; c < 8; ++c) {
-      const __m512i w = load_pair(b0 + kScaleBytes + 32 * c, b1 + kScaleBytes + 32 * c);
-      const __m512i magnitude = _mm512_abs_epi8(w);
-      const __mmask64 negative = _mm512_movepi8_mask(w);
-      for (int t = 0; t < T; ++t) {
-        const __m512i a = broadcast4(act[t * nb + b].qs + 4 * c);
-        isum[t] = _mm512_dpbusd_epi32(isum[t], magnitude, _mm512_mask_sub_epi8(a, negative, zero, a));
-      }
+      const __m512i biased = _mm512_xor_si512(load_pair(b0 + kScaleBytes + 32 * c, b1 + kScaleBytes + 32 * c), bias);
+      for (int t = 0; t < T; ++t) isum[t] = _mm512_dpbusd_epi32(isum[t], biased, broadcast4(act[t * nb + b].qs + 4 * c));
     }
     const __m512 dw = load_scales_pair(b0, b1);
     for (int t = 0; t < T; ++t) {

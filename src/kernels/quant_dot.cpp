@@ -60,7 +60,8 @@ void quantize_blocks32(const float* x, int64_t nb, ActBlock32* out) {
   for (int64_t i = 0; i < nb; ++i) {
     ActBlock32& b = out[i];
     b.d = quantize_block(x + i * 32, 32, b.qs);
-    b.s = b.d * static_cast<float>(sum_of(b.qs, 32));
+    b.sum = sum_of(b.qs, 32);
+    b.s = b.d * static_cast<float>(b.sum);
   }
 }
 

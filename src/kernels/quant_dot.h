@@ -16,10 +16,12 @@
 namespace baichuan::kernels {
 
 // Activations for 32-element weight blocks: x[i] ≈ d * qs[i], with s = d * sum(qs) precomputed
-// (so the offset or min term of a weight block costs one multiply).
+// (so the offset or min term of a weight block costs one multiply) and sum(qs) itself (the exact
+// integer offset of the AVX-512 Q8_0 tile, which feeds signed weights to vpdpbusd as w + 128).
 struct ActBlock32 {
   float d;
   float s;
+  int32_t sum;
   int8_t qs[32];
 };
 
@@ -31,7 +33,7 @@ struct ActBlock256 {
   int8_t qs[256];
 };
 
-static_assert(sizeof(ActBlock32) == 40 && sizeof(ActBlock256) == 292, "no padding: buffers are memcmp-able");
+static_assert(sizeof(ActBlock32) == 44 && sizeof(ActBlock256) == 292, "no padding: buffers are memcmp-able");
 
 using ActivationKind = quant::DotActivations;
 

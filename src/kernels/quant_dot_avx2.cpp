@@ -347,7 +347,8 @@ void quantize_activations(DType weight_type, const float* x, int64_t n, void* ou
     for (int64_t i = 0; i < nb; ++i) {
       ActBlock32& b = blocks[i];
       quantize_block(x + 32 * i, 32, b.d, b.qs);
-      b.s = b.d * static_cast<float>(sum16(b.qs) + sum16(b.qs + 16));
+      b.sum = sum16(b.qs) + sum16(b.qs + 16);
+      b.s = b.d * static_cast<float>(b.sum);
     }
   } else {
     auto* blocks = static_cast<ActBlock256*>(out);
