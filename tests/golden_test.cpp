@@ -13,6 +13,7 @@
 
 #include "convert/gguf_convert.h"
 #include "core/mapped_file.h"
+#include "generate/chat_prompt.h"
 #include "generate/generator.h"
 #include "generate/sampling.h"
 #include "golden.h"
@@ -59,11 +60,6 @@ class Golden : public ::testing::TestWithParam<Case> {
     }
     model_ = load_model(path);
     model_->set_kv_type(DType::F32);  // the exact path; the default F16 cache is checked separately
-  }
-
-  ChatTemplateConfig chat_config() const {
-    return {model_->config().model_max_length, model_->generation().max_new_tokens,
-            model_->generation().user_token_id, model_->generation().assistant_token_id};
   }
 
   std::vector<int32_t> greedy(const std::vector<int32_t>& prompt, int64_t n) {
@@ -162,7 +158,7 @@ TEST_P(Golden, ChatIdsAndGreedyAnswers) {
   for (const auto& c : golden_["chats"]) {
     std::vector<ChatMessage> messages;
     for (const auto& m : c["messages"]) messages.push_back({m["role"], m["content"]});
-    auto ids = build_chat_input(model_->tokenizer(), messages, chat_config());
+    auto ids = build_chat_input(model_->tokenizer(), messages, chat_template_config(*model_));
     ASSERT_EQ(ids, c["ids"].get<std::vector<int32_t>>());
     auto golden_greedy = c["greedy"].get<std::vector<int32_t>>();
     EXPECT_EQ(greedy(ids, static_cast<int64_t>(golden_greedy.size())), golden_greedy);

@@ -23,6 +23,7 @@
 #include <string>
 #include <thread>
 
+#include "generate/chat_prompt.h"
 #include "generate/generator.h"
 #include "model/model_context.h"
 #include "server/scheduler.h"
@@ -150,8 +151,7 @@ class HttpServerTest : public ::testing::Test {
     o.host = "127.0.0.1";
     o.port = 0;
     o.model_name = "tiny";
-    o.chat = {model_->config().model_max_length, model_->generation().max_new_tokens,
-              model_->generation().user_token_id, model_->generation().assistant_token_id};
+    o.chat = chat_template_config(*model_);
     o.default_max_tokens = model_->generation().max_new_tokens;
     o.max_body_bytes = 64 * 1024;
     return o;

@@ -5,12 +5,14 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <algorithm>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "generate/chat_prompt.h"
 #include "golden.h"
 #include "model/model.h"
 #include "running_server.h"
@@ -24,8 +26,7 @@ using nlohmann::json;
 // The golden tokens the server should answer with: those before the first EOS (the golden ones were
 // generated without stopping there).
 std::vector<int32_t> until_eos(std::vector<int32_t> ids, int32_t eos) {
-  for (size_t i = 0; i < ids.size(); ++i)
-    if (ids[i] == eos) ids.resize(i);
+  ids.erase(std::find(ids.begin(), ids.end(), eos), ids.end());
   return ids;
 }
 
@@ -41,8 +42,7 @@ class ServedGolden : public ::testing::TestWithParam<std::string> {
     o.host = "127.0.0.1";
     o.port = 0;
     o.model_name = GetParam();
-    o.chat = {model_->config().model_max_length, model_->generation().max_new_tokens,
-              model_->generation().user_token_id, model_->generation().assistant_token_id};
+    o.chat = chat_template_config(*model_);
     server_ = std::make_unique<RunningServer>(*model_, pool_, SchedulerOptions{2, 512, 8, 256}, o);
   }
 

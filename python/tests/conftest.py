@@ -1,6 +1,8 @@
 """Shared fixtures: the tiny reference checkpoints (../shared/reference next to the repo) and their
 golden outputs from the official code."""
+import array
 import json
+import math
 import os
 from pathlib import Path
 
@@ -40,10 +42,28 @@ def golden(tiny_path):
     return read_golden(tiny_path)
 
 
+def exact_model(folder):
+    """A Model with an F32 KV cache: the golden comparisons want the exact attention inputs."""
+    return baichuan_cpp.Model(folder, threads=2, kv_type="f32")
+
+
+def golden_logits(folder, prompt):
+    """The official last-position logits of one of golden.json's prompts."""
+    return array.array("f", (Path(folder) / prompt["last_logits_file"]).read_bytes())
+
+
+def max_relative_error(got, want):
+    """max |got - want| / max |want| (tests/golden.h's measure): infinite when the lengths differ or a
+    value is NaN, so that a bound fails instead of passing."""
+    if len(got) != len(want):
+        return math.inf
+    worst = max(abs(a - b) for a, b in zip(got, want))
+    return math.inf if math.isnan(worst) else worst / max(abs(x) for x in want)
+
+
 @pytest.fixture(scope="session")
 def model(tiny_path):
-    # F32 KV cache: the golden comparisons want the exact attention inputs.
-    return baichuan_cpp.Model(tiny_path, threads=2, kv_type="f32")
+    return exact_model(tiny_path)
 
 
 def until_eos(ids, eos=2):

@@ -1,12 +1,9 @@
 """The official 4-bit Chat layout (bitsandbytes NF4, ../shared/reference/b2-7b-tiny-4bits) through the
 binding and the pipeline: the same golden outputs as the float checkpoint, from the same code paths."""
-import array
-from pathlib import Path
-
 import pytest
 
 import baichuan_cpp
-from conftest import read_golden, reference_path, until_eos
+from conftest import exact_model, golden_logits, max_relative_error, read_golden, reference_path, until_eos
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +18,7 @@ def four_bit_golden(four_bit_path):
 
 @pytest.fixture(scope="module")
 def four_bit(four_bit_path):
-    # F32 KV cache: the exact path the golden bar (1e-5 of the logits' range) is set for.
-    return baichuan_cpp.Model(four_bit_path, threads=2, kv_type="f32")
+    return exact_model(four_bit_path)
 
 
 def test_reads_the_release_layout(four_bit):
@@ -39,10 +35,7 @@ def test_tokens_and_chat_prompt_match_official(four_bit, four_bit_golden):
 
 def test_logits_match_official(four_bit, four_bit_golden, four_bit_path):
     for p in four_bit_golden["prompts"]:
-        expected = array.array("f", (Path(four_bit_path) / p["last_logits_file"]).read_bytes())
-        got = four_bit.logits(p["ids"])
-        worst = max(abs(a - b) for a, b in zip(got, expected))
-        assert worst / max(abs(x) for x in expected) <= 1e-5, p["text"]
+        assert max_relative_error(four_bit.logits(p["ids"]), golden_logits(four_bit_path, p)) <= 1e-5, p["text"]
 
 
 def test_greedy_and_chat_match_official(four_bit, four_bit_golden):

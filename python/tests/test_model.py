@@ -2,12 +2,11 @@
 import array
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 import baichuan_cpp
-from conftest import until_eos
+from conftest import golden_logits, max_relative_error, until_eos
 
 
 def test_properties(model, tiny_path):
@@ -33,11 +32,9 @@ def test_chat_prompt_matches_official(model, golden):
 
 def test_logits_match_official(model, golden, tiny_path):
     for p in golden["prompts"]:
-        expected = array.array("f", (Path(tiny_path) / p["last_logits_file"]).read_bytes())
         got = model.logits(p["text"])
         assert isinstance(got, array.array) and len(got) == model.vocab_size
-        worst = max(abs(a - b) for a, b in zip(got, expected))
-        assert worst / max(abs(x) for x in expected) <= 1e-4, p["text"]
+        assert max_relative_error(got, golden_logits(tiny_path, p)) <= 1e-4, p["text"]
     assert model.logits(golden["prompts"][0]["ids"]) == model.logits(golden["prompts"][0]["text"])
 
 
