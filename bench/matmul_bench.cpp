@@ -77,10 +77,13 @@ void quantized_matmul_args(benchmark::internal::Benchmark* b) {
 using kernels::Backend;
 BENCHMARK_CAPTURE(BM_matmul, f32_scalar, DType::F32, Backend::Scalar)->Apply(matmul_args);
 BENCHMARK_CAPTURE(BM_matmul, f32_avx2, DType::F32, Backend::Avx2)->Apply(matmul_args);
+BENCHMARK_CAPTURE(BM_matmul, f32_avx512, DType::F32, Backend::Avx512)->Apply(matmul_args);
 BENCHMARK_CAPTURE(BM_matmul, f16_scalar, DType::F16, Backend::Scalar)->Apply(matmul_args);
 BENCHMARK_CAPTURE(BM_matmul, f16_avx2, DType::F16, Backend::Avx2)->Apply(matmul_args);
+BENCHMARK_CAPTURE(BM_matmul, f16_avx512, DType::F16, Backend::Avx512)->Apply(matmul_args);
 BENCHMARK_CAPTURE(BM_matmul, bf16_scalar, DType::BF16, Backend::Scalar)->Apply(matmul_args);
 BENCHMARK_CAPTURE(BM_matmul, bf16_avx2, DType::BF16, Backend::Avx2)->Apply(matmul_args);
+BENCHMARK_CAPTURE(BM_matmul, bf16_avx512, DType::BF16, Backend::Avx512)->Apply(matmul_args);
 BENCHMARK_CAPTURE(BM_matmul, q8_0_avx2, DType::Q8_0, Backend::Avx2)->Apply(quantized_matmul_args);
 BENCHMARK_CAPTURE(BM_matmul, q4_0_avx2, DType::Q4_0, Backend::Avx2)->Apply(quantized_matmul_args);
 // NF4 (the 4-bit Chat checkpoints kept in 4 bits): the same bytes per weight as Q4_0 (36 per 64),

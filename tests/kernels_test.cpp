@@ -42,9 +42,17 @@ std::vector<std::byte> encode(DType dtype, const std::vector<float>& v) {
   return out;
 }
 
-bool simd_available() {
-  const auto& f = cpu_features();
-  return f.avx2 && f.fma && f.f16c;
+// Runs `check(name)` once with each backend this CPU can run made active (the plain kernel names
+// dispatch to it), then restores the one that was active.
+template <typename Check>
+void on_every_backend(Check check) {
+  const Backend saved = active_backend();
+  for (Backend b : {Backend::Scalar, Backend::Avx2, Backend::Avx512}) {
+    if (!backend_supported(b)) continue;
+    set_backend(b);
+    check(backend_name(b));
+  }
+  set_backend(saved);
 }
 
 TEST(Kernels, DotMatchesDoubleReferenceOnEveryBackend) {
@@ -55,49 +63,60 @@ TEST(Kernels, DotMatchesDoubleReferenceOnEveryBackend) {
       ref += static_cast<double>(a[i]) * b[i];
       mag += std::abs(static_cast<double>(a[i]) * b[i]);
     }
-    EXPECT_NEAR(scalar::dot_f32(a.data(), b.data(), n), ref, 1e-6 * mag + 1e-7) << n;
-    if (simd_available()) {
-      EXPECT_NEAR(avx2::dot_f32(a.data(), b.data(), n), ref, 1e-6 * mag + 1e-7) << n;
-    }
+    on_every_backend([&](const std::string& backend) {
+      EXPECT_NEAR(dot_f32(a.data(), b.data(), n), ref, 1e-6 * mag + 1e-7) << backend << " n=" << n;
+    });
   }
 }
 
-TEST(Kernels, StoredRowDotMatchesReferenceOnEveryBackend) {
+TEST(Kernels, StoredRowDotAndAxpyMatchReferenceOnEveryBackend) {
   for (DType dtype : {DType::F32, DType::F16, DType::BF16}) {
     for (int64_t n : kSizes) {
       auto w = random_floats(static_cast<size_t>(n), 11), x = random_floats(static_cast<size_t>(n), 12);
       auto bytes = encode(dtype, w);
       double ref = 0, mag = 0;
+      std::vector<float> axpy_ref(x);
       for (int64_t i = 0; i < n; ++i) {
-        double p = static_cast<double>(load_float(dtype, bytes.data(), static_cast<size_t>(i))) * x[i];
+        const float wi = load_float(dtype, bytes.data(), static_cast<size_t>(i));
+        double p = static_cast<double>(wi) * x[i];
         ref += p;
         mag += std::abs(p);
+        axpy_ref[i] = std::fma(0.75f, wi, x[i]);
       }
-      EXPECT_NEAR(scalar::dot_row(dtype, bytes.data(), x.data(), n), ref, 1e-6 * mag + 1e-7) << n;
-      if (simd_available()) {
-        EXPECT_NEAR(avx2::dot_row(dtype, bytes.data(), x.data(), n), ref, 1e-6 * mag + 1e-7) << dtype_name(dtype) << n;
-      }
+      on_every_backend([&](const std::string& backend) {
+        EXPECT_NEAR(dot_row(dtype, bytes.data(), x.data(), n), ref, 1e-6 * mag + 1e-7)
+            << backend << " " << dtype_name(dtype) << " n=" << n;
+        std::vector<float> y(x);
+        axpy_row(dtype, bytes.data(), 0.75f, y.data(), n);
+        for (int64_t i = 0; i < n; ++i)
+          EXPECT_NEAR(y[i], axpy_ref[i], 1e-6f * (1 + std::abs(axpy_ref[i])))
+              << backend << " " << dtype_name(dtype) << " n=" << n << " element " << i;
+      });
     }
   }
 }
 
 TEST(Kernels, RowConversionIsBitExactAcrossBackends) {
-  if (!simd_available()) GTEST_SKIP() << "no AVX2/F16C on this CPU";
   std::mt19937 rng(3);
   for (DType dtype : {DType::F16, DType::BF16, DType::F32}) {
     for (int64_t n : kSizes) {
       std::vector<std::byte> raw(static_cast<size_t>(n) * (dtype == DType::F32 ? 4 : 2));
       for (auto& b : raw) b = static_cast<std::byte>(rng());
-      std::vector<float> s(static_cast<size_t>(n)), v(static_cast<size_t>(n));
+      std::vector<float> s(static_cast<size_t>(n));
       scalar::row_to_f32(dtype, raw.data(), s.data(), n);
-      avx2::row_to_f32(dtype, raw.data(), v.data(), n);
-      for (int64_t i = 0; i < n; ++i) {
-        if (std::isnan(s[i])) {
-          EXPECT_TRUE(std::isnan(v[i]));
-        } else {
-          EXPECT_EQ(std::memcmp(&s[i], &v[i], 4), 0) << dtype_name(dtype) << " element " << i << ": " << s[i] << " vs " << v[i];
+      on_every_backend([&](const std::string& backend) {
+        std::vector<float> v(static_cast<size_t>(n) + 1, 7.0f);  // one past the end: must stay untouched
+        row_to_f32(dtype, raw.data(), v.data(), n);
+        EXPECT_EQ(v[static_cast<size_t>(n)], 7.0f) << backend << " wrote past the row";
+        for (int64_t i = 0; i < n; ++i) {
+          if (std::isnan(s[i])) {
+            EXPECT_TRUE(std::isnan(v[i]));
+          } else {
+            EXPECT_EQ(std::memcmp(&s[i], &v[i], 4), 0)
+                << backend << " " << dtype_name(dtype) << " element " << i << ": " << s[i] << " vs " << v[i];
+          }
         }
-      }
+      });
     }
   }
 }
@@ -106,11 +125,11 @@ class MatmulTest : public ::testing::TestWithParam<std::tuple<DType, Backend>> {
 
 TEST_P(MatmulTest, MatchesReferenceForAwkwardShapesAndThreadCounts) {
   auto [dtype, backend] = GetParam();
-  if (backend == Backend::Avx2 && !simd_available()) GTEST_SKIP() << "no AVX2 on this CPU";
+  if (!backend_supported(backend)) GTEST_SKIP() << "this CPU cannot run the " << backend_name(backend) << " kernels";
   Backend saved = active_backend();
   set_backend(backend);
   ThreadPool one(1), three(3);
-  for (auto [rows, cols, tokens] : {std::tuple{1, 1, 1}, {37, 53, 1}, {8, 32, 3}, {65, 100, 5}, {130, 257, 2}}) {
+  for (auto [rows, cols, tokens] : {std::tuple{1, 1, 1}, {37, 53, 1}, {8, 32, 3}, {65, 100, 5}, {130, 257, 2}, {12, 40, 13}, {9, 17, 6}}) {
     auto w_f = random_floats(static_cast<size_t>(rows * cols), 4, 0.1f);
     auto bytes = encode(dtype, w_f);
     WeightMatrix w{.dtype = dtype,
@@ -133,7 +152,7 @@ TEST_P(MatmulTest, MatchesReferenceForAwkwardShapesAndThreadCounts) {
 
 INSTANTIATE_TEST_SUITE_P(Types, MatmulTest,
                          ::testing::Combine(::testing::Values(DType::F32, DType::F16, DType::BF16),
-                                            ::testing::Values(Backend::Scalar, Backend::Avx2)));
+                                            ::testing::Values(Backend::Scalar, Backend::Avx2, Backend::Avx512)));
 
 // `baichuan --version` with BAICHUAN_CPU set in its environment.
 baichuan::testing::CliRun version_with_cpu(const std::string& name) {

@@ -43,12 +43,7 @@ float nf4_dot_row(const std::byte* row, const float* x, int64_t n) {
                                    _mm512_loadu_ps(xb + 32 + 16 * h), acc[2 + h]);
     }
   }
-  // Through memory: GCC 12's _mm512_reduce_add_ps trips -Wuninitialized (the same GCC bug).
-  alignas(64) float lanes[16];
-  _mm512_store_ps(lanes, _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
-  float sum = 0.0f;
-  for (float lane : lanes) sum += lane;
-  return sum;
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
 }
 
 void nf4_row_to_f32(const std::byte* row, float* out, int64_t n) {

@@ -39,35 +39,34 @@ void dot_tile(const float* w, int nr, const float* x, int nt, int64_t n, float* 
 
 }  // namespace scalar
 
-float dot_f32(const float* a, const float* b, int64_t n) {
-  return avx2_kernels() ? avx2::dot_f32(a, b, n) : scalar::dot_f32(a, b, n);
-}
+// The active backend's version of a vec.h kernel (NF4 rows dispatch inside each: nf4_dot.h).
+#define BAICHUAN_VEC_DISPATCH(call)                         \
+  switch (active_backend()) {                               \
+    case Backend::Avx512: return avx512::call;              \
+    case Backend::Avx2: return avx2::call;                  \
+    default: return scalar::call;                           \
+  }
+
+float dot_f32(const float* a, const float* b, int64_t n) { BAICHUAN_VEC_DISPATCH(dot_f32(a, b, n)) }
 
 float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n) {
-  if (dtype == DType::NF4) return nf4_dot_row(row, x, n);  // its own AVX-512 kernel
-  return avx2_kernels() ? avx2::dot_row(dtype, row, x, n) : scalar::dot_row(dtype, row, x, n);
+  if (dtype == DType::NF4) return nf4_dot_row(row, x, n);
+  BAICHUAN_VEC_DISPATCH(dot_row(dtype, row, x, n))
 }
 
 void dot_tile(const float* w, int nr, const float* x, int nt, int64_t n, float* out, int64_t out_stride) {
-  if (avx2_kernels())
-    avx2::dot_tile(w, nr, x, nt, n, out, out_stride);
-  else
-    scalar::dot_tile(w, nr, x, nt, n, out, out_stride);
+  BAICHUAN_VEC_DISPATCH(dot_tile(w, nr, x, nt, n, out, out_stride))
 }
 
 void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n) {
-  if (dtype == DType::NF4) return nf4_row_to_f32(row, out, n);  // its own AVX-512 kernel
-  if (avx2_kernels())
-    avx2::row_to_f32(dtype, row, out, n);
-  else
-    scalar::row_to_f32(dtype, row, out, n);
+  if (dtype == DType::NF4) return nf4_row_to_f32(row, out, n);
+  BAICHUAN_VEC_DISPATCH(row_to_f32(dtype, row, out, n))
 }
 
 void axpy_row(DType dtype, const std::byte* row, float a, float* y, int64_t n) {
-  if (avx2_kernels())
-    avx2::axpy_row(dtype, row, a, y, n);
-  else
-    scalar::axpy_row(dtype, row, a, y, n);
+  BAICHUAN_VEC_DISPATCH(axpy_row(dtype, row, a, y, n))
 }
+
+#undef BAICHUAN_VEC_DISPATCH
 
 }  // namespace baichuan::kernels
