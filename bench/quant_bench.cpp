@@ -2,13 +2,16 @@
 // hidden-size weight row). bytes/s counts the quantized bytes read (dequantize) or the float32 bytes
 // read (quantize). FLOP/s is nominal: dequantize counts 1 FLOP per element for the scale-only types
 // (Q8_0, Q4_0, Q5_0) and 2 for the types with a minimum or sub-block scales (Q4_1, Q5_1, Q4_K, Q5_K,
-// Q6_K); quantize counts 3 (find the range, scale, round).
+// Q6_K); quantize counts 3 (find the range, scale, round). quantize_activations (the 8-bit blocks
+// every input of an integer matrix product is turned into, kernels/quant_dot.h) on the same row, per
+// backend: 32-element blocks (what Q4_0/Q8_0 weights take) and 256-element ones (K-quants).
 #include <cstddef>
 #include <cstring>
 
 #include "bench_util.h"
 #include "core/half.h"
 #include "core/tensor.h"
+#include "kernels/quant_dot.h"
 #include "quant/blocks.h"
 #include "quant/dequantize.h"
 #include "quant/quantize.h"
@@ -72,6 +75,20 @@ void BM_quantize_row(benchmark::State& state, DType dtype) {
   set_flops(state, 3.0 * kElems);
 }
 
+void BM_quantize_activations(benchmark::State& state, DType weight_type, kernels::Backend backend) {
+  BackendScope scope(state, backend);
+  if (!scope.ok()) return;
+  std::vector<float> x = random_floats(kElems, 6);
+  std::vector<float> out(kernels::activation_bytes(weight_type, kElems) / sizeof(float));
+  for (auto _ : state) {
+    kernels::quantize_activations(weight_type, x.data(), kElems, out.data());
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * kElems * static_cast<int64_t>(sizeof(float)));
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * kElems);
+}
+
 void row_args(benchmark::internal::Benchmark* b) { b->UseRealTime()->MinTime(min_time()); }
 
 BENCHMARK_CAPTURE(BM_dequantize_row, q8_0, DType::Q8_0)->Apply(row_args);
@@ -88,6 +105,14 @@ BENCHMARK_CAPTURE(BM_quantize_row, q4_0, DType::Q4_0)->Apply(row_args);
 BENCHMARK_CAPTURE(BM_quantize_row, q4_1, DType::Q4_1)->Apply(row_args);
 BENCHMARK_CAPTURE(BM_quantize_row, q5_0, DType::Q5_0)->Apply(row_args);
 BENCHMARK_CAPTURE(BM_quantize_row, q5_1, DType::Q5_1)->Apply(row_args);
+
+using kernels::Backend;
+BENCHMARK_CAPTURE(BM_quantize_activations, blocks32_scalar, DType::Q4_0, Backend::Scalar)->Apply(row_args);
+BENCHMARK_CAPTURE(BM_quantize_activations, blocks32_avx2, DType::Q4_0, Backend::Avx2)->Apply(row_args);
+BENCHMARK_CAPTURE(BM_quantize_activations, blocks32_avx512, DType::Q4_0, Backend::Avx512)->Apply(row_args);
+BENCHMARK_CAPTURE(BM_quantize_activations, blocks256_scalar, DType::Q4_K, Backend::Scalar)->Apply(row_args);
+BENCHMARK_CAPTURE(BM_quantize_activations, blocks256_avx2, DType::Q4_K, Backend::Avx2)->Apply(row_args);
+BENCHMARK_CAPTURE(BM_quantize_activations, blocks256_avx512, DType::Q4_K, Backend::Avx512)->Apply(row_args);
 
 }  // namespace
 }  // namespace baichuan::bench

@@ -111,15 +111,25 @@ std::vector<std::byte> quantized_weights(DType t, int64_t nb, uint32_t seed) {
   return out;
 }
 
-// Quantized activations in a float-aligned buffer.
-std::vector<float> quantize(DType t, const std::vector<float>& x, bool simd = false) {
+// Quantized activations in a float-aligned buffer, by one backend's kernel (the scalar reference
+// unless told).
+std::vector<float> quantize(DType t, const std::vector<float>& x, Backend backend = Backend::Scalar) {
   const auto n = static_cast<int64_t>(x.size());
   std::vector<float> buf(activation_bytes(t, n) / sizeof(float));
-  if (simd)
-    avx2::quantize_activations(t, x.data(), n, buf.data());
-  else
-    scalar::quantize_activations(t, x.data(), n, buf.data());
+  switch (backend) {
+    case Backend::Avx512: avx512::quantize_activations(t, x.data(), n, buf.data()); break;
+    case Backend::Avx2: avx2::quantize_activations(t, x.data(), n, buf.data()); break;
+    default: scalar::quantize_activations(t, x.data(), n, buf.data()); break;
+  }
   return buf;
+}
+
+// The SIMD backends this CPU can run.
+std::vector<Backend> simd_backends() {
+  std::vector<Backend> out;
+  for (Backend b : {Backend::Avx2, Backend::Avx512})
+    if (backend_supported(b)) out.push_back(b);
+  return out;
 }
 
 // Activation buffers hold codes, not floats (some bit patterns are NaNs): compare their bytes.
@@ -220,6 +230,13 @@ TEST(QuantDot, DispatcherFollowsActiveBackend) {
       set_backend(Backend::Avx2);
       EXPECT_EQ(dot_quantized(t, w.data(), act.data(), n), avx2::dot_quantized(t, w.data(), act.data(), n));
     }
+    if (backend_supported(Backend::Avx512)) {  // its own quantization, the AVX2 row dots
+      set_backend(Backend::Avx512);
+      std::vector<float> act512(act.size());
+      quantize_activations(t, x.data(), n, act512.data());
+      EXPECT_TRUE(same_bytes(act512, quantize(t, x, Backend::Avx512)));
+      EXPECT_EQ(dot_quantized(t, w.data(), act.data(), n), avx2::dot_quantized(t, w.data(), act.data(), n));
+    }
   }
   set_backend(saved);
 }
@@ -264,19 +281,18 @@ TEST(QuantDot, ActivationQuantizationErrorIsHalfAStep) {
         }
       }
     }
-    if (simd_available()) {
-      EXPECT_TRUE(same_bytes(quantize(t, x, true), act));
-    }
+    for (Backend b : simd_backends()) EXPECT_TRUE(same_bytes(quantize(t, x, b), act)) << backend_name(b);
   }
 }
 
 TEST(QuantDot, SimdQuantizationMatchesScalarOnEveryLength) {
-  if (!simd_available()) GTEST_SKIP() << "no AVX2";
-  for (DType t : kTypes)
-    for (int64_t nb : block_counts(t)) {
-      const auto x = random_floats(nb * block_elems(t), static_cast<uint32_t>(nb), 5.0f);
-      EXPECT_TRUE(same_bytes(quantize(t, x, true), quantize(t, x))) << dtype_name(t) << " " << nb;
-    }
+  if (simd_backends().empty()) GTEST_SKIP() << "no AVX2";
+  for (Backend b : simd_backends())
+    for (DType t : kTypes)
+      for (int64_t nb : block_counts(t)) {
+        const auto x = random_floats(nb * block_elems(t), static_cast<uint32_t>(nb), 5.0f);
+        EXPECT_TRUE(same_bytes(quantize(t, x, b), quantize(t, x))) << backend_name(b) << " " << dtype_name(t) << " " << nb;
+      }
 }
 
 TEST(QuantDot, KindsAndSizes) {
@@ -306,6 +322,9 @@ TEST(QuantDot, BadInputThrows) {
     if (simd_available()) {
       EXPECT_THROW(avx2::quantize_activations(t, x.data(), n, act.data()), Error);
       EXPECT_THROW(avx2::dot_quantized(t, row.data(), act.data(), n), Error);
+    }
+    if (backend_supported(Backend::Avx512)) {
+      EXPECT_THROW(avx512::quantize_activations(t, x.data(), n, act.data()), Error);
     }
   }
 }

@@ -228,10 +228,11 @@ float dot_quantized(DType weight_type, const std::byte* row, const void* act, in
 }  // namespace scalar
 
 void quantize_activations(DType weight_type, const float* x, int64_t n, void* out) {
-  if (avx2_kernels())
-    avx2::quantize_activations(weight_type, x, n, out);
-  else
-    scalar::quantize_activations(weight_type, x, n, out);
+  switch (active_backend()) {
+    case Backend::Avx512: return avx512::quantize_activations(weight_type, x, n, out);
+    case Backend::Avx2: return avx2::quantize_activations(weight_type, x, n, out);
+    default: return scalar::quantize_activations(weight_type, x, n, out);
+  }
 }
 
 float dot_quantized(DType weight_type, const std::byte* row, const void* act, int64_t n) {

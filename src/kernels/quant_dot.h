@@ -69,4 +69,8 @@ void quantize_activations(DType weight_type, const float* x, int64_t n, void* ou
 float dot_quantized(DType weight_type, const std::byte* row, const void* act, int64_t n);
 }  // namespace avx2
 
+namespace avx512 {  // activations only: the AVX-512 backend runs the AVX2 row dots
+void quantize_activations(DType weight_type, const float* x, int64_t n, void* out);
+}  // namespace avx512
+
 }  // namespace baichuan::kernels
