@@ -15,6 +15,7 @@ set(BAICHUAN_CLI_CASES
     BnbNf4.LoadLineNamesThePath
     BnbNf4.NativeNf4ModelComputesTheExactWeightsLogits
     BnbNf4.QuantizeAndConvertTakeTheFolder
+    Bf16Products.UnknownPrecisionNameIsRefused
     KernelBackend.EnvironmentForcesAPathTheCpuCanRun
     MindRecordFile.PreprocessOfTheGoldenSampleReadsBackBySpec
     PerplexityModel.CliJsonAndKlBase

@@ -8,6 +8,7 @@
 #endif
 
 #include "core/error.h"
+#include "kernels/matmul_precision.h"
 
 namespace baichuan::kernels {
 
@@ -142,6 +143,9 @@ std::string describe_cpu() {
   else if (best == Backend::Avx512) path += " (the best path)";
   else if (best == Backend::Avx2) path += " (the best path; avx512 needs AVX-512 F/BW/VL/DQ/VNNI)";
   else path += " (the best path; avx2 needs AVX2, FMA and F16C)";
+  if (matmul_precision() == MatmulPrecision::Medium)
+    path += bf16_products() ? "; medium matmul precision: BF16 prompt products in bfloat16 (vdpbf16ps)"
+                            : "; medium matmul precision asked, but this path has no vdpbf16ps: float32 products";
   return flags + path;
 }
 

@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/bf16_dot.h"
+#include "kernels/matmul_precision.h"
 #include "kernels/packed_matrix.h"
 #include "kernels/quant_dot.h"
 #include "kernels/vec.h"
@@ -69,6 +71,20 @@ void float_rows(const WeightMatrix& w, const float* x, int64_t n_tokens, float* 
   }
 }
 
+// BF16 rows [begin, end) of a prompt at the medium precision: activations rounded to bfloat16
+// (matmul_precision.h), the stored rows used in place.
+void bf16_rows(const WeightMatrix& w, const uint16_t* x, int64_t n_tokens, float* y, int64_t y_stride, int64_t begin,
+               int64_t end) {
+  for (int64_t r0 = begin; r0 < end; r0 += kRowBlock) {
+    const int64_t nr = std::min(kRowBlock, end - r0);
+    for (int64_t t = 0; t < n_tokens; t += kTileTokens)
+      for (int64_t r = 0; r < nr; r += kTileRows)
+        avx512::bf16_tile(w.row(r0 + r), w.row_bytes, static_cast<int>(std::min<int64_t>(kTileRows, nr - r)),
+                          x + t * w.cols, static_cast<int>(std::min<int64_t>(kTileTokens, n_tokens - t)), w.cols,
+                          y + t * y_stride + r0 + r, y_stride);
+  }
+}
+
 // Quantized rows [begin, end) in the file layout: each row stays in L1 while every token passes.
 void quantized_rows(const WeightMatrix& w, const std::byte* xq, size_t xq_row_bytes, int64_t n_tokens, float* y,
                     int64_t y_stride, int64_t begin, int64_t end) {
@@ -83,6 +99,7 @@ void matmul(std::span<const MatmulOutput> outputs, MatmulInput& x, ThreadPool& p
   if (outputs.size() > kMaxOutputs) fail("matmul: more than ", kMaxOutputs, " products of one input");
   std::array<const std::byte*, kMaxOutputs> quantized{};
   std::array<size_t, kMaxOutputs> quantized_row{};
+  std::array<const uint16_t*, kMaxOutputs> bfloat16{};
   std::array<int64_t, kMaxOutputs + 1> first_unit{};  // units are blocks of kRowBlock rows
   for (size_t i = 0; i < outputs.size(); ++i) {
     const WeightMatrix& w = outputs[i].w;
@@ -90,6 +107,8 @@ void matmul(std::span<const MatmulOutput> outputs, MatmulInput& x, ThreadPool& p
     if (takes_quantized_activations(w.dtype)) {
       quantized[i] = x.quantized(w.dtype, pool);
       quantized_row[i] = x.quantized_row_bytes(w.dtype);
+    } else if (w.dtype == DType::BF16 && w.layout == Layout::Rows && x.tokens() > kDirectTokens && bf16_products()) {
+      bfloat16[i] = x.bfloat16(pool);
     }
     first_unit[i + 1] = first_unit[i] + (w.rows + kRowBlock - 1) / kRowBlock;
   }
@@ -104,6 +123,8 @@ void matmul(std::span<const MatmulOutput> outputs, MatmulInput& x, ThreadPool& p
         packed_matmul(w, quantized[i], n_tokens, y, y_stride, row_begin / kPackRows, row_end / kPackRows);
       else if (takes_quantized_activations(w.dtype))
         quantized_rows(w, quantized[i], quantized_row[i], n_tokens, y, y_stride, row_begin, row_end);
+      else if (bfloat16[i] != nullptr)
+        bf16_rows(w, bfloat16[i], n_tokens, y, y_stride, row_begin, row_end);
       else
         float_rows(w, x.floats(), n_tokens, y, y_stride, row_begin, row_end);
     }

@@ -1,6 +1,7 @@
 // The input of one or more matrix products: float rows, one per token, and, made on first request
 // and then shared by every matrix that reads the same input (Q, K and V; gate and up), their 8-bit
-// block quantization. Buffers are kept across reset() calls, so decoding allocates nothing.
+// block quantization (or, for the medium matmul precision, their rounding to bfloat16). Buffers are
+// kept across reset() calls, so decoding allocates nothing.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -26,6 +27,8 @@ class MatmulInput {
   // t * quantized_row_bytes(weight_type). Threads split the tokens.
   const std::byte* quantized(DType weight_type, ThreadPool& pool);
   size_t quantized_row_bytes(DType weight_type) const;
+  // The rows rounded to bfloat16 (bf16_dot.h), token t at t * cols(). Threads split the tokens.
+  const uint16_t* bfloat16(ThreadPool& pool);
 
  private:
   const float* x_ = nullptr;
@@ -34,7 +37,7 @@ class MatmulInput {
     std::vector<std::byte> bytes;
     bool ready = false;
   };
-  Quantized blocks32_, blocks256_;
+  Quantized blocks32_, blocks256_, bfloat16_;
 };
 
 }  // namespace baichuan::kernels

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/version.h"
 #include "kernels/cpu.h"
+#include "kernels/matmul_precision.h"
 #include "train/data_parallel.h"
 
 int main(int argc, char** argv) {
@@ -52,6 +53,7 @@ int main(int argc, char** argv) {
   }
   try {
     baichuan::kernels::check_backend_request();  // BAICHUAN_CPU names a path this CPU can run
+    baichuan::kernels::check_matmul_precision_request();  // BAICHUAN_MATMUL_PRECISION is highest or medium
   } catch (const baichuan::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;
