@@ -7,6 +7,7 @@
 #include <random>
 
 #include "cli_runner.h"
+#include "random_inputs.h"
 #include "core/half.h"
 #include "core/thread_pool.h"
 #include "kernels/bf16_dot.h"
@@ -20,13 +21,7 @@ namespace bf16_products_test {  // named, not anonymous: the tests compile as a 
 
 bool vdpbf16ps_available() { return backend_supported(Backend::Avx512) && cpu_features().avx512bf16; }
 
-std::vector<float> normal_floats(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
+using baichuan::testing::random_floats;
 
 std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
   std::vector<uint16_t> out(v.size());
@@ -61,11 +56,11 @@ TEST(Bf16Products, RoundingIsToNearestEven) {
 TEST(Bf16Products, TilesMatchDoubleReferenceForEveryShape) {
   for (int64_t n : {1, 2, 31, 32, 33, 64, 100, 257}) {
     // Rows one byte past an aligned address: rows of a mapped file sit anywhere.
-    const auto w_f = normal_floats(static_cast<size_t>(kTileRows * n), 3);
+    const auto w_f = random_floats(static_cast<size_t>(kTileRows * n), 3);
     const auto w_bf = to_bf16(w_f);
     std::vector<std::byte> w(w_bf.size() * 2 + 1);
     std::memcpy(w.data() + 1, w_bf.data(), w_bf.size() * 2);
-    const auto x = to_bf16(normal_floats(static_cast<size_t>(kTileTokens * n), 4));
+    const auto x = to_bf16(random_floats(static_cast<size_t>(kTileTokens * n), 4));
     for (int nr = 1; nr <= kTileRows; ++nr)
       for (int nt = 1; nt <= kTileTokens; ++nt) {
         std::vector<float> ref(static_cast<size_t>(kTileTokens * kTileRows)), mag(ref.size());
@@ -105,13 +100,13 @@ TEST(Bf16Products, MediumPrecisionRoundsPromptActivationsOnly) {
   ASSERT_TRUE(bf16_products());
   ThreadPool one(1), three(3);
   for (auto [rows, cols, tokens] : {std::tuple{37, 53, 1}, {8, 32, 3}, {65, 100, 5}, {130, 257, 13}, {9, 4096, 7}}) {
-    const auto w_bf = to_bf16(normal_floats(static_cast<size_t>(rows * cols), 5, 0.1f));
+    const auto w_bf = to_bf16(random_floats(static_cast<size_t>(rows * cols), 5, 0.1f));
     WeightMatrix w{.dtype = DType::BF16,
                    .data = reinterpret_cast<const std::byte*>(w_bf.data()),
                    .rows = rows,
                    .cols = cols,
                    .row_bytes = static_cast<size_t>(cols) * 2};
-    const auto x = normal_floats(static_cast<size_t>(tokens * cols), 6);
+    const auto x = random_floats(static_cast<size_t>(tokens * cols), 6);
     std::vector<float> x_rounded(x.size());
     for (size_t i = 0; i < x.size(); ++i) x_rounded[i] = bf16_to_f32(f32_to_bf16(x[i]));
     std::vector<float> exact(static_cast<size_t>(tokens * rows)), rounded(exact.size()), y1(exact.size()),

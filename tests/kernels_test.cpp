@@ -7,6 +7,7 @@
 #include <random>
 
 #include "cli_runner.h"
+#include "random_inputs.h"
 #include "core/half.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu.h"
@@ -19,13 +20,7 @@ namespace kernels_test {  // named, not anonymous: the tests compile as a unity 
 
 const int64_t kSizes[] = {1, 2, 7, 8, 9, 31, 32, 33, 64, 100, 257, 1023};
 
-std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
+using baichuan::testing::random_floats;
 
 // Stores floats in `dtype` (F32/F16/BF16) and returns the bytes.
 std::vector<std::byte> encode(DType dtype, const std::vector<float>& v) {

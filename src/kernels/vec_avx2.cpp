@@ -1,8 +1,7 @@
 // AVX2+FMA+F16C versions of kernels/vec.h; compiled with those flags, called only after a CPU check.
 #include <immintrin.h>
 
-#include <cstring>
-
+#include "kernels/float_row_types.h"
 #include "kernels/nf4_dot.h"
 #include "kernels/vec.h"
 
@@ -78,6 +77,14 @@ void axpy_row_typed(const std::byte* row, float a, float* y, int64_t n) {
   scalar::axpy_row(T, row + static_cast<size_t>(i) * width, a, y + i, n - i);
 }
 
+template <DType T>
+void row_to_f32_typed(const std::byte* row, float* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, load8<T>(row, i));
+  size_t width = T == DType::F32 ? 4 : 2;
+  scalar::row_to_f32(T, row + static_cast<size_t>(i) * width, out + i, n - i);
+}
+
 template <int NR, int NT>
 void tile(const float* w, const float* x, int64_t n, float* out, int64_t out_stride) {
   __m256 acc[NT][NR];
@@ -126,46 +133,23 @@ void dot_tile(const float* w, int nr, const float* x, int nt, int64_t n, float* 
 }
 
 float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n) {
-  switch (dtype) {
-    case DType::F32: return dot_row_typed<DType::F32>(row, x, n);
-    case DType::F16: return dot_row_typed<DType::F16>(row, x, n);
-    case DType::BF16: return dot_row_typed<DType::BF16>(row, x, n);
-    case DType::NF4: return avx2::nf4_dot_row(row, x, n);
-    default: return scalar::dot_row(dtype, row, x, n);
-  }
+  if (dtype == DType::NF4) return avx2::nf4_dot_row(row, x, n);
+  return on_float_row_type(
+      dtype, [&](auto type) { return dot_row_typed<type.value>(row, x, n); },
+      [&] { return scalar::dot_row(dtype, row, x, n); });
 }
 
 void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n) {
-  int64_t i = 0;
-  switch (dtype) {
-    case DType::F32:
-      std::memcpy(out, row, static_cast<size_t>(n) * 4);
-      return;
-    case DType::NF4:
-      return avx2::nf4_row_to_f32(row, out, n);
-    case DType::F16:
-      for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i))));
-      break;
-    case DType::BF16:
-      for (; i + 8 <= n; i += 8) {
-        __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i)));
-        _mm256_storeu_ps(out + i, _mm256_castsi256_ps(_mm256_slli_epi32(h, 16)));
-      }
-      break;
-    default:
-      break;
-  }
-  scalar::row_to_f32(dtype, row + i * 2, out + i, n - i);
+  if (dtype == DType::NF4) return avx2::nf4_row_to_f32(row, out, n);
+  on_float_row_type(
+      dtype, [&](auto type) { row_to_f32_typed<type.value>(row, out, n); },
+      [&] { scalar::row_to_f32(dtype, row, out, n); });
 }
 
 void axpy_row(DType dtype, const std::byte* row, float a, float* y, int64_t n) {
-  switch (dtype) {
-    case DType::F32: return axpy_row_typed<DType::F32>(row, a, y, n);
-    case DType::F16: return axpy_row_typed<DType::F16>(row, a, y, n);
-    case DType::BF16: return axpy_row_typed<DType::BF16>(row, a, y, n);
-    default: return scalar::axpy_row(dtype, row, a, y, n);
-  }
+  on_float_row_type(
+      dtype, [&](auto type) { axpy_row_typed<type.value>(row, a, y, n); },
+      [&] { scalar::axpy_row(dtype, row, a, y, n); });
 }
 
 }  // namespace baichuan::kernels::avx2

@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "kernels/float_row_types.h"
 #include "kernels/nf4_dot.h"
 #include "kernels/vec.h"
 
@@ -113,32 +114,23 @@ float dot_f32(const float* a, const float* b, int64_t n) {
 }
 
 float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n) {
-  switch (dtype) {
-    case DType::F32: return dot_row_typed<DType::F32>(row, x, n);
-    case DType::F16: return dot_row_typed<DType::F16>(row, x, n);
-    case DType::BF16: return dot_row_typed<DType::BF16>(row, x, n);
-    case DType::NF4: return avx512::nf4_dot_row(row, x, n);
-    default: return scalar::dot_row(dtype, row, x, n);
-  }
+  if (dtype == DType::NF4) return avx512::nf4_dot_row(row, x, n);
+  return on_float_row_type(
+      dtype, [&](auto type) { return dot_row_typed<type.value>(row, x, n); },
+      [&] { return scalar::dot_row(dtype, row, x, n); });
 }
 
 void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n) {
-  switch (dtype) {
-    case DType::F32: return row_to_f32_typed<DType::F32>(row, out, n);
-    case DType::F16: return row_to_f32_typed<DType::F16>(row, out, n);
-    case DType::BF16: return row_to_f32_typed<DType::BF16>(row, out, n);
-    case DType::NF4: return avx512::nf4_row_to_f32(row, out, n);
-    default: return scalar::row_to_f32(dtype, row, out, n);
-  }
+  if (dtype == DType::NF4) return avx512::nf4_row_to_f32(row, out, n);
+  on_float_row_type(
+      dtype, [&](auto type) { row_to_f32_typed<type.value>(row, out, n); },
+      [&] { scalar::row_to_f32(dtype, row, out, n); });
 }
 
 void axpy_row(DType dtype, const std::byte* row, float a, float* y, int64_t n) {
-  switch (dtype) {
-    case DType::F32: return axpy_row_typed<DType::F32>(row, a, y, n);
-    case DType::F16: return axpy_row_typed<DType::F16>(row, a, y, n);
-    case DType::BF16: return axpy_row_typed<DType::BF16>(row, a, y, n);
-    default: return scalar::axpy_row(dtype, row, a, y, n);
-  }
+  on_float_row_type(
+      dtype, [&](auto type) { axpy_row_typed<type.value>(row, a, y, n); },
+      [&] { scalar::axpy_row(dtype, row, a, y, n); });
 }
 
 void dot_tile(const float* w, int nr, const float* x, int nt, int64_t n, float* out, int64_t out_stride) {
