@@ -9,6 +9,8 @@
 #include "core/error.h"
 #include "generate/chat_prompt.h"
 #include "generate/generation_defaults.h"
+#include "kernels/cpu.h"
+#include "kernels/matmul_precision.h"
 #include "model/lora_option.h"
 #include "tokenizer/chat_template.h"
 
@@ -18,7 +20,14 @@ ModelHandle::ModelHandle(const std::string& path, std::optional<int> threads, st
                          const std::string& kv_type, std::optional<std::string> config_path,
                          std::optional<std::string> tokenizer_path, std::optional<std::string> position,
                          py::handle lora) {
-  // Arguments first: a typo should not cost a model load.
+  // Arguments first: a typo should not cost a model load. The kernel environment variables are
+  // checked here as the CLI checks them at start-up, so that a misspelled one is not silently ignored.
+  try {
+    kernels::check_backend_request();
+    kernels::check_matmul_precision_request();
+  } catch (const Error& e) {
+    raise(PyExc_ValueError, e.what());
+  }
   if (threads && *threads <= 0) raise(PyExc_ValueError, cat("threads must be > 0, got ", *threads));
   try {
     threads_ = ThreadPool::threads_for_request(threads.value_or(0));

@@ -15,6 +15,7 @@
 #include "kernels/vec.h"
 #include "model/model.h"
 #include "quant/type_traits.h"
+#include "random_inputs.h"
 #include "shared_data.h"
 
 namespace baichuan {
@@ -22,14 +23,7 @@ namespace attention_test {  // named, not anonymous: the tests compile as a unit
 
 using baichuan::testing::throws_error;
 using kernels::Backend;
-
-std::vector<float> random_normal(size_t n, uint32_t seed, float sigma) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, sigma);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
+using baichuan::testing::random_floats;
 
 // Cached rows of `positions` x `head_dim` stored in `type` with a row stride wider than one head
 // (as a cache row holds every head), and the values the kernel will read back, as float.
@@ -107,9 +101,9 @@ TEST(Attention, BlockedMatchesDoubleSoftmaxOnEveryPathTypeAndShape) {
   uint32_t seed = 1;
   for (const Case& c : cases) {
     const int64_t d = c.head_dim, positions = c.pos0 + c.n_queries;
-    const auto q = random_normal(static_cast<size_t>(c.n_queries * d), seed++, c.sigma);
-    const auto k = random_normal(static_cast<size_t>(positions * d), seed++, 1.0f);
-    const auto v = random_normal(static_cast<size_t>(positions * d), seed++, 1.0f);
+    const auto q = random_floats(static_cast<size_t>(c.n_queries * d), seed++, c.sigma);
+    const auto k = random_floats(static_cast<size_t>(positions * d), seed++, 1.0f);
+    const auto v = random_floats(static_cast<size_t>(positions * d), seed++, 1.0f);
     const double scale = 1.0 / std::sqrt(static_cast<double>(d));
     for (DType type : {DType::F32, DType::F16, DType::Q8_0}) {
       if (type == DType::Q8_0 && d % 32 != 0) continue;

@@ -17,9 +17,11 @@
 #include "kernels/nf4_dot.h"
 #include "quant/blocks.h"
 #include "quant/dequantize.h"
+#include "random_inputs.h"
 
 namespace baichuan::kernels {
 namespace nf4_dot_test {  // named, not anonymous: the tests compile as a unity build
+using baichuan::testing::random_floats;
 
 constexpr size_t kBlockBytes = sizeof(quant::block_nf4);
 
@@ -49,14 +51,6 @@ std::vector<std::byte> nf4_blocks(int64_t nb, uint32_t seed, Scale scale) {
     std::memcpy(out.data() + 1 + static_cast<size_t>(i) * kBlockBytes, &d, 4);
   }
   return out;
-}
-
-std::vector<float> normal_floats(size_t n, uint32_t seed, float stddev = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, stddev);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
 }
 
 std::vector<float> dequantized(const std::byte* row, int64_t n) {
@@ -115,7 +109,7 @@ TEST(Nf4Dot, LongRowsWithinTheSummationBound) {
     const auto blocks = nf4_blocks(nb, static_cast<uint32_t>(n), [](std::mt19937& rng, int64_t) {
       return std::uniform_real_distribution<float>(0.01f, 0.1f)(rng);
     });
-    const auto x = normal_floats(static_cast<size_t>(n), 3 + static_cast<uint32_t>(n));
+    const auto x = random_floats(static_cast<size_t>(n), 3 + static_cast<uint32_t>(n));
     const std::vector<float> w = dequantized(blocks.data() + 1, n);
     double expected = 0, magnitude = 0;
     for (size_t i = 0; i < w.size(); ++i) {
@@ -153,7 +147,7 @@ TEST(Nf4Dot, MatmulMatchesTheReferenceAndIgnoresThreadCount) {
   const Backend saved = active_backend();
   ThreadPool one(1), two(2);
   for (int64_t tokens : {int64_t{1}, int64_t{5}}) {
-    const auto x = normal_floats(static_cast<size_t>(tokens * cols), 11 + static_cast<uint32_t>(tokens));
+    const auto x = random_floats(static_cast<size_t>(tokens * cols), 11 + static_cast<uint32_t>(tokens));
     std::vector<double> expected(static_cast<size_t>(tokens * rows)), bound(expected.size());
     for (int64_t r = 0; r < rows; ++r) {
       const std::vector<float> wr = dequantized(w.row(r), cols);

@@ -17,9 +17,11 @@
 #include "quant/blocks.h"
 #include "quant/dequantize.h"
 #include "quant/quantize.h"
+#include "random_inputs.h"
 
 namespace baichuan::kernels {
 namespace quant_dot_test {  // named, not anonymous: the tests compile as a unity build
+using baichuan::testing::random_floats;
 
 const DType kTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0,
                         DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K};
@@ -35,14 +37,6 @@ int64_t block_elems(DType t) { return static_cast<int64_t>(dtype_info(t).block_e
 std::vector<int64_t> block_counts(DType t) {
   if (activation_kind(t) == ActivationKind::Blocks32) return {1, 3, 4096 / 32, 11008 / 32};
   return {1, 3, 16, 43};
-}
-
-std::vector<float> random_floats(int64_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (auto& x : v) x = dist(rng);
-  return v;
 }
 
 // +-1 at random: every activation code is then +-127, the worst case for int16 overflow.

@@ -16,6 +16,7 @@
 #include "quant/dequantize.h"
 #include "quant/quantize.h"
 #include "quant_codec.h"
+#include "random_inputs.h"
 
 namespace baichuan::quant {
 namespace quant_k_test {  // named, not anonymous: the tests compile as a unity build
@@ -32,6 +33,7 @@ std::vector<std::byte> bytes_of(const Block& b) {
 using baichuan::testing::throws_error;
 using testing::decode;
 using testing::encode;
+using baichuan::testing::random_floats;
 
 void expect_same_bytes(const std::vector<std::byte>& got, const std::vector<std::byte>& want,
                        DType dtype) {
@@ -144,14 +146,6 @@ TEST(QuantK, Q6_KHandMadeBlockRoundTripsByteForByte) {
 
 // ---------------------------------------------------------------- round trips
 
-std::vector<float> random_normal(size_t n, uint32_t seed, float mean, float sigma) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(mean, sigma);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
-
 double relative_rmse(const std::vector<float>& x, const std::vector<float>& y) {
   double err = 0, sq = 0;
   for (size_t i = 0; i < x.size(); ++i) {
@@ -177,7 +171,7 @@ TEST(QuantKRoundTrip, RandomNormalRowsWithinMeasuredError) {
   for (DType dtype : kKQuants) {
     for (size_t n : {size_t{256}, size_t{512}, size_t{4096 + 256}}) {
       const auto seed = static_cast<uint32_t>(n) * 31 + static_cast<uint32_t>(dtype);
-      const auto x = random_normal(n, seed, 0.0f, 1.0f);
+      const auto x = random_floats(n, seed, 1.0f);
       const auto y = decode(dtype, encode(dtype, x), static_cast<int64_t>(n));
       const double rel = relative_rmse(x, y);
       EXPECT_LT(rel, rmse_bound(dtype)) << dtype_name(dtype) << " n=" << n;
@@ -195,7 +189,7 @@ TEST(QuantKRoundTrip, ScaleSearchBeatsPlainGrids) {
     DType dtype;
     double bound;
   } cases[] = {{DType::Q4_K, 0.0745}, {DType::Q5_K, 0.0372}, {DType::Q6_K, 0.0182}};
-  const auto x = random_normal(256 * 64, 11, 0.0f, 1.0f);
+  const auto x = random_floats(256 * 64, 11, 1.0f);
   for (const auto& c : cases) {
     const auto y = decode(c.dtype, encode(c.dtype, x), static_cast<int64_t>(x.size()));
     EXPECT_LT(relative_rmse(x, y), c.bound) << dtype_name(c.dtype);
@@ -207,13 +201,13 @@ TEST(QuantKRoundTrip, ScaleSearchBeatsPlainGrids) {
 TEST(QuantKRoundTrip, ScaledAndShiftedRows) {
   for (DType dtype : kKQuants) {
     for (float sigma : {1e-3f, 40.0f}) {
-      const auto x = random_normal(1024, 5 + static_cast<uint32_t>(dtype), 0.0f, sigma);
+      const auto x = random_floats(1024, 5 + static_cast<uint32_t>(dtype), sigma);
       const auto y = decode(dtype, encode(dtype, x), 1024);
       EXPECT_LT(relative_rmse(x, y), rmse_bound(dtype)) << dtype_name(dtype) << " sigma=" << sigma;
     }
   }
   for (DType dtype : {DType::Q4_K, DType::Q5_K}) {
-    auto x = random_normal(1024, 9, 0.0f, 1.0f);
+    auto x = random_floats(1024, 9, 1.0f);
     for (auto& v : x) v -= 2.0f;  // all below zero mostly: the min does the work
     const auto y = decode(dtype, encode(dtype, x), 1024);
     double err = 0;
@@ -237,7 +231,7 @@ TEST(QuantKRoundTrip, ZerosAndConstants) {
 // the float-to-int conversions), and the other super-blocks of the row are unaffected.
 TEST(QuantKRoundTrip, NonFiniteInputsAreHandled) {
   for (DType dtype : kKQuants) {
-    auto x = random_normal(768, 3, 0.0f, 1.0f);
+    auto x = random_floats(768, 3, 1.0f);
     const std::vector<float> first(x.begin(), x.begin() + 256);
     x[300] = std::nanf("");
     x[600] = INFINITY;

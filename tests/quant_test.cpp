@@ -17,6 +17,7 @@
 #include "quant/quantize.h"
 #include "quant/type_traits.h"
 #include "quant_codec.h"
+#include "random_inputs.h"
 
 namespace baichuan::quant {
 namespace quant_test {  // named, not anonymous: the tests compile as a unity build
@@ -31,6 +32,7 @@ std::vector<std::byte> bytes_of(const std::vector<Block>& blocks) {
 using baichuan::testing::throws_error;
 using testing::decode;
 using testing::encode;
+using baichuan::testing::random_floats;
 
 constexpr uint16_t kHalf = 0x3800;      // 0.5
 constexpr uint16_t kQuarter = 0x3400;   // 0.25
@@ -232,14 +234,6 @@ TEST(QuantDequantize, BlocksFollowEachOther) {
 
 // ---------------------------------------------------------------- round trips
 
-std::vector<float> random_floats(size_t n, uint32_t seed, float mean, float scale) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(mean, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
-
 // Error bound for one element of a block quantized from x[0..32) (the block's inputs), derived from
 // the rounding rule: the f32 scale d rounds x to the nearest grid point (|t - q| <= 1/2 in grid
 // units), except where clamping at the top of the range costs up to one step; then storing d (and m)
@@ -284,7 +278,7 @@ TEST(QuantRoundTrip, RandomDataWithinFormatBound) {
   for (DType dtype : kQuantizable) {
     for (size_t n : {size_t{32}, size_t{96}, size_t{4096 + 32}}) {
       for (float mean : {0.0f, 3.0f}) {
-        auto x = random_floats(n, static_cast<uint32_t>(n) + static_cast<uint32_t>(dtype), mean, 1.5f);
+        auto x = random_floats(n, static_cast<uint32_t>(n) + static_cast<uint32_t>(dtype), 1.5f, mean);
         auto y = decode(dtype, encode(dtype, x), static_cast<int64_t>(n));
         double sq = 0;
         for (size_t i = 0; i < n; ++i) {
