@@ -20,3 +20,25 @@ decltype(auto) on_float_row_type(DType dtype, Kernel kernel, Other other) {
 }
 
 }  // namespace baichuan::kernels
+
+// dot_row, row_to_f32 and axpy_row of a SIMD backend, written once: expanded inside the backend's
+// namespace after its typed kernels (dot_row_typed<T>, row_to_f32_typed<T>, axpy_row_typed<T>) and
+// its NF4 rows (nf4_dot_row, nf4_row_to_f32); other stored types go to the scalar kernels.
+#define BAICHUAN_FLOAT_ROW_ENTRY_POINTS                                                     \
+  float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n) {            \
+    if (dtype == DType::NF4) return nf4_dot_row(row, x, n);                                 \
+    return on_float_row_type(                                                               \
+        dtype, [&](auto type) { return dot_row_typed<type.value>(row, x, n); },             \
+        [&] { return scalar::dot_row(dtype, row, x, n); });                                 \
+  }                                                                                         \
+  void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n) {              \
+    if (dtype == DType::NF4) return nf4_row_to_f32(row, out, n);                            \
+    on_float_row_type(                                                                      \
+        dtype, [&](auto type) { row_to_f32_typed<type.value>(row, out, n); },               \
+        [&] { scalar::row_to_f32(dtype, row, out, n); });                                   \
+  }                                                                                         \
+  void axpy_row(DType dtype, const std::byte* row, float a, float* y, int64_t n) {         \
+    on_float_row_type(                                                                      \
+        dtype, [&](auto type) { axpy_row_typed<type.value>(row, a, y, n); },                \
+        [&] { scalar::axpy_row(dtype, row, a, y, n); });                                    \
+  }

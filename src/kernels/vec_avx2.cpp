@@ -132,24 +132,6 @@ void dot_tile(const float* w, int nr, const float* x, int nt, int64_t n, float* 
   }
 }
 
-float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n) {
-  if (dtype == DType::NF4) return avx2::nf4_dot_row(row, x, n);
-  return on_float_row_type(
-      dtype, [&](auto type) { return dot_row_typed<type.value>(row, x, n); },
-      [&] { return scalar::dot_row(dtype, row, x, n); });
-}
-
-void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n) {
-  if (dtype == DType::NF4) return avx2::nf4_row_to_f32(row, out, n);
-  on_float_row_type(
-      dtype, [&](auto type) { row_to_f32_typed<type.value>(row, out, n); },
-      [&] { scalar::row_to_f32(dtype, row, out, n); });
-}
-
-void axpy_row(DType dtype, const std::byte* row, float a, float* y, int64_t n) {
-  on_float_row_type(
-      dtype, [&](auto type) { axpy_row_typed<type.value>(row, a, y, n); },
-      [&] { scalar::axpy_row(dtype, row, a, y, n); });
-}
+BAICHUAN_FLOAT_ROW_ENTRY_POINTS
 
 }  // namespace baichuan::kernels::avx2
