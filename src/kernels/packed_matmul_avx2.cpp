@@ -91,7 +91,8 @@ void q4_0_tile(const std::byte* group, const ActBlock32* act, int64_t nb, float*
 }
 
 // Q8_0: signed quants, so the sign trick (|w| times a with w's sign) feeds maddubs; pairs can
-// reach 2 * 127 * 127, so each maddubs result widens to int32 at once.
+// reach 2 * 127 * 127, so each maddubs result widens to int32 at once. One chunk at a time for all
+// tokens, as in Q4_0: each chunk is loaded and made unsigned once per tile, not once per token.
 template <int T, bool Stream>
 void q8_0_tile(const std::byte* group, const ActBlock32* act, int64_t nb, float* y, int64_t y_stride) {
   constexpr size_t kBlock = kScaleBytes + 256;
@@ -101,17 +102,19 @@ void q8_0_tile(const std::byte* group, const ActBlock32* act, int64_t nb, float*
   for (int64_t b = 0; b < nb; ++b) {
     const std::byte* block = group + static_cast<size_t>(b) * kBlock;
     prefetch_block<Stream>(block, kBlock);
-    const __m256 dw = load_scales(block);
-    for (int t = 0; t < T; ++t) {
-      const ActBlock32& a = act[t * nb + b];
-      __m256i sum32 = _mm256_setzero_si256();
-      for (int c = 0; c < 8; ++c) {
-        __m256i w = load32(block + kScaleBytes + 32 * c);
-        __m256i products = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(broadcast4(a.qs + 4 * c), w));
-        sum32 = _mm256_add_epi32(sum32, _mm256_madd_epi16(products, ones));
+    __m256i sum32[T];
+    for (int c = 0; c < 8; ++c) {
+      const __m256i w = load32(block + kScaleBytes + 32 * c), magnitude = _mm256_abs_epi8(w);
+      for (int t = 0; t < T; ++t) {
+        const __m256i signed_a = _mm256_sign_epi8(broadcast4(act[t * nb + b].qs + 4 * c), w);
+        const __m256i pairs = _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, signed_a), ones);
+        sum32[t] = c == 0 ? pairs : _mm256_add_epi32(sum32[t], pairs);
+        keep<T>(sum32[t]);
       }
-      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(a.d)), _mm256_cvtepi32_ps(sum32), acc[t]);
     }
+    const __m256 dw = load_scales(block);
+    for (int t = 0; t < T; ++t)
+      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(act[t * nb + b].d)), _mm256_cvtepi32_ps(sum32[t]), acc[t]);
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + t * y_stride, acc[t]);
 }
