@@ -4,7 +4,6 @@
 
 #include "core/error.h"
 #include "core/half.h"
-#include "kernels/cpu.h"
 #include "quant/blocks.h"
 
 namespace baichuan::kernels {
@@ -58,21 +57,5 @@ void nf4_row_to_f32(const std::byte* row, float* out, int64_t n) {
 }
 
 }  // namespace scalar
-
-float nf4_dot_row(const std::byte* row, const float* x, int64_t n) {
-  switch (active_backend()) {
-    case Backend::Avx512: return avx512::nf4_dot_row(row, x, n);
-    case Backend::Avx2: return avx2::nf4_dot_row(row, x, n);
-    default: return scalar::nf4_dot_row(row, x, n);
-  }
-}
-
-void nf4_row_to_f32(const std::byte* row, float* out, int64_t n) {
-  switch (active_backend()) {
-    case Backend::Avx512: return avx512::nf4_row_to_f32(row, out, n);
-    case Backend::Avx2: return avx2::nf4_row_to_f32(row, out, n);
-    default: return scalar::nf4_row_to_f32(row, out, n);
-  }
-}
 
 }  // namespace baichuan::kernels

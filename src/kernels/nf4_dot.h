@@ -6,7 +6,7 @@
 // computation's logits, not an approximation (the activations are never quantized).
 //
 // Each function has a plain scalar reference (namespace scalar, which the tests trust) and SIMD
-// versions; the plain names dispatch on the active backend (cpu.h). Every function is deterministic
+// versions; vec.h's dot_row and row_to_f32 reach the active backend's (cpu.h) for NF4 rows. Every function is deterministic
 // for a given backend (fixed summation order), whatever the number of threads calling it.
 #pragma once
 #include <cstddef>
@@ -18,12 +18,9 @@ namespace baichuan::kernels {
 // negative or not a whole number of blocks (every function below checks n this way first).
 int64_t nf4_blocks_in_row(int64_t n);
 
-// Dot product of one NF4 row of n elements (a whole number of 64-element blocks; `row` at any
-// alignment) with x[0..n).
-float nf4_dot_row(const std::byte* row, const float* x, int64_t n);
-// The row's n weights as floats, bit-identical to quant::dequantize_row(DType::NF4, ...).
-void nf4_row_to_f32(const std::byte* row, float* out, int64_t n);
-
+// In each backend: nf4_dot_row, the dot product of one NF4 row of n elements (a whole number of
+// 64-element blocks; `row` at any alignment) with x[0..n); nf4_row_to_f32, the row's n weights as
+// floats, bit-identical to quant::dequantize_row(DType::NF4, ...).
 namespace scalar {
 float nf4_dot_row(const std::byte* row, const float* x, int64_t n);
 void nf4_row_to_f32(const std::byte* row, float* out, int64_t n);

@@ -24,6 +24,7 @@ float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n) {
 }
 
 void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n) {
+  if (dtype == DType::NF4) return scalar::nf4_row_to_f32(row, out, n);
   if (is_quantized(dtype)) return quant::dequantize_row(dtype, row, out, n);
   for (int64_t i = 0; i < n; ++i) out[i] = load_float(dtype, row, static_cast<size_t>(i));
 }
@@ -39,7 +40,8 @@ void dot_tile(const float* w, int nr, const float* x, int nt, int64_t n, float* 
 
 }  // namespace scalar
 
-// The active backend's version of a vec.h kernel (NF4 rows dispatch inside each: nf4_dot.h).
+// The active backend's version of a vec.h kernel (each backend's dot_row and row_to_f32 take NF4 rows
+// to its own NF4 kernel: nf4_dot.h).
 #define BAICHUAN_VEC_DISPATCH(call)                         \
   switch (active_backend()) {                               \
     case Backend::Avx512: return avx512::call;              \
@@ -50,7 +52,6 @@ void dot_tile(const float* w, int nr, const float* x, int nt, int64_t n, float* 
 float dot_f32(const float* a, const float* b, int64_t n) { BAICHUAN_VEC_DISPATCH(dot_f32(a, b, n)) }
 
 float dot_row(DType dtype, const std::byte* row, const float* x, int64_t n) {
-  if (dtype == DType::NF4) return nf4_dot_row(row, x, n);
   BAICHUAN_VEC_DISPATCH(dot_row(dtype, row, x, n))
 }
 
@@ -59,7 +60,6 @@ void dot_tile(const float* w, int nr, const float* x, int nt, int64_t n, float* 
 }
 
 void row_to_f32(DType dtype, const std::byte* row, float* out, int64_t n) {
-  if (dtype == DType::NF4) return nf4_row_to_f32(row, out, n);
   BAICHUAN_VEC_DISPATCH(row_to_f32(dtype, row, out, n))
 }
 
